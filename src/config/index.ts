@@ -1,0 +1,185 @@
+/**
+ * The one module that reads settings. Everything is read once, validated together, and every
+ * problem is reported in one error, so a misconfigured app fails at start with a full list
+ * instead of one surprise per request. Functions take a `Config` as a parameter, so tests pass
+ * their own.
+ */
+import { z } from "zod";
+import { ConfigError } from "../core/errors.js";
+
+const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/, "letters, digits, . _ - only");
+
+export const environmentSchema = z.object({
+  subscriptionId: z.string().regex(/^[0-9a-fA-F-]{36}$/, "a subscription GUID"),
+  resourceGroup: name,
+  builderVm: name,
+  /** ACR login server, e.g. `myregistry.azurecr.io` (or `127.0.0.1:5000` locally). */
+  registry: z.string().regex(/^[A-Za-z0-9.-]+(:\d+)?$/, "a registry host[:port]"),
+  imageRepository: z.string().regex(/^[a-z0-9]+([._/-][a-z0-9]+)*$/, "a lower-case image repository"),
+  containerApp: name,
+  containerName: name,
+  /** Resource group of the container app when it differs from the builder's. */
+  containerAppResourceGroup: name.optional(),
+  /** Cargo binary to package (defaults to the workspace's only binary). */
+  binaryName: name.optional(),
+});
+export type EnvironmentConfig = z.infer<typeof environmentSchema> & { name: string };
+
+export type ComputeProfile = "latest" | "2020-09-01-hybrid";
+
+export interface Config {
+  environments: Readonly<Record<string, EnvironmentConfig>>;
+  storage: {
+    /** Connection string (Azurite, or a key-based account) … */
+    connectionString: string | undefined;
+    /** … or the account's blob/table endpoints, used with a managed identity. */
+    blobEndpoint: string | undefined;
+    tableEndpoint: string | undefined;
+    sourceContainer: string;
+    logContainer: string;
+    activityTable: string;
+  };
+  arm: {
+    endpoint: string;
+    computeProfile: ComputeProfile;
+  };
+  credentials: {
+    /** Client id of a user-assigned managed identity; unset = system-assigned / developer login. */
+    managedIdentityClientId: string | undefined;
+  };
+  builds: {
+    maxUploadBytes: number;
+    uploadSasMinutes: number;
+    sourceTimeoutMinutes: number;
+    buildTimeoutMinutes: number;
+    deployTimeoutMinutes: number;
+    leaseMinutes: number;
+    idleShutdownMinutes: number;
+  };
+  /** Base URL the builder VM calls back (e.g. `https://myapp.azurewebsites.net`). */
+  publicBaseUrl: string | undefined;
+  taskHubName: string;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const intSetting = (min: number, max: number) => z.coerce.number().int(`a whole number`).min(min).max(max);
+
+const settingsSchema = z.object({
+  FASTBUILD_ENVIRONMENTS: z.string().min(1, "required: a JSON object of environments"),
+  AzureWebJobsStorage: z.string().optional(),
+  FASTBUILD_BLOB_ENDPOINT: z.url().optional(),
+  FASTBUILD_TABLE_ENDPOINT: z.url().optional(),
+  FASTBUILD_SOURCE_CONTAINER: z
+    .string()
+    .regex(/^[a-z0-9](-?[a-z0-9]){2,62}$/)
+    .default("build-sources"),
+  FASTBUILD_LOG_CONTAINER: z
+    .string()
+    .regex(/^[a-z0-9](-?[a-z0-9]){2,62}$/)
+    .default("build-logs"),
+  FASTBUILD_ACTIVITY_TABLE: z
+    .string()
+    .regex(/^[A-Za-z][A-Za-z0-9]{2,62}$/)
+    .default("builders"),
+  FASTBUILD_ARM_ENDPOINT: z.url().default("https://management.azure.com"),
+  FASTBUILD_COMPUTE_PROFILE: z.enum(["latest", "2020-09-01-hybrid"]).default("latest"),
+  AZURE_CLIENT_ID: z.string().optional(),
+  FASTBUILD_MAX_UPLOAD_BYTES: intSetting(1, 10 * 1024 ** 3).default(512 * 1024 ** 2),
+  // A SAS that outlives the upload is a standing write grant: keep it short (≤ 30 min).
+  FASTBUILD_UPLOAD_SAS_MINUTES: intSetting(1, 30).default(15),
+  FASTBUILD_SOURCE_TIMEOUT_MINUTES: intSetting(1, 120).default(20),
+  FASTBUILD_BUILD_TIMEOUT_MINUTES: intSetting(1, 240).default(60),
+  FASTBUILD_DEPLOY_TIMEOUT_MINUTES: intSetting(1, 120).default(15),
+  FASTBUILD_LEASE_MINUTES: intSetting(1, 240).default(10),
+  FASTBUILD_IDLE_SHUTDOWN_MINUTES: intSetting(1, 24 * 60).default(30),
+  FASTBUILD_PUBLIC_BASE_URL: z.url().optional(),
+  TASK_HUB_NAME: z
+    .string()
+    .regex(/^[A-Za-z][A-Za-z0-9]{2,44}$/)
+    .default("fastbuild"),
+});
+
+/** Reads and validates every setting; throws one `ConfigError` listing all problems. */
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+  const parsed = settingsSchema.safeParse(env);
+  const rawEnvironments = env.FASTBUILD_ENVIRONMENTS;
+  const environments = rawEnvironments ? parseEnvironments(rawEnvironments, problems) : {};
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) problems.push(`${issue.path.join(".")}: ${issue.message}`);
+    throw new ConfigError(problems);
+  }
+  const s = parsed.data;
+  if (!s.AzureWebJobsStorage && !s.FASTBUILD_BLOB_ENDPOINT) {
+    problems.push("AzureWebJobsStorage or FASTBUILD_BLOB_ENDPOINT: one is required");
+  }
+  if (s.FASTBUILD_BLOB_ENDPOINT && !s.FASTBUILD_TABLE_ENDPOINT) {
+    problems.push("FASTBUILD_TABLE_ENDPOINT: required with FASTBUILD_BLOB_ENDPOINT");
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return {
+    environments,
+    storage: {
+      connectionString: s.AzureWebJobsStorage,
+      blobEndpoint: s.FASTBUILD_BLOB_ENDPOINT,
+      tableEndpoint: s.FASTBUILD_TABLE_ENDPOINT,
+      sourceContainer: s.FASTBUILD_SOURCE_CONTAINER,
+      logContainer: s.FASTBUILD_LOG_CONTAINER,
+      activityTable: s.FASTBUILD_ACTIVITY_TABLE,
+    },
+    arm: {
+      endpoint: s.FASTBUILD_ARM_ENDPOINT.replace(/\/+$/, ""),
+      computeProfile: s.FASTBUILD_COMPUTE_PROFILE,
+    },
+    credentials: { managedIdentityClientId: s.AZURE_CLIENT_ID },
+    builds: {
+      maxUploadBytes: s.FASTBUILD_MAX_UPLOAD_BYTES,
+      uploadSasMinutes: s.FASTBUILD_UPLOAD_SAS_MINUTES,
+      sourceTimeoutMinutes: s.FASTBUILD_SOURCE_TIMEOUT_MINUTES,
+      buildTimeoutMinutes: s.FASTBUILD_BUILD_TIMEOUT_MINUTES,
+      deployTimeoutMinutes: s.FASTBUILD_DEPLOY_TIMEOUT_MINUTES,
+      leaseMinutes: s.FASTBUILD_LEASE_MINUTES,
+      idleShutdownMinutes: s.FASTBUILD_IDLE_SHUTDOWN_MINUTES,
+    },
+    publicBaseUrl: s.FASTBUILD_PUBLIC_BASE_URL?.replace(/\/+$/, ""),
+    taskHubName: s.TASK_HUB_NAME,
+  };
+}
+
+function parseEnvironments(text: string, problems: string[]): Record<string, EnvironmentConfig> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    problems.push("FASTBUILD_ENVIRONMENTS: not valid JSON");
+    return {};
+  }
+  const shape = z.record(name, environmentSchema).safeParse(raw);
+  if (!shape.success) {
+    for (const issue of shape.error.issues) {
+      problems.push(`FASTBUILD_ENVIRONMENTS.${issue.path.join(".")}: ${issue.message}`);
+    }
+    return {};
+  }
+  if (Object.keys(shape.data).length === 0) problems.push("FASTBUILD_ENVIRONMENTS: define at least one");
+  return Object.fromEntries(Object.entries(shape.data).map(([key, value]) => [key, { ...value, name: key }]));
+}
+
+const SECRET = /(AccountKey|SharedAccessSignature|sig)=([^;&\s]+)/gi;
+
+/** Hides keys and signatures in any string (connection strings, SAS URLs) before it is logged. */
+export function redact(text: string): string {
+  return text.replace(SECRET, "$1=***");
+}
+
+/** The config as it may be logged. */
+export function redactConfig(config: Config): Config {
+  return {
+    ...config,
+    storage: {
+      ...config.storage,
+      connectionString: config.storage.connectionString && redact(config.storage.connectionString),
+    },
+  };
+}

@@ -1,0 +1,127 @@
+/**
+ * The HTTP API's request and response shapes, shared by the functions and the CLI.
+ * Requests are validated with these schemas; responses are plain types.
+ */
+import { z } from "zod";
+
+/** Git refs and commits are displayed and passed on as parameters, so keep them boring. */
+const safeRef = z
+  .string()
+  .max(200)
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._/-]*$/,
+    "letters, digits and . _ / - only (no spaces, quotes or shell characters)",
+  );
+
+export const sourceDigestSchema = z
+  .string()
+  .regex(/^sha256:[0-9a-f]{64}$/, "must be sha256:<64 lower-case hex digits>");
+
+export const baseKeySchema = z.string().regex(/^[0-9a-f]{16,64}$/, "must be 16-64 lower-case hex digits");
+
+export const startBuildRequestSchema = z
+  .object({
+    environment: z.string().min(1).max(80),
+    commit: z
+      .string()
+      .regex(/^[0-9a-f]{7,64}$/, "must be a hex commit id")
+      .optional(),
+    branch: safeRef.optional(),
+    sourceDigest: sourceDigestSchema,
+    /** Archive size in bytes, when the client knows it up front (checked against the limit early). */
+    sourceBytes: z.number().int().positive().optional(),
+    baseKey: baseKeySchema.optional(),
+    options: z
+      .object({
+        rebuildBase: z.boolean().optional(),
+        deploy: z.boolean().optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+export type StartBuildRequest = z.infer<typeof startBuildRequestSchema>;
+
+export interface StartBuildResponse {
+  buildId: string;
+  upload: { url: string; expiresOn: string; maxBytes: number };
+  /** Relative URLs under the API base. */
+  statusUrl: string;
+  logsUrl: string;
+  sourceCompleteUrl: string;
+  cancelUrl: string;
+}
+
+export const BUILD_PHASES = [
+  "queued",
+  "starting-builder",
+  "waiting-for-source",
+  "building",
+  "deploying",
+  "succeeded",
+  "failed",
+  "cancelled",
+  "timed-out",
+] as const;
+export type BuildPhase = (typeof BUILD_PHASES)[number];
+export const TERMINAL_PHASES: ReadonlySet<BuildPhase> = new Set([
+  "succeeded",
+  "failed",
+  "cancelled",
+  "timed-out",
+]);
+
+export type StepState = "pending" | "running" | "succeeded" | "failed" | "skipped";
+export interface BuildStep {
+  name: string;
+  state: StepState;
+  startedAt?: string;
+  endedAt?: string;
+}
+
+export interface ApiError {
+  code: string;
+  message: string;
+  hint?: string;
+}
+
+export interface BuildStatus {
+  buildId: string;
+  environment: string;
+  phase: BuildPhase;
+  terminal: boolean;
+  steps: BuildStep[];
+  queuePosition?: number;
+  builder: { name: string; powerState?: string };
+  cache?: { base: "hit" | "miss"; skipped: boolean; baseKey?: string };
+  image?: { reference: string; digest?: string };
+  revision?: { name: string; healthState?: string; provisioningState?: string };
+  error?: ApiError;
+  /** Last lines of the build log (the full log is at `logsUrl`). */
+  logTail?: string[];
+  timings: { createdAt: string; startedAt?: string; endedAt?: string; stepsMs?: Record<string, number> };
+}
+
+export interface LogsResponse {
+  text: string;
+  nextOffset: number;
+  size: number;
+  /** The build has ended: no more bytes will be appended. */
+  complete: boolean;
+}
+
+export interface BuilderInfo {
+  name: string;
+  environment: string;
+  powerState: string;
+  leaseHolder?: string;
+  leaseExpiresAt?: string;
+  queue: string[];
+  lastActivityAt?: string;
+  /** When the idle timer will deallocate it, if nothing else happens. */
+  idleShutdownAt?: string;
+}
+
+export interface ErrorResponse {
+  error: ApiError & { correlationId?: string };
+}

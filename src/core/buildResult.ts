@@ -1,0 +1,60 @@
+/**
+ * The one machine-readable line the builder's script prints last (and posts to the callback):
+ * `{"fastbuild":"result","version":1,...}`. Versioned so the VM script and the functions can be
+ * upgraded separately.
+ */
+import { z } from "zod";
+
+export const BUILD_RESULT_VERSION = 1;
+
+/** Documented exit codes of dockerfiles/build.sh, one per failure class. */
+export const EXIT_CODES = {
+  ok: 0,
+  usage: 2,
+  download: 10,
+  extract: 11,
+  login: 12,
+  baseBuild: 20,
+  appBuild: 21,
+  push: 22,
+} as const;
+
+export const buildResultSchema = z.object({
+  fastbuild: z.literal("result"),
+  version: z.literal(BUILD_RESULT_VERSION),
+  buildId: z.string(),
+  status: z.enum(["succeeded", "failed"]),
+  /** `ok`, or the failure class: download, extract, login, base-build, app-build, push, usage. */
+  exitReason: z.string(),
+  exitCode: z.number().int(),
+  failedStep: z.string().optional(),
+  /** Full image reference pushed (or found, when skipped). */
+  image: z.string().optional(),
+  digest: z.string().optional(),
+  baseKey: z.string().optional(),
+  baseImage: z.string().optional(),
+  baseCacheHit: z.boolean().optional(),
+  /** The registry already had an image for this source digest: nothing was built. */
+  skipped: z.boolean(),
+  message: z.string().optional(),
+  logTail: z.array(z.string()).optional(),
+  /** Milliseconds per step, e.g. download, extract, base, app, push. */
+  timings: z.record(z.string(), z.number()),
+});
+export type BuildResult = z.infer<typeof buildResultSchema>;
+
+/** Finds and validates the result line in a script's output (the last one wins). */
+export function parseBuildResult(output: string): BuildResult | undefined {
+  const lines = output.split("\n");
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const line = lines[i]?.trim();
+    if (!line?.startsWith("{") || !line.includes('"fastbuild"')) continue;
+    try {
+      const parsed = buildResultSchema.safeParse(JSON.parse(line));
+      if (parsed.success) return parsed.data;
+    } catch {
+      // Not JSON after all (a log line that starts with a brace): keep looking.
+    }
+  }
+  return undefined;
+}

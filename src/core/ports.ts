@@ -1,0 +1,147 @@
+/**
+ * The narrow operations the product needs from Azure, as plain types. Gateways in `src/azure/`
+ * implement them over the SDK clients; activities and the local runtime use only these. Core code
+ * imports no SDK.
+ */
+
+export interface VmRef {
+  subscriptionId: string;
+  resourceGroup: string;
+  vmName: string;
+}
+
+export interface ContainerAppRef {
+  subscriptionId: string;
+  resourceGroup: string;
+  appName: string;
+}
+
+/** `PowerState/<x>` from the VM instance view, lower-cased. */
+export type PowerState =
+  "starting" | "running" | "stopping" | "stopped" | "deallocating" | "deallocated" | "unknown";
+
+export interface VmStatus {
+  powerState: PowerState;
+  /** The VM agent reports Ready: Run Command can be accepted. */
+  agentReady: boolean;
+}
+
+/** How a build command was started: a managed Run Command, or the action Run Command (hybrid). */
+export interface BuildCommandHandle {
+  kind: "managed" | "action";
+  /** Managed run command resource name. */
+  name: string;
+  /** For the action Run Command: the serialized LRO poller state, to resume polling later. */
+  resumeState?: string;
+}
+
+export interface BuildCommandSpec {
+  /** Managed run command resource name (one per build, e.g. `fb-<buildId>`). */
+  name: string;
+  /** The script text: fixed, from `dockerfiles/`; never contains client values. */
+  script: string;
+  /** Values handed to the script as environment/parameters (never substituted into its text). */
+  parameters: Readonly<Record<string, string>>;
+  /** Like `parameters`, but hidden from GETs (tokens, SAS URLs). */
+  protectedParameters: Readonly<Record<string, string>>;
+  timeoutInSeconds: number;
+  /** Append-blob SAS URLs (racw) the VM streams stdout/stderr into: the live log. */
+  outputBlobUri: string;
+  errorBlobUri: string;
+}
+
+export type ExecutionState =
+  "Unknown" | "Pending" | "Running" | "Failed" | "Succeeded" | "TimedOut" | "Canceled";
+
+export interface BuildCommandView {
+  executionState: ExecutionState;
+  exitCode: number | undefined;
+  /** Last 4 KB of stdout / stderr, as the instance view keeps them. */
+  output: string;
+  error: string;
+  executionMessage: string | undefined;
+  startTime: string | undefined;
+  endTime: string | undefined;
+}
+
+export interface ComputeGateway {
+  getVmStatus(vm: VmRef): Promise<VmStatus>;
+  /** Starts the VM and waits for the operation to finish. */
+  start(vm: VmRef): Promise<void>;
+  deallocate(vm: VmRef): Promise<void>;
+  startBuildCommand(vm: VmRef, spec: BuildCommandSpec): Promise<BuildCommandHandle>;
+  readBuildCommand(vm: VmRef, handle: BuildCommandHandle): Promise<BuildCommandView>;
+  /** Deletes the managed run command (stops the script); the action Run Command cannot be cancelled. */
+  cancelBuildCommand(vm: VmRef, handle: BuildCommandHandle): Promise<void>;
+}
+
+export interface ContainerAppStatus {
+  latestRevisionName: string | undefined;
+  latestReadyRevisionName: string | undefined;
+  provisioningState: string | undefined;
+  /** Image of each container, by container name. */
+  images: Readonly<Record<string, string>>;
+}
+
+export interface ImageUpdate {
+  containerName: string;
+  image: string;
+  /** Becomes the revision name `<app>--<suffix>`. */
+  revisionSuffix: string;
+}
+
+export type RevisionHealth = "Healthy" | "Unhealthy" | "None";
+
+export interface RevisionStatus {
+  name: string;
+  /** Healthy | Unhealthy | None (kept as a string: newer API versions may add values). */
+  healthState: string;
+  provisioningState: string;
+  runningState: string | undefined;
+  active: boolean;
+}
+
+export interface ContainerAppsGateway {
+  getApp(app: ContainerAppRef): Promise<ContainerAppStatus>;
+  /** Sets the image of one container (sending the full container spec) and returns the revision it creates. */
+  updateImage(app: ContainerAppRef, update: ImageUpdate): Promise<{ revisionName: string }>;
+  getRevision(app: ContainerAppRef, revisionName: string): Promise<RevisionStatus>;
+}
+
+export interface SignedUrl {
+  url: string;
+  expiresOn: string;
+}
+
+export interface BlobStat {
+  exists: boolean;
+  size: number;
+  /** Base64 Content-MD5 as stored, when the uploader set one. */
+  contentMd5: string | undefined;
+}
+
+export interface SourceStore {
+  /** A SAS for exactly this blob, create/write only, expiring in ≤ 30 minutes. */
+  createUploadUrl(blobName: string, minutes: number): Promise<SignedUrl>;
+  /** A read-only SAS for the builder to download the archive. */
+  createReadUrl(blobName: string, minutes: number): Promise<SignedUrl>;
+  stat(blobName: string): Promise<BlobStat>;
+  /** Streams the blob through SHA-256; returns the hex digest. */
+  sha256(blobName: string): Promise<string>;
+}
+
+export interface LogChunk {
+  /** UTF-8 text from `offset`; may end inside a line. */
+  text: string;
+  /** Byte offset to ask for next. */
+  nextOffset: number;
+  /** Total size of the log now. */
+  size: number;
+}
+
+export interface LogStore {
+  /** Creates the append blob (idempotent) and returns a racw SAS URL the VM appends to. */
+  createAppendLog(blobName: string, minutes: number): Promise<SignedUrl>;
+  append(blobName: string, text: string): Promise<void>;
+  read(blobName: string, offset: number, maxBytes: number): Promise<LogChunk>;
+}

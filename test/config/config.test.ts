@@ -1,0 +1,77 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { loadConfig, redact, redactConfig } from "../../src/config/index.js";
+import { ConfigError } from "../../src/core/errors.js";
+
+const environments = JSON.stringify({
+  dev: {
+    subscriptionId: "00000000-0000-0000-0000-000000000000",
+    resourceGroup: "rg-dev",
+    builderVm: "builder",
+    registry: "example.azurecr.io",
+    imageRepository: "team/app",
+    containerApp: "app",
+    containerName: "app",
+  },
+});
+const minimal = { FASTBUILD_ENVIRONMENTS: environments, AzureWebJobsStorage: "UseDevelopmentStorage=true" };
+
+describe("loadConfig", () => {
+  it("applies defaults to a minimal configuration", () => {
+    const config = loadConfig(minimal);
+    assert.equal(config.arm.endpoint, "https://management.azure.com");
+    assert.equal(config.arm.computeProfile, "latest");
+    assert.equal(config.builds.idleShutdownMinutes, 30);
+    assert.equal(config.environments.dev?.name, "dev");
+  });
+
+  it("reports every problem in one error", () => {
+    assert.throws(
+      () =>
+        loadConfig({
+          FASTBUILD_ENVIRONMENTS: JSON.stringify({ dev: { subscriptionId: "nope" } }),
+          FASTBUILD_UPLOAD_SAS_MINUTES: "45",
+        }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.ok(error.problems.some((p) => p.startsWith("FASTBUILD_UPLOAD_SAS_MINUTES")));
+        assert.ok(error.problems.some((p) => p.startsWith("FASTBUILD_ENVIRONMENTS.dev.subscriptionId")));
+        return true;
+      },
+    );
+    assert.throws(
+      () => loadConfig({ FASTBUILD_ENVIRONMENTS: JSON.stringify({ dev: { subscriptionId: "nope" } }) }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        const text = error.problems.join("\n");
+        assert.match(text, /dev\.subscriptionId/);
+        assert.match(text, /dev\.builderVm/);
+        assert.match(text, /AzureWebJobsStorage or FASTBUILD_BLOB_ENDPOINT/);
+        return true;
+      },
+    );
+  });
+
+  it("rejects environments that are not JSON, with the setting's name", () => {
+    assert.throws(
+      () => loadConfig({ ...minimal, FASTBUILD_ENVIRONMENTS: "{dev:" }),
+      /FASTBUILD_ENVIRONMENTS: not valid JSON/,
+    );
+  });
+
+  it("rejects an unknown compute profile", () => {
+    assert.throws(() => loadConfig({ ...minimal, FASTBUILD_COMPUTE_PROFILE: "2019-03-01-hybrid" }), ConfigError);
+  });
+});
+
+describe("redact", () => {
+  it("hides account keys and SAS signatures", () => {
+    assert.equal(
+      redact("DefaultEndpointsProtocol=https;AccountName=a;AccountKey=c2VjcmV0;EndpointSuffix=x"),
+      "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=***;EndpointSuffix=x",
+    );
+    assert.equal(redact("https://a/b?sv=1&sig=abc%2Bdef&se=2"), "https://a/b?sv=1&sig=***&se=2");
+    const config = loadConfig({ ...minimal, AzureWebJobsStorage: "AccountName=a;AccountKey=secret" });
+    assert.doesNotMatch(JSON.stringify(redactConfig(config)), /secret/);
+  });
+});
