@@ -94,6 +94,8 @@ const settingsSchema = z.object({
   FASTBUILD_LEASE_MINUTES: intSetting(1, 240).default(10),
   FASTBUILD_IDLE_SHUTDOWN_MINUTES: intSetting(1, 24 * 60).default(30),
   FASTBUILD_PUBLIC_BASE_URL: z.url().optional(),
+  /** Set by App Service / Functions: the app's own host name, the default callback base. */
+  WEBSITE_HOSTNAME: z.string().optional(),
   TASK_HUB_NAME: z
     .string()
     .regex(/^[A-Za-z][A-Za-z0-9]{2,44}$/)
@@ -142,7 +144,9 @@ export function loadConfig(env: Env = process.env): Config {
       leaseMinutes: s.FASTBUILD_LEASE_MINUTES,
       idleShutdownMinutes: s.FASTBUILD_IDLE_SHUTDOWN_MINUTES,
     },
-    publicBaseUrl: s.FASTBUILD_PUBLIC_BASE_URL?.replace(/\/+$/, ""),
+    publicBaseUrl:
+      s.FASTBUILD_PUBLIC_BASE_URL?.replace(/\/+$/, "") ??
+      (s.WEBSITE_HOSTNAME ? `https://${s.WEBSITE_HOSTNAME}` : undefined),
     taskHubName: s.TASK_HUB_NAME,
   };
 }

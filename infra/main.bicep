@@ -1,0 +1,127 @@
+// fast-build: everything one environment needs, deployed with `azd up`.
+// Function app (Flex Consumption, Durable Functions) + storage, the builder VM, the registry,
+// and the Container App it deploys to, wired together with managed identities only: no keys.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; used to name and tag everything.')
+param environmentName string
+
+@minLength(1)
+@description('Primary location for all resources.')
+param location string
+
+@description('Size of the builder VM: compile speed scales with its cores.')
+param builderVmSize string = 'Standard_D8as_v5'
+
+@description('SSH public key for the builder admin user (break-glass only; builds use Run Command).')
+@secure()
+param builderSshPublicKey string
+
+@description('Minutes of inactivity after which the builder is deallocated.')
+@minValue(5)
+param idleShutdownMinutes int = 30
+
+@description('Image the Container App runs before the first build.')
+param initialImage string = 'mcr.microsoft.com/k8se/quickstart:latest'
+
+var tags = { 'azd-env-name': environmentName }
+var token = toLower(uniqueString(subscription().id, environmentName, location))
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: { location: location, tags: tags, name: 'log-${token}' }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: { location: location, tags: tags, name: 'st${token}' }
+}
+
+module registry 'app/registry.bicep' = {
+  name: 'registry'
+  scope: rg
+  params: { location: location, tags: tags, name: 'cr${token}' }
+}
+
+module builder 'app/builder.bicep' = {
+  name: 'builder'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    name: 'vm-builder-${token}'
+    vmSize: builderVmSize
+    sshPublicKey: builderSshPublicKey
+    registryName: registry.outputs.name
+  }
+}
+
+module containerApp 'app/containerapp.bicep' = {
+  name: 'containerapp'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    environmentName: 'cae-${token}'
+    appName: 'ca-${token}'
+    image: initialImage
+    registryName: registry.outputs.name
+    logAnalyticsWorkspaceName: monitoring.outputs.logAnalyticsWorkspaceName
+  }
+}
+
+module functions 'app/functions.bicep' = {
+  name: 'functions'
+  scope: rg
+  params: {
+    location: location
+    tags: union(tags, { 'azd-service-name': 'api' })
+    name: 'func-${token}'
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    environments: {
+      '${environmentName}': {
+        subscriptionId: subscription().subscriptionId
+        resourceGroup: rg.name
+        builderVm: builder.outputs.name
+        registry: registry.outputs.loginServer
+        imageRepository: 'app'
+        containerApp: containerApp.outputs.name
+        containerName: containerApp.outputs.containerName
+      }
+    }
+    idleShutdownMinutes: idleShutdownMinutes
+  }
+}
+
+module roles 'app/roles.bicep' = {
+  name: 'roles'
+  scope: rg
+  params: {
+    functionPrincipalId: functions.outputs.principalId
+    builderPrincipalId: builder.outputs.principalId
+    containerAppPrincipalId: containerApp.outputs.principalId
+    storageAccountName: storage.outputs.name
+    registryName: registry.outputs.name
+    builderVmName: builder.outputs.name
+    containerAppName: containerApp.outputs.name
+  }
+}
+
+output AZURE_LOCATION string = location
+output AZURE_RESOURCE_GROUP string = rg.name
+output FASTBUILD_API_URL string = 'https://${functions.outputs.defaultHostName}'
+output FASTBUILD_ENV string = environmentName
+output AZURE_CONTAINER_REGISTRY_ENDPOINT string = registry.outputs.loginServer
+output BUILDER_VM_NAME string = builder.outputs.name
