@@ -43,6 +43,12 @@ export class ConflictError extends FastBuildError {
   readonly status = 409;
 }
 
+/** The request or the uploaded source is bigger than the limit. Nothing was kept. */
+export class PayloadTooLargeError extends FastBuildError {
+  readonly retryable = false;
+  readonly status = 413;
+}
+
 export class UnauthorizedError extends FastBuildError {
   readonly retryable = false;
   readonly status = 401;
@@ -71,10 +77,11 @@ export class ConfigError extends FastBuildError {
   readonly status = 500;
   readonly problems: readonly string[];
 
-  constructor(problems: readonly string[]) {
+  /** `hint` replaces the default (app settings) one, e.g. for the CLI's own settings. */
+  constructor(problems: readonly string[], hint?: string) {
     super(`invalid configuration:\n  - ${problems.join("\n  - ")}`, {
       code: "InvalidConfiguration",
-      hint: "Fix the app settings listed above (see README, Configuration).",
+      hint: hint ?? "Fix the app settings listed above (see README, Configuration).",
     });
     this.problems = problems;
   }

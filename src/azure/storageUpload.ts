@@ -1,0 +1,60 @@
+/**
+ * The client side of a source upload: puts a file on a server-issued SAS URL. Lives here because
+ * this folder is the only one that talks to the storage SDK; the CLI calls it.
+ */
+import { AnonymousCredential, BlockBlobClient } from "@azure/storage-blob";
+import { InvalidInputError, type FastBuildError } from "../core/errors.js";
+import { mapStorageError } from "./blobs.js";
+
+/** Blocks of 4 MiB, 4 in flight: a good pace on a home uplink without hogging memory. */
+const BLOCK_BYTES = 4 * 1024 * 1024;
+const CONCURRENCY = 4;
+
+export interface UploadOptions {
+  /** Base64 MD5 of the file, stored as the blob's Content-MD5 (the server can compare it). */
+  md5?: string;
+  onProgress?: (uploadedBytes: number) => void;
+  signal?: AbortSignal;
+}
+
+/** Uploads `path` to the blob a SAS URL names, in parallel blocks. */
+export async function uploadFileToSas(
+  path: string,
+  sasUrl: string,
+  options: UploadOptions = {},
+): Promise<void> {
+  let client: BlockBlobClient;
+  try {
+    client = new BlockBlobClient(sasUrl, new AnonymousCredential());
+  } catch (error) {
+    throw new InvalidInputError("the upload URL from the server is not a blob URL", {
+      code: "InvalidUploadUrl",
+      cause: error,
+    });
+  }
+  try {
+    await client.uploadFile(path, {
+      blockSize: BLOCK_BYTES,
+      maxSingleShotSize: BLOCK_BYTES,
+      concurrency: CONCURRENCY,
+      blobHTTPHeaders: {
+        blobContentType: "application/gzip",
+        ...(options.md5 ? { blobContentMD5: Buffer.from(options.md5, "base64") } : {}),
+      },
+      ...(options.onProgress
+        ? { onProgress: (p: { loadedBytes: number }) => options.onProgress?.(p.loadedBytes) }
+        : {}),
+      ...(options.signal ? { abortSignal: options.signal } : {}),
+    });
+  } catch (error) {
+    const mapped: FastBuildError = mapStorageError(error, "the source upload");
+    if (mapped.status === 502 && mapped.code === "AuthenticationFailed") {
+      throw new InvalidInputError("the upload URL was refused (expired?)", {
+        code: "UploadUrlRejected",
+        hint: "Run the command again to get a fresh upload URL; check your clock if it keeps happening.",
+        cause: error,
+      });
+    }
+    throw mapped;
+  }
+}

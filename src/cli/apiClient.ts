@@ -1,0 +1,182 @@
+/**
+ * The CLI's side of the HTTP API (global fetch). Failures become the shared typed errors, keeping
+ * the server's `{error:{code,message,hint}}` so the user sees the hint.
+ */
+import { z } from "zod";
+import type { BuildStatus, LogsResponse, StartBuildRequest, StartBuildResponse } from "../core/api.js";
+import { BUILD_PHASES } from "../core/api.js";
+import {
+  ConflictError,
+  type FastBuildError,
+  InvalidInputError,
+  NotFoundError,
+  PayloadTooLargeError,
+  PermanentError,
+  TransientError,
+  UnauthorizedError,
+} from "../core/errors.js";
+
+/** One slow answer should not hang the command; polls are retried by the caller. */
+const REQUEST_TIMEOUT_MS = 30_000;
+
+const relativeUrl = z.string().regex(/^\/[^/\\]/, "a path under the API base");
+
+const startBuildResponseSchema = z.object({
+  buildId: z.string().min(1),
+  upload: z.object({ url: z.url(), expiresOn: z.string(), maxBytes: z.number().int().positive() }),
+  statusUrl: relativeUrl,
+  logsUrl: relativeUrl,
+  sourceCompleteUrl: relativeUrl,
+  cancelUrl: relativeUrl,
+});
+
+// Loose: newer servers may add fields; the CLI checks only what it relies on.
+const buildStatusSchema = z.looseObject({
+  buildId: z.string(),
+  phase: z.enum(BUILD_PHASES),
+  terminal: z.boolean(),
+  steps: z.array(z.looseObject({ name: z.string(), state: z.string() })),
+  timings: z.looseObject({ createdAt: z.string() }),
+});
+
+const logsResponseSchema = z.object({
+  text: z.string(),
+  nextOffset: z.number().int().nonnegative(),
+  size: z.number().int().nonnegative(),
+  complete: z.boolean(),
+});
+
+const errorBodySchema = z.object({
+  error: z.object({ code: z.string(), message: z.string(), hint: z.string().optional() }),
+});
+
+export interface ApiClientOptions {
+  /** API base without trailing slash (`https://app.azurewebsites.net`); routes start with `/api`. */
+  baseUrl: string;
+  /** Functions key, sent as `x-functions-key`. */
+  apiKey: string | undefined;
+}
+
+export class ApiClient {
+  constructor(private readonly options: ApiClientOptions) {}
+
+  /** `POST /api/builds`: starts the build; the server answers with the upload SAS and the URLs. */
+  async startBuild(request: StartBuildRequest): Promise<StartBuildResponse> {
+    const body = await this.call("POST", "/api/builds", request);
+    return parse(startBuildResponseSchema, body, "POST /api/builds");
+  }
+
+  /** Tells the server the archive is uploaded; it checks the blob and lets the build go on. */
+  async sourceComplete(path: string): Promise<void> {
+    await this.call("POST", path, {});
+  }
+
+  async status(path: string): Promise<BuildStatus> {
+    const body = await this.call("GET", path);
+    return parse(buildStatusSchema, body, "build status") as unknown as BuildStatus;
+  }
+
+  async logs(path: string, offset: number): Promise<LogsResponse> {
+    const body = await this.call("GET", `${path}${path.includes("?") ? "&" : "?"}offset=${offset}`);
+    return parse(logsResponseSchema, body, "build log");
+  }
+
+  async cancel(path: string): Promise<void> {
+    await this.call("POST", path, {});
+  }
+
+  private async call(method: "GET" | "POST", path: string, body?: unknown): Promise<unknown> {
+    // Server-given paths are joined to our base only: the functions key never goes elsewhere.
+    if (!relativeUrl.safeParse(path).success) {
+      throw new PermanentError(`the API answered with an unexpected URL ${JSON.stringify(path)}`, {
+        code: "UnexpectedApiUrl",
+      });
+    }
+    const headers: Record<string, string> = { accept: "application/json", "user-agent": "fast-build-cli" };
+    if (this.options.apiKey) headers["x-functions-key"] = this.options.apiKey;
+    if (body !== undefined) headers["content-type"] = "application/json";
+    let response: Response;
+    try {
+      response = await fetch(`${this.options.baseUrl}${path}`, {
+        method,
+        headers,
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      });
+    } catch (error) {
+      throw new TransientError(`cannot reach the API at ${this.options.baseUrl}`, {
+        code: "ApiUnreachable",
+        hint: "Check --api / FASTBUILD_API_URL and your network; is the function app running?",
+        cause: error,
+      });
+    }
+    const text = await response.text();
+    if (response.ok) {
+      if (text === "") return {};
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        throw new PermanentError(`${method} ${path}: the API answered ${response.status} with no JSON`, {
+          code: "InvalidApiResponse",
+          hint: "Is --api pointing at the fast-build function app?",
+        });
+      }
+    }
+    throw apiError(response, text, `${method} ${path}`);
+  }
+}
+
+function apiError(response: Response, text: string, what: string): FastBuildError {
+  let code = `Http${response.status}`;
+  let message = `${what} failed with HTTP ${response.status}`;
+  let hint: string | undefined;
+  try {
+    const parsed = errorBodySchema.safeParse(JSON.parse(text));
+    if (parsed.success) ({ code, message, hint } = parsed.data.error);
+  } catch {
+    // Not our JSON (a gateway's HTML page): keep the generic message.
+  }
+  const details = { code, ...(hint !== undefined ? { hint } : {}) };
+  switch (response.status) {
+    case 400:
+    case 422:
+      return new InvalidInputError(message, details);
+    case 413:
+      return new PayloadTooLargeError(message, details);
+    case 401:
+    case 403:
+      return new UnauthorizedError(message, {
+        ...details,
+        hint:
+          hint ?? "Set FASTBUILD_API_KEY to the function app's key (Azure portal → Function App → App keys).",
+      });
+    case 404:
+      return new NotFoundError(message, details);
+    case 409:
+      return new ConflictError(message, details);
+    default: {
+      if (response.status === 429 || response.status >= 500) {
+        const retryAfter = Number(response.headers.get("retry-after"));
+        return new TransientError(message, {
+          ...details,
+          ...(retryAfter > 0 ? { retryAfterMs: retryAfter * 1000 } : {}),
+        });
+      }
+      return new PermanentError(message, details);
+    }
+  }
+}
+
+function parse<T>(schema: z.ZodType<T>, body: unknown, what: string): T {
+  const parsed = schema.safeParse(body);
+  if (!parsed.success) {
+    throw new PermanentError(
+      `${what}: unexpected answer from the API (${parsed.error.issues[0]?.message ?? "invalid"})`,
+      {
+        code: "InvalidApiResponse",
+        hint: "The CLI and the function app may be different versions; update the CLI.",
+      },
+    );
+  }
+  return parsed.data;
+}

@@ -1,0 +1,322 @@
+/**
+ * The source archive: the developer's working tree as a deterministic tar.gz, so the same tree
+ * gives the same bytes and the same digest (the server skips builds whose digest it has seen).
+ *
+ * Which files: in a git repository git decides (tracked + untracked-but-not-ignored, submodules
+ * included); elsewhere `.gitignore` files are honoured with the `ignore` package. Never `.git/`,
+ * never a cargo `target/` directory.
+ *
+ * How: entries in byte order of their paths, mtime fixed, uid/gid 0 without names, modes
+ * normalised to 0644/0755, symlinks kept as links (refused when they leave the tree), gzip at a
+ * fixed level with a normalised header. Headers are encoded with `tar`'s own Header/Pax classes.
+ */
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { lstat, mkdtemp, readdir, readFile, readlink, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { isAbsolute, join, posix, win32 } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { promisify } from "node:util";
+import { createGzip } from "node:zlib";
+import ignore, { type Ignore } from "ignore";
+import { Header, Pax } from "tar";
+import { InvalidInputError } from "../core/errors.js";
+
+const run = promisify(execFile);
+
+/** Every entry's mtime: a fixed instant, so a touch or a fresh clone does not change the digest. */
+export const ARCHIVE_MTIME = new Date("2000-01-01T00:00:00Z");
+/** Fixed, so the compressed bytes depend on the content only. */
+const GZIP_LEVEL = 9;
+/** git's output for big monorepos can be large. */
+const GIT_MAX_BUFFER = 512 * 1024 * 1024;
+
+export interface SourceFileList {
+  /** `git` when git chose the files, `gitignore` when the tree is not a repository. */
+  mode: "git" | "gitignore";
+  /** Paths relative to the root, `/`-separated, in byte order. Files and symlinks only. */
+  files: string[];
+}
+
+export interface ArchiveOptions {
+  /** Refuse (and stop writing) once the compressed archive grows past this many bytes. */
+  maxBytes?: number;
+  /** Where to write the archive; defaults to a new temporary directory. */
+  outputDir?: string;
+}
+
+export interface SourceArchive {
+  /** The .tar.gz on disk. */
+  path: string;
+  /** `sha256:<hex>` of the archive bytes. */
+  digest: string;
+  /** Base64 MD5 of the archive bytes (sent as Content-MD5). */
+  md5: string;
+  /** Size of the archive in bytes. */
+  bytes: number;
+  /** Files and symlinks in it. */
+  fileCount: number;
+  /** Uncompressed size of the files' contents. */
+  contentBytes: number;
+  mode: SourceFileList["mode"];
+  /** Paths left out because they are neither files nor symlinks (sockets, fifos, empty submodules). */
+  skipped: string[];
+  /** Deletes the archive (and the temporary directory it was made in). */
+  dispose(): Promise<void>;
+}
+
+/**
+ * Archives the working tree under `root`. Throws `InvalidInputError` for a symlink leaving the
+ * tree, an empty tree, or an archive over `maxBytes`; nothing is left on disk then.
+ */
+export async function createArchive(root: string, options: ArchiveOptions = {}): Promise<SourceArchive> {
+  await checkDirectory(root);
+  const list = await listSourceFiles(root);
+  if (list.files.length === 0) {
+    throw new InvalidInputError(`nothing to build: no files under ${root}`, {
+      code: "EmptySource",
+      hint: "Run fast-build in your project folder (or pass --dir); check that .gitignore does not exclude everything.",
+    });
+  }
+  const ownDir = options.outputDir === undefined;
+  const dir = options.outputDir ?? (await mkdtemp(join(tmpdir(), "fast-build-")));
+  const path = join(dir, "source.tar.gz");
+  const dispose = () => rm(ownDir ? dir : path, { recursive: true, force: true });
+  const sha = createHash("sha256");
+  const md5 = createHash("md5");
+  const stats = { bytes: 0, fileCount: 0, contentBytes: 0, skipped: [] as string[] };
+  try {
+    await pipeline(
+      tarEntries(root, list.files, stats),
+      createGzip({ level: GZIP_LEVEL }),
+      async function* (chunks: AsyncIterable<Buffer>) {
+        for await (const chunk of chunks) {
+          // The gzip header's OS byte (offset 9) says which OS zlib was built for; pin it to
+          // "Unix" so the same tree gives the same bytes on every client.
+          if (stats.bytes <= 9 && stats.bytes + chunk.length > 9) chunk[9 - stats.bytes] = 3;
+          stats.bytes += chunk.length;
+          if (options.maxBytes !== undefined && stats.bytes > options.maxBytes) {
+            throw new InvalidInputError(
+              `the source archive is larger than the server's limit of ${formatBytes(options.maxBytes)}`,
+              {
+                code: "SourceTooLarge",
+                hint: "Add build outputs and large assets to .gitignore (look for big untracked files with `git status --ignored`).",
+              },
+            );
+          }
+          sha.update(chunk);
+          md5.update(chunk);
+          yield chunk;
+        }
+      },
+      createWriteStream(path),
+    );
+  } catch (error) {
+    await dispose();
+    throw error;
+  }
+  return {
+    path,
+    digest: `sha256:${sha.digest("hex")}`,
+    md5: md5.digest("base64"),
+    bytes: stats.bytes,
+    fileCount: stats.fileCount,
+    contentBytes: stats.contentBytes,
+    mode: list.mode,
+    skipped: stats.skipped,
+    dispose,
+  };
+}
+
+/** The tar stream: one header (+ pax header for long or non-ASCII names) and the content per entry. */
+async function* tarEntries(
+  root: string,
+  files: readonly string[],
+  stats: { fileCount: number; contentBytes: number; skipped: string[] },
+): AsyncGenerator<Buffer> {
+  for (const rel of files) {
+    const full = join(root, rel);
+    const info = await lstat(full).catch(() => undefined);
+    // Deleted since listing (git still tracks it): the working tree is what we archive.
+    if (!info) continue;
+    if (info.isSymbolicLink()) {
+      const target = await readlink(full);
+      checkSymlink(rel, target);
+      yield* header({ path: rel, type: "SymbolicLink", mode: 0o777, size: 0, linkpath: target });
+    } else if (info.isFile()) {
+      // Read whole, so the header's size matches the bytes even if the file changes meanwhile.
+      const data = await readFile(full);
+      yield* header({ path: rel, type: "File", mode: info.mode & 0o111 ? 0o755 : 0o644, size: data.length });
+      yield data;
+      const pad = (512 - (data.length % 512)) % 512;
+      if (pad > 0) yield Buffer.alloc(pad);
+      stats.contentBytes += data.length;
+    } else {
+      stats.skipped.push(rel);
+      continue;
+    }
+    stats.fileCount++;
+  }
+  // End of archive: two zero blocks.
+  yield Buffer.alloc(1024);
+}
+
+function* header(entry: {
+  path: string;
+  type: "File" | "SymbolicLink";
+  mode: number;
+  size: number;
+  linkpath?: string;
+}): Generator<Buffer> {
+  const fields = { ...entry, uid: 0, gid: 0, uname: "", gname: "", mtime: ARCHIVE_MTIME };
+  const block = new Header(fields);
+  block.encode();
+  if (block.needPax) {
+    yield new Pax({ path: entry.path, linkpath: entry.linkpath, mtime: ARCHIVE_MTIME }).encode();
+  }
+  yield block.block ?? Buffer.alloc(512);
+}
+
+/** A link is kept only when it stays inside the tree: the builder must not see the developer's disk. */
+function checkSymlink(rel: string, target: string): void {
+  const normalised = target.replaceAll("\\", "/");
+  const resolved = posix.normalize(posix.join(posix.dirname(rel), normalised));
+  if (isAbsolute(target) || win32.isAbsolute(target) || resolved === ".." || resolved.startsWith("../")) {
+    throw new InvalidInputError(`symlink ${rel} points outside the source tree (to ${target})`, {
+      code: "SymlinkOutsideTree",
+      hint: "Replace it with a relative link inside the project or a copy of what it points to, or add it to .gitignore.",
+    });
+  }
+}
+
+/** The files to archive under `root`, in byte order of their paths. */
+export async function listSourceFiles(root: string): Promise<SourceFileList> {
+  const inRepo = await run("git", ["-C", root, "rev-parse", "--is-inside-work-tree"]).then(
+    ({ stdout }) => stdout.trim() === "true",
+    // No git, or not a repository: fall back to reading .gitignore files ourselves.
+    () => false,
+  );
+  const files = inRepo ? await gitFiles(root, "") : await walkFiles(root);
+  return { mode: inRepo ? "git" : "gitignore", files: sortBytes(dropExcluded(files)) };
+}
+
+/**
+ * Tracked and untracked-but-not-ignored files of one repository, then of each checked-out
+ * submodule. git 2.39 refuses `--recurse-submodules` together with `--others`, so untracked files
+ * of submodules would be lost that way: each submodule is listed by its own git instead.
+ */
+async function gitFiles(root: string, prefix: string): Promise<string[]> {
+  const { stdout } = await run(
+    "git",
+    ["-C", join(root, prefix), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+    { maxBuffer: GIT_MAX_BUFFER, encoding: "buffer" },
+  );
+  const entries = [...new Set(stdout.toString("utf8").split("\0").filter(Boolean))];
+  const files: string[] = [];
+  for (const entry of entries) {
+    // "dir/": an untracked nested repository, opaque to git; not part of this tree's sources.
+    if (entry.endsWith("/")) continue;
+    const rel = prefix ? `${prefix}/${entry}` : entry;
+    const info = await lstat(join(root, rel)).catch(() => undefined);
+    // Tracked but deleted in the working tree: the working tree is what we archive.
+    if (!info) continue;
+    if (info.isDirectory()) {
+      // A gitlink: recurse when the submodule is checked out (it has its own .git).
+      const checkedOut = await lstat(join(root, rel, ".git")).then(
+        () => true,
+        () => false,
+      );
+      if (checkedOut) files.push(...(await gitFiles(root, rel)));
+      continue;
+    }
+    files.push(rel);
+  }
+  return files;
+}
+
+/** Outside git: walk the tree, honouring every .gitignore the way git does (deepest verdict wins). */
+async function walkFiles(root: string): Promise<string[]> {
+  const files: string[] = [];
+  const visit = async (dirRel: string, rules: ReadonlyArray<{ base: string; rules: Ignore }>) => {
+    const entries = await readdir(join(root, dirRel), { withFileTypes: true });
+    let own = rules;
+    if (entries.some((e) => e.name === ".gitignore" && e.isFile())) {
+      const text = await readFile(join(root, dirRel, ".gitignore"), "utf8");
+      own = [...rules, { base: dirRel, rules: ignore().add(text) }];
+    }
+    for (const entry of entries) {
+      const rel = dirRel ? `${dirRel}/${entry.name}` : entry.name;
+      const isDir = entry.isDirectory();
+      if (isIgnored(own, rel, isDir)) continue;
+      if (isDir) await visit(rel, own);
+      else files.push(rel);
+    }
+  };
+  await visit("", []);
+  return files;
+}
+
+function isIgnored(
+  levels: ReadonlyArray<{ base: string; rules: Ignore }>,
+  rel: string,
+  isDir: boolean,
+): boolean {
+  for (let i = levels.length - 1; i >= 0; i--) {
+    const level = levels[i]!;
+    const path = (level.base ? rel.slice(level.base.length + 1) : rel) + (isDir ? "/" : "");
+    const verdict = level.rules.test(path);
+    if (verdict.ignored) return true;
+    if (verdict.unignored) return false;
+  }
+  return false;
+}
+
+/**
+ * Drops `.git` anywhere and cargo build output: a `target` directory at the root or next to a
+ * Cargo.toml (a folder merely named `target` elsewhere is source and stays).
+ */
+function dropExcluded(files: readonly string[]): string[] {
+  const cargoDirs = new Set(
+    files.filter((f) => f === "Cargo.toml" || f.endsWith("/Cargo.toml")).map((f) => posix.dirname(f)),
+  );
+  return files.filter((file) => {
+    const parts = file.split("/");
+    return parts.every((part, i) => {
+      if (part === ".git") return false;
+      if (part !== "target" || i === parts.length - 1) return true;
+      const parent = i === 0 ? "." : parts.slice(0, i).join("/");
+      return !(i === 0 || cargoDirs.has(parent));
+    });
+  });
+}
+
+function sortBytes(files: string[]): string[] {
+  // Byte order of the UTF-8 names, not UTF-16 order: the same everywhere, like git's.
+  return files
+    .map((f) => ({ f, key: Buffer.from(f, "utf8") }))
+    .sort((a, b) => Buffer.compare(a.key, b.key))
+    .map(({ f }) => f);
+}
+
+async function checkDirectory(root: string): Promise<void> {
+  const info = await stat(root).catch(() => undefined);
+  if (!info?.isDirectory()) {
+    throw new InvalidInputError(`${root} is not a directory`, {
+      code: "InvalidSourceDir",
+      hint: "Pass --dir with your project's folder, or run fast-build inside it.",
+    });
+  }
+}
+
+/** `12.3 MiB`-style sizes for messages. */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}

@@ -1,0 +1,290 @@
+/**
+ * `fast-build dev`: archive → start the build → upload → "source complete" → follow until the
+ * build ends. Bad input is refused before anything is sent; once the server has started the build,
+ * a failure before the upload is complete cancels it so it does not wait for a source that never
+ * comes.
+ */
+import { execFile } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Writable } from "node:stream";
+import { promisify } from "node:util";
+import { uploadFileToSas } from "../azure/storageUpload.js";
+import type { CliSettings } from "../config/cli.js";
+import type { BuildPhase, BuildStatus, StartBuildRequest, StartBuildResponse } from "../core/api.js";
+import { startBuildRequestSchema } from "../core/api.js";
+import { computeBaseKey } from "../core/baseKey.js";
+import {
+  InvalidInputError,
+  isFastBuildError,
+  NotFoundError,
+  PermanentError,
+  TransientError,
+} from "../core/errors.js";
+import { ApiClient } from "./apiClient.js";
+import { createArchive, formatBytes, type SourceArchive } from "./archive.js";
+import type { DevFlags } from "./args.js";
+import type { Output } from "./progress.js";
+import { phaseLabel, renderStatus, renderSummary, splitLogLines } from "./render.js";
+
+const run = promisify(execFile);
+
+/** Process exit codes (also in the usage text). */
+export const EXIT = { ok: 0, failed: 1, usage: 2, cancelled: 3, timedOut: 4, interrupted: 130 } as const;
+
+const PHASE_EXIT: Partial<Record<BuildPhase, number>> = {
+  succeeded: EXIT.ok,
+  failed: EXIT.failed,
+  cancelled: EXIT.cancelled,
+  "timed-out": EXIT.timedOut,
+};
+
+export interface DevRun {
+  settings: CliSettings;
+  flags: Omit<DevFlags, "env" | "api">;
+  /** The folder to use when `--dir` is not given. */
+  cwd: string;
+  /** Human progress (stderr when `--json`). */
+  out: Output;
+  /** Where `--json` writes the final status. */
+  stdout: Writable;
+  /** Aborted on Ctrl-C: the build is cancelled on the server and the command ends. */
+  interrupt: AbortSignal;
+  pollIntervalMs?: number;
+  /** The server ends every build (it has its own timeouts); this only guards against a stuck one. */
+  maxFollowMs?: number;
+}
+
+/** Runs the command; resolves to the exit code. Throws typed errors for bad input and API failures. */
+export async function runDev(opts: DevRun): Promise<number> {
+  const startedAt = Date.now();
+  const { out, flags } = opts;
+  const root = resolve(opts.cwd, flags.dir ?? ".");
+
+  out.status("reading the dependency recipe");
+  const baseKey = await baseKeyFor(root);
+  out.status("archiving the source tree");
+  const archive = await createArchive(root);
+  try {
+    out.line(
+      `archived ${archive.fileCount} files (${formatBytes(archive.contentBytes)} → ${formatBytes(archive.bytes)}, ${archive.mode === "git" ? "git" : ".gitignore"} file list) ${archive.digest}`,
+    );
+    if (archive.skipped.length > 0) out.line(`  left out (not regular files): ${archive.skipped.join(", ")}`);
+    const request = await buildRequest(root, archive, baseKey, opts);
+    if (opts.interrupt.aborted) return EXIT.interrupted;
+
+    const api = new ApiClient({ baseUrl: opts.settings.apiUrl, apiKey: opts.settings.apiKey });
+    out.status("starting the build");
+    const started = await api.startBuild(request);
+    out.line(`build ${started.buildId} started for ${request.environment}`);
+    try {
+      await upload(api, started, archive, opts);
+    } catch (error) {
+      await cancelQuietly(api, started, out);
+      if (opts.interrupt.aborted) return EXIT.interrupted;
+      throw error;
+    }
+    if (!flags.follow) {
+      const status = await api.status(started.statusUrl);
+      out.line(`following skipped (--no-follow): status at ${opts.settings.apiUrl}${started.statusUrl}`);
+      if (flags.json) opts.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
+      return EXIT.ok;
+    }
+    const final = await follow(api, started, opts);
+    if (final === "interrupted") {
+      await cancelQuietly(api, started, out);
+      return EXIT.interrupted;
+    }
+    out.stop();
+    for (const line of renderSummary(final, { elapsedMs: Date.now() - startedAt })) out.line(line);
+    if (flags.json) opts.stdout.write(`${JSON.stringify(final, null, 2)}\n`);
+    return PHASE_EXIT[final.phase] ?? EXIT.failed;
+  } finally {
+    out.stop();
+    await archive.dispose();
+  }
+}
+
+/**
+ * The one call site of the base-key recipe. Dockerfile.base ships with this package (its bytes
+ * are part of the key), two levels up from both `src/cli/` and `dist/cli/`.
+ * TODO(lead): the toolchain/profile/target the server builds with are part of the key too; the
+ * CLI sends the key of the defaults until the API tells it those options.
+ */
+async function baseKeyFor(root: string): Promise<string> {
+  const dockerfile = new URL("../../dockerfiles/Dockerfile.base", import.meta.url);
+  const dockerfileBase = await readFile(dockerfile).catch((error: unknown) => {
+    throw new PermanentError(`fast-build is incomplete: cannot read ${fileURLToPath(dockerfile)}`, {
+      code: "InstallationIncomplete",
+      hint: "Reinstall fast-build (the package must include dockerfiles/).",
+      cause: error,
+    });
+  });
+  return (await computeBaseKey(root, { dockerfileBase })).key;
+}
+
+async function buildRequest(
+  root: string,
+  archive: SourceArchive,
+  baseKey: string,
+  opts: DevRun,
+): Promise<StartBuildRequest> {
+  const git = archive.mode === "git" ? await gitInfo(root) : {};
+  if (git.branch !== undefined && !startBuildRequestSchema.shape.branch.safeParse(git.branch).success) {
+    // The server refuses odd ref names (they travel to the VM); the build does not need it.
+    opts.out.line(`  note: branch name ${JSON.stringify(git.branch)} is not sent (unusual characters)`);
+    delete git.branch;
+  }
+  const parsed = startBuildRequestSchema.safeParse({
+    environment: opts.settings.environment,
+    ...git,
+    sourceDigest: archive.digest,
+    sourceBytes: archive.bytes,
+    baseKey,
+    options: { rebuildBase: opts.flags.rebuildBase, deploy: opts.flags.deploy },
+  });
+  if (!parsed.success) {
+    throw new InvalidInputError(
+      `cannot start a build: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
+      { code: "InvalidBuildRequest", hint: "Check --env and the repository state." },
+    );
+  }
+  return parsed.data;
+}
+
+async function gitInfo(root: string): Promise<{ commit?: string; branch?: string }> {
+  const git = (...args: string[]) =>
+    run("git", ["-C", root, ...args]).then(
+      ({ stdout }) => stdout.trim() || undefined,
+      // A repository without commits has neither: both are optional.
+      () => undefined,
+    );
+  const commit = await git("rev-parse", "HEAD");
+  const branch = await git("rev-parse", "--abbrev-ref", "HEAD");
+  return {
+    ...(commit ? { commit } : {}),
+    ...(branch && branch !== "HEAD" ? { branch } : {}),
+  };
+}
+
+async function upload(api: ApiClient, started: StartBuildResponse, archive: SourceArchive, opts: DevRun) {
+  const { out } = opts;
+  if (archive.bytes > started.upload.maxBytes) {
+    throw new InvalidInputError(
+      `the source archive (${formatBytes(archive.bytes)}) is larger than the server's limit of ${formatBytes(started.upload.maxBytes)}`,
+      {
+        code: "SourceTooLarge",
+        hint: "Add build outputs and large assets to .gitignore (find them with `git status --ignored`).",
+      },
+    );
+  }
+  out.status(`uploading ${formatBytes(archive.bytes)}`);
+  await uploadFileToSas(archive.path, started.upload.url, {
+    md5: archive.md5,
+    signal: opts.interrupt,
+    onProgress: (bytes) => out.status(`uploading ${formatBytes(bytes)} / ${formatBytes(archive.bytes)}`),
+  });
+  await api.sourceComplete(started.sourceCompleteUrl);
+  out.line(`uploaded ${formatBytes(archive.bytes)}`);
+}
+
+/**
+ * Polls status and log until the build is terminal, printing changes and new log lines. Transient
+ * API failures are retried with backoff; after many in a row the command gives up (the build goes
+ * on on the server).
+ */
+async function follow(
+  api: ApiClient,
+  started: StartBuildResponse,
+  opts: DevRun,
+): Promise<BuildStatus | "interrupted"> {
+  const { out } = opts;
+  const interval = opts.pollIntervalMs ?? 1500;
+  const deadline = Date.now() + (opts.maxFollowMs ?? 4 * 60 * 60_000);
+  let previous: BuildStatus | undefined;
+  let log: { offset: number; rest: string; complete?: boolean } = { offset: 0, rest: "" };
+  let failures = 0;
+  while (!opts.interrupt.aborted) {
+    try {
+      const status = await api.status(started.statusUrl);
+      for (const line of renderStatus(status, previous)) out.line(line);
+      log = await printLog(api, started, log, out);
+      previous = status;
+      failures = 0;
+      if (status.terminal) {
+        // The last bytes may land after the phase changed: read until the server says complete.
+        for (let i = 0; i < 10 && !opts.interrupt.aborted; i++) {
+          const before = log.offset;
+          log = await printLog(api, started, log, out);
+          if (log.complete || log.offset === before) break;
+        }
+        if (log.rest) out.line(`  │ ${log.rest}`);
+        return status;
+      }
+      out.status(phaseLabel(status));
+    } catch (error) {
+      if (!(error instanceof TransientError) || ++failures > 10) {
+        if (isFastBuildError(error) && previous) {
+          out.line(
+            `lost contact with the API; the build goes on: ${opts.settings.apiUrl}${started.statusUrl}`,
+          );
+        }
+        throw error;
+      }
+      out.status(`API not answering (${error.code}), retrying…`);
+    }
+    if (Date.now() > deadline) {
+      throw new TransientError("gave up following the build: it has not ended in time", {
+        code: "FollowTimeout",
+        hint: `The build may still be running: ${opts.settings.apiUrl}${started.statusUrl}`,
+      });
+    }
+    await sleep(interval * Math.min(2 ** failures, 8), opts.interrupt);
+  }
+  return "interrupted";
+}
+
+async function printLog(
+  api: ApiClient,
+  started: StartBuildResponse,
+  log: { offset: number; rest: string; complete?: boolean },
+  out: Output,
+): Promise<{ offset: number; rest: string; complete: boolean }> {
+  try {
+    const chunk = await api.logs(started.logsUrl, log.offset);
+    const { lines, rest } = splitLogLines(log.rest, chunk.text);
+    for (const line of lines) out.line(`  │ ${line}`);
+    return { offset: chunk.nextOffset, rest, complete: chunk.complete };
+  } catch (error) {
+    // Before the builder starts there is no log yet.
+    if (error instanceof NotFoundError) return { ...log, complete: false };
+    throw error;
+  }
+}
+
+async function cancelQuietly(api: ApiClient, started: StartBuildResponse, out: Output): Promise<void> {
+  out.status("cancelling the build");
+  try {
+    await api.cancel(started.cancelUrl);
+    out.line(`build ${started.buildId}: cancel requested`);
+  } catch (error) {
+    out.line(
+      `could not cancel build ${started.buildId}: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((done) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(timer);
+        done();
+      },
+      { once: true },
+    );
+  });
+}

@@ -1,0 +1,162 @@
+/**
+ * What the CLI prints, as pure functions of the build status: the terminal code only writes the
+ * lines, so every message is tested without a terminal.
+ */
+import type { BuildPhase, BuildStatus, BuildStep } from "../core/api.js";
+
+const PHASE_LABELS: Record<BuildPhase, string> = {
+  queued: "queued: waiting for the builder",
+  "starting-builder": "starting the builder VM",
+  "waiting-for-source": "waiting for the source upload",
+  building: "building",
+  deploying: "deploying to Container Apps",
+  succeeded: "succeeded",
+  failed: "failed",
+  cancelled: "cancelled",
+  "timed-out": "timed out",
+};
+
+/** Short text for the live status line (TTY spinner). */
+export function phaseLabel(status: BuildStatus): string {
+  const label = PHASE_LABELS[status.phase];
+  if (status.phase === "queued" && status.queuePosition !== undefined) {
+    return `${label} (position ${status.queuePosition})`;
+  }
+  const running = status.steps.find((s) => s.state === "running");
+  return running ? `${label}: ${running.name}` : label;
+}
+
+/**
+ * Lines describing what changed since `previous` (everything, when there is none): phase, queue
+ * position, builder power state, steps, cache, image, revision, error.
+ */
+export function renderStatus(status: BuildStatus, previous: BuildStatus | undefined): string[] {
+  const lines: string[] = [];
+  if (status.phase !== previous?.phase && !status.terminal) lines.push(`▸ ${PHASE_LABELS[status.phase]}`);
+  if (
+    status.queuePosition !== undefined &&
+    status.queuePosition !== previous?.queuePosition &&
+    !status.terminal
+  ) {
+    lines.push(`  position in queue: ${status.queuePosition}`);
+  }
+  const power = status.builder.powerState;
+  if (power !== undefined && power !== previous?.builder.powerState) {
+    lines.push(`  builder ${status.builder.name}: ${power}`);
+  }
+  const before = new Map((previous?.steps ?? []).map((s) => [s.name, s]));
+  for (const step of status.steps) {
+    const old = before.get(step.name);
+    if (old?.state === step.state) continue;
+    const line = renderStep(step, old);
+    if (line) lines.push(line);
+  }
+  if (status.cache && !previous?.cache) {
+    if (status.cache.skipped) lines.push("  source unchanged: reusing the image built before");
+    else
+      lines.push(
+        `  base image: cache ${status.cache.base}${status.cache.baseKey ? ` (${status.cache.baseKey.slice(0, 12)})` : ""}`,
+      );
+  }
+  if (status.image && status.image.reference !== previous?.image?.reference) {
+    lines.push(`  image: ${imageText(status.image)}`);
+  }
+  const revision = status.revision;
+  if (
+    revision &&
+    (revision.name !== previous?.revision?.name ||
+      revision.healthState !== previous.revision.healthState ||
+      revision.provisioningState !== previous.revision.provisioningState)
+  ) {
+    const state = [revision.provisioningState, revision.healthState].filter(Boolean).join(", ");
+    lines.push(`  revision ${revision.name}${state ? `: ${state}` : ""}`);
+  }
+  if (status.error && status.error.code !== previous?.error?.code) {
+    lines.push(`✗ ${status.error.message} [${status.error.code}]`);
+    if (status.error.hint) lines.push(`  hint: ${status.error.hint}`);
+  }
+  return lines;
+}
+
+function renderStep(step: BuildStep, old: BuildStep | undefined): string | undefined {
+  switch (step.state) {
+    case "running":
+      return `  • ${step.name}…`;
+    case "succeeded": {
+      const took = duration(step.startedAt ?? old?.startedAt, step.endedAt);
+      return `  ✓ ${step.name}${took ? ` (${took})` : ""}`;
+    }
+    case "failed":
+      return `  ✗ ${step.name} failed`;
+    case "skipped":
+      return `  – ${step.name} skipped`;
+    case "pending":
+      return undefined;
+  }
+}
+
+export interface SummaryFacts {
+  /** Wall time of the whole command, measured by the CLI. */
+  elapsedMs: number;
+}
+
+/** The closing block: outcome, image, revision, cache, step timings, total time. */
+export function renderSummary(status: BuildStatus, facts: SummaryFacts): string[] {
+  const lines: string[] = [];
+  const outcome =
+    status.phase === "succeeded" ? "✓ build succeeded" : `✗ build ${PHASE_LABELS[status.phase]}`;
+  lines.push(`${outcome} (${status.buildId})`);
+  if (status.image) lines.push(`  image     ${imageText(status.image)}`);
+  if (status.revision) {
+    const state = [status.revision.provisioningState, status.revision.healthState].filter(Boolean).join(", ");
+    lines.push(`  revision  ${status.revision.name}${state ? ` (${state})` : ""}`);
+  }
+  if (status.cache) {
+    lines.push(
+      `  cache     ${status.cache.skipped ? "source unchanged, build skipped" : `base ${status.cache.base}`}`,
+    );
+  }
+  const steps = Object.entries(status.timings.stepsMs ?? {});
+  if (steps.length > 0) {
+    lines.push(`  steps     ${steps.map(([name, ms]) => `${name} ${formatDuration(ms)}`).join(", ")}`);
+  }
+  lines.push(`  total     ${formatDuration(facts.elapsedMs)}`);
+  if (status.error) {
+    lines.push(`  error     ${status.error.message} [${status.error.code}]`);
+    if (status.error.hint) lines.push(`  hint      ${status.error.hint}`);
+  }
+  if (status.phase !== "succeeded" && status.logTail && status.logTail.length > 0) {
+    lines.push("  last log lines:", ...status.logTail.map((line) => `    ${line}`));
+  }
+  return lines;
+}
+
+/**
+ * Splits streamed log text into whole lines; the unfinished last line is kept in `rest` for the
+ * next chunk. Carriage-return progress bars collapse to their final state.
+ */
+export function splitLogLines(pending: string, text: string): { lines: string[]; rest: string } {
+  const parts = (pending + text).split("\n");
+  const rest = parts.pop() ?? "";
+  return { lines: parts.map((line) => line.replace(/\r$/, "").split("\r").pop() ?? ""), rest };
+}
+
+/** `850 ms`, `12.3 s`, `4 min 05 s`. */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  const seconds = Math.round(ms / 1000);
+  return `${Math.floor(seconds / 60)} min ${String(seconds % 60).padStart(2, "0")} s`;
+}
+
+function duration(start: string | undefined, end: string | undefined): string | undefined {
+  if (!start || !end) return undefined;
+  const ms = Date.parse(end) - Date.parse(start);
+  return Number.isFinite(ms) && ms >= 0 ? formatDuration(ms) : undefined;
+}
+
+function imageText(image: { reference: string; digest?: string }): string {
+  return image.digest && !image.reference.includes("@")
+    ? `${image.reference}@${image.digest}`
+    : image.reference;
+}

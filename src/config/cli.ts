@@ -1,0 +1,73 @@
+/**
+ * Settings of the `fast-build` command: flags win over the environment (FASTBUILD_API_URL,
+ * FASTBUILD_API_KEY, FASTBUILD_ENV). Validated together; every problem is reported in one error.
+ */
+import { ConfigError } from "../core/errors.js";
+
+export interface CliSettings {
+  /** API base without a trailing slash, e.g. `https://myapp.azurewebsites.net`. */
+  apiUrl: string;
+  /** Functions key, sent as `x-functions-key`; unset for a local runtime without keys. */
+  apiKey: string | undefined;
+  environment: string;
+}
+
+export interface CliSettingFlags {
+  api?: string | undefined;
+  env?: string | undefined;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]"]);
+
+/** Reads and validates the CLI's settings; throws one `ConfigError` listing all problems. */
+export function loadCliSettings(flags: CliSettingFlags, env: Env = process.env): CliSettings {
+  const problems: string[] = [];
+  const rawUrl = (flags.api ?? env.FASTBUILD_API_URL ?? "").trim();
+  let apiUrl = "";
+  if (!rawUrl) {
+    problems.push("API URL: missing; pass --api https://<app>.azurewebsites.net or set FASTBUILD_API_URL");
+  } else {
+    let url: URL | undefined;
+    try {
+      url = new URL(rawUrl);
+    } catch {
+      problems.push(
+        `API URL: ${JSON.stringify(rawUrl)} is not a URL; expected e.g. https://<app>.azurewebsites.net`,
+      );
+    }
+    if (url) {
+      if (url.protocol !== "https:" && !(url.protocol === "http:" && LOOPBACK.has(url.hostname))) {
+        // The functions key travels in a header: never send it in clear text over a network.
+        problems.push(`API URL: ${url.origin} must use https (plain http only for 127.0.0.1/localhost)`);
+      } else if (url.search || url.hash || url.username || url.password) {
+        problems.push(
+          "API URL: give only the base (no ?query, #fragment or user:password@); the key goes in FASTBUILD_API_KEY",
+        );
+      } else {
+        apiUrl = url
+          .toString()
+          .replace(/\/+$/, "")
+          .replace(/\/api$/, "");
+      }
+    }
+  }
+  const environment = (flags.env ?? env.FASTBUILD_ENV ?? "").trim();
+  if (!environment) {
+    problems.push("environment: missing; pass --env NAME or set FASTBUILD_ENV");
+  } else if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/.test(environment)) {
+    problems.push(`environment: ${JSON.stringify(environment)} is not a name (letters, digits, . _ - only)`);
+  }
+  const apiKey = env.FASTBUILD_API_KEY?.trim() || undefined;
+  if (apiKey !== undefined && /\s/.test(apiKey)) {
+    problems.push("FASTBUILD_API_KEY: contains whitespace; copy the function key exactly");
+  }
+  if (problems.length > 0) {
+    throw new ConfigError(
+      problems,
+      "Fix the settings listed above (flags or FASTBUILD_* variables), then run again.",
+    );
+  }
+  return { apiUrl, apiKey, environment };
+}
