@@ -10,6 +10,8 @@ export const BUILD_RESULT_VERSION = 1;
 /** Documented exit codes of dockerfiles/build.sh, one per failure class. */
 export const EXIT_CODES = {
   ok: 0,
+  /** An unexpected failure inside the script itself (a bug); exitReason `internal`. */
+  internal: 1,
   usage: 2,
   download: 10,
   extract: 11,
@@ -28,12 +30,18 @@ export const buildResultSchema = z.object({
   exitReason: z.string(),
   exitCode: z.number().int(),
   failedStep: z.string().optional(),
+  /** The Dockerfile instruction that failed, as the container CLI logged it (`STEP 4/6: RUN …`). */
+  failedInstruction: z.string().optional(),
+  /** Exit status of the failing command inside the build (e.g. the compiler's), when known. */
+  stepExitCode: z.number().int().optional(),
   /** Full image reference pushed (or found, when skipped). */
   image: z.string().optional(),
   digest: z.string().optional(),
   baseKey: z.string().optional(),
   baseImage: z.string().optional(),
   baseCacheHit: z.boolean().optional(),
+  /** Tags pushed for the app image: build id, `commit-<sha>`, `src-<source digest hex>`. */
+  tags: z.array(z.string()).optional(),
   /** The registry already had an image for this source digest: nothing was built. */
   skipped: z.boolean(),
   message: z.string().optional(),
@@ -58,3 +66,17 @@ export function parseBuildResult(output: string): BuildResult | undefined {
   }
   return undefined;
 }
+
+/**
+ * What the script POSTs to the callback URL every FASTBUILD_HEARTBEAT_SECONDS while it runs
+ * (header `x-fastbuild-token`); the final POST is the result line itself.
+ */
+export const buildHeartbeatSchema = z.object({
+  fastbuild: z.literal("heartbeat"),
+  version: z.literal(BUILD_RESULT_VERSION),
+  buildId: z.string(),
+  /** The script's current step: login, check, download, extract, base, app, push. */
+  step: z.string(),
+  elapsedMs: z.number().int(),
+});
+export type BuildHeartbeat = z.infer<typeof buildHeartbeatSchema>;

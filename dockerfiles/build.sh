@@ -1,0 +1,518 @@
+#!/usr/bin/env bash
+# fast-build: the layered image build on the builder VM (run by Azure Run Command).
+#
+# Every value arrives as an environment variable (Run Command parameters); none is ever
+# substituted into this text, and each is validated before anything runs.
+#
+# Required:
+#   FASTBUILD_BUILD_ID            build id: letters, digits, . _ - (also an image tag)
+#   FASTBUILD_SOURCE_URL          https URL of the source archive (read SAS); http only to loopback
+#   FASTBUILD_SOURCE_DIGEST       sha256:<64 hex> of the archive bytes
+#   FASTBUILD_REGISTRY            registry host[:port], e.g. myreg.azurecr.io
+#   FASTBUILD_IMAGE_REPOSITORY    app image repository, e.g. team/app
+#   FASTBUILD_BASE_KEY            base image key (16-64 hex), computed by the upload command
+#   FASTBUILD_BINARY_NAME         cargo binary to build and package
+# Optional:
+#   FASTBUILD_SOURCE_MAX_BYTES    archive size limit (default 536870912)
+#   FASTBUILD_EXTRACT_MAX_BYTES / FASTBUILD_EXTRACT_MAX_FILES   extraction limits (safe_extract.py)
+#   FASTBUILD_REBUILD_BASE        true|false (default false): build the base even if the registry has it
+#   FASTBUILD_COMMIT              git commit (hex), also an image tag commit-<hex>
+#   FASTBUILD_BASE_REPOSITORY     base image repository (default <image repository>-base)
+#   FASTBUILD_TOOLCHAIN_IMAGE     RUST_IMAGE build arg; FASTBUILD_RUNTIME_IMAGE  RUNTIME_IMAGE build arg
+#   FASTBUILD_CARGO_PROFILE (release) / FASTBUILD_CARGO_FEATURES / FASTBUILD_CARGO_TARGET
+#   FASTBUILD_CALLBACK_URL + FASTBUILD_CALLBACK_TOKEN   POST heartbeats and the result JSON,
+#                                 header x-fastbuild-token; FASTBUILD_HEARTBEAT_SECONDS (30)
+#   FASTBUILD_WORK_ROOT           per-build workspaces live under it (default /var/lib/fastbuild)
+#   FASTBUILD_DOCKERFILES_DIR     folder with Dockerfile.base / Dockerfile.app (default: this
+#                                 script's folder if it has them, else /opt/fastbuild/dockerfiles)
+#   FASTBUILD_CONTAINER_CLI       container CLI and its global flags (default docker; here e.g.
+#                                 "buildah --storage-driver vfs --root R --runroot R2")
+#   FASTBUILD_BUILD_EXTRA_ARGS    extra build flags (e.g. "--isolation chroot --tls-verify=false")
+#   FASTBUILD_PUSH_EXTRA_ARGS     extra push flags (e.g. "--tls-verify=false")
+#   FASTBUILD_REGISTRY_LOGIN      acr-identity (default: az login --identity, ACR token) | none
+#   FASTBUILD_IDENTITY_CLIENT_ID  user-assigned identity for acr-identity
+#   FASTBUILD_REGISTRY_SCHEME     https (default) | http (loopback registries only)
+#   FASTBUILD_KEEP_WORKSPACE      true: keep the extracted tree (debugging)
+#
+# Exit codes (src/core/buildResult.ts EXIT_CODES): 0 ok (built or skipped), 1 internal,
+# 2 usage, 10 download, 11 extract (refused input), 12 login, 20 base build, 21 app build, 22 push.
+# The last line of output is the result JSON: {"fastbuild":"result","version":1,...}.
+set -euo pipefail
+umask 022
+export LC_ALL=C
+# BuildKit is needed for RUN --mount=type=cache (default in current docker; harmless for buildah).
+export DOCKER_BUILDKIT=1
+
+readonly EXIT_INTERNAL=1 EXIT_USAGE=2 EXIT_DOWNLOAD=10 EXIT_EXTRACT=11 EXIT_LOGIN=12
+readonly EXIT_BASE=20 EXIT_APP=21 EXIT_PUSH=22
+readonly ACR_TOKEN_USER=00000000-0000-0000-0000-000000000000
+readonly MANIFEST_ACCEPT="application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.list.v2+json,application/vnd.docker.distribution.manifest.v2+json"
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+STARTED_MS=$(date +%s%3N)
+STEP=validate
+RESULT_SENT=false
+PRIVATE_DIR=$(mktemp -d)
+chmod 700 "$PRIVATE_DIR"
+TIMINGS_FILE="$PRIVATE_DIR/timings"
+: >"$TIMINGS_FILE"
+STEP_LOG="$PRIVATE_DIR/step.log"
+: >"$STEP_LOG"
+HEARTBEAT_PID=""
+BUILD_DIR=""
+
+log() {
+  printf '%s fastbuild[%s] %s\n' "$(date -u +%H:%M:%S)" "$STEP" "$*"
+}
+
+post_callback() { # post_callback FILE RETRIES
+  curl --fail --silent --show-error --max-time 15 --retry "$2" --retry-delay 1 \
+    -H @"$PRIVATE_DIR/callback-headers" -H 'content-type: application/json' \
+    --data-binary @"$1" "$FASTBUILD_CALLBACK_URL" >/dev/null
+}
+
+# Heartbeats: best effort, never fail the build.
+heartbeat_loop() {
+  local every=${FASTBUILD_HEARTBEAT_SECONDS:-30} step
+  while sleep "$every"; do
+    step=$(cat "$PRIVATE_DIR/current-step" 2>/dev/null || echo unknown)
+    printf '{"fastbuild":"heartbeat","version":1,"buildId":"%s","step":"%s","elapsedMs":%s}' \
+      "$BUILD_ID" "$step" "$(($(date +%s%3N) - STARTED_MS))" >"$PRIVATE_DIR/heartbeat.json"
+    post_callback "$PRIVATE_DIR/heartbeat.json" 0 2>/dev/null || true
+  done
+}
+stop_heartbeat() {
+  if [ -n "$HEARTBEAT_PID" ]; then
+    kill "$HEARTBEAT_PID" 2>/dev/null || true
+    wait "$HEARTBEAT_PID" 2>/dev/null || true
+    HEARTBEAT_PID=""
+  fi
+}
+
+# result STATUS REASON CODE [key=value …]: prints the one result line (and posts it), then exits.
+# The JSON is built by python3 from argv, so no value needs escaping here.
+finish() {
+  local status=$1 reason=$2 code=$3
+  shift 3
+  RESULT_SENT=true
+  printf 'total %s\n' "$(($(date +%s%3N) - STARTED_MS))" >>"$TIMINGS_FILE"
+  local json
+  json=$(python3 - "$status" "$reason" "$code" "${FASTBUILD_BUILD_ID_SAFE:-}" "$TIMINGS_FILE" "$@" <<'PY'
+import json, re, sys
+status, reason, code, build_id, timings_path = sys.argv[1:6]
+result = {"fastbuild": "result", "version": 1, "buildId": build_id, "status": status,
+          "exitReason": reason, "exitCode": int(code), "skipped": False, "timings": {}}
+ansi = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+for arg in sys.argv[6:]:
+    key, _, value = arg.partition("=")
+    kind, _, name = key.partition(":")
+    if kind == "bool":
+        result[name] = value == "true"
+    elif kind == "int":
+        if value.lstrip("-").isdigit():
+            result[name] = int(value)
+    elif kind == "tail":
+        try:
+            with open(value, encoding="utf-8", errors="replace") as f:
+                lines = [ansi.sub("", l.rstrip("\n"))[:500] for l in f.readlines()[-40:]]
+            result[name] = lines
+        except OSError:
+            pass
+    elif kind == "str":
+        if value != "":
+            result[name] = value
+    elif kind == "list":
+        result[name] = [v for v in value.split(",") if v]
+with open(timings_path) as f:
+    for line in f:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            result["timings"][parts[0]] = int(parts[1])
+print(json.dumps(result, separators=(",", ":")))
+PY
+  ) || json="{\"fastbuild\":\"result\",\"version\":1,\"buildId\":\"\",\"status\":\"failed\",\"exitReason\":\"internal\",\"exitCode\":$EXIT_INTERNAL,\"skipped\":false,\"timings\":{}}"
+  stop_heartbeat
+  if [ -n "${FASTBUILD_CALLBACK_URL:-}" ] && [ -n "${CALLBACK_OK:-}" ]; then
+    printf '%s' "$json" >"$PRIVATE_DIR/result.json"
+    post_callback "$PRIVATE_DIR/result.json" 3 || log "could not post the result to the callback (the output keeps it)"
+  fi
+  printf '%s\n' "$json"
+  exit "$code"
+}
+
+fail() { # fail REASON CODE MESSAGE [extra key=value …]
+  local reason=$1 code=$2 message=$3
+  shift 3
+  log "FAILED: $message"
+  finish failed "$reason" "$code" "str:failedStep=$STEP" "str:message=$message" "$@"
+}
+
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+cleanup() {
+  local rc=$?
+  if [ "$RESULT_SENT" != true ]; then
+    # An unexpected failure (a bug, or a command outside the checked paths): still end with a result.
+    RESULT_SENT=true
+    (fail internal "$EXIT_INTERNAL" "unexpected failure (exit $rc) in step $STEP" "tail:logTail=$STEP_LOG") || true
+    rc=$EXIT_INTERNAL
+  fi
+  stop_heartbeat
+  if [ -n "$BUILD_DIR" ] && [ "${FASTBUILD_KEEP_WORKSPACE:-false}" != true ]; then rm -rf "$BUILD_DIR"; fi
+  rm -rf "$PRIVATE_DIR"
+  exit "$rc"
+}
+trap cleanup EXIT
+
+begin() { # begin STEP: marks the start of a timed step
+  STEP=$1
+  STEP_STARTED_MS=$(date +%s%3N)
+  printf '%s' "$STEP" >"$PRIVATE_DIR/current-step"
+  : >"$STEP_LOG"
+  log "begin"
+}
+
+end() {
+  local ms=$(($(date +%s%3N) - STEP_STARTED_MS))
+  printf '%s %s\n' "$STEP" "$ms" >>"$TIMINGS_FILE"
+  log "done in ${ms} ms"
+}
+
+# run_logged CMD…: runs a command, streaming its output to the log and keeping it for the tail.
+run_logged() {
+  local rc=0
+  "$@" 2>&1 | tee -a "$STEP_LOG" || rc=${PIPESTATUS[0]}
+  return "$rc"
+}
+
+# ---------------------------------------------------------------- validation
+problems=()
+need() { # need NAME REGEX WHAT-TO-DO
+  local value=${!1:-}
+  if [ -z "$value" ]; then
+    problems+=("$1 is not set: $3")
+  elif ! [[ $value =~ $2 ]]; then
+    problems+=("$1 is invalid: $3")
+  fi
+}
+optional() { # optional NAME REGEX WHAT-TO-DO
+  local value=${!1:-}
+  if [ -n "$value" ] && ! [[ $value =~ $2 ]]; then problems+=("$1 is invalid: $3"); fi
+}
+
+need FASTBUILD_BUILD_ID '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' "use 1-64 letters, digits, . _ - (starting with a letter or digit)"
+need FASTBUILD_SOURCE_URL '^https?://[^[:space:]"\\]+$' "give the archive's http(s) URL (a read SAS), without spaces, quotes or backslashes"
+need FASTBUILD_SOURCE_DIGEST '^sha256:[0-9a-f]{64}$' "give sha256:<64 lower-case hex> of the archive"
+need FASTBUILD_REGISTRY '^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$' "give the registry host, e.g. myreg.azurecr.io or 127.0.0.1:5000"
+need FASTBUILD_IMAGE_REPOSITORY '^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$' "give a lower-case repository such as team/app"
+need FASTBUILD_BASE_KEY '^[0-9a-f]{16,64}$' "give the base key the upload command computed (16-64 lower-case hex)"
+need FASTBUILD_BINARY_NAME '^[A-Za-z0-9_-]{1,64}$' "give the cargo binary name (letters, digits, _ -)"
+optional FASTBUILD_SOURCE_MAX_BYTES '^[1-9][0-9]{0,11}$' "give a positive number of bytes"
+optional FASTBUILD_EXTRACT_MAX_BYTES '^[1-9][0-9]{0,12}$' "give a positive number of bytes"
+optional FASTBUILD_EXTRACT_MAX_FILES '^[1-9][0-9]{0,8}$' "give a positive number of files"
+optional FASTBUILD_REBUILD_BASE '^(true|false|1|0)$' "use true or false"
+optional FASTBUILD_COMMIT '^[0-9a-f]{7,64}$' "give the hex commit id"
+optional FASTBUILD_BASE_REPOSITORY '^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$' "give a lower-case repository"
+optional FASTBUILD_TOOLCHAIN_IMAGE '^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$' "give an image reference"
+optional FASTBUILD_RUNTIME_IMAGE '^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$' "give an image reference"
+optional FASTBUILD_CARGO_PROFILE '^[A-Za-z0-9_-]{1,64}$' "give a cargo profile name"
+optional FASTBUILD_CARGO_FEATURES '^[A-Za-z0-9_/,-]{1,500}$' "give comma-separated cargo features"
+optional FASTBUILD_CARGO_TARGET '^[A-Za-z0-9_.-]{1,100}$' "give a target triple"
+optional FASTBUILD_CALLBACK_URL '^https?://[^[:space:]"\\]+$' "give the callback's http(s) URL"
+optional FASTBUILD_CALLBACK_TOKEN '^[A-Za-z0-9._~+/=-]{16,2048}$' "give the callback token (16+ URL-safe characters)"
+optional FASTBUILD_HEARTBEAT_SECONDS '^[1-9][0-9]{0,4}$' "give a number of seconds"
+optional FASTBUILD_WORK_ROOT '^/[A-Za-z0-9._/-]*$' "give an absolute folder path"
+optional FASTBUILD_DOCKERFILES_DIR '^/[A-Za-z0-9._/-]*$' "give an absolute folder path"
+optional FASTBUILD_CONTAINER_CLI '^[A-Za-z0-9_./=:, -]+$' "give the CLI and its flags (no quotes or shell characters)"
+optional FASTBUILD_BUILD_EXTRA_ARGS '^[A-Za-z0-9_./=:, -]+$' "give flags without quotes or shell characters"
+optional FASTBUILD_PUSH_EXTRA_ARGS '^[A-Za-z0-9_./=:, -]+$' "give flags without quotes or shell characters"
+optional FASTBUILD_REGISTRY_LOGIN '^(acr-identity|none)$' "use acr-identity or none"
+optional FASTBUILD_IDENTITY_CLIENT_ID '^[0-9a-fA-F-]{36}$' "give the identity's client id (a GUID)"
+optional FASTBUILD_REGISTRY_SCHEME '^(https|http)$' "use https or http"
+optional FASTBUILD_KEEP_WORKSPACE '^(true|false)$' "use true or false"
+
+loopback='^http://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]+)?/'
+if [[ ${FASTBUILD_SOURCE_URL:-} == http://* ]] && ! [[ $FASTBUILD_SOURCE_URL =~ $loopback ]]; then
+  problems+=("FASTBUILD_SOURCE_URL must use https (plain http is accepted for loopback test servers only)")
+fi
+if [[ ${FASTBUILD_CALLBACK_URL:-} == http://* ]] && ! [[ $FASTBUILD_CALLBACK_URL =~ $loopback ]]; then
+  problems+=("FASTBUILD_CALLBACK_URL must use https (plain http is accepted for loopback only)")
+fi
+if [ -n "${FASTBUILD_CALLBACK_URL:-}" ] && [ -z "${FASTBUILD_CALLBACK_TOKEN:-}" ]; then
+  problems+=("FASTBUILD_CALLBACK_TOKEN is not set: a callback URL needs its token")
+fi
+if [ "${FASTBUILD_REGISTRY_SCHEME:-https}" = http ] && ! [[ ${FASTBUILD_REGISTRY:-} =~ ^(127\.0\.0\.1|localhost)(:[0-9]+)?$ ]]; then
+  problems+=("FASTBUILD_REGISTRY_SCHEME=http is accepted for a loopback registry only")
+fi
+for tool in curl python3 sha256sum; do
+  command -v "$tool" >/dev/null 2>&1 || problems+=("$tool is not installed on the builder: install it")
+done
+
+read -r -a CLI <<<"${FASTBUILD_CONTAINER_CLI:-docker}"
+read -r -a BUILD_EXTRA <<<"${FASTBUILD_BUILD_EXTRA_ARGS:-}"
+read -r -a PUSH_EXTRA <<<"${FASTBUILD_PUSH_EXTRA_ARGS:-}"
+if [ "${#CLI[@]}" -eq 0 ]; then
+  problems+=("FASTBUILD_CONTAINER_CLI is empty: name the container CLI (docker or buildah)")
+elif ! command -v "${CLI[0]}" >/dev/null 2>&1; then
+  problems+=("FASTBUILD_CONTAINER_CLI: ${CLI[0]} is not installed: install it or name another CLI")
+fi
+
+if [ -n "${FASTBUILD_DOCKERFILES_DIR:-}" ]; then
+  DOCKERFILES_DIR=$FASTBUILD_DOCKERFILES_DIR
+elif [ -f "$SCRIPT_DIR/Dockerfile.app" ]; then
+  DOCKERFILES_DIR=$SCRIPT_DIR
+else
+  DOCKERFILES_DIR=/opt/fastbuild/dockerfiles
+fi
+if [ -f "$SCRIPT_DIR/safe_extract.py" ]; then HELPERS_DIR=$SCRIPT_DIR; else HELPERS_DIR=/opt/fastbuild/dockerfiles; fi
+for file in "$DOCKERFILES_DIR/Dockerfile.base" "$DOCKERFILES_DIR/Dockerfile.app" "$HELPERS_DIR/safe_extract.py"; do
+  [ -f "$file" ] || problems+=("$file is missing: install the dockerfiles/ folder on the builder (or set FASTBUILD_DOCKERFILES_DIR)")
+done
+
+if [[ ${FASTBUILD_BUILD_ID:-} =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$ ]]; then FASTBUILD_BUILD_ID_SAFE=$FASTBUILD_BUILD_ID; fi
+# The callback is used (even for a usage failure) only when its own settings are valid.
+if [[ ${FASTBUILD_CALLBACK_URL:-} =~ ^https?://[^[:space:]\"\\]+$ ]] && [[ ${FASTBUILD_CALLBACK_TOKEN:-} =~ ^[A-Za-z0-9._~+/=-]{16,2048}$ ]] &&
+  { [[ $FASTBUILD_CALLBACK_URL == https://* ]] || [[ $FASTBUILD_CALLBACK_URL =~ $loopback ]]; }; then
+  CALLBACK_OK=1
+  # The token goes into a private header file, not onto a command line other users could read.
+  printf 'x-fastbuild-token: %s\n' "$FASTBUILD_CALLBACK_TOKEN" >"$PRIVATE_DIR/callback-headers"
+fi
+
+if [ "${#problems[@]}" -gt 0 ]; then
+  for problem in "${problems[@]}"; do log "invalid input: $problem"; done
+  message=$(printf '%s; ' "${problems[@]}")
+  fail usage "$EXIT_USAGE" "nothing was run: ${message%; }"
+fi
+
+readonly BUILD_ID=$FASTBUILD_BUILD_ID
+readonly REGISTRY=$FASTBUILD_REGISTRY
+readonly REPOSITORY=$FASTBUILD_IMAGE_REPOSITORY
+readonly BASE_REPOSITORY=${FASTBUILD_BASE_REPOSITORY:-$FASTBUILD_IMAGE_REPOSITORY-base}
+readonly BASE_KEY=$FASTBUILD_BASE_KEY
+readonly SOURCE_HEX=${FASTBUILD_SOURCE_DIGEST#sha256:}
+readonly SOURCE_TAG=src-$SOURCE_HEX
+readonly MAX_BYTES=${FASTBUILD_SOURCE_MAX_BYTES:-536870912}
+readonly WORK_ROOT=${FASTBUILD_WORK_ROOT:-/var/lib/fastbuild}
+readonly LOGIN_MODE=${FASTBUILD_REGISTRY_LOGIN:-acr-identity}
+readonly SCHEME=${FASTBUILD_REGISTRY_SCHEME:-https}
+readonly BASE_IMAGE=$REGISTRY/$BASE_REPOSITORY:$BASE_KEY
+case ${FASTBUILD_REBUILD_BASE:-false} in true | 1) REBUILD_BASE=true ;; *) REBUILD_BASE=false ;; esac
+
+if [ -n "${CALLBACK_OK:-}" ]; then
+  heartbeat_loop &
+  HEARTBEAT_PID=$!
+fi
+
+# ---------------------------------------------------------------- registry access
+# Writes the Authorization header for REPOSITORY (scope pull,push) into the headers file, or
+# nothing for a registry without auth.
+registry_headers() { # registry_headers REPO
+  local headers=$PRIVATE_DIR/registry-headers
+  : >"$headers"
+  [ "$LOGIN_MODE" = acr-identity ] || return 0
+  # ACR's token exchange: the refresh token from `az acr login --expose-token` buys a
+  # repository-scoped access token. Form values are read from files to keep them off argv.
+  printf '%s' "repository:$1:pull,push" >"$PRIVATE_DIR/scope"
+  curl --fail --silent --show-error --max-time 30 --retry 3 \
+    --data-urlencode grant_type=refresh_token --data-urlencode "service=$REGISTRY" \
+    --data-urlencode "scope@$PRIVATE_DIR/scope" --data-urlencode "refresh_token@$PRIVATE_DIR/acr-refresh-token" \
+    "https://$REGISTRY/oauth2/token" >"$PRIVATE_DIR/access.json" || return 1
+  python3 -c 'import json,sys; print("Authorization: Bearer " + json.load(open(sys.argv[1]))["access_token"])' \
+    "$PRIVATE_DIR/access.json" >"$headers" || return 1
+}
+
+# manifest_digest REPO TAG: prints the manifest digest; exit 0 found, 1 absent, 2 error.
+manifest_digest() {
+  local code
+  registry_headers "$1" || return 2
+  code=$(curl --silent --show-error --max-time 30 --retry 3 --head --output /dev/null \
+    --dump-header "$PRIVATE_DIR/manifest-headers" --write-out '%{http_code}' \
+    -H @"$PRIVATE_DIR/registry-headers" -H "Accept: $MANIFEST_ACCEPT" \
+    "$SCHEME://$REGISTRY/v2/$1/manifests/$2") || return 2
+  case $code in
+    200) tr -d '\r' <"$PRIVATE_DIR/manifest-headers" | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: *//p' | head -n 1 ;;
+    404) return 1 ;;
+    *)
+      log "registry answered HTTP $code for $1:$2" >&2
+      return 2
+      ;;
+  esac
+}
+
+# ---------------------------------------------------------------- 1. login
+begin login
+case $LOGIN_MODE in
+  acr-identity)
+    command -v az >/dev/null 2>&1 || fail login "$EXIT_LOGIN" "the az CLI is not installed on the builder: install it (login mode acr-identity)"
+    identity=()
+    if [ -n "${FASTBUILD_IDENTITY_CLIENT_ID:-}" ]; then identity=(--username "$FASTBUILD_IDENTITY_CLIENT_ID"); fi
+    run_logged az login --identity "${identity[@]}" --output none ||
+      fail login "$EXIT_LOGIN" "az login --identity failed: does the VM have a managed identity?" "tail:logTail=$STEP_LOG"
+    az acr login --name "${REGISTRY%%.*}" --expose-token --output tsv --query accessToken \
+      >"$PRIVATE_DIR/acr-refresh-token" 2>>"$STEP_LOG" ||
+      fail login "$EXIT_LOGIN" "could not get an ACR token for $REGISTRY: grant the VM's identity AcrPush on the registry" "tail:logTail=$STEP_LOG"
+    run_logged "${CLI[@]}" login --username "$ACR_TOKEN_USER" --password-stdin "$REGISTRY" \
+      <"$PRIVATE_DIR/acr-refresh-token" ||
+      fail login "$EXIT_LOGIN" "${CLI[0]} login to $REGISTRY failed" "tail:logTail=$STEP_LOG"
+    ;;
+  none) log "registry $REGISTRY needs no login" ;;
+esac
+end
+
+# ---------------------------------------------------------------- 2. skip if unchanged
+# Checked before the download: an image tagged with this source digest was built from exactly
+# these bytes, so neither the download nor the extraction is needed. The src- tag is pushed last,
+# so it only exists for a complete image.
+begin check
+set +e
+existing_digest=$(manifest_digest "$REPOSITORY" "$SOURCE_TAG")
+found=$?
+set -e
+case $found in
+  0)
+    log "the registry already has $REGISTRY/$REPOSITORY:$SOURCE_TAG ($existing_digest): nothing to build"
+    end
+    finish succeeded ok 0 bool:skipped=true "str:image=$REGISTRY/$REPOSITORY:$SOURCE_TAG" \
+      "str:digest=$existing_digest" "str:baseKey=$BASE_KEY" "str:message=source unchanged: image reused"
+    ;;
+  1) log "no image for this source digest yet" ;;
+  *) fail push "$EXIT_PUSH" "could not query registry $REGISTRY (is it reachable, and may this VM read it?)" ;;
+esac
+end
+
+# ---------------------------------------------------------------- 3. download
+begin download
+BUILD_DIR=$WORK_ROOT/builds/$BUILD_ID
+mkdir -p "$WORK_ROOT/builds"
+rm -rf "$BUILD_DIR"
+mkdir -p "$BUILD_DIR"
+archive=$BUILD_DIR/source.tar.gz
+# The URL (a SAS) goes to curl through its config on stdin, not on its command line.
+set +e
+printf 'url = "%s"\n' "$FASTBUILD_SOURCE_URL" |
+  curl --config - --fail --silent --show-error --location --retry 5 --retry-all-errors --retry-delay 2 \
+    --connect-timeout 20 --max-time 1800 --max-filesize "$MAX_BYTES" --output "$archive" 2>>"$STEP_LOG"
+rc=$?
+set -e
+if [ "$rc" -eq 63 ]; then
+  fail download "$EXIT_DOWNLOAD" "the source archive is larger than $MAX_BYTES bytes: make it smaller (exclude build outputs) or raise the limit"
+elif [ "$rc" -ne 0 ]; then
+  fail download "$EXIT_DOWNLOAD" "could not download the source archive (curl exit $rc): has the upload finished and the SAS not expired?" "tail:logTail=$STEP_LOG"
+fi
+size=$(stat -c %s "$archive")
+if [ "$size" -gt "$MAX_BYTES" ]; then
+  fail download "$EXIT_DOWNLOAD" "the source archive is $size bytes, over the limit of $MAX_BYTES"
+fi
+actual=sha256:$(sha256sum "$archive" | cut -d' ' -f1)
+if [ "$actual" != "$FASTBUILD_SOURCE_DIGEST" ]; then
+  fail download "$EXIT_DOWNLOAD" "the downloaded archive's digest $actual does not match $FASTBUILD_SOURCE_DIGEST: upload it again"
+fi
+log "downloaded $size bytes, digest verified"
+end
+
+# ---------------------------------------------------------------- 4. extract
+begin extract
+src=$BUILD_DIR/src
+if ! python3 "$HELPERS_DIR/safe_extract.py" "$archive" "$src" >"$STEP_LOG" 2>&1; then
+  reason=$(sed -n 's/^refused: //p' "$STEP_LOG" | head -n 1)
+  fail extract "$EXIT_EXTRACT" "the source archive was refused: ${reason:-see the log}. Nothing was built."
+fi
+cat "$STEP_LOG"
+rm -f "$archive"
+end
+
+# ---------------------------------------------------------------- 5. base image
+# The key comes from the upload command (src/core/baseKey.ts) and is trusted: it only chooses
+# which base the app layer starts from, and the app layer compiles the real sources on top, so a
+# wrong key costs a cache miss, never a wrong binary.
+build_args=(--build-arg "CARGO_PROFILE=${FASTBUILD_CARGO_PROFILE:-release}")
+[ -z "${FASTBUILD_CARGO_FEATURES:-}" ] || build_args+=(--build-arg "CARGO_FEATURES=$FASTBUILD_CARGO_FEATURES")
+[ -z "${FASTBUILD_CARGO_TARGET:-}" ] || build_args+=(--build-arg "CARGO_TARGET=$FASTBUILD_CARGO_TARGET")
+
+# step_failure: the Dockerfile instruction that failed and its exit status, from the CLI's log
+# (buildah: `[1/2] STEP n/m: RUN …` / `exit status N`; BuildKit: `#9 [build 4/5] RUN …` / `exit code: N`).
+step_failure_args() {
+  local instruction status
+  instruction=$(grep -E '^((\[[0-9]+/[0-9]+\] )?STEP [0-9]+/[0-9]+: |#[0-9]+ \[[^]]+\] )' "$STEP_LOG" |
+    tail -n 1 | tr -s ' ' | cut -c1-300 || true)
+  status=$(grep -oE '(exit status|exit code:) [0-9]+' "$STEP_LOG" | tail -n 1 | grep -oE '[0-9]+$' || true)
+  printf '%s\n' "str:failedInstruction=$instruction" "int:stepExitCode=${status:-$1}"
+}
+
+begin base
+base_cache_hit=false
+set +e
+base_digest=$(manifest_digest "$BASE_REPOSITORY" "$BASE_KEY")
+found=$?
+set -e
+if [ "$found" -eq 2 ]; then fail push "$EXIT_PUSH" "could not query registry $REGISTRY for the base image"; fi
+if [ "$found" -eq 0 ] && [ "$REBUILD_BASE" = false ]; then
+  base_cache_hit=true
+  log "reusing base image $BASE_IMAGE ($base_digest)"
+else
+  if [ "$REBUILD_BASE" = true ]; then log "rebuilding the base image as asked"; else log "no base image for key $BASE_KEY: building it"; fi
+  # The recipe (manifests + stub sources, written by the upload command) keeps the base's build
+  # context independent of our own sources. Without it the whole tree serves: slower to
+  # build, but it compiles the same dependencies.
+  base_context=$src/.fastbuild/recipe
+  if [ ! -d "$base_context" ] || [ -L "$base_context" ]; then
+    log "no .fastbuild/recipe in the archive: building the base from the whole tree"
+    base_context=$src
+  fi
+  base_args=("${build_args[@]}")
+  [ -z "${FASTBUILD_TOOLCHAIN_IMAGE:-}" ] || base_args+=(--build-arg "RUST_IMAGE=$FASTBUILD_TOOLCHAIN_IMAGE")
+  rc=0
+  run_logged "${CLI[@]}" build "${BUILD_EXTRA[@]}" -f "$DOCKERFILES_DIR/Dockerfile.base" -t "$BASE_IMAGE" \
+    "${base_args[@]}" "$base_context" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    mapfile -t extra < <(step_failure_args "$rc")
+    fail base-build "$EXIT_BASE" "the base image build failed (exit $rc)" "tail:logTail=$STEP_LOG" "${extra[@]}"
+  fi
+  rc=0
+  run_logged "${CLI[@]}" push "${PUSH_EXTRA[@]}" "$BASE_IMAGE" || rc=$?
+  [ "$rc" -eq 0 ] || fail push "$EXIT_PUSH" "pushing the base image $BASE_IMAGE failed (exit $rc)" "tail:logTail=$STEP_LOG"
+  log "pushed base image $BASE_IMAGE"
+fi
+end
+
+# ---------------------------------------------------------------- 6. app image
+begin app
+tags=("$BUILD_ID")
+[ -z "${FASTBUILD_COMMIT:-}" ] || tags+=("commit-$FASTBUILD_COMMIT")
+# Last, so that its presence means the whole image was pushed (the skip check relies on it).
+tags+=("$SOURCE_TAG")
+tag_args=()
+for tag in "${tags[@]}"; do tag_args+=(-t "$REGISTRY/$REPOSITORY:$tag"); done
+app_args=("${build_args[@]}" --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "BASE_KEY=$BASE_KEY"
+  --build-arg "BINARY_NAME=$FASTBUILD_BINARY_NAME")
+[ -z "${FASTBUILD_RUNTIME_IMAGE:-}" ] || app_args+=(--build-arg "RUNTIME_IMAGE=$FASTBUILD_RUNTIME_IMAGE")
+rc=0
+run_logged "${CLI[@]}" build "${BUILD_EXTRA[@]}" -f "$DOCKERFILES_DIR/Dockerfile.app" "${tag_args[@]}" \
+  "${app_args[@]}" "$src" || rc=$?
+if [ "$rc" -ne 0 ]; then
+  mapfile -t extra < <(step_failure_args "$rc")
+  fail app-build "$EXIT_APP" "the app build failed (exit $rc): see the log tail" "tail:logTail=$STEP_LOG" \
+    "str:baseKey=$BASE_KEY" "str:baseImage=$BASE_IMAGE" "bool:baseCacheHit=$base_cache_hit" "${extra[@]}"
+fi
+end
+
+# ---------------------------------------------------------------- 7. push
+begin push
+for tag in "${tags[@]}"; do
+  rc=0
+  run_logged "${CLI[@]}" push "${PUSH_EXTRA[@]}" "$REGISTRY/$REPOSITORY:$tag" || rc=$?
+  [ "$rc" -eq 0 ] || fail push "$EXIT_PUSH" "pushing $REGISTRY/$REPOSITORY:$tag failed (exit $rc)" "tail:logTail=$STEP_LOG"
+done
+set +e
+digest=$(manifest_digest "$REPOSITORY" "$BUILD_ID")
+found=$?
+set -e
+[ "$found" -eq 0 ] || fail push "$EXIT_PUSH" "the pushed image $REGISTRY/$REPOSITORY:$BUILD_ID is not in the registry"
+log "pushed $REGISTRY/$REPOSITORY:$BUILD_ID ($digest)"
+end
+
+tag_list=$(
+  IFS=,
+  printf '%s' "${tags[*]}"
+)
+finish succeeded ok 0 bool:skipped=false "str:image=$REGISTRY/$REPOSITORY:$BUILD_ID" "str:digest=$digest" \
+  "str:baseKey=$BASE_KEY" "str:baseImage=$BASE_IMAGE" "bool:baseCacheHit=$base_cache_hit" "list:tags=$tag_list"
