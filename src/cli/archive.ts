@@ -44,6 +44,11 @@ export interface ArchiveOptions {
   maxBytes?: number;
   /** Where to write the archive; defaults to a new temporary directory. */
   outputDir?: string;
+  /**
+   * Generated files added under `prefix` (e.g. the dependency recipe under `.fastbuild/recipe`);
+   * they replace anything the tree has under that prefix.
+   */
+  generated?: { prefix: string; files: readonly { path: string; content: string }[] };
 }
 
 export interface SourceArchive {
@@ -88,7 +93,7 @@ export async function createArchive(root: string, options: ArchiveOptions = {}):
   const stats = { bytes: 0, fileCount: 0, contentBytes: 0, skipped: [] as string[] };
   try {
     await pipeline(
-      tarEntries(root, list.files, stats),
+      tarEntries(root, mergeGenerated(list.files, options.generated), stats),
       createGzip({ level: GZIP_LEVEL }),
       async function* (chunks: AsyncIterable<Buffer>) {
         for await (const chunk of chunks) {
@@ -129,13 +134,32 @@ export async function createArchive(root: string, options: ArchiveOptions = {}):
   };
 }
 
+type Entry = string | { path: string; content: Buffer };
+
+/** The tree's files plus the generated ones, in byte order of their paths (determinism). */
+function mergeGenerated(files: readonly string[], generated: ArchiveOptions["generated"]): Entry[] {
+  if (!generated) return [...files];
+  const prefix = `${generated.prefix.replace(/\/+$/, "")}/`;
+  const entries: Entry[] = files.filter((f) => !f.startsWith(prefix));
+  for (const file of generated.files) {
+    entries.push({ path: prefix + file.path, content: Buffer.from(file.content) });
+  }
+  const key = (e: Entry) => Buffer.from(typeof e === "string" ? e : e.path);
+  return entries.sort((a, b) => Buffer.compare(key(a), key(b)));
+}
+
 /** The tar stream: one header (+ pax header for long or non-ASCII names) and the content per entry. */
 async function* tarEntries(
   root: string,
-  files: readonly string[],
+  entries: readonly Entry[],
   stats: { fileCount: number; contentBytes: number; skipped: string[] },
 ): AsyncGenerator<Buffer> {
-  for (const rel of files) {
+  for (const entry of entries) {
+    if (typeof entry !== "string") {
+      yield* fileEntry(entry.path, entry.content, 0o644, stats);
+      continue;
+    }
+    const rel = entry;
     const full = join(root, rel);
     const info = await lstat(full).catch(() => undefined);
     // Deleted since listing (git still tracks it): the working tree is what we archive.
@@ -147,11 +171,8 @@ async function* tarEntries(
     } else if (info.isFile()) {
       // Read whole, so the header's size matches the bytes even if the file changes meanwhile.
       const data = await readFile(full);
-      yield* header({ path: rel, type: "File", mode: info.mode & 0o111 ? 0o755 : 0o644, size: data.length });
-      yield data;
-      const pad = (512 - (data.length % 512)) % 512;
-      if (pad > 0) yield Buffer.alloc(pad);
-      stats.contentBytes += data.length;
+      yield* fileEntry(rel, data, info.mode & 0o111 ? 0o755 : 0o644, stats);
+      continue;
     } else {
       stats.skipped.push(rel);
       continue;
@@ -160,6 +181,20 @@ async function* tarEntries(
   }
   // End of archive: two zero blocks.
   yield Buffer.alloc(1024);
+}
+
+function* fileEntry(
+  path: string,
+  data: Buffer,
+  mode: number,
+  stats: { fileCount: number; contentBytes: number },
+): Generator<Buffer> {
+  yield* header({ path, type: "File", mode, size: data.length });
+  yield data;
+  const pad = (512 - (data.length % 512)) % 512;
+  if (pad > 0) yield Buffer.alloc(pad);
+  stats.contentBytes += data.length;
+  stats.fileCount++;
 }
 
 function* header(entry: {

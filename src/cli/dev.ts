@@ -14,7 +14,7 @@ import { uploadFileToSas } from "../azure/storageUpload.js";
 import type { CliSettings } from "../config/cli.js";
 import type { BuildPhase, BuildStatus, StartBuildRequest, StartBuildResponse } from "../core/api.js";
 import { startBuildRequestSchema } from "../core/api.js";
-import { computeBaseKey } from "../core/baseKey.js";
+import { computeBaseKey, recipeFiles, RECIPE_DIR_IN_ARCHIVE, type BaseKeyResult } from "../core/baseKey.js";
 import {
   InvalidInputError,
   isFastBuildError,
@@ -63,9 +63,13 @@ export async function runDev(opts: DevRun): Promise<number> {
   const root = resolve(opts.cwd, flags.dir ?? ".");
 
   out.status("reading the dependency recipe");
-  const baseKey = await baseKeyFor(root);
+  const { key: baseKey, recipe } = await baseKeyFor(root);
   out.status("archiving the source tree");
-  const archive = await createArchive(root);
+  // The recipe travels inside the archive, so the builder compiles the dependency base from exactly
+  // what the key was computed over (see src/core/baseKey.ts).
+  const archive = await createArchive(root, {
+    generated: { prefix: RECIPE_DIR_IN_ARCHIVE, files: recipeFiles(recipe) },
+  });
   try {
     out.line(
       `archived ${archive.fileCount} files (${formatBytes(archive.contentBytes)} → ${formatBytes(archive.bytes)}, ${archive.mode === "git" ? "git" : ".gitignore"} file list) ${archive.digest}`,
@@ -109,10 +113,11 @@ export async function runDev(opts: DevRun): Promise<number> {
 /**
  * The one call site of the base-key recipe. Dockerfile.base ships with this package (its bytes
  * are part of the key), two levels up from both `src/cli/` and `dist/cli/`.
- * TODO(lead): the toolchain/profile/target the server builds with are part of the key too; the
- * CLI sends the key of the defaults until the API tells it those options.
+ * The key covers the build defaults of build.sh (toolchain image, release profile, host target);
+ * a project pins its toolchain with rust-toolchain.toml, which is part of the recipe. Were the
+ * builder to build with other options, the key would only miss the cache, never pick a wrong base.
  */
-async function baseKeyFor(root: string): Promise<string> {
+async function baseKeyFor(root: string): Promise<BaseKeyResult> {
   const dockerfile = new URL("../../dockerfiles/Dockerfile.base", import.meta.url);
   const dockerfileBase = await readFile(dockerfile).catch((error: unknown) => {
     throw new PermanentError(`fast-build is incomplete: cannot read ${fileURLToPath(dockerfile)}`, {
@@ -121,7 +126,7 @@ async function baseKeyFor(root: string): Promise<string> {
       cause: error,
     });
   });
-  return (await computeBaseKey(root, { dockerfileBase })).key;
+  return computeBaseKey(root, { dockerfileBase });
 }
 
 async function buildRequest(

@@ -154,6 +154,34 @@ describe("archive determinism", () => {
   });
 });
 
+describe("generated files", () => {
+  it("adds them under their prefix in path order, replacing what the tree has there", async () => {
+    const root = await tempDir();
+    await writeTree(root, {
+      "Cargo.toml": "[package]\n",
+      ".fastbuild/recipe/stale.toml": "old",
+      "src/main.rs": "",
+    });
+    const generated = {
+      prefix: ".fastbuild/recipe",
+      files: [
+        { path: "Cargo.toml", content: '[package]\nversion = "0.0.0"\n' },
+        { path: "src/main.rs", content: "fn main() {}\n" },
+      ],
+    };
+    const first = await createArchive(root, { generated });
+    const second = await createArchive(root, { generated });
+    const entries = await entriesOf(first.path);
+    await Promise.all([first.dispose(), second.dispose()]);
+    assert.deepEqual(
+      [...entries.keys()],
+      [".fastbuild/recipe/Cargo.toml", ".fastbuild/recipe/src/main.rs", "Cargo.toml", "src/main.rs"],
+    );
+    assert.equal(first.digest, second.digest);
+    assert.equal(first.fileCount, 4);
+  });
+});
+
 describe("which files go in (git repository)", () => {
   it("honours .gitignore and nested .gitignore, includes untracked files, leaves out deleted ones", async () => {
     const root = await gitRepo({
