@@ -10,19 +10,40 @@ param registryName string
 @description('Admin user of the builder (SSH is break-glass only).')
 param adminUsername string = 'fastbuild'
 
-var cloudInit = '''
-#cloud-config
-package_update: true
-packages:
-  - docker.io
-  - docker-buildx
-  - python3
-  - curl
-  - jq
-runcmd:
-  - systemctl enable --now docker
-  - mkdir -p /var/lib/fast-build
-'''
+// cloud-init installs Docker (BuildKit), python3 (safe_extract.py), curl and the az CLI (ACR login
+// with the VM's identity), and the build kit from dockerfiles/, embedded at deploy time. Run Command
+// sends build.sh itself with every build, so only these files need a redeploy when they change.
+var buildKit = ['Dockerfile.base', 'Dockerfile.app', 'Dockerfile.acr', 'Dockerfile.fast', 'safe_extract.py']
+var buildKitContent = {
+  'Dockerfile.base': loadFileAsBase64('../../dockerfiles/Dockerfile.base')
+  'Dockerfile.app': loadFileAsBase64('../../dockerfiles/Dockerfile.app')
+  'Dockerfile.acr': loadFileAsBase64('../../dockerfiles/Dockerfile.acr')
+  'Dockerfile.fast': loadFileAsBase64('../../dockerfiles/Dockerfile.fast')
+  'safe_extract.py': loadFileAsBase64('../../dockerfiles/safe_extract.py')
+}
+var cloudInit = join(
+  concat(
+    [
+      '#cloud-config'
+      'package_update: true'
+      'packages: [docker.io, docker-buildx, python3, curl, jq, ca-certificates]'
+      'write_files:'
+    ],
+    flatten(map(buildKit, file => [
+      '  - path: /opt/fastbuild/dockerfiles/${file}'
+      '    encoding: b64'
+      '    permissions: "0644"'
+      '    content: ${buildKitContent[file]}'
+    ])),
+    [
+      'runcmd:'
+      '  - systemctl enable --now docker'
+      '  - curl -sL https://aka.ms/InstallAzureCLIDeb | bash'
+      '  - mkdir -p /var/lib/fast-build'
+    ]
+  ),
+  '\n'
+)
 
 resource vnet 'Microsoft.Network/virtualNetworks@2024-01-01' = {
   name: 'vnet-${name}'

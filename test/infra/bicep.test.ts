@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, it, before } from "node:test";
 import { environmentSchema } from "../../src/config/index.js";
 
@@ -76,6 +78,15 @@ describe("infra/main.bicep", () => {
       .filter(([, schema]) => !schema.safeParse(undefined).success)
       .map(([key]) => key);
     for (const key of required) assert.match(compiled, new RegExp(`"${key}":`), key);
+  });
+
+  it("installs the repository's build kit on the builder through cloud-init", () => {
+    const compiled = JSON.stringify(template);
+    for (const file of ["Dockerfile.base", "Dockerfile.app", "safe_extract.py"]) {
+      const content = readFileSync(join("dockerfiles", file)).toString("base64");
+      assert.ok(compiled.includes(content), `${file} is embedded as it is in dockerfiles/`);
+      assert.match(compiled, new RegExp(`/opt/fastbuild/dockerfiles/`));
+    }
   });
 
   it("grants the builder push and the function app VM operation rights", () => {
