@@ -1,0 +1,264 @@
+/**
+ * The build orchestration's activities: each a small function over the ports (compute, container
+ * apps, source and log stores) and the lease store. Built from a dependency object so Azure, the
+ * local simulation and tests hand in the same gateways pointed at different endpoints.
+ *
+ * Activities throw typed errors; the wrapper encodes them (see core/retry.ts) so the orchestrator
+ * can tell a transient failure (retry) from a permanent one (fail the build with the hint).
+ */
+import { readFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  ACTIVITIES,
+  type AcquireLeaseResult,
+  type BuildProgress,
+  type DeployInput,
+  type LeaseRef,
+  type RecordBuildInput,
+  type ResolvedEnvironment,
+  type StartBuildInput,
+} from "../core/activityContract.js";
+import { parseBuildResult } from "../core/buildResult.js";
+import {
+  builderKey,
+  callbackPath,
+  errorLogBlobName,
+  logBlobName,
+  runCommandName,
+  sourceBlobName,
+} from "../core/buildInput.js";
+import { NotFoundError, PermanentError } from "../core/errors.js";
+import { decideAcquire, decideRelease, decideRenew, mutateRecord, type LeaseStore } from "../core/lease.js";
+import type {
+  BuildCommandHandle,
+  ComputeGateway,
+  ContainerAppRef,
+  ContainerAppsGateway,
+  LogStore,
+  SourceStore,
+  VmRef,
+} from "../core/ports.js";
+import { encodeActivityError } from "../core/retry.js";
+import { redact, type Config } from "../config/index.js";
+
+export interface ActivityDeps {
+  config: Pick<Config, "environments" | "builds" | "publicBaseUrl">;
+  compute: ComputeGateway;
+  apps: ContainerAppsGateway;
+  sources: SourceStore;
+  logs: LogStore;
+  leases: LeaseStore;
+  /** Wall clock for leases (shared with other processes, so never the orchestration's clock). */
+  now?: () => Date;
+  /** The builder script; default `dockerfiles/build.sh` of this package. */
+  buildScriptPath?: string;
+  /** How long a VM may take to run with its agent ready (default 10 minutes). */
+  vmReadyTimeoutMs?: number;
+}
+
+/** A queued build that stopped asking (cancelled, crashed) leaves the queue after this long. */
+const QUEUE_STALE_MS = 3 * 60_000;
+/** Log lines shown in the status while a build runs. */
+const TAIL_LINES = 20;
+
+export type ActivityFunction = (input: unknown) => Promise<unknown>;
+
+/** Name → handler, exactly what `src/functions/orchestration.ts` registers. */
+export function makeActivities(deps: ActivityDeps): ReadonlyMap<string, ActivityFunction> {
+  const now = deps.now ?? (() => new Date());
+  let script: Promise<string> | undefined;
+  const loadScript = () => (script ??= readBuildScript(deps.buildScriptPath));
+
+  const handlers: Record<(typeof ACTIVITIES)[keyof typeof ACTIVITIES], (input: never) => Promise<unknown>> = {
+    [ACTIVITIES.resolveEnvironment]: ({ environment }: { environment: string }) => {
+      const env = deps.config.environments[environment];
+      if (!env) {
+        throw new NotFoundError(`unknown environment "${environment}"`, {
+          code: "UnknownEnvironment",
+          hint: `Use one of: ${Object.keys(deps.config.environments).join(", ") || "(none configured)"}.`,
+        });
+      }
+      const vm: VmRef = { subscriptionId: env.subscriptionId, resourceGroup: env.resourceGroup, vmName: env.builderVm };
+      const b = deps.config.builds;
+      const resolved: ResolvedEnvironment = {
+        name: env.name,
+        vm,
+        builderKey: builderKey(vm),
+        app: {
+          subscriptionId: env.subscriptionId,
+          resourceGroup: env.containerAppResourceGroup ?? env.resourceGroup,
+          appName: env.containerApp,
+        },
+        containerName: env.containerName,
+        registry: env.registry,
+        imageRepository: env.imageRepository,
+        ...(env.binaryName ? { binaryName: env.binaryName } : {}),
+        limits: {
+          sourceTimeoutMs: b.sourceTimeoutMinutes * 60_000,
+          buildTimeoutMs: b.buildTimeoutMinutes * 60_000,
+          deployTimeoutMs: b.deployTimeoutMinutes * 60_000,
+          leaseMs: b.leaseMinutes * 60_000,
+          vmReadyTimeoutMs: deps.vmReadyTimeoutMs ?? 10 * 60_000,
+        },
+      };
+      return Promise.resolve(resolved);
+    },
+
+    [ACTIVITIES.acquireLease]: (input: { builderKey: string; buildId: string; leaseMs: number }) =>
+      mutateRecord<AcquireLeaseResult>(deps.leases, input.builderKey, (record) => {
+        const decision = decideAcquire(record, input.buildId, now(), {
+          leaseMs: input.leaseMs,
+          queueStaleMs: QUEUE_STALE_MS,
+        });
+        return {
+          record: decision.record,
+          result:
+            decision.kind === "acquired"
+              ? { acquired: true, generation: decision.generation, expiresAt: decision.expiresAt }
+              : { acquired: false, position: decision.position, holder: decision.holder },
+        };
+      }),
+
+    [ACTIVITIES.renewLease]: (input: LeaseRef & { leaseMs: number }) =>
+      mutateRecord(deps.leases, input.builderKey, (record) => {
+        const decision = decideRenew(record, input.buildId, input.generation, now(), input.leaseMs);
+        if (decision.kind === "lost") {
+          throw new PermanentError(`build ${input.buildId} no longer holds builder ${input.builderKey}`, {
+            code: "LeaseLost",
+          });
+        }
+        return { record: decision.record, result: { expiresAt: decision.expiresAt } };
+      }),
+
+    [ACTIVITIES.releaseLease]: (input: { builderKey: string; buildId: string; generation?: number }) =>
+      mutateRecord(deps.leases, input.builderKey, (record) => {
+        const { record: next, vmMinutes } = decideRelease(record, input.buildId, input.generation, now());
+        return { record: next, result: { vmMinutes } };
+      }),
+
+    [ACTIVITIES.recordBuild]: async (input: RecordBuildInput) => {
+      await deps.leases.recordBuild(input);
+    },
+
+    [ACTIVITIES.startVm]: async ({ vm }: { vm: VmRef }) => {
+      const status = await deps.compute.getVmStatus(vm);
+      // Start only what is off; a VM that is starting or stopping is left to finish (the
+      // orchestrator polls and starts it again if it ends up stopped).
+      if (status.powerState === "deallocated" || status.powerState === "stopped") {
+        await deps.compute.start(vm);
+        return deps.compute.getVmStatus(vm);
+      }
+      return status;
+    },
+
+    [ACTIVITIES.getVmStatus]: ({ vm }: { vm: VmRef }) => deps.compute.getVmStatus(vm),
+
+    [ACTIVITIES.startBuild]: async (input: StartBuildInput) => {
+      const env = input.environment;
+      const minutes = Math.ceil(input.timeoutSeconds / 60) + 30;
+      const [text, output, error, source] = await Promise.all([
+        loadScript(),
+        deps.logs.createAppendLog(logBlobName(input.buildId), minutes),
+        deps.logs.createAppendLog(errorLogBlobName(input.buildId), minutes),
+        // The script downloads first thing, so the read grant can be short.
+        deps.sources.createReadUrl(sourceBlobName(input.buildId), 60),
+      ]);
+      // Values go in as run-command parameters (environment variables of the script), never into its text.
+      const parameters: Record<string, string> = {
+        FASTBUILD_BUILD_ID: input.buildId,
+        FASTBUILD_SOURCE_DIGEST: input.sourceDigest,
+        FASTBUILD_REGISTRY: env.registry,
+        FASTBUILD_IMAGE_REPOSITORY: env.imageRepository,
+        FASTBUILD_SOURCE_MAX_BYTES: String(deps.config.builds.maxUploadBytes),
+        FASTBUILD_REBUILD_BASE: String(input.rebuildBase),
+      };
+      if (input.baseKey) parameters.FASTBUILD_BASE_KEY = input.baseKey;
+      if (input.commit) parameters.FASTBUILD_COMMIT = input.commit;
+      if (env.binaryName) parameters.FASTBUILD_BINARY_NAME = env.binaryName;
+      // SAS URLs and the callback token are hidden from run-command GETs.
+      const protectedParameters: Record<string, string> = { FASTBUILD_SOURCE_URL: source.url };
+      if (deps.config.publicBaseUrl) {
+        protectedParameters.FASTBUILD_CALLBACK_URL = `${deps.config.publicBaseUrl}${callbackPath(input.buildId)}`;
+        protectedParameters.FASTBUILD_CALLBACK_TOKEN = input.callbackToken;
+      }
+      const handle = await deps.compute.startBuildCommand(env.vm, {
+        name: runCommandName(input.buildId),
+        script: text,
+        parameters,
+        protectedParameters,
+        timeoutInSeconds: input.timeoutSeconds,
+        outputBlobUri: output.url,
+        errorBlobUri: error.url,
+      });
+      return handle;
+    },
+
+    [ACTIVITIES.readBuild]: async (input: { vm: VmRef; handle: BuildCommandHandle; buildId: string }) => {
+      const view = await deps.compute.readBuildCommand(input.vm, input.handle);
+      const result = parseBuildResult(view.output);
+      const lines = `${view.output}\n${view.error}`
+        .split("\n")
+        .map((line) => redact(line.trimEnd()))
+        .filter((line) => line.length > 0 && !line.startsWith('{"fastbuild"'));
+      const progress: BuildProgress = {
+        executionState: view.executionState,
+        exitCode: view.exitCode,
+        result: result && result.buildId === input.buildId ? result : undefined,
+        logTail: lines.slice(-TAIL_LINES),
+        message: view.executionMessage ? redact(view.executionMessage) : undefined,
+      };
+      return progress;
+    },
+
+    [ACTIVITIES.cancelBuild]: async (input: { vm: VmRef; handle: BuildCommandHandle }) => {
+      await deps.compute.cancelBuildCommand(input.vm, input.handle);
+    },
+
+    [ACTIVITIES.deployImage]: (input: DeployInput) =>
+      deps.apps.updateImage(input.app, {
+        containerName: input.containerName,
+        image: input.image,
+        revisionSuffix: input.revisionSuffix,
+      }),
+
+    [ACTIVITIES.getRevision]: (input: { app: ContainerAppRef; revisionName: string }) =>
+      deps.apps.getRevision(input.app, input.revisionName),
+  };
+
+  return new Map(
+    Object.entries(handlers).map(([name, handler]) => [
+      name,
+      async (input: unknown) => {
+        try {
+          return await (handler as (input: unknown) => Promise<unknown>)(input);
+        } catch (error) {
+          throw redactError(encodeActivityError(error));
+        }
+      },
+    ]),
+  );
+}
+
+/** SAS signatures or keys inside an SDK message must not reach history or logs. */
+function redactError(error: Error): Error {
+  error.message = redact(error.message);
+  return error;
+}
+
+async function readBuildScript(path: string | undefined): Promise<string> {
+  const here = dirname(fileURLToPath(import.meta.url));
+  // src/activities → ../../dockerfiles; dist/src/activities → ../../../dockerfiles.
+  const candidates = path ? [path] : [join(here, "../../dockerfiles/build.sh"), join(here, "../../../dockerfiles/build.sh")];
+  for (const candidate of candidates) {
+    try {
+      return await readFile(candidate, "utf8");
+    } catch {
+      // Try the next layout.
+    }
+  }
+  throw new PermanentError("the builder script dockerfiles/build.sh is missing from the deployment", {
+    code: "BuildScriptMissing",
+    hint: "Deploy the function app with its dockerfiles/ folder.",
+  });
+}

@@ -1,0 +1,251 @@
+/**
+ * ComputeGateway over `@azure/arm-compute`: power state, start/deallocate (waiting for the LRO),
+ * and the build command as a managed Run Command (latest profile) or the action Run Command
+ * (hybrid profile, resumable from the poller's serialized state).
+ */
+import {
+  ComputeManagementClient,
+  restorePoller,
+  type InstanceViewStatus,
+  type RunCommandResult,
+  type VirtualMachineRunCommand,
+} from "@azure/arm-compute";
+import { PermanentError } from "../core/errors.js";
+import type {
+  BuildCommandHandle,
+  BuildCommandSpec,
+  BuildCommandView,
+  ComputeGateway,
+  ExecutionState,
+  PowerState,
+  VmRef,
+  VmStatus,
+} from "../core/ports.js";
+import { armCall, classifyArmError } from "./armErrors.js";
+import { commonClientOptions, type ArmGatewayOptions } from "./clientOptions.js";
+import { computeApiVersion, forceApiVersionPolicy } from "./hybridProfile.js";
+
+export type { ArmGatewayOptions };
+
+const POWER_STATES: readonly PowerState[] = [
+  "starting",
+  "running",
+  "stopping",
+  "stopped",
+  "deallocating",
+  "deallocated",
+];
+const EXECUTION_STATES: readonly ExecutionState[] = [
+  "Unknown",
+  "Pending",
+  "Running",
+  "Failed",
+  "Succeeded",
+  "TimedOut",
+  "Canceled",
+];
+const TERMINAL: readonly ExecutionState[] = ["Failed", "Succeeded", "TimedOut", "Canceled"];
+
+/** Creates the compute gateway. SDK clients are made on first use (cold starts pay only for what they call). */
+export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway {
+  const profile = options.profile ?? "latest";
+  const pinned = computeApiVersion(profile);
+  const clients = new Map<string, ComputeManagementClient>();
+  const locations = new Map<string, string>();
+  const poll = options.pollIntervalMs === undefined ? {} : { updateIntervalInMs: options.pollIntervalMs };
+
+  const client = (subscriptionId: string): ComputeManagementClient => {
+    let existing = clients.get(subscriptionId);
+    if (!existing) {
+      const common = commonClientOptions(options);
+      existing = new ComputeManagementClient(options.credential, subscriptionId, {
+        ...common,
+        additionalPolicies: pinned ? [{ position: "perCall", policy: forceApiVersionPolicy(pinned) }] : [],
+      });
+      clients.set(subscriptionId, existing);
+    }
+    return existing;
+  };
+  const name = (vm: VmRef) => `${vm.resourceGroup}/${vm.vmName}`;
+
+  const locationOf = async (vm: VmRef): Promise<string> => {
+    if (options.location) return options.location;
+    const key = `${vm.subscriptionId}/${name(vm)}`.toLowerCase();
+    const cached = locations.get(key);
+    if (cached) return cached;
+    const found = await armCall(`read VM ${name(vm)}`, () =>
+      client(vm.subscriptionId).virtualMachines.get(vm.resourceGroup, vm.vmName),
+    );
+    locations.set(key, found.location);
+    return found.location;
+  };
+
+  return {
+    async getVmStatus(vm: VmRef): Promise<VmStatus> {
+      const view = await armCall(`read power state of VM ${name(vm)}`, () =>
+        client(vm.subscriptionId).virtualMachines.instanceView(vm.resourceGroup, vm.vmName),
+      );
+      const code = view.statuses?.find((s) => s.code?.startsWith("PowerState/"))?.code ?? "";
+      const state = code.slice("PowerState/".length).toLowerCase();
+      const powerState = (POWER_STATES as readonly string[]).includes(state) ? (state as PowerState) : "unknown";
+      // Run Command needs the guest agent: "Ready" only while it reports in.
+      const agentReady =
+        powerState === "running" && (view.vmAgent?.statuses ?? []).some((s) => s.displayStatus === "Ready");
+      return { powerState, agentReady };
+    },
+
+    async start(vm: VmRef): Promise<void> {
+      await armCall(`start VM ${name(vm)}`, () =>
+        client(vm.subscriptionId).virtualMachines.start(vm.resourceGroup, vm.vmName, poll).pollUntilDone(),
+      );
+    },
+
+    async deallocate(vm: VmRef): Promise<void> {
+      await armCall(`deallocate VM ${name(vm)}`, () =>
+        client(vm.subscriptionId).virtualMachines.deallocate(vm.resourceGroup, vm.vmName, poll).pollUntilDone(),
+      );
+    },
+
+    async startBuildCommand(vm: VmRef, spec: BuildCommandSpec): Promise<BuildCommandHandle> {
+      const parameters = toParameters(spec.parameters);
+      if (pinned) {
+        // Hybrid: the action Run Command. It has no protected parameters, so those travel as ordinary
+        // parameters (Azure does not echo action parameters back). We return as soon as Azure accepted
+        // it; the serialized poller lets any later call (another activity, another host) read the result.
+        const what = `start build command ${spec.name} (action Run Command) on VM ${name(vm)}`;
+        return armCall(what, async () => {
+          const poller = client(vm.subscriptionId).virtualMachines.runCommand(
+            vm.resourceGroup,
+            vm.vmName,
+            {
+              commandId: "RunShellScript",
+              script: spec.script.split("\n"),
+              parameters: [...parameters, ...toParameters(spec.protectedParameters)],
+            },
+            poll,
+          );
+          await poller.submitted();
+          return { kind: "action", name: spec.name, resumeState: await poller.serialize() };
+        });
+      }
+      const location = await locationOf(vm);
+      const body: VirtualMachineRunCommand = {
+        location,
+        source: { script: spec.script },
+        parameters,
+        protectedParameters: toParameters(spec.protectedParameters),
+        // Provisioning succeeds once the script starts; we follow executionState, not the LRO.
+        asyncExecution: true,
+        timeoutInSeconds: spec.timeoutInSeconds,
+        outputBlobUri: spec.outputBlobUri,
+        errorBlobUri: spec.errorBlobUri,
+        // A failed build is reported through executionState/exitCode, not as a failed deployment.
+        treatFailureAsDeploymentFailure: false,
+      };
+      await armCall(`start build command ${spec.name} on VM ${name(vm)}`, () =>
+        client(vm.subscriptionId)
+          .virtualMachineRunCommands.createOrUpdate(vm.resourceGroup, vm.vmName, spec.name, body, poll)
+          .pollUntilDone(),
+      );
+      return { kind: "managed", name: spec.name };
+    },
+
+    async readBuildCommand(vm: VmRef, handle: BuildCommandHandle): Promise<BuildCommandView> {
+      if (handle.kind === "action") return readActionCommand(client(vm.subscriptionId), vm, handle, poll);
+      const command = await armCall(`read build command ${handle.name} on VM ${name(vm)}`, () =>
+        client(vm.subscriptionId).virtualMachineRunCommands.getByVirtualMachine(
+          vm.resourceGroup,
+          vm.vmName,
+          handle.name,
+          { expand: "instanceView" },
+        ),
+      );
+      const view = command.instanceView;
+      const state = (EXECUTION_STATES as readonly string[]).includes(view?.executionState ?? "")
+        ? (view!.executionState as ExecutionState)
+        : "Unknown";
+      return {
+        executionState: state,
+        // Azure reports exitCode 0 while a script is still running: only a finished one has an exit code.
+        exitCode: TERMINAL.includes(state) ? view?.exitCode : undefined,
+        output: view?.output ?? "",
+        error: view?.error ?? "",
+        executionMessage: view?.executionMessage || undefined,
+        startTime: view?.startTime?.toISOString(),
+        endTime: view?.endTime?.toISOString(),
+      };
+    },
+
+    async cancelBuildCommand(vm: VmRef, handle: BuildCommandHandle): Promise<void> {
+      if (handle.kind === "action") {
+        throw new PermanentError(`build command ${handle.name} on VM ${name(vm)} cannot be cancelled`, {
+          code: "RunCommandNotCancellable",
+          hint: "The action Run Command (hybrid profile) runs to its end (90 minutes at most); deallocate the VM to stop it.",
+        });
+      }
+      try {
+        await client(vm.subscriptionId)
+          .virtualMachineRunCommands.delete(vm.resourceGroup, vm.vmName, handle.name, poll)
+          .pollUntilDone();
+      } catch (error) {
+        const typed = classifyArmError(error, `cancel build command ${handle.name} on VM ${name(vm)}`);
+        // Already gone is what we wanted.
+        if (typed.status !== 404) throw typed;
+      }
+    },
+  };
+}
+
+async function readActionCommand(
+  client: ComputeManagementClient,
+  vm: VmRef,
+  handle: BuildCommandHandle,
+  poll: { updateIntervalInMs?: number },
+): Promise<BuildCommandView> {
+  if (!handle.resumeState) {
+    throw new PermanentError(`build command ${handle.name} has no poller state to resume from`, {
+      code: "MissingResumeState",
+      hint: "Pass the handle returned by startBuildCommand unchanged.",
+    });
+  }
+  const what = `read build command ${handle.name} (action Run Command) on VM ${vm.resourceGroup}/${vm.vmName}`;
+  const poller = restorePoller(client, handle.resumeState, client.virtualMachines.runCommand, poll);
+  const empty = { output: "", error: "", exitCode: undefined, startTime: undefined, endTime: undefined };
+  try {
+    await poller.poll();
+  } catch (error) {
+    const typed = classifyArmError(error, what);
+    // The operation itself failed: that is the command's outcome, not an error reading it.
+    if (/long-running operation has failed/.test(error instanceof Error ? error.message : "")) {
+      return { ...empty, executionState: "Failed", executionMessage: typed.message };
+    }
+    throw typed;
+  }
+  const status = poller.operationState?.status;
+  if (status === "failed") {
+    return { ...empty, executionState: "Failed", executionMessage: poller.operationState?.error?.message };
+  }
+  if (status === "canceled") return { ...empty, executionState: "Canceled", executionMessage: undefined };
+  if (!poller.isDone) return { ...empty, executionState: "Running", executionMessage: undefined };
+  const { output, error } = splitActionOutput(poller.result);
+  // The action Run Command reports no exit code: the build script's result line carries it.
+  return { ...empty, executionState: "Succeeded", output, error, executionMessage: undefined };
+}
+
+/**
+ * Reads stdout/stderr from an action Run Command result: the `ComponentStatus/StdOut|StdErr` pair,
+ * or Linux's single ProvisioningState status whose message holds `[stdout]` and `[stderr]` sections.
+ */
+export function splitActionOutput(result: RunCommandResult | undefined): { output: string; error: string } {
+  const statuses: InstanceViewStatus[] = result?.value ?? [];
+  const stdout = statuses.find((s) => s.code?.includes("/StdOut/"));
+  const stderr = statuses.find((s) => s.code?.includes("/StdErr/"));
+  if (stdout || stderr) return { output: stdout?.message ?? "", error: stderr?.message ?? "" };
+  const message = statuses[0]?.message ?? "";
+  const match = /\[stdout\]\n([\s\S]*?)\n\[stderr\]\n([\s\S]*)$/.exec(message);
+  return match ? { output: match[1] ?? "", error: match[2] ?? "" } : { output: message, error: "" };
+}
+
+function toParameters(values: Readonly<Record<string, string>>): { name: string; value: string }[] {
+  return Object.entries(values).map(([key, value]) => ({ name: key, value }));
+}

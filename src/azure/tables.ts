@@ -1,0 +1,191 @@
+/**
+ * The builder lease store over Azure Table Storage (Azurite locally). One entity per builder in
+ * partition `builder`, written only with an ETag condition (If-Match), so two writers that read
+ * the same version cannot both win; one row per build in partition `build` for the activity log.
+ */
+import { TableClient, type TableEntity, type TableEntityResult } from "@azure/data-tables";
+import type { TokenCredential } from "@azure/identity";
+import { PermanentError, TransientError, type FastBuildError } from "../core/errors.js";
+import type { BuildActivityRecord, BuilderRecord, LeaseStore, QueueEntry, StoredRecord } from "../core/lease.js";
+
+const BUILDER_PARTITION = "builder";
+const BUILD_PARTITION = "build";
+
+interface BuilderEntity {
+  holder?: string;
+  generation: number;
+  leaseExpiresAt?: string;
+  acquiredAt?: string;
+  lastActivityAt?: string;
+  /** JSON array of QueueEntry (tables have no list type; a queue is short). */
+  queue: string;
+  vmMinutesTotal: number;
+}
+
+export interface TableLeaseStoreOptions {
+  tableName: string;
+  /** Azurite or a key-based account … */
+  connectionString?: string | undefined;
+  /** … or the account's table endpoint with a managed identity. */
+  endpoint?: string | undefined;
+  credential?: TokenCredential;
+}
+
+/** `LeaseStore` over one table. Call `ensureTable()` once at start (idempotent). */
+export class TableLeaseStore implements LeaseStore {
+  private readonly client: TableClient;
+  private created: Promise<void> | undefined;
+
+  constructor(options: TableLeaseStoreOptions) {
+    if (options.connectionString) {
+      // Azurite speaks plain http on loopback; Azure connection strings are https anyway.
+      this.client = TableClient.fromConnectionString(options.connectionString, options.tableName, {
+        allowInsecureConnection: /^DefaultEndpointsProtocol=http;|TableEndpoint=http:/i.test(options.connectionString),
+      });
+    } else if (options.endpoint && options.credential) {
+      this.client = new TableClient(options.endpoint, options.tableName, options.credential);
+    } else {
+      throw new PermanentError("the lease store needs a connection string or an endpoint with a credential", {
+        code: "InvalidConfiguration",
+      });
+    }
+  }
+
+  ensureTable(): Promise<void> {
+    this.created ??= this.client.createTable().catch((error: unknown) => {
+      this.created = undefined;
+      throw mapTableError(error, "create the builders table");
+    });
+    return this.created;
+  }
+
+  async read(key: string): Promise<StoredRecord | undefined> {
+    await this.ensureTable();
+    try {
+      const entity = await this.client.getEntity<BuilderEntity>(BUILDER_PARTITION, key);
+      return { record: toRecord(key, entity), etag: entity.etag };
+    } catch (error) {
+      if (statusOf(error) === 404) return undefined;
+      throw mapTableError(error, `read builder ${key}`);
+    }
+  }
+
+  async write(record: BuilderRecord, etag: string | undefined): Promise<boolean> {
+    await this.ensureTable();
+    const entity = toEntity(record);
+    try {
+      if (etag === undefined) await this.client.createEntity(entity);
+      // Replace (not merge) so cleared fields (holder, expiry) disappear; If-Match makes it a CAS.
+      else await this.client.updateEntity(entity, "Replace", { etag });
+      return true;
+    } catch (error) {
+      const status = statusOf(error);
+      // 409: someone created it first; 412: someone changed it since we read it.
+      if (status === 409 || status === 412) return false;
+      throw mapTableError(error, `write builder ${record.key}`);
+    }
+  }
+
+  async list(): Promise<BuilderRecord[]> {
+    await this.ensureTable();
+    const records: BuilderRecord[] = [];
+    try {
+      const entities = this.client.listEntities<BuilderEntity>({
+        queryOptions: { filter: `PartitionKey eq '${BUILDER_PARTITION}'` },
+      });
+      for await (const entity of entities) records.push(toRecord(entity.rowKey ?? "", entity));
+    } catch (error) {
+      throw mapTableError(error, "list builders");
+    }
+    return records;
+  }
+
+  async recordBuild(entry: BuildActivityRecord): Promise<void> {
+    await this.ensureTable();
+    try {
+      // Upsert: a retried activity writes the same row again.
+      await this.client.upsertEntity(
+        { partitionKey: BUILD_PARTITION, rowKey: `${entry.builderKey}~${entry.buildId}`, ...entry },
+        "Replace",
+      );
+    } catch (error) {
+      throw mapTableError(error, `record build ${entry.buildId}`);
+    }
+  }
+
+  /** The activity rows of one builder (for `GET /api/builders` and tests). */
+  async listBuilds(builderKey: string): Promise<BuildActivityRecord[]> {
+    await this.ensureTable();
+    const rows: BuildActivityRecord[] = [];
+    const entities = this.client.listEntities<BuildActivityRecord>({
+      queryOptions: { filter: `PartitionKey eq '${BUILD_PARTITION}'` },
+    });
+    for await (const entity of entities) {
+      if (entity.builderKey !== builderKey) continue;
+      rows.push({
+        builderKey: entity.builderKey,
+        buildId: entity.buildId,
+        environment: entity.environment,
+        startedAt: entity.startedAt,
+        endedAt: entity.endedAt,
+        outcome: entity.outcome,
+        reason: entity.reason,
+        vmMinutes: entity.vmMinutes,
+      });
+    }
+    return rows;
+  }
+}
+
+function toEntity(record: BuilderRecord): TableEntity<BuilderEntity> {
+  return {
+    partitionKey: BUILDER_PARTITION,
+    rowKey: record.key,
+    generation: record.generation,
+    queue: JSON.stringify(record.queue),
+    // A Double even when whole, so the column keeps one type.
+    vmMinutesTotal: record.vmMinutesTotal,
+    ...(record.holder === undefined ? {} : { holder: record.holder }),
+    ...(record.leaseExpiresAt === undefined ? {} : { leaseExpiresAt: record.leaseExpiresAt }),
+    ...(record.acquiredAt === undefined ? {} : { acquiredAt: record.acquiredAt }),
+    ...(record.lastActivityAt === undefined ? {} : { lastActivityAt: record.lastActivityAt }),
+  };
+}
+
+function toRecord(key: string, entity: TableEntityResult<BuilderEntity>): BuilderRecord {
+  let queue: QueueEntry[] = [];
+  try {
+    const parsed: unknown = JSON.parse(entity.queue);
+    if (Array.isArray(parsed)) queue = parsed as QueueEntry[];
+  } catch {
+    // A damaged queue column only loses queue order, never the lease itself.
+  }
+  return {
+    key,
+    holder: entity.holder ?? undefined,
+    generation: Number(entity.generation ?? 0),
+    leaseExpiresAt: entity.leaseExpiresAt ?? undefined,
+    acquiredAt: entity.acquiredAt ?? undefined,
+    lastActivityAt: entity.lastActivityAt ?? undefined,
+    queue,
+    vmMinutesTotal: Number(entity.vmMinutesTotal ?? 0),
+  };
+}
+
+function statusOf(error: unknown): number | undefined {
+  const status = (error as { statusCode?: unknown } | undefined)?.statusCode;
+  return typeof status === "number" ? status : undefined;
+}
+
+function mapTableError(error: unknown, what: string): FastBuildError {
+  const status = statusOf(error);
+  const message = `could not ${what}: ${error instanceof Error ? error.message.split("\n")[0] : String(error)}`;
+  if (status === undefined || status === 408 || status === 429 || status >= 500) {
+    return new TransientError(message, { code: "StorageUnavailable", cause: error });
+  }
+  return new PermanentError(message, {
+    code: status === 403 || status === 401 ? "StorageForbidden" : "StorageError",
+    hint: "Check the storage settings and the function app's access to the table.",
+    cause: error,
+  });
+}

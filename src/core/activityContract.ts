@@ -1,0 +1,102 @@
+/**
+ * The contract between the build orchestrator and its activities: registered names and the
+ * JSON shapes that cross the durable host. Both sides import this; neither imports the other.
+ */
+import type { BuildResult } from "./buildResult.js";
+import type {
+  BuildCommandHandle,
+  ContainerAppRef,
+  ExecutionState,
+  RevisionStatus,
+  VmRef,
+  VmStatus,
+} from "./ports.js";
+
+export const ACTIVITIES = {
+  resolveEnvironment: "fb_ResolveEnvironment",
+  acquireLease: "fb_AcquireLease",
+  renewLease: "fb_RenewLease",
+  releaseLease: "fb_ReleaseLease",
+  recordBuild: "fb_RecordBuild",
+  startVm: "fb_StartVm",
+  getVmStatus: "fb_GetVmStatus",
+  startBuild: "fb_StartBuild",
+  readBuild: "fb_ReadBuild",
+  cancelBuild: "fb_CancelBuild",
+  deployImage: "fb_DeployImage",
+  getRevision: "fb_GetRevision",
+} as const;
+export type ActivityName = (typeof ACTIVITIES)[keyof typeof ACTIVITIES];
+
+/** Everything the orchestrator needs from configuration, fixed in history at the start of a build. */
+export interface ResolvedEnvironment {
+  name: string;
+  vm: VmRef;
+  builderKey: string;
+  app: ContainerAppRef;
+  containerName: string;
+  registry: string;
+  imageRepository: string;
+  /** Cargo binary the builder packages (when the environment names one). */
+  binaryName?: string;
+  limits: {
+    sourceTimeoutMs: number;
+    buildTimeoutMs: number;
+    deployTimeoutMs: number;
+    leaseMs: number;
+    /** How long the builder may take to start and report its agent ready. */
+    vmReadyTimeoutMs: number;
+  };
+}
+
+export type AcquireLeaseResult =
+  | { acquired: true; generation: number; expiresAt: string }
+  | { acquired: false; position: number; holder: string | undefined };
+
+export interface LeaseRef {
+  builderKey: string;
+  buildId: string;
+  generation: number;
+}
+
+export interface StartBuildInput {
+  buildId: string;
+  environment: ResolvedEnvironment;
+  sourceDigest: string;
+  commit?: string;
+  branch?: string;
+  baseKey?: string;
+  rebuildBase: boolean;
+  callbackToken: string;
+  timeoutSeconds: number;
+}
+
+export interface BuildProgress {
+  executionState: ExecutionState;
+  exitCode: number | undefined;
+  /** The script's result line, once it printed one. */
+  result: BuildResult | undefined;
+  /** Last lines of output (secrets redacted), for the status and failures. */
+  logTail: string[];
+  message: string | undefined;
+}
+
+export interface RecordBuildInput {
+  builderKey: string;
+  buildId: string;
+  environment: string;
+  startedAt: string;
+  endedAt: string;
+  outcome: string;
+  reason: string;
+  vmMinutes: number;
+}
+
+export interface DeployInput {
+  app: ContainerAppRef;
+  containerName: string;
+  image: string;
+  revisionSuffix: string;
+}
+
+export type { BuildCommandHandle, RevisionStatus, VmStatus };

@@ -1,0 +1,75 @@
+/**
+ * The build orchestration's input (written by the HTTP starter, validated by the orchestrator),
+ * the names derived from a build id, and the external events the orchestration waits for.
+ */
+import { z } from "zod";
+import { baseKeySchema, sourceDigestSchema } from "./api.js";
+import { buildResultSchema } from "./buildResult.js";
+import type { VmRef } from "./ports.js";
+
+/** The orchestrator function's registered name. */
+export const BUILD_ORCHESTRATOR = "fb_BuildOrchestrator";
+
+/** External events (raised by the HTTP functions). */
+export const BUILD_EVENTS = {
+  /** The client finished the upload and the function checked the blob. */
+  sourceUploaded: "SourceUploaded",
+  /** The builder's completion callback (authenticated by the per-build token). */
+  buildCompleted: "BuildCompleted",
+  cancelRequested: "CancelRequested",
+} as const;
+
+export const buildIdSchema = z.string().regex(/^[a-z0-9][a-z0-9-]{7,63}$/, "8-64 lower-case letters, digits, -");
+
+export const buildInputSchema = z
+  .object({
+    buildId: buildIdSchema,
+    environment: z.string().min(1).max(80),
+    sourceDigest: sourceDigestSchema,
+    commit: z
+      .string()
+      .regex(/^[0-9a-f]{7,64}$/)
+      .optional(),
+    branch: z
+      .string()
+      .max(200)
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._/-]*$/)
+      .optional(),
+    baseKey: baseKeySchema.optional(),
+    rebuildBase: z.boolean().default(false),
+    deploy: z.boolean().default(true),
+    /**
+     * Random per-build secret the builder presents on its completion callback. Kept here (durable
+     * state) and never logged; the durable system key is never used for this.
+     */
+    callbackToken: z.string().regex(/^[A-Za-z0-9_-]{32,128}$/, "32-128 URL-safe characters"),
+    createdAt: z.iso.datetime(),
+  })
+  .strict();
+export type BuildInput = z.infer<typeof buildInputSchema>;
+
+export const sourceUploadedSchema = z.object({ size: z.number().int().nonnegative().optional() }).passthrough();
+export const buildCompletedSchema = buildResultSchema;
+export const cancelRequestedSchema = z.object({ reason: z.string().max(500).optional() }).passthrough();
+
+export const sourceBlobName = (buildId: string): string => `${buildId}/source.tar.gz`;
+export const logBlobName = (buildId: string): string => `${buildId}/build.log`;
+export const errorLogBlobName = (buildId: string): string => `${buildId}/build.err.log`;
+/** The route the builder posts its result to (served by the HTTP functions). */
+export const callbackPath = (buildId: string): string => `/api/builds/${buildId}/callback`;
+/** One managed run command per build, so a cancel deletes exactly this build's script. */
+export const runCommandName = (buildId: string): string => `fb-${buildId}`.slice(0, 64);
+
+/**
+ * Container Apps revision suffix: lower-case alphanumerics and dashes, starting with a letter;
+ * `<app>--<suffix>` must stay short, so the build id is cut to 20 characters (ids are random
+ * enough that the prefix is unique among one app's revisions).
+ */
+export function revisionSuffix(buildId: string): string {
+  return `b${buildId.replace(/[^a-z0-9]/g, "").slice(0, 20)}`;
+}
+
+/** Table row key of a builder: Azure Table keys may not contain / \ # ?. */
+export function builderKey(vm: VmRef): string {
+  return `${vm.subscriptionId}~${vm.resourceGroup}~${vm.vmName}`.toLowerCase().replace(/[/\\#?]/g, "_");
+}

@@ -1,0 +1,75 @@
+/**
+ * Idle shutdown: deallocate a builder nobody has used for a while. The decision goes through the
+ * builder lease: the shutdown *takes the lease* (holder `idle-shutdown`) by compare-and-set before
+ * it deallocates, and gives it back afterwards. A build that takes the lease at the same moment
+ * wins or loses that same compare-and-set, so a build and a deallocation never overlap; a build
+ * arriving during the shutdown queues behind it and starts the VM again when it gets the lease.
+ */
+import { IDLE_SHUTDOWN_HOLDER, decideRelease, isLeaseFresh, type BuilderRecord } from "./lease.js";
+import type { PowerState } from "./ports.js";
+
+export interface IdlePolicy {
+  /** No build started or ended for this long → deallocate. */
+  idleMs: number;
+  /** How long the shutdown may hold the lease (covers the deallocate call). */
+  shutdownLeaseMs: number;
+  /** Queued builds not seen for this long do not keep the builder up. */
+  queueStaleMs: number;
+}
+
+export type IdleDecision =
+  | { kind: "keep"; reason: string; shutdownAt?: string }
+  | { kind: "deallocate"; record: BuilderRecord; generation: number };
+
+/** When the idle timer will deallocate this builder if nothing happens (undefined: not scheduled). */
+export function idleShutdownAt(record: BuilderRecord, idleMs: number): string | undefined {
+  if (record.lastActivityAt === undefined || record.holder !== undefined) return undefined;
+  return new Date(Date.parse(record.lastActivityAt) + idleMs).toISOString();
+}
+
+/**
+ * Deallocate only when the VM is up, no lease is fresh, no live build is queued, and the last
+ * activity is older than the idle window. A record with no activity at all (never used through
+ * fast-build) counts as idle: somebody started the VM by hand, and it costs money.
+ */
+export function decideIdleShutdown(
+  record: BuilderRecord,
+  powerState: PowerState,
+  now: Date,
+  policy: IdlePolicy,
+): IdleDecision {
+  if (powerState === "deallocated" || powerState === "deallocating") {
+    return { kind: "keep", reason: `builder is already ${powerState}` };
+  }
+  if (isLeaseFresh(record, now)) return { kind: "keep", reason: `leased by ${record.holder ?? "?"}` };
+  const waiting = record.queue.filter((entry) => now.getTime() - Date.parse(entry.seenAt) <= policy.queueStaleMs);
+  if (waiting.length > 0) return { kind: "keep", reason: `${waiting.length} build(s) queued` };
+  const shutdownAt = idleShutdownAt(record, policy.idleMs);
+  if (shutdownAt !== undefined && Date.parse(shutdownAt) > now.getTime()) {
+    return { kind: "keep", reason: "recently used", shutdownAt };
+  }
+  const generation = record.generation + 1;
+  return {
+    kind: "deallocate",
+    generation,
+    record: {
+      ...record,
+      holder: IDLE_SHUTDOWN_HOLDER,
+      generation,
+      leaseExpiresAt: new Date(now.getTime() + policy.shutdownLeaseMs).toISOString(),
+      acquiredAt: now.toISOString(),
+    },
+  };
+}
+
+/**
+ * Gives the shutdown's lease back once the VM is deallocated. It does not count as activity: the
+ * idle clock keeps the time of the last build, and the shutdown's minutes are not build minutes.
+ */
+export function finishIdleShutdown(record: BuilderRecord, generation: number, now: Date): BuilderRecord {
+  const released = decideRelease(record, IDLE_SHUTDOWN_HOLDER, generation, now).record;
+  if (released === record || record.holder !== IDLE_SHUTDOWN_HOLDER || record.generation !== generation) {
+    return released;
+  }
+  return { ...released, lastActivityAt: record.lastActivityAt, vmMinutesTotal: record.vmMinutesTotal };
+}

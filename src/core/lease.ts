@@ -1,0 +1,194 @@
+/**
+ * The builder lease: one record per builder VM in Table Storage, changed only by compare-and-set
+ * on its ETag. Whoever holds a fresh lease owns the VM: a build between acquire and release, or
+ * the idle shutdown while it deallocates. Pure decisions here; `mutateRecord` applies one through
+ * any `LeaseStore` (Azure Tables in production, the same over Azurite in tests).
+ */
+import { TransientError } from "./errors.js";
+
+/** The holder name the idle shutdown uses while it deallocates a builder. */
+export const IDLE_SHUTDOWN_HOLDER = "idle-shutdown";
+
+export interface QueueEntry {
+  buildId: string;
+  /** When it joined the queue. */
+  since: string;
+  /** When it last asked; entries not refreshed within the stale window are dropped. */
+  seenAt: string;
+}
+
+export interface BuilderRecord {
+  /** See `builderKey` in buildInput.ts. */
+  key: string;
+  holder: string | undefined;
+  /** Incremented by every acquisition, so a late release/renew of an old holder is recognisable. */
+  generation: number;
+  leaseExpiresAt: string | undefined;
+  acquiredAt: string | undefined;
+  /** Last time a build started or ended (drives idle shutdown). */
+  lastActivityAt: string | undefined;
+  queue: QueueEntry[];
+  /** Minutes the VM was leased, summed over all builds. */
+  vmMinutesTotal: number;
+}
+
+export interface StoredRecord {
+  record: BuilderRecord;
+  etag: string;
+}
+
+/** Storage for builder records and per-build activity rows. */
+export interface LeaseStore {
+  read(key: string): Promise<StoredRecord | undefined>;
+  /** Compare-and-set: creates when `etag` is undefined; false when someone else wrote first. */
+  write(record: BuilderRecord, etag: string | undefined): Promise<boolean>;
+  list(): Promise<BuilderRecord[]>;
+  recordBuild(entry: BuildActivityRecord): Promise<void>;
+}
+
+/** One row per build: what the builder was used for, and for how long. */
+export interface BuildActivityRecord {
+  builderKey: string;
+  buildId: string;
+  environment: string;
+  startedAt: string;
+  endedAt: string;
+  outcome: string;
+  reason: string;
+  vmMinutes: number;
+}
+
+export function emptyRecord(key: string): BuilderRecord {
+  return {
+    key,
+    holder: undefined,
+    generation: 0,
+    leaseExpiresAt: undefined,
+    acquiredAt: undefined,
+    lastActivityAt: undefined,
+    queue: [],
+    vmMinutesTotal: 0,
+  };
+}
+
+const ms = (iso: string | undefined): number => (iso === undefined ? Number.NEGATIVE_INFINITY : Date.parse(iso));
+
+export function isLeaseFresh(record: BuilderRecord, now: Date): boolean {
+  return record.holder !== undefined && ms(record.leaseExpiresAt) > now.getTime();
+}
+
+export type AcquireDecision =
+  | { kind: "acquired"; record: BuilderRecord; generation: number; expiresAt: string }
+  | { kind: "queued"; record: BuilderRecord; position: number; holder: string | undefined };
+
+export interface LeaseTiming {
+  leaseMs: number;
+  /** A queued build that has not asked again within this window has gone away. */
+  queueStaleMs: number;
+}
+
+/**
+ * Takes the lease when it is free (no holder, or the holder's lease expired) and no live build
+ * queued earlier; otherwise joins (or refreshes its place in) the FIFO queue. Asking again while
+ * holding the lease is idempotent (an activity retried after a lost reply must not queue behind itself).
+ */
+export function decideAcquire(record: BuilderRecord, buildId: string, now: Date, timing: LeaseTiming): AcquireDecision {
+  const at = now.toISOString();
+  if (record.holder === buildId && isLeaseFresh(record, now)) {
+    const expiresAt = new Date(now.getTime() + timing.leaseMs).toISOString();
+    return { kind: "acquired", record: { ...record, leaseExpiresAt: expiresAt }, generation: record.generation, expiresAt };
+  }
+  const queue = record.queue.filter(
+    (entry) => entry.buildId === buildId || now.getTime() - ms(entry.seenAt) <= timing.queueStaleMs,
+  );
+  const mine = queue.findIndex((entry) => entry.buildId === buildId);
+  const ahead = mine < 0 ? queue.length : mine;
+  if (!isLeaseFresh(record, now) && ahead === 0) {
+    const expiresAt = new Date(now.getTime() + timing.leaseMs).toISOString();
+    const generation = record.generation + 1;
+    return {
+      kind: "acquired",
+      generation,
+      expiresAt,
+      record: {
+        ...record,
+        holder: buildId,
+        generation,
+        leaseExpiresAt: expiresAt,
+        acquiredAt: at,
+        lastActivityAt: at,
+        queue: queue.filter((entry) => entry.buildId !== buildId),
+      },
+    };
+  }
+  const nextQueue =
+    mine < 0
+      ? [...queue, { buildId, since: at, seenAt: at }]
+      : queue.map((entry) => (entry.buildId === buildId ? { ...entry, seenAt: at } : entry));
+  return { kind: "queued", record: { ...record, queue: nextQueue }, position: ahead + 1, holder: record.holder };
+}
+
+export type RenewDecision = { kind: "renewed"; record: BuilderRecord; expiresAt: string } | { kind: "lost" };
+
+/** Extends the lease of the holder of exactly this generation; anyone else has lost it. */
+export function decideRenew(
+  record: BuilderRecord,
+  holder: string,
+  generation: number,
+  now: Date,
+  leaseMs: number,
+): RenewDecision {
+  if (record.holder !== holder || record.generation !== generation) return { kind: "lost" };
+  const expiresAt = new Date(now.getTime() + leaseMs).toISOString();
+  return { kind: "renewed", record: { ...record, leaseExpiresAt: expiresAt }, expiresAt };
+}
+
+/**
+ * Gives the lease up (when `holder` still holds `generation`, or any generation when undefined)
+ * and leaves the queue. Returns the minutes the holder had the VM. Releasing twice is harmless.
+ */
+export function decideRelease(
+  record: BuilderRecord,
+  holder: string,
+  generation: number | undefined,
+  now: Date,
+): { record: BuilderRecord; vmMinutes: number } {
+  const queue = record.queue.filter((entry) => entry.buildId !== holder);
+  const holds = record.holder === holder && (generation === undefined || record.generation === generation);
+  if (!holds) return { record: { ...record, queue }, vmMinutes: 0 };
+  const vmMinutes = Math.max(0, (now.getTime() - ms(record.acquiredAt)) / 60_000);
+  return {
+    vmMinutes: Number.isFinite(vmMinutes) ? vmMinutes : 0,
+    record: {
+      ...record,
+      queue,
+      holder: undefined,
+      leaseExpiresAt: undefined,
+      acquiredAt: undefined,
+      lastActivityAt: now.toISOString(),
+      vmMinutesTotal: record.vmMinutesTotal + (Number.isFinite(vmMinutes) ? vmMinutes : 0),
+    },
+  };
+}
+
+/**
+ * Reads, decides and writes with compare-and-set until a write wins (another writer in between
+ * means the decision was made on stale data, so it is made again on the new record).
+ */
+export async function mutateRecord<T>(
+  store: LeaseStore,
+  key: string,
+  decide: (record: BuilderRecord) => { record: BuilderRecord | undefined; result: T },
+  attempts = 10,
+): Promise<T> {
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    const stored = await store.read(key);
+    const { record, result } = decide(stored?.record ?? emptyRecord(key));
+    if (record === undefined) return result;
+    if (await store.write(record, stored?.etag)) return result;
+  }
+  // Too many writers at once: worth another try later, so transient.
+  throw new TransientError(`builder record ${key} changed under us ${attempts} times in a row`, {
+    code: "LeaseContention",
+  });
+}

@@ -1,0 +1,76 @@
+/**
+ * `POST /api/builds/{id}/callback`: the builder VM reports its result line. The VM has no function
+ * key and must never get the durable system key, so this route is anonymous and trusts only the
+ * random per-build token kept in the orchestration input (header `x-fastbuild-token`, compared in
+ * constant time). A missing or wrong token is 401 and nothing is raised. Besides the final result
+ * line, the script posts heartbeats here; those are acknowledged and change nothing.
+ */
+import type { HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
+import { z } from "zod";
+import { secretsEqual } from "../core/buildId.js";
+import { BUILD_EVENTS } from "../core/buildInput.js";
+import { buildResultSchema } from "../core/buildResult.js";
+import { ConflictError, InvalidInputError, UnauthorizedError } from "../core/errors.js";
+import { apiHandler, buildLog, json, parseWith, readJson, routeBuildId } from "./http.js";
+import { buildInstances, requireBuild } from "./instances.js";
+
+export const CALLBACK_TOKEN_HEADER = "x-fastbuild-token";
+/** The result line carries a log tail and step timings: larger than other requests, still bounded. */
+const MAX_CALLBACK_BYTES = 64 * 1024;
+
+/**
+ * The build script also posts a heartbeat to this URL while it runs (dockerfiles/build.sh). It
+ * proves the builder is alive but changes nothing: acknowledged, not raised.
+ */
+const heartbeatSchema = z.object({
+  fastbuild: z.literal("heartbeat"),
+  version: z.literal(1),
+  buildId: z.string(),
+  step: z.string().max(80),
+  elapsedMs: z.number().int().nonnegative(),
+});
+
+const unauthorized = (): UnauthorizedError =>
+  new UnauthorizedError("The callback token is missing or wrong.", {
+    code: "InvalidCallbackToken",
+    hint: `Send the build's token in the ${CALLBACK_TOKEN_HEADER} header.`,
+  });
+
+async function run(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
+  const buildId = routeBuildId(request);
+  const token = request.headers.get(CALLBACK_TOKEN_HEADER);
+  if (!token) throw unauthorized();
+  const instances = buildInstances(context);
+  const build = requireBuild(await instances.get(buildId), buildId);
+  const log = buildLog(context, buildId);
+  if (!secretsEqual(token, build.input.callbackToken)) {
+    log.warn("callback refused: wrong token");
+    throw unauthorized();
+  }
+  const body = await readJson(request, MAX_CALLBACK_BYTES);
+  const isHeartbeat =
+    typeof body === "object" && body !== null && (body as { fastbuild?: unknown }).fastbuild === "heartbeat";
+  const message = isHeartbeat
+    ? parseWith(heartbeatSchema, body, "heartbeat")
+    : parseWith(buildResultSchema, body, "build result");
+  if (message.buildId !== buildId) {
+    throw new InvalidInputError(`The message is for build ${message.buildId.slice(0, 80)}, not ${buildId}.`, {
+      code: "BuildIdMismatch",
+      hint: "Post each build's result to its own callback URL.",
+    });
+  }
+  if (build.ended) {
+    throw new ConflictError(`Build ${buildId} has already ended (${build.status.phase}).`, {
+      code: "BuildEnded",
+      hint: "The result arrived too late to be used.",
+    });
+  }
+  if (message.fastbuild === "heartbeat") return json(202, { buildId, accepted: true });
+  const result = message;
+  await instances.raise(buildId, BUILD_EVENTS.buildCompleted, result);
+  log.info(`builder reported ${result.status} (${result.exitReason}, exit ${result.exitCode})`);
+  return json(202, { buildId, accepted: true });
+}
+
+/** The handler `register.ts` routes to (tests call it with their own request and context). */
+export const buildCallback = apiHandler(run);

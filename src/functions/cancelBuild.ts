@@ -1,0 +1,36 @@
+/**
+ * `POST /api/builds/{id}/cancel`: asks the orchestration to stop. It cancels the run command on the
+ * builder and releases the lease itself, so the build still ends through its normal cleanup.
+ */
+import type { HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
+import { z } from "zod";
+import { BUILD_EVENTS } from "../core/buildInput.js";
+import { ConflictError } from "../core/errors.js";
+import { apiHandler, buildLog, json, parseWith, readJson, routeBuildId } from "./http.js";
+import { buildInstances, requireBuild } from "./instances.js";
+
+const cancelRequestSchema = z
+  .object({ reason: z.string().max(500).optional() })
+  .strict()
+  .optional();
+
+async function run(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
+  const buildId = routeBuildId(request);
+  const body = parseWith(cancelRequestSchema, await readJson(request), "cancel request");
+  const instances = buildInstances(context);
+  const build = requireBuild(await instances.get(buildId), buildId);
+  if (build.ended) {
+    throw new ConflictError(`Build ${buildId} has already ended (${build.status.phase}).`, {
+      code: "BuildEnded",
+      hint: "Nothing to cancel.",
+    });
+  }
+  await instances.raise(buildId, BUILD_EVENTS.cancelRequested, {
+    reason: body?.reason ?? "cancelled by the user",
+  });
+  buildLog(context, buildId).info("cancel requested");
+  return json(202, { buildId, cancelRequested: true, statusUrl: `/api/builds/${buildId}` });
+}
+
+/** The handler `register.ts` routes to (tests call it with their own request and context). */
+export const cancelBuild = apiHandler(run);

@@ -1,0 +1,160 @@
+/**
+ * What every HTTP trigger shares: reading a bounded JSON body, validating with a schema, answering
+ * `{error:{code,message,hint}}`, and turning an unexpected failure into a generic 500 that carries
+ * only a correlation id (the invocation id, which Application Insights indexes). Log lines carry
+ * the build id and go through `redact`, so a SAS signature or key never reaches the logs.
+ */
+import type { HttpHandler, HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
+import type { z } from "zod";
+import { redact } from "../config/index.js";
+import type { ErrorResponse } from "../core/api.js";
+import { buildIdSchema } from "../core/buildInput.js";
+import {
+  InvalidInputError,
+  isFastBuildError,
+  PayloadTooLargeError,
+  TransientError,
+  describeError,
+} from "../core/errors.js";
+
+/** Requests to the API are small JSON documents. */
+export const MAX_JSON_BODY_BYTES = 16 * 1024;
+
+export interface BuildLog {
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+/** Log lines for one build: prefixed with its id, secrets redacted. */
+export function buildLog(context: InvocationContext, buildId: string | undefined): BuildLog {
+  const prefix = `[build ${buildId ?? "-"}]`;
+  return {
+    info: (message) => context.info(`${prefix} ${redact(message)}`),
+    warn: (message) => context.warn(`${prefix} ${redact(message)}`),
+    error: (message) => context.error(`${prefix} ${redact(message)}`),
+  };
+}
+
+/** A JSON response. */
+export function json(status: number, body: unknown, headers: Record<string, string> = {}): HttpResponseInit {
+  return { status, jsonBody: body, headers: { "cache-control": "no-store", ...headers } };
+}
+
+/**
+ * Reads and parses the JSON body, refusing more than `maxBytes` (413) before parsing and malformed
+ * JSON (400). An empty body reads as `undefined`.
+ */
+export async function readJson(request: HttpRequest, maxBytes = MAX_JSON_BODY_BYTES): Promise<unknown> {
+  const declared = Number(request.headers.get("content-length") ?? "0");
+  if (declared > maxBytes) throw tooLarge(maxBytes);
+  const bytes = Buffer.from(await request.arrayBuffer());
+  if (bytes.length > maxBytes) throw tooLarge(maxBytes);
+  const text = bytes.toString("utf8").trim();
+  if (text === "") return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new InvalidInputError("The request body is not valid JSON.", {
+      code: "MalformedJson",
+      hint: "Send a JSON object with Content-Type: application/json.",
+    });
+  }
+}
+
+function tooLarge(maxBytes: number): PayloadTooLargeError {
+  return new PayloadTooLargeError(`The request body is larger than ${maxBytes} bytes.`, {
+    code: "RequestTooLarge",
+    hint: "Send only the fields the API documents; the source archive goes to the upload URL, not here.",
+  });
+}
+
+/** Validates with a zod schema; every problem is named in one 400. */
+export function parseWith<S extends z.ZodType>(schema: S, value: unknown, what: string): z.infer<S> {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((issue) => {
+    const path = issue.path.map(String).join(".");
+    // Unknown keys are named by zod in `keys`, not in the path.
+    const keys = "keys" in issue && Array.isArray(issue.keys) ? ` (${issue.keys.join(", ")})` : "";
+    return `${path || what}: ${issue.message}${keys}`;
+  });
+  throw new InvalidInputError(`Invalid ${what}: ${problems.join("; ")}.`, {
+    code: "InvalidRequest",
+    hint: `Fix the ${what} and send it again; nothing was started.`,
+  });
+}
+
+/** The `{id}` route parameter, checked against the build id format (400 otherwise). */
+export function routeBuildId(request: HttpRequest): string {
+  const id = request.params.id ?? "";
+  const parsed = buildIdSchema.safeParse(id);
+  if (!parsed.success) {
+    throw new InvalidInputError(`"${id.slice(0, 80)}" is not a build id.`, {
+      code: "InvalidBuildId",
+      hint: "Use the buildId returned by POST /api/builds.",
+    });
+  }
+  return parsed.data;
+}
+
+/**
+ * Wraps a handler: typed errors become their status with code, message and hint; anything else a
+ * generic 500 (503 for transient backend trouble) with a correlation id. The full error goes to
+ * the log only, redacted.
+ */
+export function apiHandler(
+  run: (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>,
+): HttpHandler {
+  return async (request, context) => {
+    try {
+      return await run(request, context);
+    } catch (error) {
+      // Only a well-formed id goes into the log line: the raw parameter is client text.
+      const id = buildIdSchema.safeParse(request.params.id);
+      return errorResponse(error, context, id.success ? id.data : undefined);
+    }
+  };
+}
+
+export function errorResponse(
+  error: unknown,
+  context: InvocationContext,
+  buildId?: string,
+): HttpResponseInit {
+  const log = buildLog(context, buildId);
+  if (isFastBuildError(error) && error.status < 500) {
+    log.warn(`${error.status} ${error.code}: ${error.message}`);
+    const body: ErrorResponse = {
+      error: { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) },
+    };
+    return json(error.status, body);
+  }
+  const correlationId = context.invocationId;
+  log.error(`unexpected failure (correlation id ${correlationId}): ${describeError(error)}${causeOf(error)}`);
+  if (error instanceof TransientError) {
+    const body: ErrorResponse = {
+      error: {
+        code: "ServiceUnavailable",
+        message: "A service the build system depends on is unavailable right now.",
+        hint: "Try again in a minute.",
+        correlationId,
+      },
+    };
+    const seconds = Math.max(1, Math.ceil((error.retryAfterMs ?? 10_000) / 1000));
+    return json(503, body, { "retry-after": String(seconds) });
+  }
+  const body: ErrorResponse = {
+    error: {
+      code: "InternalError",
+      message: "Something went wrong on our side.",
+      hint: `If it keeps happening, report the correlation id ${correlationId}.`,
+      correlationId,
+    },
+  };
+  return json(500, body);
+}
+
+function causeOf(error: unknown): string {
+  return error instanceof Error && error.cause !== undefined ? ` (cause: ${describeError(error.cause)})` : "";
+}

@@ -1,0 +1,92 @@
+/**
+ * Every HTTP and timer trigger of the API, in one table. Registering must stay cheap (it runs on
+ * every cold start): this module imports only `@azure/functions`, and each handler module (with
+ * zod, the durable client and the SDK gateways behind it) is imported on its trigger's first call.
+ * Orchestrator and activities are registered in orchestration.ts.
+ */
+import { app, input, type HttpHandler, type InvocationContext, type Timer } from "@azure/functions";
+
+/**
+ * The durable client input: the same binding `df.input.durableClient()` declares, made without
+ * loading durable-functions (and its HTTP client) at start.
+ */
+export const durableClientInput = input.generic({ type: "durableClient" });
+
+export const IDLE_SHUTDOWN_SCHEDULE = "0 */5 * * * *";
+
+/** A handler that imports its module on first use; a failed import is retried on the next call. */
+function lazy<A extends unknown[], R>(
+  load: () => Promise<(...args: A) => R | Promise<R>>,
+): (...args: A) => Promise<R> {
+  let loaded: Promise<(...args: A) => R | Promise<R>> | undefined;
+  return async (...args) => {
+    const pending = (loaded ??= load());
+    pending.catch(() => {
+      if (loaded === pending) loaded = undefined;
+    });
+    const handler = await pending;
+    return handler(...args);
+  };
+}
+
+const http = (
+  name: string,
+  methods: ("GET" | "POST")[],
+  route: string,
+  authLevel: "function" | "anonymous",
+  load: () => Promise<HttpHandler>,
+  durable = true,
+): void => {
+  app.http(name, {
+    route,
+    methods,
+    authLevel,
+    extraInputs: durable ? [durableClientInput] : [],
+    handler: lazy(load),
+  });
+};
+
+http("startBuild", ["POST"], "builds", "function", async () => (await import("./startBuild.js")).startBuild);
+http("getBuild", ["GET"], "builds/{id}", "function", async () => (await import("./getBuild.js")).getBuild);
+http(
+  "sourceUploaded",
+  ["POST"],
+  "builds/{id}/source",
+  "function",
+  async () => (await import("./sourceUploaded.js")).sourceUploaded,
+);
+http("getLogs", ["GET"], "builds/{id}/logs", "function", async () => (await import("./getLogs.js")).getLogs);
+http(
+  "cancelBuild",
+  ["POST"],
+  "builds/{id}/cancel",
+  "function",
+  async () => (await import("./cancelBuild.js")).cancelBuild,
+);
+// The builder VM has no function key (and must never get the durable system key): the per-build
+// token in the orchestration input is its only credential, checked by the handler.
+http(
+  "buildCallback",
+  ["POST"],
+  "builds/{id}/callback",
+  "anonymous",
+  async () => (await import("./buildCallback.js")).buildCallback,
+);
+http(
+  "listBuilders",
+  ["GET"],
+  "builders",
+  "function",
+  async () => (await import("./listBuilders.js")).listBuilders,
+  false,
+);
+
+app.timer("idleShutdown", {
+  schedule: IDLE_SHUTDOWN_SCHEDULE,
+  // A missed tick is not worth catching up: the next one decides with fresh data.
+  runOnStartup: false,
+  useMonitor: true,
+  handler: lazy<[Timer, InvocationContext], void>(
+    async () => (await import("./idleShutdown.js")).idleShutdown,
+  ),
+});

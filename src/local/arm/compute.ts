@@ -1,0 +1,752 @@
+/**
+ * Microsoft.Compute as the emulator serves it: VMs with a power-state machine, long-running
+ * start/deallocate/powerOff, managed Run Commands (v2) and the action Run Command. Shapes follow
+ * the spec examples and the recorded exchanges (202 with empty body and both `Azure-AsyncOperation`
+ * and `Location` for actions; 201/200 with body and `Azure-AsyncOperation` only for run-command PUT/PATCH).
+ */
+import type { PowerState, RunCommandExecutor, VmRef, VmView } from "./types.js";
+import {
+  ArmHttpError,
+  armTime,
+  badRequest,
+  isRecord,
+  newId,
+  normaliseLocation,
+  notFound,
+  tail,
+  type ArmRequest,
+  type Reply,
+  type Timers,
+} from "./http.js";
+
+export interface ComputeContext {
+  endpoint(): string;
+  timing: { vmStartMs: number; vmDeallocateMs: number; vmPowerOffMs: number; provisioningMs: number };
+  executor(): RunCommandExecutor;
+  takeOperationFault(
+    operation: "start" | "deallocate" | "powerOff",
+    vmName: string,
+  ): { code: string; message: string } | undefined;
+  timers: Timers;
+}
+
+type OperationStatus = "InProgress" | "Succeeded" | "Failed" | "Canceled";
+
+interface ComputeOperation {
+  id: string;
+  subscriptionId: string;
+  location: string;
+  startTime: string;
+  endTime?: string;
+  status: OperationStatus;
+  error?: { code: string; message: string };
+  /** Final result of the action Run Command (`{value: [...]}`); other operations end with an empty body. */
+  result?: { value: InstanceViewStatus[] };
+}
+
+interface InstanceViewStatus {
+  code: string;
+  level: "Info" | "Warning" | "Error";
+  displayStatus: string;
+  message?: string;
+  time?: string;
+}
+
+type ExecutionState = "Unknown" | "Pending" | "Running" | "Failed" | "Succeeded" | "TimedOut" | "Canceled";
+
+interface RunCommandState {
+  name: string;
+  location: string;
+  tags: Record<string, string> | undefined;
+  /** What the caller sent (minus secrets), echoed back. */
+  source: Record<string, unknown>;
+  parameters: { name: string; value: string }[];
+  protectedParameters: { name: string; value: string }[];
+  asyncExecution: boolean;
+  treatFailureAsDeploymentFailure: boolean | undefined;
+  runAsUser: string | undefined;
+  timeoutInSeconds: number;
+  outputBlobUri: string | undefined;
+  errorBlobUri: string | undefined;
+  provisioningState: "Creating" | "Updating" | "Succeeded" | "Failed" | "Deleting";
+  view: {
+    executionState: ExecutionState;
+    exitCode: number;
+    executionMessage: string;
+    output: string;
+    error: string;
+    startTime: string | undefined;
+    endTime: string | undefined;
+  };
+  abort: AbortController | undefined;
+  /** Serialises appends to each blob so output keeps its order. */
+  blobWrites: Promise<void>;
+}
+
+interface VmState {
+  ref: VmRef;
+  location: string;
+  vmId: string;
+  powerState: PowerState;
+  provisioningTime: string;
+  runCommands: Map<string, RunCommandState>;
+  actionRunning: boolean;
+}
+
+const ID = "([^/]+)";
+const VM_BASE = `^/subscriptions/${ID}/resourceGroups/${ID}/providers/Microsoft\\.Compute/virtualMachines/${ID}`;
+const routes = {
+  vm: new RegExp(`${VM_BASE}$`, "i"),
+  instanceView: new RegExp(`${VM_BASE}/instanceView$`, "i"),
+  action: new RegExp(`${VM_BASE}/(start|deallocate|powerOff)$`, "i"),
+  actionRunCommand: new RegExp(`${VM_BASE}/runCommand$`, "i"),
+  runCommands: new RegExp(`${VM_BASE}/runCommands$`, "i"),
+  runCommand: new RegExp(`${VM_BASE}/runCommands/${ID}$`, "i"),
+  operation: new RegExp(`^/subscriptions/${ID}/providers/Microsoft\\.Compute/locations/${ID}/operations/${ID}$`, "i"),
+};
+
+const DISPLAY: Record<PowerState, string> = {
+  starting: "VM starting",
+  running: "VM running",
+  stopping: "VM stopping",
+  stopped: "VM stopped",
+  deallocating: "VM deallocating",
+  deallocated: "VM deallocated",
+  unknown: "VM status unknown",
+};
+
+/** A new Linux run command has no script: what Azure reported in the recording (kept as is). */
+const NO_SCRIPT_MESSAGE =
+  "Execution failed: failed to get configuration: invalid configuration: Either 'source.script' or 'source.scriptUri' has to be specified";
+
+export class ComputeProvider {
+  private readonly vms = new Map<string, VmState>();
+  private readonly operations = new Map<string, ComputeOperation>();
+
+  constructor(private readonly ctx: ComputeContext) {}
+
+  hasResourceGroup(subscriptionId: string, resourceGroup: string): boolean {
+    const prefix = `${subscriptionId}/${resourceGroup}/`.toLowerCase();
+    return [...this.vms.keys()].some((key) => key.startsWith(prefix));
+  }
+
+  addVm(ref: VmRef, init: { powerState?: PowerState; location?: string } = {}): void {
+    this.vms.set(key(ref), {
+      ref,
+      location: init.location ?? "westus",
+      vmId: newId(),
+      powerState: init.powerState ?? "deallocated",
+      provisioningTime: armTime(),
+      runCommands: new Map(),
+      actionRunning: false,
+    });
+  }
+
+  getVm(ref: VmRef): VmView | undefined {
+    const vm = this.vms.get(key(ref));
+    return vm && { powerState: vm.powerState, location: vm.location, agentReady: vm.powerState === "running" };
+  }
+
+  /** Answers the request when it is a compute route; undefined otherwise. */
+  handle(req: ArmRequest, rgExists: (sub: string, rg: string) => boolean): Reply | undefined {
+    const match = (re: RegExp) => re.exec(req.path);
+    let m: RegExpExecArray | null;
+    if ((m = match(routes.operation))) return this.operationStatus(req, m[3]!);
+    const vmOf = (mm: RegExpExecArray): VmState => {
+      const ref = { subscriptionId: mm[1]!, resourceGroup: mm[2]!, vmName: mm[3]! };
+      const vm = this.vms.get(key(ref));
+      if (vm) return vm;
+      if (!rgExists(ref.subscriptionId, ref.resourceGroup)) {
+        throw new ArmHttpError(
+          404,
+          "ResourceGroupNotFound",
+          `Resource group '${ref.resourceGroup}' could not be found.`,
+        );
+      }
+      throw notFound("Microsoft.Compute/virtualMachines", ref.vmName, ref.resourceGroup);
+    };
+    if ((m = match(routes.vm))) {
+      requireMethod(req, ["GET"]);
+      const vm = vmOf(m);
+      const expand = req.query.get("$expand");
+      return { status: 200, body: this.vmJson(vm, expand === "instanceView") };
+    }
+    if ((m = match(routes.instanceView))) {
+      requireMethod(req, ["GET"]);
+      return { status: 200, body: instanceView(vmOf(m)) };
+    }
+    if ((m = match(routes.action))) {
+      requireMethod(req, ["POST"]);
+      return this.powerAction(req, vmOf(m), m[4]!.toLowerCase() as "start" | "deallocate" | "poweroff");
+    }
+    if ((m = match(routes.actionRunCommand))) {
+      requireMethod(req, ["POST"]);
+      return this.actionRunCommand(req, vmOf(m));
+    }
+    if ((m = match(routes.runCommands))) {
+      requireMethod(req, ["GET"]);
+      const vm = vmOf(m);
+      const expand = req.query.get("$expand") === "instanceView";
+      return { status: 200, body: { value: [...vm.runCommands.values()].map((rc) => runCommandJson(vm, rc, expand)) } };
+    }
+    if ((m = match(routes.runCommand))) {
+      const vm = vmOf(m);
+      const name = m[4]!;
+      switch (req.method) {
+        case "GET": {
+          const rc = vm.runCommands.get(name.toLowerCase());
+          if (!rc) throw notFound(`Microsoft.Compute/virtualMachines/${vm.ref.vmName}/runCommands`, name, vm.ref.resourceGroup);
+          return { status: 200, body: runCommandJson(vm, rc, req.query.get("$expand") === "instanceView") };
+        }
+        case "PUT":
+        case "PATCH":
+          return this.putRunCommand(req, vm, name);
+        case "DELETE":
+          return this.deleteRunCommand(req, vm, name);
+        default:
+          throw methodNotAllowed(req);
+      }
+    }
+    return undefined;
+  }
+
+  // ---- long-running operations -------------------------------------------------------------
+
+  private startOperation(vm: VmState, apiVersion: string): { op: ComputeOperation; headers: Record<string, string> } {
+    const op: ComputeOperation = {
+      id: newId(),
+      subscriptionId: vm.ref.subscriptionId,
+      location: normaliseLocation(vm.location),
+      startTime: armTime(),
+      status: "InProgress",
+    };
+    this.operations.set(op.id, op);
+    const base =
+      `${this.ctx.endpoint()}/subscriptions/${vm.ref.subscriptionId}/providers/Microsoft.Compute/locations/` +
+      `${op.location}/operations/${op.id}?p=${vm.vmId}`;
+    return {
+      op,
+      headers: {
+        "Azure-AsyncOperation": `${base}&api-version=${apiVersion}`,
+        Location: `${base}&monitor=true&api-version=${apiVersion}`,
+        "Azure-AsyncNotification": "Enabled",
+      },
+    };
+  }
+
+  private finish(op: ComputeOperation, error?: { code: string; message: string }): void {
+    op.endTime = armTime();
+    op.status = error ? "Failed" : "Succeeded";
+    if (error) op.error = error;
+  }
+
+  private operationStatus(req: ArmRequest, id: string): Reply {
+    requireMethod(req, ["GET"]);
+    const op = this.operations.get(id.toLowerCase()) ?? this.operations.get(id);
+    if (!op) throw new ArmHttpError(404, "NotFound", `Operation '${id}' was not found.`);
+    if (req.query.get("monitor") === "true") {
+      // The `Location` (monitor) URL: 202 while running, then the operation's result.
+      if (op.status === "InProgress") return { status: 202, headers: { Location: this.monitorUrl(op, req.apiVersion) } };
+      if (op.status === "Failed" && op.error) return new ArmHttpError(409, op.error.code, op.error.message).toReply();
+      return { status: 200, body: op.result };
+    }
+    const body: Record<string, unknown> = { startTime: op.startTime };
+    if (op.endTime) body.endTime = op.endTime;
+    body.status = op.status;
+    if (op.result && op.status === "Succeeded") body.properties = { output: op.result };
+    if (op.error) body.error = op.error;
+    body.name = op.id;
+    return { status: 200, body };
+  }
+
+  private monitorUrl(op: ComputeOperation, apiVersion: string): string {
+    return (
+      `${this.ctx.endpoint()}/subscriptions/${op.subscriptionId}/providers/Microsoft.Compute/locations/` +
+      `${op.location}/operations/${op.id}?monitor=true&api-version=${apiVersion}`
+    );
+  }
+
+  // ---- power state -------------------------------------------------------------------------
+
+  private powerAction(req: ArmRequest, vm: VmState, action: "start" | "deallocate" | "poweroff"): Reply {
+    const busy: PowerState[] = ["starting", "stopping", "deallocating"];
+    if (busy.includes(vm.powerState)) {
+      throw new ArmHttpError(
+        409,
+        "OperationNotAllowed",
+        `Operation '${action}' is not allowed on VM '${vm.ref.vmName}' since the VM is ${vm.powerState}.`,
+      );
+    }
+    const { op, headers } = this.startOperation(vm, req.apiVersion);
+    const { timing } = this.ctx;
+    if (action === "start") {
+      const fault = this.ctx.takeOperationFault("start", vm.ref.vmName);
+      if (vm.powerState === "running" && !fault) {
+        this.finish(op);
+      } else {
+        const before = vm.powerState;
+        vm.powerState = "starting";
+        this.ctx.timers.after(timing.vmStartMs, () => {
+          vm.powerState = fault ? before : "running";
+          vm.provisioningTime = armTime();
+          this.finish(op, fault);
+        });
+      }
+    } else {
+      const fault = this.ctx.takeOperationFault(action === "poweroff" ? "powerOff" : "deallocate", vm.ref.vmName);
+      const target: PowerState = action === "poweroff" ? "stopped" : "deallocated";
+      const already = action === "poweroff" ? ["stopped", "deallocated"] : ["deallocated"];
+      if (already.includes(vm.powerState) && !fault) {
+        this.finish(op);
+      } else {
+        const before = vm.powerState;
+        vm.powerState = action === "poweroff" ? "stopping" : "deallocating";
+        // A VM going down takes its running scripts with it.
+        for (const rc of vm.runCommands.values()) rc.abort?.abort("vm-stopped");
+        const ms = action === "poweroff" ? timing.vmPowerOffMs : timing.vmDeallocateMs;
+        this.ctx.timers.after(ms, () => {
+          vm.powerState = fault ? before : target;
+          vm.provisioningTime = armTime();
+          this.finish(op, fault);
+        });
+      }
+    }
+    return { status: 202, headers };
+  }
+
+  private vmJson(vm: VmState, withInstanceView: boolean): Record<string, unknown> {
+    const { subscriptionId, resourceGroup, vmName } = vm.ref;
+    const id = `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Compute/virtualMachines/${vmName}`;
+    const properties: Record<string, unknown> = {
+      vmId: vm.vmId,
+      hardwareProfile: { vmSize: "Standard_D4s_v5" },
+      storageProfile: {
+        imageReference: { publisher: "Canonical", offer: "ubuntu-24_04-lts", sku: "server", version: "latest" },
+        osDisk: {
+          osType: "Linux",
+          name: `${vmName}_OsDisk_1`,
+          createOption: "FromImage",
+          caching: "ReadWrite",
+          managedDisk: {
+            storageAccountType: "Premium_LRS",
+            id: `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Compute/disks/${vmName}_OsDisk_1`,
+          },
+          deleteOption: "Delete",
+          diskSizeGB: 64,
+        },
+        dataDisks: [],
+      },
+      osProfile: {
+        computerName: vmName,
+        adminUsername: "azureuser",
+        linuxConfiguration: { disablePasswordAuthentication: true, provisionVMAgent: true },
+        secrets: [],
+        allowExtensionOperations: true,
+      },
+      networkProfile: {
+        networkInterfaces: [
+          {
+            id: `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Network/networkInterfaces/${vmName}-nic`,
+          },
+        ],
+      },
+      provisioningState: "Succeeded",
+    };
+    if (withInstanceView) properties.instanceView = instanceView(vm);
+    properties.timeCreated = vm.provisioningTime;
+    return {
+      name: vmName,
+      id,
+      type: "Microsoft.Compute/virtualMachines",
+      location: vm.location,
+      tags: {},
+      etag: '"1"',
+      properties,
+    };
+  }
+
+  // ---- managed run commands ----------------------------------------------------------------
+
+  private putRunCommand(req: ArmRequest, vm: VmState, name: string): Reply {
+    const existing = vm.runCommands.get(name.toLowerCase());
+    if (req.method === "PATCH" && !existing) {
+      throw notFound(`Microsoft.Compute/virtualMachines/${vm.ref.vmName}/runCommands`, name, vm.ref.resourceGroup);
+    }
+    if (!isRecord(req.body)) throw badRequest("InvalidRequestContent", "The request content was invalid: expected a JSON object.");
+    const props = req.body.properties;
+    if (!isRecord(props)) {
+      throw badRequest("InvalidParameter", "Required parameter 'properties' is missing (null).");
+    }
+    if (req.method === "PUT" && !existing && typeof req.body.location !== "string") {
+      throw badRequest("LocationRequired", "The location property is required for this definition.");
+    }
+    if (!isRecord(props.source) && !(req.method === "PATCH" && existing)) {
+      throw badRequest("InvalidParameter", "Required parameter 'source' is missing (null).");
+    }
+    const parameters = props.parameters === undefined ? existing?.parameters ?? [] : parseParameters(props.parameters, "parameters");
+    const protectedParameters =
+      props.protectedParameters === undefined
+        ? existing?.protectedParameters ?? []
+        : parseParameters(props.protectedParameters, "protectedParameters");
+    const timeout = props.timeoutInSeconds ?? existing?.timeoutInSeconds ?? 0;
+    if (typeof timeout !== "number" || !Number.isInteger(timeout) || timeout < 0) {
+      throw badRequest("InvalidParameter", "'timeoutInSeconds' must be a non-negative integer.");
+    }
+    for (const field of ["outputBlobUri", "errorBlobUri", "runAsUser"] as const) {
+      if (props[field] !== undefined && typeof props[field] !== "string") {
+        throw badRequest("InvalidParameter", `'${field}' must be a string.`);
+      }
+    }
+    for (const field of ["asyncExecution", "treatFailureAsDeploymentFailure"] as const) {
+      if (props[field] !== undefined && typeof props[field] !== "boolean") {
+        throw badRequest("InvalidParameter", `'${field}' must be true or false.`);
+      }
+    }
+    // 2020-06-01 predates treatFailureAsDeploymentFailure: like CRP, ignore what the version does not know.
+    const knowsTreatFailure = req.apiVersion >= "2022-";
+    existing?.abort?.abort("replaced");
+    const rc: RunCommandState = {
+      name,
+      location: typeof req.body.location === "string" ? req.body.location : existing?.location ?? vm.location,
+      tags: isRecord(req.body.tags) ? (req.body.tags as Record<string, string>) : existing?.tags,
+      source: isRecord(props.source) ? { ...props.source } : existing?.source ?? {},
+      parameters,
+      protectedParameters,
+      asyncExecution: (props.asyncExecution as boolean | undefined) ?? existing?.asyncExecution ?? false,
+      treatFailureAsDeploymentFailure: knowsTreatFailure
+        ? ((props.treatFailureAsDeploymentFailure as boolean | undefined) ?? existing?.treatFailureAsDeploymentFailure)
+        : undefined,
+      runAsUser: (props.runAsUser as string | undefined) ?? existing?.runAsUser,
+      timeoutInSeconds: timeout,
+      outputBlobUri: (props.outputBlobUri as string | undefined) ?? existing?.outputBlobUri,
+      errorBlobUri: (props.errorBlobUri as string | undefined) ?? existing?.errorBlobUri,
+      provisioningState: existing ? "Updating" : "Creating",
+      view: {
+        executionState: "Pending",
+        exitCode: 0,
+        executionMessage: "",
+        output: "",
+        error: "",
+        startTime: undefined,
+        endTime: undefined,
+      },
+      abort: undefined,
+      blobWrites: Promise.resolve(),
+    };
+    vm.runCommands.set(name.toLowerCase(), rc);
+    const { op, headers } = this.startOperation(vm, req.apiVersion);
+    delete headers.Location; // PUT/PATCH answer with Azure-AsyncOperation only (recording).
+    this.ctx.timers.after(this.ctx.timing.provisioningMs, () => this.execute(vm, rc, op));
+    return { status: existing ? 200 : 201, headers, body: runCommandJson(vm, rc, false) };
+  }
+
+  /** Runs the script through the executor and moves the instance view along. */
+  private execute(vm: VmState, rc: RunCommandState, op: ComputeOperation): void {
+    if (vm.runCommands.get(rc.name.toLowerCase()) !== rc) return; // replaced or deleted meanwhile
+    if (vm.powerState !== "running") {
+      rc.provisioningState = "Failed";
+      rc.view.executionState = "Failed";
+      rc.view.executionMessage = `The VM is ${vm.powerState}: run commands need a running VM.`;
+      this.finish(op, { code: "OperationNotAllowed", message: rc.view.executionMessage });
+      return;
+    }
+    const script = typeof rc.source.script === "string" ? rc.source.script : undefined;
+    rc.view.startTime = armTime();
+    if (script === undefined && typeof rc.source.scriptUri !== "string" && typeof rc.source.commandId !== "string") {
+      rc.view.executionState = "Running";
+      rc.view.executionMessage = NO_SCRIPT_MESSAGE;
+      rc.view.endTime = rc.view.startTime;
+      rc.provisioningState = "Succeeded";
+      this.finish(op);
+      return;
+    }
+    rc.view.executionState = "Running";
+    if (rc.asyncExecution) {
+      rc.provisioningState = "Succeeded";
+      this.finish(op);
+    }
+    const abort = new AbortController();
+    rc.abort = abort;
+    if (rc.timeoutInSeconds > 0) {
+      this.ctx.timers.after(rc.timeoutInSeconds * 1000, () => abort.abort("timeout"));
+    }
+    const append = (stream: "output" | "error", text: string) => {
+      if (text.length === 0 || rc.view.endTime) return;
+      rc.view[stream] = tail(rc.view[stream] + text, 64 * 1024);
+      const uri = stream === "output" ? rc.outputBlobUri : rc.errorBlobUri;
+      if (uri) rc.blobWrites = rc.blobWrites.then(() => appendBlock(uri, text));
+    };
+    const run = this.ctx.executor()({
+      vm: vm.ref,
+      name: rc.name,
+      script: script ?? "",
+      parameters: Object.fromEntries(rc.parameters.map((p) => [p.name, p.value])),
+      protectedParameters: Object.fromEntries(rc.protectedParameters.map((p) => [p.name, p.value])),
+      timeoutInSeconds: rc.timeoutInSeconds,
+      signal: abort.signal,
+      stdout: (text) => append("output", text),
+      stderr: (text) => append("error", text),
+    });
+    void run
+      .then(
+        ({ exitCode }) => ({ exitCode, message: "" }),
+        (error: unknown) => ({ exitCode: -1, message: error instanceof Error ? error.message : String(error) }),
+      )
+      .then(async ({ exitCode, message }) => {
+        await rc.blobWrites;
+        if (rc.view.endTime) return;
+        rc.view.endTime = armTime();
+        rc.view.exitCode = exitCode;
+        rc.view.output = tail(rc.view.output);
+        rc.view.error = tail(rc.view.error);
+        const reason: unknown = abort.signal.reason;
+        if (abort.signal.aborted && reason === "timeout") {
+          rc.view.executionState = "TimedOut";
+          rc.view.executionMessage = `Execution timed out after ${rc.timeoutInSeconds} seconds.`;
+        } else if (abort.signal.aborted) {
+          rc.view.executionState = "Canceled";
+          rc.view.executionMessage = "Execution was canceled.";
+        } else if (exitCode === 0 && !message) {
+          rc.view.executionState = "Succeeded";
+          rc.view.executionMessage = "Execution completed";
+        } else {
+          rc.view.executionState = "Failed";
+          rc.view.executionMessage = message || `Execution completed with exit code ${exitCode}.`;
+        }
+        const failed = rc.view.executionState !== "Succeeded";
+        if (failed && rc.treatFailureAsDeploymentFailure) rc.provisioningState = "Failed";
+        else if (!rc.asyncExecution) rc.provisioningState = "Succeeded";
+        if (op.status === "InProgress") {
+          this.finish(
+            op,
+            failed && rc.treatFailureAsDeploymentFailure
+              ? { code: "VMExtensionProvisioningError", message: rc.view.executionMessage }
+              : undefined,
+          );
+        }
+      });
+  }
+
+  private deleteRunCommand(req: ArmRequest, vm: VmState, name: string): Reply {
+    const rc = vm.runCommands.get(name.toLowerCase());
+    if (!rc) return { status: 204 };
+    rc.provisioningState = "Deleting";
+    rc.abort?.abort("cancel");
+    const { op, headers } = this.startOperation(vm, req.apiVersion);
+    this.ctx.timers.after(this.ctx.timing.provisioningMs, () => {
+      void rc.blobWrites.then(() => {
+        if (vm.runCommands.get(name.toLowerCase()) === rc) vm.runCommands.delete(name.toLowerCase());
+        this.finish(op);
+      });
+    });
+    return { status: 202, headers };
+  }
+
+  // ---- action run command ------------------------------------------------------------------
+
+  private actionRunCommand(req: ArmRequest, vm: VmState): Reply {
+    if (!isRecord(req.body) || typeof req.body.commandId !== "string" || req.body.commandId.length === 0) {
+      throw badRequest("InvalidParameter", "Required parameter 'commandId' is missing (null).");
+    }
+    const lines = req.body.script ?? [];
+    if (!Array.isArray(lines) || !lines.every((line) => typeof line === "string")) {
+      throw badRequest("InvalidParameter", "'script' must be an array of strings.");
+    }
+    const parameters = req.body.parameters === undefined ? [] : parseParameters(req.body.parameters, "parameters");
+    if (vm.powerState !== "running") {
+      throw new ArmHttpError(
+        409,
+        "OperationNotAllowed",
+        `Cannot invoke run command on VM '${vm.ref.vmName}' because the VM is ${vm.powerState}.`,
+      );
+    }
+    if (vm.actionRunning) {
+      throw new ArmHttpError(
+        409,
+        "Conflict",
+        "Run command extension execution is in progress. Please wait for completion before invoking a run command.",
+      );
+    }
+    vm.actionRunning = true;
+    const { op, headers } = this.startOperation(vm, req.apiVersion);
+    let stdout = "";
+    let stderr = "";
+    const abort = new AbortController();
+    // The action Run Command has a fixed 90-minute limit and cannot be cancelled.
+    const limit = 90 * 60;
+    this.ctx.timers.after(limit * 1000, () => abort.abort("timeout"));
+    const run = this.ctx.executor()({
+      vm: vm.ref,
+      name: "runCommand",
+      script: (lines as string[]).join("\n"),
+      parameters: Object.fromEntries(parameters.map((p) => [p.name, p.value])),
+      protectedParameters: {},
+      timeoutInSeconds: limit,
+      signal: abort.signal,
+      stdout: (text) => (stdout = tail(stdout + text, 64 * 1024)),
+      stderr: (text) => (stderr = tail(stderr + text, 64 * 1024)),
+    });
+    void run
+      .then(
+        () => undefined,
+        (error: unknown) => {
+          stderr += error instanceof Error ? error.message : String(error);
+        },
+      )
+      .then(() => {
+        vm.actionRunning = false;
+        op.result = {
+          value: [
+            {
+              code: "ComponentStatus/StdOut/succeeded",
+              level: "Info",
+              displayStatus: "Provisioning succeeded",
+              message: tail(stdout),
+            },
+            {
+              code: "ComponentStatus/StdErr/succeeded",
+              level: "Info",
+              displayStatus: "Provisioning succeeded",
+              message: tail(stderr),
+            },
+          ],
+        };
+        this.finish(op);
+      });
+    return { status: 202, headers };
+  }
+}
+
+function key(ref: VmRef): string {
+  return `${ref.subscriptionId}/${ref.resourceGroup}/${ref.vmName}`.toLowerCase();
+}
+
+export function requireMethod(req: ArmRequest, methods: string[]): void {
+  if (!methods.includes(req.method)) throw methodNotAllowed(req);
+}
+
+function methodNotAllowed(req: ArmRequest): ArmHttpError {
+  return new ArmHttpError(405, "MethodNotAllowed", `The method '${req.method}' is not allowed on '${req.path}'.`);
+}
+
+function parseParameters(value: unknown, field: string): { name: string; value: string }[] {
+  if (!Array.isArray(value)) throw badRequest("InvalidParameter", `'${field}' must be an array of {name, value}.`);
+  return value.map((item, index) => {
+    if (!isRecord(item) || typeof item.name !== "string" || typeof item.value !== "string") {
+      throw badRequest("InvalidParameter", `'${field}[${index}]' must have string 'name' and 'value'.`);
+    }
+    return { name: item.name, value: item.value };
+  });
+}
+
+function instanceView(vm: VmState): Record<string, unknown> {
+  const statuses = [
+    {
+      code: "ProvisioningState/succeeded",
+      level: "Info",
+      displayStatus: "Provisioning succeeded",
+      time: vm.provisioningTime,
+    },
+    { code: `PowerState/${vm.powerState}`, level: "Info", displayStatus: DISPLAY[vm.powerState] },
+  ];
+  const disks = [
+    {
+      name: `${vm.ref.vmName}_OsDisk_1`,
+      statuses: [
+        { code: "ProvisioningState/succeeded", level: "Info", displayStatus: "Provisioning succeeded", time: vm.provisioningTime },
+      ],
+    },
+  ];
+  // Deallocated VMs lose computerName, os*, vmAgent and extensions (recording, observation 6).
+  if (vm.powerState === "deallocated" || vm.powerState === "deallocating") {
+    return { disks, hyperVGeneration: "V2", statuses };
+  }
+  const ready = vm.powerState === "running";
+  return {
+    platformUpdateDomain: 0,
+    platformFaultDomain: 0,
+    computerName: vm.ref.vmName,
+    osName: "ubuntu",
+    osVersion: "24.04",
+    vmAgent: {
+      vmAgentVersion: "2.12.0.2",
+      statuses: [
+        ready
+          ? { code: "ProvisioningState/succeeded", level: "Info", displayStatus: "Ready", message: "Guest Agent is running", time: armTime() }
+          : {
+              code: "ProvisioningState/Unavailable",
+              level: "Warning",
+              displayStatus: "Not Ready",
+              message: "VM status blob is found but not yet populated.",
+              time: armTime(),
+            },
+      ],
+      extensionHandlers: [],
+    },
+    disks,
+    extensions: [],
+    hyperVGeneration: "V2",
+    statuses,
+  };
+}
+
+function runCommandJson(vm: VmState, rc: RunCommandState, withInstanceView: boolean): Record<string, unknown> {
+  const { subscriptionId, resourceGroup, vmName } = vm.ref;
+  const properties: Record<string, unknown> = { source: rc.source };
+  if (rc.parameters.length > 0) properties.parameters = rc.parameters;
+  // protectedParameters and runAsPassword are write-only: never echoed.
+  properties.asyncExecution = rc.asyncExecution;
+  if (rc.treatFailureAsDeploymentFailure !== undefined) {
+    properties.treatFailureAsDeploymentFailure = rc.treatFailureAsDeploymentFailure;
+  }
+  if (rc.runAsUser !== undefined) properties.runAsUser = rc.runAsUser;
+  properties.timeoutInSeconds = rc.timeoutInSeconds;
+  properties.provisioningState = rc.provisioningState;
+  if (rc.outputBlobUri !== undefined) properties.outputBlobUri = rc.outputBlobUri;
+  if (rc.errorBlobUri !== undefined) properties.errorBlobUri = rc.errorBlobUri;
+  if (withInstanceView) {
+    properties.instanceView = {
+      exitCode: rc.view.exitCode,
+      executionState: rc.view.executionState,
+      executionMessage: rc.view.executionMessage,
+      output: tail(rc.view.output),
+      error: tail(rc.view.error),
+      startTime: rc.view.startTime ?? null,
+      endTime: rc.view.endTime ?? null,
+    };
+  }
+  const body: Record<string, unknown> = {
+    name: rc.name,
+    id: `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Compute/virtualMachines/${vmName}/runCommands/${rc.name}`,
+    type: "Microsoft.Compute/virtualMachines/runCommands",
+    location: rc.location,
+  };
+  if (rc.tags) body.tags = rc.tags;
+  body.properties = properties;
+  return body;
+}
+
+/**
+ * Appends text to an append blob the way the VM agent does: plain REST with the caller's SAS.
+ * Only loopback URLs are written: the emulator never sends anything off this machine.
+ */
+async function appendBlock(uri: string, text: string): Promise<void> {
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    return;
+  }
+  if (!["127.0.0.1", "localhost", "[::1]"].includes(url.hostname)) return;
+  url.searchParams.set("comp", "appendblock");
+  try {
+    const response = await fetch(url, {
+      method: "PUT",
+      headers: { "x-ms-version": "2023-11-03", "x-ms-date": new Date().toUTCString() },
+      body: text,
+    });
+    await response.arrayBuffer();
+  } catch {
+    // Like the agent, a failed log upload does not fail the script.
+  }
+}

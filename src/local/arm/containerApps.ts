@@ -1,0 +1,406 @@
+/**
+ * Microsoft.App container apps as the emulator serves them: GET, PATCH (merge-patch, 202 +
+ * `Location` to `containerappOperationResults`, final 200 with the full app), revisions that move
+ * Provisioning → Provisioned / Healthy (or Failed / Unhealthy), and the bare-bodied 409
+ * `ContainerAppOperationInProgress` while an operation runs (recording, observation 10).
+ */
+import { randomBytes } from "node:crypto";
+import type { ContainerAppInit, ContainerAppRef, ContainerAppView, RevisionView } from "./types.js";
+import { ArmHttpError, badRequest, isRecord, newId, normaliseLocation, notFound, type ArmRequest, type Reply, type Timers } from "./http.js";
+import { requireMethod } from "./compute.js";
+
+export interface ContainerAppsContext {
+  endpoint(): string;
+  timing: { provisioningMs: number; revisionReadyMs: number };
+  failRevisionsWithImage: RegExp | undefined;
+  timers: Timers;
+}
+
+interface RevisionState {
+  name: string;
+  createdTime: string;
+  template: Record<string, unknown>;
+  provisioningState: "Provisioning" | "Provisioned" | "Failed";
+  healthState: "None" | "Healthy" | "Unhealthy";
+  runningState: "Processing" | "Running" | "Failed" | "Stopped";
+  active: boolean;
+  replicas: number;
+  trafficWeight: number;
+}
+
+interface AppState {
+  ref: ContainerAppRef;
+  location: string;
+  /** `properties` of the app as last written (merge-patched). */
+  properties: Record<string, unknown>;
+  tags: Record<string, unknown> | undefined;
+  provisioningState: "Succeeded" | "InProgress" | "Failed";
+  revisions: Map<string, RevisionState>;
+  latestRevisionName: string | undefined;
+  latestReadyRevisionName: string | undefined;
+  operationId: string | undefined;
+}
+
+interface AppOperation {
+  id: string;
+  app: AppState;
+  location: string;
+  done: boolean;
+}
+
+const ID = "([^/]+)";
+const APP = `^/subscriptions/${ID}/resourceGroups/${ID}/providers/Microsoft\\.App/containerApps/${ID}`;
+const routes = {
+  app: new RegExp(`${APP}$`, "i"),
+  revisions: new RegExp(`${APP}/revisions$`, "i"),
+  revision: new RegExp(`${APP}/revisions/${ID}$`, "i"),
+  operation: new RegExp(
+    `^/subscriptions/${ID}/providers/Microsoft\\.App/locations/${ID}/containerapp(?:OperationResults|OperationStatuses)/${ID}$`,
+    "i",
+  ),
+};
+
+const ENV_DOMAIN = "localpebble-00000000.westus.azurecontainerapps.io";
+
+export class ContainerAppsProvider {
+  private readonly apps = new Map<string, AppState>();
+  private readonly operations = new Map<string, AppOperation>();
+
+  constructor(private readonly ctx: ContainerAppsContext) {}
+
+  hasResourceGroup(subscriptionId: string, resourceGroup: string): boolean {
+    const prefix = `${subscriptionId}/${resourceGroup}/`.toLowerCase();
+    return [...this.apps.keys()].some((k) => k.startsWith(prefix));
+  }
+
+  addContainerApp(ref: ContainerAppRef, init: ContainerAppInit): void {
+    const template = {
+      revisionSuffix: init.revisionSuffix ?? "",
+      terminationGracePeriodSeconds: null,
+      containers: init.containers.map((c) => ({
+        image: c.image,
+        name: c.name,
+        resources: { cpu: 0.5, memory: "1Gi" },
+        probes: [],
+      })),
+      initContainers: null,
+      scale: { minReplicas: null, maxReplicas: 10, rules: null },
+      volumes: null,
+      serviceBinds: null,
+    };
+    const { subscriptionId, resourceGroup } = ref;
+    const envId = `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.App/managedEnvironments/env`;
+    const app: AppState = {
+      ref,
+      location: init.location ?? "West US",
+      properties: {
+        managedEnvironmentId: envId,
+        environmentId: envId,
+        workloadProfileName: null,
+        outboundIpAddresses: ["20.0.0.1"],
+        customDomainVerificationId: "0000000000000000000000000000000000000000000000000000000000000000",
+        configuration: {
+          secrets: null,
+          activeRevisionsMode: "Single",
+          ingress: {
+            fqdn: `${ref.appName}.${ENV_DOMAIN}`,
+            external: true,
+            targetPort: 8080,
+            exposedPort: 0,
+            transport: "Auto",
+            traffic: [{ weight: 100, latestRevision: true }],
+            customDomains: null,
+            allowInsecure: false,
+            ipSecurityRestrictions: null,
+            corsPolicy: null,
+            clientCertificateMode: null,
+            stickySessions: null,
+          },
+          registries: null,
+          dapr: null,
+          maxInactiveRevisions: null,
+          service: null,
+        },
+        template,
+        eventStreamEndpoint: `https://${normaliseLocation(init.location ?? "westus")}.azurecontainerapps.dev/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/containerApps/${ref.appName}/eventstream`,
+      },
+      tags: undefined,
+      provisioningState: "Succeeded",
+      revisions: new Map(),
+      latestRevisionName: undefined,
+      latestReadyRevisionName: undefined,
+      operationId: undefined,
+    };
+    const revision = this.newRevision(app, template);
+    revision.provisioningState = "Provisioned";
+    revision.healthState = "Healthy";
+    revision.runningState = "Running";
+    revision.replicas = 1;
+    revision.trafficWeight = 100;
+    app.latestReadyRevisionName = revision.name;
+    this.apps.set(appKey(ref), app);
+  }
+
+  getContainerApp(ref: ContainerAppRef): ContainerAppView | undefined {
+    const app = this.apps.get(appKey(ref));
+    if (!app) return undefined;
+    return {
+      provisioningState: app.provisioningState,
+      latestRevisionName: app.latestRevisionName,
+      latestReadyRevisionName: app.latestReadyRevisionName,
+      images: imagesOf(templateOf(app)),
+      revisions: [...app.revisions.values()].map((r) => revisionView(r)),
+    };
+  }
+
+  handle(req: ArmRequest, rgExists: (sub: string, rg: string) => boolean): Reply | undefined {
+    let m: RegExpExecArray | null;
+    if ((m = routes.operation.exec(req.path))) return this.operationResult(req, m[3]!);
+    const appOf = (mm: RegExpExecArray): AppState => {
+      const ref = { subscriptionId: mm[1]!, resourceGroup: mm[2]!, appName: mm[3]! };
+      const app = this.apps.get(appKey(ref));
+      if (app) return app;
+      if (!rgExists(ref.subscriptionId, ref.resourceGroup)) {
+        throw new ArmHttpError(404, "ResourceGroupNotFound", `Resource group '${ref.resourceGroup}' could not be found.`);
+      }
+      throw notFound("Microsoft.App/containerApps", ref.appName, ref.resourceGroup);
+    };
+    if ((m = routes.app.exec(req.path))) {
+      const app = appOf(m);
+      if (req.method === "GET") return { status: 200, body: this.appJson(app) };
+      requireMethod(req, ["PATCH"]);
+      return this.patch(req, app);
+    }
+    if ((m = routes.revisions.exec(req.path))) {
+      requireMethod(req, ["GET"]);
+      const app = appOf(m);
+      return { status: 200, body: { value: [...app.revisions.values()].map((r) => this.revisionJson(app, r)) } };
+    }
+    if ((m = routes.revision.exec(req.path))) {
+      requireMethod(req, ["GET"]);
+      const app = appOf(m);
+      const revision = app.revisions.get(m[4]!.toLowerCase());
+      if (!revision) throw notFound(`Microsoft.App/containerApps/${app.ref.appName}/revisions`, m[4]!, app.ref.resourceGroup);
+      return { status: 200, body: this.revisionJson(app, revision) };
+    }
+    return undefined;
+  }
+
+  private patch(req: ArmRequest, app: AppState): Reply {
+    if (app.operationId) {
+      throw new ArmHttpError(
+        409,
+        "ContainerAppOperationInProgress",
+        `Cannot modify a container app '${app.ref.appName}' because there is an active provisioning operation in progress. OperationId: '${app.operationId}'.`,
+        true,
+      );
+    }
+    if (!isRecord(req.body)) throw badRequest("InvalidRequestContent", "The request content was invalid: expected a JSON object.");
+    if (req.body.properties !== undefined && !isRecord(req.body.properties)) {
+      throw badRequest("InvalidRequestContent", "'properties' must be an object.");
+    }
+    const before = JSON.stringify(stripSuffix(templateOf(app)));
+    const merged = mergePatch(app.properties, req.body.properties ?? {});
+    if (!isRecord(merged)) throw badRequest("InvalidRequestContent", "'properties' must be an object.");
+    const template = merged.template;
+    if (!isRecord(template) || !Array.isArray(template.containers) || template.containers.length === 0) {
+      throw badRequest("ContainerAppInvalidTemplate", "'properties.template.containers' must list at least one container.");
+    }
+    for (const [index, container] of template.containers.entries()) {
+      if (!isRecord(container) || typeof container.name !== "string" || typeof container.image !== "string") {
+        throw badRequest(
+          "ContainerAppInvalidTemplate",
+          `'properties.template.containers[${index}]' needs a string 'name' and 'image'.`,
+        );
+      }
+    }
+    const suffixChanged = (template.revisionSuffix ?? "") !== (templateOf(app).revisionSuffix ?? "");
+    const templateChanged = before !== JSON.stringify(stripSuffix(template)) || suffixChanged;
+    if (templateChanged && typeof template.revisionSuffix === "string" && template.revisionSuffix !== "") {
+      const name = `${app.ref.appName}--${template.revisionSuffix}`;
+      if (!/^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$/.test(template.revisionSuffix)) {
+        throw badRequest(
+          "ContainerAppInvalidRevisionSuffix",
+          `Revision suffix '${template.revisionSuffix}' is invalid: use lower-case letters, digits and '-'.`,
+        );
+      }
+      if (app.revisions.has(name.toLowerCase())) {
+        throw badRequest(
+          "ContainerAppRevisionSuffixConflict",
+          `A revision named '${name}' already exists: use a new revision suffix.`,
+        );
+      }
+    }
+    app.properties = merged;
+    if (isRecord(req.body.tags)) app.tags = req.body.tags;
+    const op: AppOperation = { id: newId(), app, location: normaliseLocation(app.location), done: false };
+    this.operations.set(op.id, op);
+    app.operationId = op.id;
+    app.provisioningState = "InProgress";
+    if (templateChanged) {
+      const revision = this.newRevision(app, template);
+      const fails = this.ctx.failRevisionsWithImage;
+      const bad = fails !== undefined && Object.values(imagesOf(template)).some((image) => fails.test(image));
+      this.ctx.timers.after(this.ctx.timing.revisionReadyMs, () => {
+        if (bad) {
+          revision.provisioningState = "Failed";
+          revision.healthState = "Unhealthy";
+          revision.runningState = "Failed";
+          return;
+        }
+        revision.provisioningState = "Provisioned";
+        revision.healthState = "Healthy";
+        revision.runningState = "Running";
+        revision.replicas = 1;
+        revision.trafficWeight = 100;
+        // Single revision mode: the new ready revision takes the traffic, the old one is deactivated.
+        for (const other of app.revisions.values()) {
+          if (other !== revision) {
+            other.active = false;
+            other.trafficWeight = 0;
+            other.replicas = 0;
+          }
+        }
+        app.latestReadyRevisionName = revision.name;
+      });
+    }
+    this.ctx.timers.after(this.ctx.timing.provisioningMs, () => {
+      op.done = true;
+      app.operationId = undefined;
+      app.provisioningState = "Succeeded";
+    });
+    return { status: 202, headers: { Location: this.operationUrl(op, req.apiVersion) } };
+  }
+
+  private operationUrl(op: AppOperation, apiVersion: string): string {
+    return (
+      `${this.ctx.endpoint()}/subscriptions/${op.app.ref.subscriptionId}/providers/Microsoft.App/locations/` +
+      `${op.location}/containerappOperationResults/${op.id}?api-version=${apiVersion}`
+    );
+  }
+
+  private operationResult(req: ArmRequest, id: string): Reply {
+    requireMethod(req, ["GET"]);
+    const op = this.operations.get(id.toLowerCase());
+    if (!op) throw new ArmHttpError(404, "NotFound", `Operation '${id}' was not found.`);
+    if (!op.done) return { status: 202, headers: { Location: this.operationUrl(op, req.apiVersion) } };
+    // Never an empty final body: the SDK uses it as the update's result.
+    return { status: 200, body: this.appJson(op.app) };
+  }
+
+  private newRevision(app: AppState, template: Record<string, unknown>): RevisionState {
+    const suffix =
+      typeof template.revisionSuffix === "string" && template.revisionSuffix !== ""
+        ? template.revisionSuffix
+        : randomSuffix();
+    const revision: RevisionState = {
+      name: `${app.ref.appName}--${suffix}`,
+      createdTime: new Date().toISOString().replace(/\.\d+Z$/, "+00:00"),
+      template: structuredClone(template),
+      provisioningState: "Provisioning",
+      healthState: "None",
+      runningState: "Processing",
+      active: true,
+      replicas: 0,
+      trafficWeight: 0,
+    };
+    app.revisions.set(revision.name.toLowerCase(), revision);
+    app.latestRevisionName = revision.name;
+    return revision;
+  }
+
+  private appJson(app: AppState): Record<string, unknown> {
+    const { subscriptionId, resourceGroup, appName } = app.ref;
+    const latest = app.latestRevisionName;
+    const body: Record<string, unknown> = {
+      id: `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.App/containerApps/${appName}`,
+      name: appName,
+      type: "Microsoft.App/containerApps",
+      location: app.location,
+    };
+    if (app.tags) body.tags = app.tags;
+    body.identity = { type: "None" };
+    body.properties = {
+      provisioningState: app.provisioningState,
+      runningStatus: "Running",
+      ...app.properties,
+      latestRevisionName: latest,
+      latestReadyRevisionName: app.latestReadyRevisionName,
+      latestRevisionFqdn: latest ? `${latest}.${ENV_DOMAIN}` : undefined,
+    };
+    return body;
+  }
+
+  private revisionJson(app: AppState, r: RevisionState): Record<string, unknown> {
+    const { subscriptionId, resourceGroup, appName } = app.ref;
+    return {
+      id: `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.App/containerApps/${appName}/revisions/${r.name}`,
+      name: r.name,
+      type: "Microsoft.App/containerapps/revisions",
+      properties: {
+        createdTime: r.createdTime,
+        lastActiveTime: r.createdTime,
+        fqdn: `${r.name}.${ENV_DOMAIN}`,
+        template: r.template,
+        active: r.active,
+        replicas: r.replicas,
+        trafficWeight: r.trafficWeight,
+        provisioningError: null,
+        healthState: r.healthState,
+        provisioningState: r.provisioningState,
+        runningState: r.runningState,
+      },
+    };
+  }
+}
+
+function appKey(ref: ContainerAppRef): string {
+  return `${ref.subscriptionId}/${ref.resourceGroup}/${ref.appName}`.toLowerCase();
+}
+
+function templateOf(app: AppState): Record<string, unknown> {
+  const template = app.properties.template;
+  return isRecord(template) ? template : {};
+}
+
+function stripSuffix(template: Record<string, unknown>): Record<string, unknown> {
+  const { revisionSuffix: _ignored, ...rest } = template;
+  return rest;
+}
+
+function imagesOf(template: Record<string, unknown>): Record<string, string> {
+  const containers = Array.isArray(template.containers) ? template.containers : [];
+  const images: Record<string, string> = {};
+  for (const c of containers) {
+    if (isRecord(c) && typeof c.name === "string" && typeof c.image === "string") images[c.name] = c.image;
+  }
+  return images;
+}
+
+function revisionView(r: RevisionState): RevisionView {
+  return {
+    name: r.name,
+    images: imagesOf(r.template),
+    provisioningState: r.provisioningState,
+    healthState: r.healthState,
+    runningState: r.runningState,
+    active: r.active,
+  };
+}
+
+/** RFC 7396 JSON merge patch: objects merge, arrays and scalars replace, null deletes. */
+export function mergePatch(target: unknown, patch: unknown): unknown {
+  if (!isRecord(patch)) return structuredClone(patch);
+  const result: Record<string, unknown> = isRecord(target) ? { ...target } : {};
+  for (const [name, value] of Object.entries(patch)) {
+    if (value === null) delete result[name];
+    else result[name] = mergePatch(result[name], value);
+  }
+  return result;
+}
+
+function randomSuffix(): string {
+  const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
+  return [...randomBytes(7)].map((b) => alphabet[b % alphabet.length]).join("");
+}
+

@@ -1,0 +1,312 @@
+/**
+ * A local Azure Resource Manager for tests and the local simulation: HTTPS on 127.0.0.1 (a
+ * certificate made at start), Bearer auth, api-version checks, Microsoft.Compute VMs and run
+ * commands, Microsoft.App container apps, a managed-identity token endpoint, request recording
+ * and fault injection. The real SDK clients talk to it unmodified.
+ */
+import { once } from "node:events";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { generate } from "selfsigned";
+import { ComputeProvider } from "./compute.js";
+import { ContainerAppsProvider } from "./containerApps.js";
+import { scriptedExecutor } from "./executors.js";
+import { ArmHttpError, Timers, newId, type ArmRequest, type Reply } from "./http.js";
+import type {
+  ArmEmulator,
+  ArmEmulatorOptions,
+  Fault,
+  HttpFault,
+  OperationFault,
+  RecordedRequest,
+  RunCommandExecutor,
+} from "./types.js";
+
+export type * from "./types.js";
+export { localShellExecutor, scriptedExecutor } from "./executors.js";
+export type { LocalShellOptions, ScriptedResult } from "./executors.js";
+
+/** Oldest api-version each provider accepts here (2020-06-01 is the Azure Stack hybrid one). */
+const MIN_API_VERSION: Record<string, string> = { compute: "2015-06-15", app: "2022-01-01-preview" };
+const API_VERSION = /^\d{4}-\d{2}-\d{2}(-preview)?$/;
+
+/** Starts the emulator on free loopback ports. Call `stop()` when done. */
+export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promise<ArmEmulator> {
+  const { key, cert } = await createCertificate();
+  const dir = await mkdtemp(join(tmpdir(), "arm-emulator-"));
+  const caFile = join(dir, "ca.pem");
+  await writeFile(caFile, cert);
+
+  const timers = new Timers();
+  const requests: RecordedRequest[] = [];
+  const faults: (HttpFault & { left: number })[] = [];
+  const operationFaults: (OperationFault & { left: number })[] = [];
+  let executor: RunCommandExecutor = options.executor ?? scriptedExecutor();
+  let endpoint = "";
+  const accessToken = options.accessToken ?? fakeJwt();
+  const identityHeader = randomBytes(16).toString("hex");
+
+  const compute = new ComputeProvider({
+    endpoint: () => endpoint,
+    timing: {
+      vmStartMs: options.vmStartMs ?? 30,
+      vmDeallocateMs: options.vmDeallocateMs ?? 30,
+      vmPowerOffMs: options.vmPowerOffMs ?? 20,
+      provisioningMs: options.provisioningMs ?? 20,
+    },
+    executor: () => executor,
+    takeOperationFault: (operation, vmName) => {
+      const fault = operationFaults.find(
+        (f) => f.left > 0 && f.operation === operation && (!f.vmName || f.vmName.toLowerCase() === vmName.toLowerCase()),
+      );
+      if (!fault) return undefined;
+      fault.left--;
+      return fault.error;
+    },
+    timers,
+  });
+  const apps = new ContainerAppsProvider({
+    endpoint: () => endpoint,
+    timing: { provisioningMs: options.provisioningMs ?? 20, revisionReadyMs: options.revisionReadyMs ?? 60 },
+    failRevisionsWithImage: options.failRevisionsWithImage,
+    timers,
+  });
+  const rgExists = (sub: string, rg: string) => compute.hasResourceGroup(sub, rg) || apps.hasResourceGroup(sub, rg);
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const raw = await readBody(req);
+    const url = new URL(req.url ?? "/", "https://127.0.0.1");
+    const path = safeDecode(url.pathname);
+    const headers: Record<string, string> = {};
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(", ") : value;
+    }
+    const method = req.method ?? "GET";
+    const apiVersion = url.searchParams.get("api-version") ?? undefined;
+    requests.push({ method, path, query: url.search.replace(/^\?/, ""), apiVersion, headers, body: raw });
+
+    const fault = faults.find((f) => f.left > 0 && (!f.method || f.method.toUpperCase() === method) && (!f.path || f.path.test(path)));
+    if (fault) {
+      fault.left--;
+      const response = fault.response;
+      if ("reset" in response) {
+        req.socket.destroy();
+        return;
+      }
+      if ("delayMs" in response) {
+        await timers.sleep(response.delayMs);
+      } else {
+        send(res, { status: response.status, headers: response.headers, body: response.body });
+        return;
+      }
+    }
+    send(res, route(method, path, url.searchParams, apiVersion, headers, raw));
+  };
+
+  const route = (
+    method: string,
+    path: string,
+    query: URLSearchParams,
+    apiVersion: string | undefined,
+    headers: Record<string, string>,
+    raw: string,
+  ): Reply => {
+    try {
+      if (!/^Bearer \S+/i.test(headers.authorization ?? "")) {
+        return {
+          status: 401,
+          headers: { "WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/common", error="invalid_token"' },
+          body: {
+            error: {
+              code: "AuthenticationFailed",
+              message: "Authentication failed. The 'Authorization' header is missing or is not a Bearer token.",
+            },
+          },
+        };
+      }
+      if (!apiVersion) {
+        throw new ArmHttpError(
+          400,
+          "MissingApiVersionParameter",
+          "The api-version query parameter (?api-version=) is required for all requests.",
+        );
+      }
+      const provider = /\/providers\/Microsoft\.App\//i.test(path) ? "app" : "compute";
+      if (!API_VERSION.test(apiVersion)) {
+        throw new ArmHttpError(
+          400,
+          "InvalidApiVersionParameter",
+          `The api-version '${apiVersion}' is invalid. The supported versions look like 'yyyy-mm-dd' or 'yyyy-mm-dd-preview'.`,
+        );
+      }
+      if (apiVersion < MIN_API_VERSION[provider]!) {
+        throw new ArmHttpError(
+          400,
+          "NoRegisteredProviderFound",
+          `No registered resource provider found for api-version '${apiVersion}'. The oldest supported version here is '${MIN_API_VERSION[provider]}'.`,
+        );
+      }
+      let body: unknown;
+      if (raw.length > 0) {
+        try {
+          body = JSON.parse(raw);
+        } catch {
+          throw new ArmHttpError(400, "InvalidRequestContent", "The request content was invalid and could not be deserialized: not JSON.");
+        }
+      }
+      const request: ArmRequest = { method, path, query, apiVersion, body, headers };
+      const reply = compute.handle(request, rgExists) ?? apps.handle(request, rgExists);
+      if (reply) return reply;
+      throw new ArmHttpError(404, "NotFound", `The emulator serves no route for ${method} ${path}.`);
+    } catch (error) {
+      if (error instanceof ArmHttpError) return error.toReply();
+      const message = error instanceof Error ? error.message : String(error);
+      return { status: 500, body: { error: { code: "InternalServerError", message } } };
+    }
+  };
+
+  const server = createHttpsServer({ key, cert }, (req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      if (!res.headersSent) send(res, { status: 500, body: { error: { code: "InternalServerError", message: String(error) } } });
+    });
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  endpoint = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  // App Service style managed identity (what ManagedIdentityCredential calls with IDENTITY_ENDPOINT/HEADER).
+  const identity = createHttpServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://127.0.0.1");
+    if (req.headers["x-identity-header"] !== identityHeader) {
+      send(res, { status: 401, body: { error: "invalid_request", error_description: "The x-identity-header is missing or wrong." } });
+      return;
+    }
+    const resource = url.searchParams.get("resource");
+    if (!url.searchParams.get("api-version") || !resource) {
+      send(res, { status: 400, body: { error: "invalid_request", error_description: "api-version and resource are required." } });
+      return;
+    }
+    send(res, {
+      status: 200,
+      body: {
+        access_token: accessToken,
+        expires_on: String(Math.floor(Date.now() / 1000) + 3600),
+        resource,
+        token_type: "Bearer",
+        client_id: url.searchParams.get("client_id") ?? "00000000-0000-0000-0000-000000000000",
+      },
+    });
+  });
+  identity.listen(0, "127.0.0.1");
+  await once(identity, "listening");
+  const identityEndpoint = `http://127.0.0.1:${(identity.address() as AddressInfo).port}/msi/token`;
+
+  return {
+    endpoint,
+    ca: cert,
+    caFile,
+    identityEndpoint,
+    identityHeader,
+    requests,
+    addVm: (ref, init) => compute.addVm(ref, init),
+    getVm: (ref) => compute.getVm(ref),
+    addContainerApp: (ref, init) => apps.addContainerApp(ref, init),
+    getContainerApp: (ref) => apps.getContainerApp(ref),
+    setRunCommandExecutor: (fn) => {
+      executor = fn;
+    },
+    inject: (fault: Fault) => {
+      if ("operation" in fault) operationFaults.push({ ...fault, left: fault.times ?? 1 });
+      else faults.push({ ...fault, left: fault.times ?? 1 });
+    },
+    clearFaults: () => {
+      faults.length = 0;
+      operationFaults.length = 0;
+    },
+    stop: async () => {
+      timers.clear();
+      server.closeAllConnections();
+      identity.closeAllConnections();
+      await Promise.all([
+        new Promise<void>((resolve) => server.close(() => resolve())),
+        new Promise<void>((resolve) => identity.close(() => resolve())),
+      ]);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function createCertificate(): Promise<{ key: string; cert: string }> {
+  const now = new Date();
+  const result = await generate([{ name: "commonName", value: "localhost" }], {
+    keyType: "ec",
+    curve: "P-256",
+    notBeforeDate: new Date(now.getTime() - 60_000),
+    notAfterDate: new Date(now.getTime() + 7 * 24 * 3600_000),
+    extensions: [
+      { name: "basicConstraints", cA: true },
+      { name: "keyUsage", digitalSignature: true, keyCertSign: true },
+      { name: "extKeyUsage", serverAuth: true },
+      {
+        name: "subjectAltName",
+        altNames: [
+          { type: 7, ip: "127.0.0.1" },
+          { type: 2, value: "localhost" },
+        ],
+      },
+    ],
+  });
+  return { key: result.private, cert: result.cert };
+}
+
+function send(res: ServerResponse, reply: Reply): void {
+  const headers: Record<string, string> = {
+    "x-ms-request-id": newId(),
+    "x-ms-correlation-request-id": newId(),
+    "cache-control": "no-cache",
+    ...reply.headers,
+  };
+  let payload = "";
+  if (typeof reply.body === "string") payload = reply.body;
+  else if (reply.body !== undefined) {
+    payload = JSON.stringify(reply.body);
+    headers["content-type"] = "application/json; charset=utf-8";
+  }
+  headers["content-length"] = String(Buffer.byteLength(payload));
+  res.writeHead(reply.status, headers);
+  res.end(payload);
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+function safeDecode(path: string): string {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
+}
+
+/** A syntactically valid, unsigned JWT: the emulator does not check signatures. */
+function fakeJwt(): string {
+  const part = (value: object) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const now = Math.floor(Date.now() / 1000);
+  return `${part({ alg: "none", typ: "JWT" })}.${part({
+    aud: "https://management.azure.com",
+    iss: "https://sts.windows.net/00000000-0000-0000-0000-000000000000/",
+    iat: now,
+    nbf: now,
+    exp: now + 3600,
+    oid: "00000000-0000-0000-0000-000000000001",
+    tid: "00000000-0000-0000-0000-000000000000",
+  })}.`;
+}

@@ -1,0 +1,592 @@
+/**
+ * The build orchestrator: from a started build to a healthy Container App revision (issue 3,
+ * steps 1-8). Deterministic: it reads time and ids only from `context.df`, does no I/O (activities
+ * do), and logs only when not replaying, always with the build id and never with a secret.
+ *
+ * Every build ends in a terminal phase with a reason, and the cleanup (release the builder lease,
+ * record the build's activity) runs on every path: success, failure, timeout and cancel.
+ */
+import type { OrchestrationContext, OrchestrationHandler, Task, TimerTask } from "durable-functions";
+import {
+  ACTIVITIES,
+  type AcquireLeaseResult,
+  type BuildProgress,
+  type DeployInput,
+  type LeaseRef,
+  type RecordBuildInput,
+  type ResolvedEnvironment,
+  type StartBuildInput,
+} from "../core/activityContract.js";
+import type { ApiError, BuildPhase, BuildStatus } from "../core/api.js";
+import type { BuildResult } from "../core/buildResult.js";
+import {
+  BUILD_EVENTS,
+  buildCompletedSchema,
+  buildInputSchema,
+  revisionSuffix,
+  type BuildInput,
+} from "../core/buildInput.js";
+import type { BuildCommandHandle, RevisionStatus, VmStatus } from "../core/ports.js";
+import { decodeActivityFailure, nextRetryDelayMs, RETRY, type ActivityFailure, type RetryPolicy } from "../core/retry.js";
+import { clampLines, finished, initialStatus, withPhase, withStep, type StepName } from "../core/status.js";
+
+/** Polling backoff while waiting on Azure: start quick (most builds of an unchanged tree are fast), settle at 30 s. */
+export const POLL = { firstMs: 5_000, factor: 1.5, maxMs: 30_000 } as const;
+/** Waiting in the builder queue: the build ahead may take a while, so do not hammer the table. */
+export const QUEUE_POLL = { firstMs: 5_000, factor: 2, maxMs: 30_000 } as const;
+/** Failure codes worth retrying even when a gateway classed them as permanent. */
+const CAPACITY_CODES = new Set(["AllocationFailed", "ZonalAllocationFailed", "OverconstrainedAllocationRequest"]);
+
+const TERMINAL_EXECUTION = new Set(["Succeeded", "Failed", "TimedOut", "Canceled"]);
+
+/** Ends the build early with a terminal phase; caught by the orchestrator's top level. */
+class BuildEnded extends Error {
+  constructor(
+    readonly phase: BuildPhase,
+    readonly error: ApiError | undefined,
+  ) {
+    super(error?.message ?? phase);
+    this.name = "BuildEnded";
+  }
+}
+
+type Df = OrchestrationContext["df"];
+
+/**
+ * An external event waited for at several points. The library hands a raised event to the most
+ * recently created waiter for its name (or buffers it until one exists), so the latch always
+ * waits with a fresh waiter and remembers it: if the event landed on that waiter after its race
+ * was decided by another task, `fired` still sees it. Reusing one waiter in two `Task.any`s
+ * instead would make the host schedule it twice.
+ */
+class EventLatch {
+  private waiter: Task | undefined;
+  constructor(
+    private readonly df: Df,
+    readonly name: string,
+  ) {}
+
+  get fired(): boolean {
+    return this.waiter?.isCompleted === true;
+  }
+
+  get value(): unknown {
+    return this.waiter?.result;
+  }
+
+  arm(): Task {
+    if (this.fired) throw new Error(`event ${this.name} already arrived; check fired before arming`);
+    this.waiter = this.df.waitForExternalEvent(this.name);
+    return this.waiter;
+  }
+}
+
+const nextDelay = (previous: number | undefined, policy: { firstMs: number; factor: number; maxMs: number }) =>
+  previous === undefined ? policy.firstMs : Math.min(policy.maxMs, Math.round(previous * policy.factor));
+
+class BuildRun {
+  private readonly df: Df;
+  status: BuildStatus;
+  private env: ResolvedEnvironment | undefined;
+  private lease: LeaseRef | undefined;
+  private leaseRenewAt = 0;
+  private handle: BuildCommandHandle | undefined;
+  private startedAt: string | undefined;
+  private readonly cancel: EventLatch;
+  private readonly callback: EventLatch;
+
+  constructor(
+    private readonly context: OrchestrationContext,
+    readonly input: BuildInput,
+  ) {
+    this.df = context.df;
+    this.status = initialStatus(input.buildId, input.environment, "", input.createdAt);
+    this.cancel = new EventLatch(this.df, BUILD_EVENTS.cancelRequested);
+    this.callback = new EventLatch(this.df, BUILD_EVENTS.buildCompleted);
+  }
+
+  private now(): number {
+    return this.df.currentUtcDateTime.getTime();
+  }
+
+  private iso(): string {
+    return this.df.currentUtcDateTime.toISOString();
+  }
+
+  /** Log lines carry the build id (Application Insights correlates on it) and no secrets. */
+  log(message: string): void {
+    if (!this.df.isReplaying) this.context.log(`build=${this.input.buildId} ${message}`);
+  }
+
+  private publish(): void {
+    this.df.setCustomStatus(this.status);
+  }
+
+  private phase(phase: BuildPhase): void {
+    this.status = withPhase(this.status, phase, this.iso());
+    this.publish();
+  }
+
+  private step(name: StepName, state: "running" | "succeeded" | "failed" | "skipped"): void {
+    this.status = withStep(this.status, name, state, this.iso());
+    this.publish();
+  }
+
+  private cancelledError(): BuildEnded {
+    const reason = (this.cancel.value as { reason?: unknown } | undefined)?.reason;
+    return new BuildEnded("cancelled", {
+      code: "Cancelled",
+      message: typeof reason === "string" && reason ? `cancelled: ${reason}` : "cancelled on request",
+    });
+  }
+
+  private throwIfCancelled(): void {
+    if (this.cancel.fired) throw this.cancelledError();
+  }
+
+  /** A durable timer that a cancel request interrupts (unless `interruptible` is false: cleanup). */
+  *sleep(ms: number, interruptible = true): Generator<Task, void, unknown> {
+    const timer = this.df.createTimer(new Date(this.now() + ms));
+    if (!interruptible) {
+      yield timer;
+      return;
+    }
+    this.throwIfCancelled();
+    const cancel = this.cancel.arm();
+    const winner: unknown = yield this.df.Task.any([timer, cancel]);
+    if (winner !== timer) {
+      timer.cancel();
+      throw this.cancelledError();
+    }
+  }
+
+  /**
+   * Calls an activity, retrying per `policy` what the activity reported as transient (after a
+   * backoff that honours the server's Retry-After). A permanent failure ends the build at once.
+   */
+  *call<T>(name: string, input: unknown, policy: RetryPolicy, interruptible = true): Generator<Task, T, unknown> {
+    for (let failures = 1; ; failures++) {
+      try {
+        return (yield this.df.callActivity(name, input)) as T;
+      } catch (error) {
+        const failure = decodeActivityFailure(error);
+        const retryable = failure.retryable || CAPACITY_CODES.has(failure.code);
+        const delay = nextRetryDelayMs(policy, failures, { ...failure, retryable });
+        if (delay === undefined) throw new ActivityFailed(name, failure);
+        this.log(`${name} failed (${failure.code}), attempt ${failures}; retrying in ${delay} ms`);
+        yield* this.sleep(delay, interruptible);
+      }
+    }
+  }
+
+  /** Renews the builder lease when half of its term has passed (called between waits). */
+  *keepLease(): Generator<Task, void, unknown> {
+    if (!this.lease || !this.env || this.now() < this.leaseRenewAt) return;
+    try {
+      yield* this.call<{ expiresAt: string }>(ACTIVITIES.renewLease, { ...this.lease, leaseMs: this.env.limits.leaseMs }, RETRY.storage);
+    } catch (error) {
+      if (error instanceof ActivityFailed && error.failure.code === "LeaseLost") {
+        this.lease = undefined;
+        throw new BuildEnded("failed", {
+          code: "LeaseLost",
+          message: "the builder lease was lost (the build ran past its lease without renewing)",
+          hint: "Start the build again.",
+        });
+      }
+      throw error;
+    }
+    this.leaseRenewAt = this.now() + this.env.limits.leaseMs / 2;
+  }
+
+  *execute(): Generator<Task, void, unknown> {
+    const input = this.input;
+    this.publish();
+    this.log(`started for environment ${input.environment}`);
+
+    // 1. The environment must exist in configuration; its settings are fixed in history from here on.
+    const env = yield* this.call<ResolvedEnvironment>(
+      ACTIVITIES.resolveEnvironment,
+      { environment: input.environment },
+      RETRY.storage,
+    );
+    this.env = env;
+    this.status = { ...this.status, builder: { name: env.vm.vmName } };
+
+    // 2. One build per builder VM: take the lease, or wait in the visible queue.
+    this.step("lease", "running");
+    let queueDelay: number | undefined;
+    for (;;) {
+      const lease = yield* this.call<AcquireLeaseResult>(
+        ACTIVITIES.acquireLease,
+        { builderKey: env.builderKey, buildId: input.buildId, leaseMs: env.limits.leaseMs },
+        RETRY.storage,
+      );
+      if (lease.acquired) {
+        this.lease = { builderKey: env.builderKey, buildId: input.buildId, generation: lease.generation };
+        this.leaseRenewAt = this.now() + env.limits.leaseMs / 2;
+        break;
+      }
+      if (this.status.queuePosition !== lease.position) {
+        this.log(`queued at position ${lease.position} behind ${lease.holder ?? "an earlier build"}`);
+      }
+      this.status = { ...this.status, queuePosition: lease.position };
+      this.publish();
+      queueDelay = nextDelay(queueDelay, QUEUE_POLL);
+      yield* this.sleep(queueDelay);
+    }
+    this.startedAt = this.iso();
+    this.status = { ...this.status, queuePosition: undefined };
+    this.step("lease", "succeeded");
+
+    // 3. Start the builder. The client uploads in parallel (the upload does not need us); its
+    //    SourceUploaded event is buffered until we wait for it below.
+    this.phase("starting-builder");
+    this.step("builder", "running");
+    yield* this.ensureBuilderReady(env);
+    this.step("builder", "succeeded");
+
+    this.phase("waiting-for-source");
+    this.step("source", "running");
+    yield* this.waitForSource(env);
+    this.step("source", "succeeded");
+
+    // 4-6. Run the build command and wait for its result.
+    this.phase("building");
+    this.step("build", "running");
+    const result = yield* this.runBuild(env);
+    this.step("build", "succeeded");
+
+    // 7. Deploy the image unless the caller asked not to.
+    if (!input.deploy || !result.image) {
+      this.step("deploy", "skipped");
+      return;
+    }
+    this.phase("deploying");
+    this.step("deploy", "running");
+    yield* this.deploy(env, result.image);
+    this.step("deploy", "succeeded");
+  }
+
+  private *ensureBuilderReady(env: ResolvedEnvironment): Generator<Task, void, unknown> {
+    let vm = yield* this.call<VmStatus>(ACTIVITIES.startVm, { vm: env.vm }, RETRY.vmStart);
+    const deadline = this.now() + env.limits.vmReadyTimeoutMs;
+    let delay: number | undefined;
+    while (!(vm.powerState === "running" && vm.agentReady)) {
+      this.status = { ...this.status, builder: { ...this.status.builder, powerState: vm.powerState } };
+      this.publish();
+      if (this.now() >= deadline) {
+        throw new BuildEnded("failed", {
+          code: "BuilderNotReady",
+          message: `builder ${env.vm.vmName} is ${vm.powerState}${vm.powerState === "running" ? " but its VM agent is not ready" : ""} after ${Math.round(env.limits.vmReadyTimeoutMs / 60_000)} minutes`,
+          hint: "Check the VM in the Azure portal (boot diagnostics, VM agent status), then start the build again.",
+        });
+      }
+      delay = nextDelay(delay, POLL);
+      yield* this.sleep(Math.min(delay, Math.max(1_000, deadline - this.now())));
+      yield* this.keepLease();
+      if (vm.powerState === "deallocated" || vm.powerState === "stopped") {
+        // Someone stopped it again while we waited (a manual stop): start it once more.
+        vm = yield* this.call<VmStatus>(ACTIVITIES.startVm, { vm: env.vm }, RETRY.vmStart);
+      } else {
+        vm = yield* this.call<VmStatus>(ACTIVITIES.getVmStatus, { vm: env.vm }, RETRY.arm);
+      }
+    }
+    this.status = { ...this.status, builder: { ...this.status.builder, powerState: vm.powerState } };
+    this.publish();
+  }
+
+  private *waitForSource(env: ResolvedEnvironment): Generator<Task, void, unknown> {
+    const source = new EventLatch(this.df, BUILD_EVENTS.sourceUploaded);
+    // Counted from the build's creation: the client was told to upload right away. A build that
+    // queued for long still gets a short grace period for an upload that is under way.
+    const deadline = Math.max(Date.parse(this.input.createdAt) + env.limits.sourceTimeoutMs, this.now() + 60_000);
+    while (!source.fired) {
+      this.throwIfCancelled();
+      if (this.now() >= deadline) {
+        throw new BuildEnded("failed", {
+          code: "SourceNeverUploaded",
+          message: `source never uploaded: no upload was reported within ${Math.round(env.limits.sourceTimeoutMs / 60_000)} minutes`,
+          hint: "Upload the archive to the URL from POST /api/builds and call POST /api/builds/{id}/source, or start a new build.",
+        });
+      }
+      // Wait in slices no longer than half a lease term, renewing the lease in between.
+      const until = Math.min(deadline, this.now() + env.limits.leaseMs / 2);
+      const timer = this.df.createTimer(new Date(until));
+      const winner: unknown = yield this.df.Task.any([source.arm(), this.cancel.arm(), timer]);
+      if (winner !== timer) timer.cancel();
+      if (winner === timer) yield* this.keepLease();
+    }
+    this.log("source uploaded");
+  }
+
+  private *runBuild(env: ResolvedEnvironment): Generator<Task, BuildResult, unknown> {
+    const input = this.input;
+    const startInput: StartBuildInput = {
+      buildId: input.buildId,
+      environment: env,
+      sourceDigest: input.sourceDigest,
+      rebuildBase: input.rebuildBase,
+      callbackToken: input.callbackToken,
+      timeoutSeconds: Math.ceil(env.limits.buildTimeoutMs / 1000),
+      ...(input.commit ? { commit: input.commit } : {}),
+      ...(input.branch ? { branch: input.branch } : {}),
+      ...(input.baseKey ? { baseKey: input.baseKey } : {}),
+    };
+    this.handle = yield* this.call<BuildCommandHandle>(ACTIVITIES.startBuild, startInput, RETRY.arm);
+    this.log(`build command ${this.handle.name} started`);
+    const deadline = this.now() + env.limits.buildTimeoutMs;
+
+    // 5. The callback usually arrives first; polling the instance view covers a lost callback.
+    let result: BuildResult | undefined;
+    let progress: BuildProgress | undefined;
+    let delay: number | undefined;
+    for (;;) {
+      this.throwIfCancelled();
+      if (this.callback.fired) {
+        const parsed = buildCompletedSchema.safeParse(this.callback.value);
+        if (parsed.success && parsed.data.buildId === input.buildId) {
+          result = parsed.data;
+          break;
+        }
+        this.log("ignored a completion callback that is not a valid result for this build");
+      }
+      if (this.now() >= deadline) {
+        yield* this.stopBuildCommand();
+        throw new BuildEnded("timed-out", {
+          code: "BuildTimeout",
+          message: `the build did not finish within ${Math.round(env.limits.buildTimeoutMs / 60_000)} minutes; it was stopped`,
+          hint: "See the build log; raise FASTBUILD_BUILD_TIMEOUT_MINUTES if the build needs longer.",
+        });
+      }
+      delay = nextDelay(delay, POLL);
+      const timer: TimerTask = this.df.createTimer(new Date(Math.min(deadline, this.now() + delay)));
+      const winner: unknown = yield this.df.Task.any([this.callback.arm(), this.cancel.arm(), timer]);
+      if (winner !== timer) {
+        timer.cancel(); // else the instance would stay Running until it fires
+        if (this.cancel.fired) {
+          yield* this.stopBuildCommand();
+          throw this.cancelledError();
+        }
+        continue;
+      }
+      yield* this.keepLease();
+      if (this.now() >= deadline) continue;
+      progress = yield* this.call<BuildProgress>(
+        ACTIVITIES.readBuild,
+        { vm: env.vm, handle: this.handle, buildId: input.buildId },
+        RETRY.arm,
+      );
+      if (progress.logTail.length > 0) this.status = { ...this.status, logTail: clampLines(progress.logTail) };
+      this.publish();
+      if (TERMINAL_EXECUTION.has(progress.executionState)) {
+        if (progress.result) {
+          result = progress.result;
+          break;
+        }
+        throw new BuildEnded(progress.executionState === "TimedOut" ? "timed-out" : "failed", {
+          code: progress.executionState === "TimedOut" ? "BuildTimeout" : "NoBuildResult",
+          message: `the build command ended (${progress.executionState}${progress.exitCode === undefined ? "" : `, exit code ${progress.exitCode}`}) without a result${progress.message ? `: ${progress.message}` : ""}`,
+          hint: "See the last lines of the build log below, and the full log at the logs URL.",
+        });
+      }
+    }
+
+    // 6. The script's one-line result decides.
+    this.status = {
+      ...this.status,
+      ...(result.logTail && result.logTail.length > 0 ? { logTail: clampLines(result.logTail) } : {}),
+      ...(result.image ? { image: { reference: result.image, ...(result.digest ? { digest: result.digest } : {}) } } : {}),
+      cache: {
+        base: result.baseCacheHit ? "hit" : "miss",
+        skipped: result.skipped,
+        ...(result.baseKey ? { baseKey: result.baseKey } : {}),
+      },
+      timings: { ...this.status.timings, stepsMs: result.timings },
+    };
+    if (result.status !== "succeeded" || result.exitCode !== 0) {
+      throw new BuildEnded("failed", {
+        code: "BuildFailed",
+        message: `the build failed${result.failedStep ? ` in step ${result.failedStep}` : ""} (${result.exitReason}, exit code ${result.exitCode})${result.message ? `: ${result.message}` : ""}`,
+        hint: "See the last lines of the build log below, and the full log at the logs URL.",
+      });
+    }
+    if (!result.image && this.input.deploy) {
+      throw new BuildEnded("failed", { code: "NoImage", message: "the build succeeded but reported no image" });
+    }
+    this.handle = undefined;
+    return result;
+  }
+
+  /** Deletes the run command (stops the script on the VM); best effort, the build is ending anyway. */
+  private *stopBuildCommand(): Generator<Task, void, unknown> {
+    if (!this.handle || !this.env) return;
+    const handle = this.handle;
+    this.handle = undefined;
+    try {
+      yield* this.call<void>(ACTIVITIES.cancelBuild, { vm: this.env.vm, handle }, RETRY.arm, false);
+      this.log(`build command ${handle.name} deleted`);
+    } catch (error) {
+      this.log(`could not delete build command ${handle.name}: ${describe(error)}`);
+    }
+  }
+
+  private *deploy(env: ResolvedEnvironment, image: string): Generator<Task, void, unknown> {
+    const deployInput: DeployInput = {
+      app: env.app,
+      containerName: env.containerName,
+      image,
+      revisionSuffix: revisionSuffix(this.input.buildId),
+    };
+    const { revisionName } = yield* this.call<{ revisionName: string }>(ACTIVITIES.deployImage, deployInput, RETRY.arm);
+    this.status = { ...this.status, revision: { name: revisionName } };
+    this.publish();
+    this.log(`deploying revision ${revisionName}`);
+    const deadline = this.now() + env.limits.deployTimeoutMs;
+    let delay: number | undefined;
+    for (;;) {
+      // Report on the revision this build created, never on whichever one happens to be active.
+      const revision = yield* this.call<RevisionStatus>(ACTIVITIES.getRevision, { app: env.app, revisionName }, RETRY.arm);
+      this.status = {
+        ...this.status,
+        revision: { name: revisionName, healthState: revision.healthState, provisioningState: revision.provisioningState },
+      };
+      this.publish();
+      if (revision.provisioningState === "Provisioned" && revision.healthState === "Healthy") return;
+      if (revision.provisioningState === "Failed" || revision.healthState === "Unhealthy") {
+        throw new BuildEnded("failed", {
+          code: "DeployFailed",
+          message: `revision ${revisionName} is ${revision.provisioningState}/${revision.healthState}; the previous revision keeps serving`,
+          hint: "Check the revision's logs in the Container App (startup probe, port, crash on start), fix, and build again.",
+        });
+      }
+      if (this.now() >= deadline) {
+        throw new BuildEnded("timed-out", {
+          code: "DeployTimeout",
+          message: `revision ${revisionName} was not healthy within ${Math.round(env.limits.deployTimeoutMs / 60_000)} minutes; the previous revision keeps serving`,
+          hint: "Check the revision in the Container App; raise FASTBUILD_DEPLOY_TIMEOUT_MINUTES if it needs longer to start.",
+        });
+      }
+      delay = nextDelay(delay, POLL);
+      yield* this.sleep(Math.min(delay, Math.max(1_000, deadline - this.now())));
+      yield* this.keepLease();
+    }
+  }
+
+  /** 8. Always: give the builder back (or leave its queue) and record what the build used. */
+  *cleanup(outcome: BuildPhase, reason: string): Generator<Task, void, unknown> {
+    if (!this.env) return;
+    let vmMinutes = 0;
+    try {
+      const released = yield* this.call<{ vmMinutes: number }>(
+        ACTIVITIES.releaseLease,
+        { builderKey: this.env.builderKey, buildId: this.input.buildId, generation: this.lease?.generation },
+        RETRY.storage,
+        false,
+      );
+      vmMinutes = released.vmMinutes;
+    } catch (error) {
+      // The lease expires on its own; say so rather than fail the cleanup.
+      this.log(`could not release the builder lease (it expires by itself): ${describe(error)}`);
+    }
+    this.lease = undefined;
+    const record: RecordBuildInput = {
+      builderKey: this.env.builderKey,
+      buildId: this.input.buildId,
+      environment: this.input.environment,
+      startedAt: this.startedAt ?? this.input.createdAt,
+      endedAt: this.iso(),
+      outcome,
+      reason,
+      vmMinutes,
+    };
+    try {
+      yield* this.call<void>(ACTIVITIES.recordBuild, record, RETRY.storage, false);
+    } catch (error) {
+      this.log(`could not record the build's activity: ${describe(error)}`);
+    }
+  }
+
+  /** Marks the build terminal. */
+  end(phase: BuildPhase, error: ApiError | undefined): void {
+    this.status = finished(this.status, phase, this.iso(), error);
+    this.publish();
+    this.log(`ended ${phase}${error ? ` (${error.code}): ${error.message}` : ""}`);
+  }
+
+  /** Cancels a pending upload-wait, leaves nothing behind on the VM. */
+  *abandonBuildCommand(): Generator<Task, void, unknown> {
+    yield* this.stopBuildCommand();
+  }
+}
+
+/** A permanent (or retried-out) activity failure, as the orchestrator reports it. */
+class ActivityFailed extends Error {
+  constructor(
+    readonly activity: string,
+    readonly failure: ActivityFailure,
+  ) {
+    super(failure.message);
+    this.name = "ActivityFailed";
+  }
+}
+
+function describe(error: unknown): string {
+  if (error instanceof ActivityFailed) return `${error.failure.code}: ${error.failure.message}`;
+  return error instanceof Error ? error.message.split("\n")[0] ?? error.name : String(error);
+}
+
+/**
+ * The orchestrator registered as `fb_BuildOrchestrator`. Returns the final `BuildStatus`
+ * (also its last custom status).
+ */
+export const buildOrchestrator: OrchestrationHandler = function* (context: OrchestrationContext) {
+  const parsed = buildInputSchema.safeParse(context.df.getInput());
+  if (!parsed.success) {
+    // Nothing ran and nothing was taken: report the bad input without echoing it (it holds a token).
+    const raw = context.df.getInput() as { buildId?: unknown; environment?: unknown } | undefined;
+    const status = finished(
+      initialStatus(
+        typeof raw?.buildId === "string" ? raw.buildId.slice(0, 64) : context.df.instanceId,
+        typeof raw?.environment === "string" ? raw.environment.slice(0, 80) : "",
+        "",
+        context.df.currentUtcDateTime.toISOString(),
+      ),
+      "failed",
+      context.df.currentUtcDateTime.toISOString(),
+      {
+        code: "InvalidInput",
+        message: `invalid build input: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
+      },
+    );
+    context.df.setCustomStatus(status);
+    return status;
+  }
+
+  const run = new BuildRun(context, parsed.data);
+  let phase: BuildPhase = "succeeded";
+  let error: ApiError | undefined;
+  try {
+    yield* run.execute();
+  } catch (thrown) {
+    if (thrown instanceof BuildEnded) {
+      phase = thrown.phase;
+      error = thrown.error;
+    } else if (thrown instanceof ActivityFailed) {
+      phase = "failed";
+      error = {
+        code: thrown.failure.code,
+        message: thrown.failure.message,
+        ...(thrown.failure.hint ? { hint: thrown.failure.hint } : {}),
+      };
+    } else {
+      // A bug of ours: keep the details in the log, give the user a generic reason.
+      run.log(`unexpected error: ${describe(thrown)}`);
+      phase = "failed";
+      error = { code: "InternalError", message: "the build orchestration hit an unexpected error" };
+    }
+    if (phase !== "succeeded") yield* run.abandonBuildCommand();
+  }
+  yield* run.cleanup(phase, error ? `${error.code}: ${error.message}` : "ok");
+  run.end(phase, error);
+  return run.status;
+};

