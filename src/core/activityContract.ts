@@ -12,6 +12,9 @@ import type {
   VmStatus,
 } from "./ports.js";
 
+/** The build orchestrator's registered name. */
+export const BUILD_ORCHESTRATOR = "fb_BuildOrchestrator";
+
 export const ACTIVITIES = {
   resolveEnvironment: "fb_ResolveEnvironment",
   acquireLease: "fb_AcquireLease",

@@ -7,9 +7,6 @@ import { baseKeySchema, sourceDigestSchema } from "./api.js";
 import { buildResultSchema } from "./buildResult.js";
 import type { VmRef } from "./ports.js";
 
-/** The orchestrator function's registered name. */
-export const BUILD_ORCHESTRATOR = "fb_BuildOrchestrator";
-
 /** External events (raised by the HTTP functions). */
 export const BUILD_EVENTS = {
   /** The client finished the upload and the function checked the blob. */
@@ -19,7 +16,9 @@ export const BUILD_EVENTS = {
   cancelRequested: "CancelRequested",
 } as const;
 
-export const buildIdSchema = z.string().regex(/^[a-z0-9][a-z0-9-]{7,63}$/, "8-64 lower-case letters, digits, -");
+export const buildIdSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{7,63}$/, "8-64 lower-case letters, digits, -");
 
 export const buildInputSchema = z
   .object({
@@ -48,7 +47,9 @@ export const buildInputSchema = z
   .strict();
 export type BuildInput = z.infer<typeof buildInputSchema>;
 
-export const sourceUploadedSchema = z.object({ size: z.number().int().nonnegative().optional() }).passthrough();
+export const sourceUploadedSchema = z
+  .object({ size: z.number().int().nonnegative().optional() })
+  .passthrough();
 export const buildCompletedSchema = buildResultSchema;
 export const cancelRequestedSchema = z.object({ reason: z.string().max(500).optional() }).passthrough();
 

@@ -42,7 +42,9 @@ export function decideIdleShutdown(
     return { kind: "keep", reason: `builder is already ${powerState}` };
   }
   if (isLeaseFresh(record, now)) return { kind: "keep", reason: `leased by ${record.holder ?? "?"}` };
-  const waiting = record.queue.filter((entry) => now.getTime() - Date.parse(entry.seenAt) <= policy.queueStaleMs);
+  const waiting = record.queue.filter(
+    (entry) => now.getTime() - Date.parse(entry.seenAt) <= policy.queueStaleMs,
+  );
   if (waiting.length > 0) return { kind: "keep", reason: `${waiting.length} build(s) queued` };
   const shutdownAt = idleShutdownAt(record, policy.idleMs);
   if (shutdownAt !== undefined && Date.parse(shutdownAt) > now.getTime()) {

@@ -71,7 +71,8 @@ export function emptyRecord(key: string): BuilderRecord {
   };
 }
 
-const ms = (iso: string | undefined): number => (iso === undefined ? Number.NEGATIVE_INFINITY : Date.parse(iso));
+const ms = (iso: string | undefined): number =>
+  iso === undefined ? Number.NEGATIVE_INFINITY : Date.parse(iso);
 
 export function isLeaseFresh(record: BuilderRecord, now: Date): boolean {
   return record.holder !== undefined && ms(record.leaseExpiresAt) > now.getTime();
@@ -92,11 +93,21 @@ export interface LeaseTiming {
  * queued earlier; otherwise joins (or refreshes its place in) the FIFO queue. Asking again while
  * holding the lease is idempotent (an activity retried after a lost reply must not queue behind itself).
  */
-export function decideAcquire(record: BuilderRecord, buildId: string, now: Date, timing: LeaseTiming): AcquireDecision {
+export function decideAcquire(
+  record: BuilderRecord,
+  buildId: string,
+  now: Date,
+  timing: LeaseTiming,
+): AcquireDecision {
   const at = now.toISOString();
   if (record.holder === buildId && isLeaseFresh(record, now)) {
     const expiresAt = new Date(now.getTime() + timing.leaseMs).toISOString();
-    return { kind: "acquired", record: { ...record, leaseExpiresAt: expiresAt }, generation: record.generation, expiresAt };
+    return {
+      kind: "acquired",
+      record: { ...record, leaseExpiresAt: expiresAt },
+      generation: record.generation,
+      expiresAt,
+    };
   }
   const queue = record.queue.filter(
     (entry) => entry.buildId === buildId || now.getTime() - ms(entry.seenAt) <= timing.queueStaleMs,
@@ -125,7 +136,12 @@ export function decideAcquire(record: BuilderRecord, buildId: string, now: Date,
     mine < 0
       ? [...queue, { buildId, since: at, seenAt: at }]
       : queue.map((entry) => (entry.buildId === buildId ? { ...entry, seenAt: at } : entry));
-  return { kind: "queued", record: { ...record, queue: nextQueue }, position: ahead + 1, holder: record.holder };
+  return {
+    kind: "queued",
+    record: { ...record, queue: nextQueue },
+    position: ahead + 1,
+    holder: record.holder,
+  };
 }
 
 export type RenewDecision = { kind: "renewed"; record: BuilderRecord; expiresAt: string } | { kind: "lost" };

@@ -75,9 +75,16 @@ export const RETRY = {
 } as const satisfies Record<string, RetryPolicy>;
 
 /** Delay before attempt `failures + 1`, or undefined when the failure is final. */
-export function nextRetryDelayMs(policy: RetryPolicy, failures: number, failure: ActivityFailure): number | undefined {
+export function nextRetryDelayMs(
+  policy: RetryPolicy,
+  failures: number,
+  failure: ActivityFailure,
+): number | undefined {
   if (!failure.retryable || failures >= policy.maxAttempts) return undefined;
-  const backoff = Math.min(policy.maxDelayMs, policy.firstDelayMs * policy.backoff ** Math.max(0, failures - 1));
+  const backoff = Math.min(
+    policy.maxDelayMs,
+    policy.firstDelayMs * policy.backoff ** Math.max(0, failures - 1),
+  );
   // The server's Retry-After wins when it asks for longer than our own backoff.
   return Math.max(backoff, Math.min(failure.retryAfterMs ?? 0, policy.maxDelayMs * 2));
 }

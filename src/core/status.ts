@@ -13,7 +13,12 @@ const MAX_TAIL_LINES = 20;
 const MAX_LINE = 300;
 const MAX_MESSAGE = 1000;
 
-export function initialStatus(buildId: string, environment: string, builder: string, createdAt: string): BuildStatus {
+export function initialStatus(
+  buildId: string,
+  environment: string,
+  builder: string,
+  createdAt: string,
+): BuildStatus {
   return {
     buildId,
     environment,
@@ -39,7 +44,12 @@ export function withPhase(status: BuildStatus, phase: BuildPhase, at: string): B
   };
 }
 
-export function withStep(status: BuildStatus, name: StepName, state: BuildStep["state"], at: string): BuildStatus {
+export function withStep(
+  status: BuildStatus,
+  name: StepName,
+  state: BuildStep["state"],
+  at: string,
+): BuildStatus {
   return {
     ...status,
     steps: status.steps.map((step) => {
@@ -55,7 +65,8 @@ export function withStep(status: BuildStatus, name: StepName, state: BuildStep["
 /** Ends the build: steps still running fail, pending ones are skipped. */
 export function finished(status: BuildStatus, phase: BuildPhase, at: string, error?: ApiError): BuildStatus {
   const steps = status.steps.map((step): BuildStep => {
-    if (step.state === "running") return { ...step, state: phase === "succeeded" ? "succeeded" : "failed", endedAt: at };
+    if (step.state === "running")
+      return { ...step, state: phase === "succeeded" ? "succeeded" : "failed", endedAt: at };
     if (step.state === "pending") return { ...step, state: "skipped" };
     return step;
   });
@@ -64,11 +75,14 @@ export function finished(status: BuildStatus, phase: BuildPhase, at: string, err
 }
 
 export function clampLines(lines: readonly string[]): string[] {
-  return lines.slice(-MAX_TAIL_LINES).map((line) => (line.length > MAX_LINE ? `${line.slice(0, MAX_LINE)}…` : line));
+  return lines
+    .slice(-MAX_TAIL_LINES)
+    .map((line) => (line.length > MAX_LINE ? `${line.slice(0, MAX_LINE)}…` : line));
 }
 
 export function clampError(error: ApiError): ApiError {
-  const message = error.message.length > MAX_MESSAGE ? `${error.message.slice(0, MAX_MESSAGE)}…` : error.message;
+  const message =
+    error.message.length > MAX_MESSAGE ? `${error.message.slice(0, MAX_MESSAGE)}…` : error.message;
   return { ...error, message };
 }
 
@@ -105,9 +119,15 @@ export function projectStatus(buildId: string, environment: string, instance: In
         hint: "Start the build again; if it keeps failing, check the function app's logs for this build id.",
       });
     case "Terminated":
-      return finished(published, "cancelled", at, { code: "Terminated", message: "the build was terminated" });
+      return finished(published, "cancelled", at, {
+        code: "Terminated",
+        message: "the build was terminated",
+      });
     case "Completed":
-      return finished(published, "failed", at, { code: "NoResult", message: "the build ended without a result" });
+      return finished(published, "failed", at, {
+        code: "NoResult",
+        message: "the build ended without a result",
+      });
     default:
       return published;
   }

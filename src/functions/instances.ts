@@ -7,7 +7,8 @@
 import type { InvocationContext } from "@azure/functions";
 import * as df from "durable-functions";
 import { TERMINAL_PHASES, type BuildStatus } from "../core/api.js";
-import { BUILD_ORCHESTRATOR, buildInputSchema, type BuildInput } from "../core/buildInput.js";
+import { BUILD_ORCHESTRATOR } from "../core/activityContract.js";
+import { buildInputSchema, type BuildInput } from "../core/buildInput.js";
 import { NotFoundError, TransientError } from "../core/errors.js";
 import { projectStatus, type InstanceView } from "../core/status.js";
 

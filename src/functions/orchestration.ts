@@ -1,28 +1,31 @@
 /**
  * Registers the build orchestrator and its activities with the Functions host. Thin: the
- * orchestrator lives in src/orchestration/build.ts and the activities in src/activities/, built on
- * first use from the app's dependencies (see deps.ts), so loading the app stays cheap.
+ * orchestrator lives in src/orchestration/build.ts and the activities in src/activities/.
+ *
+ * Registration goes through `app.generic` with the same trigger types and wrapper that
+ * `df.app.orchestration` / `df.app.activity` use, but loads durable-functions and the orchestrator on
+ * the first invocation: durable-functions pulls in ~200 ms of modules (axios, lodash,
+ * OpenTelemetry) that a cold start serving an HTTP request never needs.
  */
-import * as df from "durable-functions";
-import type { InvocationContext } from "@azure/functions";
-import { ACTIVITIES } from "../core/activityContract.js";
-import { BUILD_ORCHESTRATOR } from "../core/buildInput.js";
-import type { ContainerAppsGateway } from "../core/ports.js";
-import { buildOrchestrator } from "../orchestration/build.js";
-import { getDeps, type Deps } from "./deps.js";
+import { app, trigger, type InvocationContext } from "@azure/functions";
+import { ACTIVITIES, BUILD_ORCHESTRATOR } from "../core/activityContract.js";
+import { ConfigError } from "../core/errors.js";
+import { getDeps } from "./deps.js";
 
-type Activities = ReadonlyMap<string, (input: unknown) => Promise<unknown>>;
-let activities: Promise<Activities> | undefined;
+type Handler = (input: unknown) => Promise<unknown>;
+type Listener = (orchestrationTrigger: unknown, context: InvocationContext) => Promise<unknown>;
+
+let activities: Promise<ReadonlyMap<string, Handler>> | undefined;
+let orchestrator: Promise<Listener> | undefined;
 
 /** The activity handlers over the app's dependencies (rebuilt if building them failed). */
-export function getActivities(): Promise<Activities> {
+export function getActivities(): Promise<ReadonlyMap<string, Handler>> {
   activities ??= (async () => {
-    const deps: Deps & { apps?: ContainerAppsGateway } = await getDeps();
-    const [{ makeActivities }, apps] = await Promise.all([
-      import("../activities/index.js"),
-      deps.apps ?? defaultContainerApps(deps),
-    ]);
-    return makeActivities({ ...deps, apps });
+    const [deps, { makeActivities }] = await Promise.all([getDeps(), import("../activities/index.js")]);
+    if (!deps.apps) {
+      throw new ConfigError(["the Container Apps gateway is missing from the app's dependencies"]);
+    }
+    return makeActivities({ ...deps, apps: deps.apps });
   })().catch((error: unknown) => {
     activities = undefined;
     throw error;
@@ -30,23 +33,27 @@ export function getActivities(): Promise<Activities> {
   return activities;
 }
 
-async function defaultContainerApps(deps: Deps): Promise<ContainerAppsGateway> {
-  const [{ createCredential }, { createContainerAppsGateway }] = await Promise.all([
-    import("../azure/credentials.js"),
-    import("../azure/containerApps.js"),
-  ]);
-  return createContainerAppsGateway({
-    endpoint: deps.config.arm.endpoint,
-    credential: createCredential({ managedIdentityClientId: deps.config.credentials.managedIdentityClientId }),
-    profile: deps.config.arm.computeProfile,
-  });
+function getOrchestrator(): Promise<Listener> {
+  // durable-functions' own replay wrapper (what df.app.orchestration registers); the version is
+  // pinned in package.json because this path is internal.
+  orchestrator ??= Promise.all([
+    import("durable-functions/lib/src/util/testingUtils.js"),
+    import("../orchestration/build.js"),
+  ]).then(
+    ([{ createOrchestrator }, { buildOrchestrator }]) => createOrchestrator(buildOrchestrator) as Listener,
+  );
+  return orchestrator;
 }
 
-df.app.orchestration(BUILD_ORCHESTRATOR, buildOrchestrator);
+app.generic(BUILD_ORCHESTRATOR, {
+  trigger: trigger.generic({ type: "orchestrationTrigger" }),
+  handler: async (input, context) => (await getOrchestrator())(input, context),
+});
 
 for (const name of Object.values(ACTIVITIES)) {
-  df.app.activity(name, {
-    handler: async (input: unknown, _context: InvocationContext) => {
+  app.generic(name, {
+    trigger: trigger.generic({ type: "activityTrigger" }),
+    handler: async (input) => {
       const handler = (await getActivities()).get(name);
       if (!handler) throw new Error(`activity ${name} has no handler`);
       return handler(input);

@@ -17,9 +17,9 @@ import type {
   StartBuildResponse,
   BuilderInfo,
 } from "../../src/core/api.js";
+import { BUILD_ORCHESTRATOR } from "../../src/core/activityContract.js";
 import {
   BUILD_EVENTS,
-  BUILD_ORCHESTRATOR,
   buildIdSchema,
   builderKey,
   logBlobName,

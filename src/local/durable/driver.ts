@@ -262,6 +262,8 @@ export class OrchestrationDriver {
   private readonly history: HistoryEvent[] = [];
   /** Actions (signatures) of the last replay: the next replay must extend them. */
   private emitted: string[] = [];
+  /** Sequence number of each emitted action (undefined for event waits), by position. */
+  private emittedIds: (number | undefined)[] = [];
   private nextId = 0;
   private readonly activities: PendingActivity[] = [];
   private readonly timers: PendingTimer[] = [];
@@ -343,7 +345,10 @@ export class OrchestrationDriver {
   private async loop(): Promise<InstanceStatus> {
     const start = this.now();
     this.runtimeStatus = "Running";
-    this.history.push(events.orchestratorStarted(start), events.executionStarted(start, this.name, this.options.input));
+    this.history.push(
+      events.orchestratorStarted(start),
+      events.executionStarted(start, this.name, this.options.input),
+    );
     await this.replay();
     while (!this.isTerminal()) {
       if (this.terminateReason !== undefined) {
@@ -395,7 +400,8 @@ export class OrchestrationDriver {
     }
     if (!timer) return;
     this.timers.splice(this.timers.indexOf(timer), 1);
-    if (this.clock.kind === "virtual" && timer.fireAt > this.virtualNow) this.virtualNow = new Date(timer.fireAt);
+    if (this.clock.kind === "virtual" && timer.fireAt > this.virtualNow)
+      this.virtualNow = new Date(timer.fireAt);
     const at = this.now();
     this.history.push(events.orchestratorStarted(at), events.timerFired(at, timer.id, timer.fireAt));
     if (timer.retryOf && timer.retryOf.failures < (timer.retryOf.retry?.maxNumberOfAttempts ?? 1)) {
@@ -487,7 +493,9 @@ export class OrchestrationDriver {
 
   private async replay(): Promise<void> {
     if (++this.replays > (this.options.maxReplays ?? 20_000)) {
-      throw new Error(`orchestration ${this.instanceId} exceeded ${this.options.maxReplays ?? 20_000} replays`);
+      throw new Error(
+        `orchestration ${this.instanceId} exceeded ${this.options.maxReplays ?? 20_000} replays`,
+      );
     }
     // Everything before the newest OrchestratorStarted has been seen by the orchestrator once.
     let lastStarted = -1;
@@ -510,22 +518,41 @@ export class OrchestrationDriver {
     const fresh = actions.slice(this.emitted.length);
     this.emitted = sigs;
     this.customStatus = state.customStatus;
+    // Each replay builds new action objects; a timer cancelled in this replay is cancelled on
+    // this replay's object, so pending timers must look at the newest one.
+    actions.slice(0, this.emittedIds.length).forEach((action, index) => {
+      const id = this.emittedIds[index];
+      const timer = action.kind === "timer" ? this.timers.find((t) => t.id === id) : undefined;
+      if (timer && action.kind === "timer") timer.ref = action.ref;
+    });
 
     const at = this.now();
     const scheduled: HistoryEvent[] = [];
     for (const action of fresh) {
-      if (action.kind === "event") continue; // matched by name; takes no sequence number
+      if (action.kind === "event") {
+        this.emittedIds.push(undefined); // matched by name; takes no sequence number
+        continue;
+      }
       const id = this.nextId++;
+      this.emittedIds.push(id);
       if (action.kind === "activity") {
         scheduled.push(events.taskScheduled(at, id, action.name, action.input));
-        this.activities.push({ id, name: action.name, input: action.input, retry: action.retry, failures: 0 });
+        this.activities.push({
+          id,
+          name: action.name,
+          input: action.input,
+          retry: action.retry,
+          failures: 0,
+        });
       } else {
         scheduled.push(events.timerCreated(at, id, action.fireAt));
         this.timers.push({ id, fireAt: action.fireAt, ref: action.ref, retryOf: undefined });
       }
     }
     // The host appends what the orchestrator scheduled to the episode that scheduled it.
-    const completedAt = this.history.findLastIndex((e) => e.EventType === HistoryEventType.OrchestratorCompleted);
+    const completedAt = this.history.findLastIndex(
+      (e) => e.EventType === HistoryEventType.OrchestratorCompleted,
+    );
     if (completedAt > lastStarted) this.history.splice(completedAt, 0, ...scheduled);
     else this.history.push(...scheduled, events.orchestratorCompleted(at));
 
@@ -556,7 +583,8 @@ function flattenActionsSafe(actions: unknown): Atomic[] {
 
 /** The host's retry delay: first interval × coefficient^(attempt-1), capped. */
 export function retryDelayMs(retry: RetryShape, failures: number): number {
-  const raw = retry.firstRetryIntervalInMilliseconds * (retry.backoffCoefficient ?? 1) ** Math.max(0, failures - 1);
+  const raw =
+    retry.firstRetryIntervalInMilliseconds * (retry.backoffCoefficient ?? 1) ** Math.max(0, failures - 1);
   const cap = retry.maxRetryIntervalInMilliseconds;
   return cap !== undefined && cap > 0 ? Math.min(raw, cap) : raw;
 }

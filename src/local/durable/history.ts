@@ -41,7 +41,8 @@ const base = (type: number, at: Date, eventId = -1): HistoryEvent => ({
 });
 
 /** `undefined` stays absent: the library only parses `Input`/`Result` when present. */
-const json = (value: unknown): string | undefined => (value === undefined ? undefined : JSON.stringify(value));
+const json = (value: unknown): string | undefined =>
+  value === undefined ? undefined : JSON.stringify(value);
 
 export const events = {
   orchestratorStarted: (at: Date): HistoryEvent => base(HistoryEventType.OrchestratorStarted, at),

@@ -4,7 +4,12 @@
  * host serves at the durable client's `rpcBaseUrl`. Status shapes follow the Durable HTTP API.
  */
 import type { OrchestrationHandler } from "durable-functions";
-import { OrchestrationDriver, type ActivityHandler, type DriverClock, type ReplaySchemaName } from "./driver.js";
+import {
+  OrchestrationDriver,
+  type ActivityHandler,
+  type DriverClock,
+  type ReplaySchemaName,
+} from "./driver.js";
 import type { DurableEngine, InstanceStatus } from "./engine.js";
 
 export interface LocalDurableEngineOptions {
@@ -22,7 +27,10 @@ export interface LocalDurableEngineOptions {
 const TERMINAL = new Set(["Completed", "Failed", "Terminated"]);
 
 export class LocalDurableEngine implements DurableEngine {
-  private readonly instances = new Map<string, { driver: OrchestrationDriver; done: Promise<InstanceStatus> }>();
+  private readonly instances = new Map<
+    string,
+    { driver: OrchestrationDriver; done: Promise<InstanceStatus> }
+  >();
 
   constructor(private readonly options: LocalDurableEngineOptions) {}
 
@@ -31,7 +39,9 @@ export class LocalDurableEngine implements DurableEngine {
     if (!orchestrator) return Promise.reject(new Error(`no orchestrator named ${name}`));
     const existing = this.instances.get(instanceId);
     if (existing && !TERMINAL.has(existing.driver.status().runtimeStatus)) {
-      return Promise.reject(new Error(`instance ${instanceId} already exists and is ${existing.driver.status().runtimeStatus}`));
+      return Promise.reject(
+        new Error(`instance ${instanceId} already exists and is ${existing.driver.status().runtimeStatus}`),
+      );
     }
     const driver = new OrchestrationDriver({
       name,
@@ -88,7 +98,10 @@ export class LocalDurableEngine implements DurableEngine {
     if (!entry) throw new Error(`no instance ${instanceId}`);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`instance ${instanceId} did not finish within ${timeoutMs} ms`)), timeoutMs);
+      timer = setTimeout(
+        () => reject(new Error(`instance ${instanceId} did not finish within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
     });
     try {
       return await Promise.race([entry.done, timeout]);

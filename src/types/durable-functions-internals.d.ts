@@ -19,7 +19,11 @@ declare module "durable-functions/lib/src/util/testingUtils.js" {
   }
 
   export class DummyOrchestrationContext extends InvocationContext implements OrchestrationContext {
-    constructor(functionName?: string, invocationId?: string, logHandler?: (level: string, ...args: unknown[]) => void);
+    constructor(
+      functionName?: string,
+      invocationId?: string,
+      logHandler?: (level: string, ...args: unknown[]) => void,
+    );
     df: OrchestrationContext["df"];
   }
 
