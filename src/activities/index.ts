@@ -79,7 +79,11 @@ export function makeActivities(deps: ActivityDeps): ReadonlyMap<string, Activity
           hint: `Use one of: ${Object.keys(deps.config.environments).join(", ") || "(none configured)"}.`,
         });
       }
-      const vm: VmRef = { subscriptionId: env.subscriptionId, resourceGroup: env.resourceGroup, vmName: env.builderVm };
+      const vm: VmRef = {
+        subscriptionId: env.subscriptionId,
+        resourceGroup: env.resourceGroup,
+        vmName: env.builderVm,
+      };
       const b = deps.config.builds;
       const resolved: ResolvedEnvironment = {
         name: env.name,
@@ -249,7 +253,9 @@ function redactError(error: Error): Error {
 async function readBuildScript(path: string | undefined): Promise<string> {
   const here = dirname(fileURLToPath(import.meta.url));
   // src/activities → ../../dockerfiles; dist/src/activities → ../../../dockerfiles.
-  const candidates = path ? [path] : [join(here, "../../dockerfiles/build.sh"), join(here, "../../../dockerfiles/build.sh")];
+  const candidates = path
+    ? [path]
+    : [join(here, "../../dockerfiles/build.sh"), join(here, "../../../dockerfiles/build.sh")];
   for (const candidate of candidates) {
     try {
       return await readFile(candidate, "utf8");

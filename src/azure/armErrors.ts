@@ -58,7 +58,11 @@ export function classifyArmError(error: unknown, what: string): FastBuildError {
     const message = lro[2] ?? error.message;
     const text = `${what} failed: ${code}: ${message}`;
     return RETRYABLE_CODES.has(code)
-      ? new TransientError(text, { code, cause: error, hint: "Azure is short of capacity: retry with backoff." })
+      ? new TransientError(text, {
+          code,
+          cause: error,
+          hint: "Azure is short of capacity: retry with backoff.",
+        })
       : new PermanentError(text, { code, cause: error });
   }
   const rest = error as RestErrorLike;
@@ -73,15 +77,27 @@ export function classifyArmError(error: unknown, what: string): FastBuildError {
     if (error.name === "AbortError") return new TransientError(text, details);
     return new PermanentError(text, details);
   }
-  if (status === 404) return new NotFoundError(text, { ...details, hint: "Check the resource group and resource names." });
+  if (status === 404)
+    return new NotFoundError(text, { ...details, hint: "Check the resource group and resource names." });
   if (status === 409) {
     // Conflicts are "busy, try again later" (e.g. ContainerAppOperationInProgress, a VM mid-transition).
-    return new ConflictError(text, { ...details, hint: "Another operation is in progress on this resource: retry later." });
+    return new ConflictError(text, {
+      ...details,
+      hint: "Another operation is in progress on this resource: retry later.",
+    });
   }
   if (status === 401) {
-    return new UnauthorizedError(text, { ...details, hint: "Check the managed identity / credentials used for Azure." });
+    return new UnauthorizedError(text, {
+      ...details,
+      hint: "Check the managed identity / credentials used for Azure.",
+    });
   }
-  if (status === 408 || status === 429 || (status >= 500 && status !== 501 && status !== 505) || RETRYABLE_CODES.has(code)) {
+  if (
+    status === 408 ||
+    status === 429 ||
+    (status >= 500 && status !== 501 && status !== 505) ||
+    RETRYABLE_CODES.has(code)
+  ) {
     return new TransientError(text, { ...details, retryAfterMs: retryAfterMs(rest) });
   }
   const hint =
@@ -94,7 +110,9 @@ export function classifyArmError(error: unknown, what: string): FastBuildError {
 }
 
 /** Milliseconds the server asked us to wait: retry-after-ms, x-ms-retry-after-ms, then Retry-After. */
-export function retryAfterMs(error: { response?: { headers?: { get(name: string): string | undefined } } }): number | undefined {
+export function retryAfterMs(error: {
+  response?: { headers?: { get(name: string): string | undefined } };
+}): number | undefined {
   const headers = error.response?.headers;
   if (!headers) return undefined;
   for (const name of ["retry-after-ms", "x-ms-retry-after-ms"]) {

@@ -32,6 +32,6 @@ export function commonClientOptions(options: ArmGatewayOptions): Common {
     userAgentOptions: { userAgentPrefix: "fast-build" },
   };
   if (options.retry) common.retryOptions = { ...options.retry };
-  if (options.tlsCa) common.tlsOptions = { ca: options.tlsCa } as Common["tlsOptions"];
+  if (options.tlsCa) common.tlsOptions = { ca: options.tlsCa };
   return common;
 }

@@ -87,7 +87,9 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
       );
       const code = view.statuses?.find((s) => s.code?.startsWith("PowerState/"))?.code ?? "";
       const state = code.slice("PowerState/".length).toLowerCase();
-      const powerState = (POWER_STATES as readonly string[]).includes(state) ? (state as PowerState) : "unknown";
+      const powerState = (POWER_STATES as readonly string[]).includes(state)
+        ? (state as PowerState)
+        : "unknown";
       // Run Command needs the guest agent: "Ready" only while it reports in.
       const agentReady =
         powerState === "running" && (view.vmAgent?.statuses ?? []).some((s) => s.displayStatus === "Ready");
@@ -102,7 +104,9 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
 
     async deallocate(vm: VmRef): Promise<void> {
       await armCall(`deallocate VM ${name(vm)}`, () =>
-        client(vm.subscriptionId).virtualMachines.deallocate(vm.resourceGroup, vm.vmName, poll).pollUntilDone(),
+        client(vm.subscriptionId)
+          .virtualMachines.deallocate(vm.resourceGroup, vm.vmName, poll)
+          .pollUntilDone(),
       );
     },
 

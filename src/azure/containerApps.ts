@@ -39,7 +39,9 @@ export function createContainerAppsGateway(options: ArmGatewayOptions): Containe
         latestRevisionName: found.latestRevisionName,
         latestReadyRevisionName: found.latestReadyRevisionName,
         provisioningState: found.provisioningState,
-        images: Object.fromEntries((found.template?.containers ?? []).map((c) => [c.name ?? "", c.image ?? ""])),
+        images: Object.fromEntries(
+          (found.template?.containers ?? []).map((c) => [c.name ?? "", c.image ?? ""]),
+        ),
       };
     },
 
@@ -47,19 +49,27 @@ export function createContainerAppsGateway(options: ArmGatewayOptions): Containe
       const found = await read(app);
       const containers: Container[] = found.template?.containers ?? [];
       if (!containers.some((c) => c.name === update.containerName)) {
-        throw new PermanentError(`container app ${label(app)} has no container named '${update.containerName}'`, {
-          code: "ContainerNotFound",
-          hint: `Set containerName to one of: ${containers.map((c) => c.name).join(", ") || "(none)"}.`,
-        });
+        throw new PermanentError(
+          `container app ${label(app)} has no container named '${update.containerName}'`,
+          {
+            code: "ContainerNotFound",
+            hint: `Set containerName to one of: ${containers.map((c) => c.name).join(", ") || "(none)"}.`,
+          },
+        );
       }
       // Merge-patch replaces arrays: send every container, with only the named one's image changed.
-      const patched = containers.map((c) => (c.name === update.containerName ? { ...c, image: update.image } : c));
+      const patched = containers.map((c) =>
+        c.name === update.containerName ? { ...c, image: update.image } : c,
+      );
       await armCall(`update image of container app ${label(app)}`, () =>
         client(app.subscriptionId)
           .containerApps.update(
             app.resourceGroup,
             app.appName,
-            { location: found.location, template: { revisionSuffix: update.revisionSuffix, containers: patched } },
+            {
+              location: found.location,
+              template: { revisionSuffix: update.revisionSuffix, containers: patched },
+            },
             poll,
           )
           .pollUntilDone(),
@@ -69,7 +79,11 @@ export function createContainerAppsGateway(options: ArmGatewayOptions): Containe
 
     async getRevision(app: ContainerAppRef, revisionName: string): Promise<RevisionStatus> {
       const revision = await armCall(`read revision ${revisionName} of container app ${label(app)}`, () =>
-        client(app.subscriptionId).containerAppsRevisions.getRevision(app.resourceGroup, app.appName, revisionName),
+        client(app.subscriptionId).containerAppsRevisions.getRevision(
+          app.resourceGroup,
+          app.appName,
+          revisionName,
+        ),
       );
       return {
         name: revision.name ?? revisionName,

@@ -6,7 +6,13 @@
 import { TableClient, type TableEntity, type TableEntityResult } from "@azure/data-tables";
 import type { TokenCredential } from "@azure/identity";
 import { PermanentError, TransientError, type FastBuildError } from "../core/errors.js";
-import type { BuildActivityRecord, BuilderRecord, LeaseStore, QueueEntry, StoredRecord } from "../core/lease.js";
+import type {
+  BuildActivityRecord,
+  BuilderRecord,
+  LeaseStore,
+  QueueEntry,
+  StoredRecord,
+} from "../core/lease.js";
 
 const BUILDER_PARTITION = "builder";
 const BUILD_PARTITION = "build";
@@ -40,7 +46,9 @@ export class TableLeaseStore implements LeaseStore {
     if (options.connectionString) {
       // Azurite speaks plain http on loopback; Azure connection strings are https anyway.
       this.client = TableClient.fromConnectionString(options.connectionString, options.tableName, {
-        allowInsecureConnection: /^DefaultEndpointsProtocol=http;|TableEndpoint=http:/i.test(options.connectionString),
+        allowInsecureConnection: /^DefaultEndpointsProtocol=http;|TableEndpoint=http:/i.test(
+          options.connectionString,
+        ),
       });
     } else if (options.endpoint && options.credential) {
       this.client = new TableClient(options.endpoint, options.tableName, options.credential);

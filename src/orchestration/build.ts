@@ -27,7 +27,13 @@ import {
   type BuildInput,
 } from "../core/buildInput.js";
 import type { BuildCommandHandle, RevisionStatus, VmStatus } from "../core/ports.js";
-import { decodeActivityFailure, nextRetryDelayMs, RETRY, type ActivityFailure, type RetryPolicy } from "../core/retry.js";
+import {
+  decodeActivityFailure,
+  nextRetryDelayMs,
+  RETRY,
+  type ActivityFailure,
+  type RetryPolicy,
+} from "../core/retry.js";
 import { clampLines, finished, initialStatus, withPhase, withStep, type StepName } from "../core/status.js";
 
 /** Polling backoff while waiting on Azure: start quick (most builds of an unchanged tree are fast), settle at 30 s. */
@@ -35,7 +41,11 @@ export const POLL = { firstMs: 5_000, factor: 1.5, maxMs: 30_000 } as const;
 /** Waiting in the builder queue: the build ahead may take a while, so do not hammer the table. */
 export const QUEUE_POLL = { firstMs: 5_000, factor: 2, maxMs: 30_000 } as const;
 /** Failure codes worth retrying even when a gateway classed them as permanent. */
-const CAPACITY_CODES = new Set(["AllocationFailed", "ZonalAllocationFailed", "OverconstrainedAllocationRequest"]);
+const CAPACITY_CODES = new Set([
+  "AllocationFailed",
+  "ZonalAllocationFailed",
+  "OverconstrainedAllocationRequest",
+]);
 
 const TERMINAL_EXECUTION = new Set(["Succeeded", "Failed", "TimedOut", "Canceled"]);
 
@@ -81,8 +91,10 @@ class EventLatch {
   }
 }
 
-const nextDelay = (previous: number | undefined, policy: { firstMs: number; factor: number; maxMs: number }) =>
-  previous === undefined ? policy.firstMs : Math.min(policy.maxMs, Math.round(previous * policy.factor));
+const nextDelay = (
+  previous: number | undefined,
+  policy: { firstMs: number; factor: number; maxMs: number },
+) => (previous === undefined ? policy.firstMs : Math.min(policy.maxMs, Math.round(previous * policy.factor)));
 
 class BuildRun {
   private readonly df: Df;
@@ -164,7 +176,12 @@ class BuildRun {
    * Calls an activity, retrying per `policy` what the activity reported as transient (after a
    * backoff that honours the server's Retry-After). A permanent failure ends the build at once.
    */
-  *call<T>(name: string, input: unknown, policy: RetryPolicy, interruptible = true): Generator<Task, T, unknown> {
+  *call<T>(
+    name: string,
+    input: unknown,
+    policy: RetryPolicy,
+    interruptible = true,
+  ): Generator<Task, T, unknown> {
     for (let failures = 1; ; failures++) {
       try {
         return (yield this.df.callActivity(name, input)) as T;
@@ -183,7 +200,11 @@ class BuildRun {
   *keepLease(): Generator<Task, void, unknown> {
     if (!this.lease || !this.env || this.now() < this.leaseRenewAt) return;
     try {
-      yield* this.call<{ expiresAt: string }>(ACTIVITIES.renewLease, { ...this.lease, leaseMs: this.env.limits.leaseMs }, RETRY.storage);
+      yield* this.call<{ expiresAt: string }>(
+        ACTIVITIES.renewLease,
+        { ...this.lease, leaseMs: this.env.limits.leaseMs },
+        RETRY.storage,
+      );
     } catch (error) {
       if (error instanceof ActivityFailed && error.failure.code === "LeaseLost") {
         this.lease = undefined;
@@ -299,7 +320,10 @@ class BuildRun {
     const source = new EventLatch(this.df, BUILD_EVENTS.sourceUploaded);
     // Counted from the build's creation: the client was told to upload right away. A build that
     // queued for long still gets a short grace period for an upload that is under way.
-    const deadline = Math.max(Date.parse(this.input.createdAt) + env.limits.sourceTimeoutMs, this.now() + 60_000);
+    const deadline = Math.max(
+      Date.parse(this.input.createdAt) + env.limits.sourceTimeoutMs,
+      this.now() + 60_000,
+    );
     while (!source.fired) {
       this.throwIfCancelled();
       if (this.now() >= deadline) {
@@ -376,7 +400,8 @@ class BuildRun {
         { vm: env.vm, handle: this.handle, buildId: input.buildId },
         RETRY.arm,
       );
-      if (progress.logTail.length > 0) this.status = { ...this.status, logTail: clampLines(progress.logTail) };
+      if (progress.logTail.length > 0)
+        this.status = { ...this.status, logTail: clampLines(progress.logTail) };
       this.publish();
       if (TERMINAL_EXECUTION.has(progress.executionState)) {
         if (progress.result) {
@@ -395,7 +420,9 @@ class BuildRun {
     this.status = {
       ...this.status,
       ...(result.logTail && result.logTail.length > 0 ? { logTail: clampLines(result.logTail) } : {}),
-      ...(result.image ? { image: { reference: result.image, ...(result.digest ? { digest: result.digest } : {}) } } : {}),
+      ...(result.image
+        ? { image: { reference: result.image, ...(result.digest ? { digest: result.digest } : {}) } }
+        : {}),
       cache: {
         base: result.baseCacheHit ? "hit" : "miss",
         skipped: result.skipped,
@@ -411,7 +438,10 @@ class BuildRun {
       });
     }
     if (!result.image && this.input.deploy) {
-      throw new BuildEnded("failed", { code: "NoImage", message: "the build succeeded but reported no image" });
+      throw new BuildEnded("failed", {
+        code: "NoImage",
+        message: "the build succeeded but reported no image",
+      });
     }
     this.handle = undefined;
     return result;
@@ -437,7 +467,11 @@ class BuildRun {
       image,
       revisionSuffix: revisionSuffix(this.input.buildId),
     };
-    const { revisionName } = yield* this.call<{ revisionName: string }>(ACTIVITIES.deployImage, deployInput, RETRY.arm);
+    const { revisionName } = yield* this.call<{ revisionName: string }>(
+      ACTIVITIES.deployImage,
+      deployInput,
+      RETRY.arm,
+    );
     this.status = { ...this.status, revision: { name: revisionName } };
     this.publish();
     this.log(`deploying revision ${revisionName}`);
@@ -445,10 +479,18 @@ class BuildRun {
     let delay: number | undefined;
     for (;;) {
       // Report on the revision this build created, never on whichever one happens to be active.
-      const revision = yield* this.call<RevisionStatus>(ACTIVITIES.getRevision, { app: env.app, revisionName }, RETRY.arm);
+      const revision = yield* this.call<RevisionStatus>(
+        ACTIVITIES.getRevision,
+        { app: env.app, revisionName },
+        RETRY.arm,
+      );
       this.status = {
         ...this.status,
-        revision: { name: revisionName, healthState: revision.healthState, provisioningState: revision.provisioningState },
+        revision: {
+          name: revisionName,
+          healthState: revision.healthState,
+          provisioningState: revision.provisioningState,
+        },
       };
       this.publish();
       if (revision.provisioningState === "Provisioned" && revision.healthState === "Healthy") return;
@@ -532,7 +574,7 @@ class ActivityFailed extends Error {
 
 function describe(error: unknown): string {
   if (error instanceof ActivityFailed) return `${error.failure.code}: ${error.failure.message}`;
-  return error instanceof Error ? error.message.split("\n")[0] ?? error.name : String(error);
+  return error instanceof Error ? (error.message.split("\n")[0] ?? error.name) : String(error);
 }
 
 /**
@@ -543,7 +585,7 @@ export const buildOrchestrator: OrchestrationHandler = function* (context: Orche
   const parsed = buildInputSchema.safeParse(context.df.getInput());
   if (!parsed.success) {
     // Nothing ran and nothing was taken: report the bad input without echoing it (it holds a token).
-    const raw = context.df.getInput() as { buildId?: unknown; environment?: unknown } | undefined;
+    const raw = context.df.getInput<{ buildId?: unknown; environment?: unknown } | undefined>();
     const status = finished(
       initialStatus(
         typeof raw?.buildId === "string" ? raw.buildId.slice(0, 64) : context.df.instanceId,

@@ -49,7 +49,9 @@ describe("compute gateway against the ARM emulator", () => {
   });
 
   it("runs a build command Pending → Running → Succeeded with its output and exit code", async () => {
-    emulator.setRunCommandExecutor(scriptedExecutor({ stdout: "step 1\nstep 2\n", stderr: "warn\n", durationMs: 50 }));
+    emulator.setRunCommandExecutor(
+      scriptedExecutor({ stdout: "step 1\nstep 2\n", stderr: "warn\n", durationMs: 50 }),
+    );
     const gateway = createComputeGateway(gatewayOptions(emulator));
     const vm = newVm();
     const handle = await gateway.startBuildCommand(vm, spec("fb-ok"));
@@ -57,7 +59,10 @@ describe("compute gateway against the ARM emulator", () => {
     const running = await gateway.readBuildCommand(vm, handle);
     assert.equal(running.executionState, "Running");
     assert.equal(running.exitCode, undefined);
-    const done = await waitFor(() => gateway.readBuildCommand(vm, handle), (v) => v.executionState !== "Running");
+    const done = await waitFor(
+      () => gateway.readBuildCommand(vm, handle),
+      (v) => v.executionState !== "Running",
+    );
     assert.equal(done.executionState, "Succeeded");
     assert.equal(done.exitCode, 0);
     assert.equal(done.output, "step 1\nstep 2\n");
@@ -75,10 +80,14 @@ describe("compute gateway against the ARM emulator", () => {
     assert.equal(body.location, "westus");
     assert.equal(body.properties.asyncExecution, true);
     assert.equal(body.properties.timeoutInSeconds, 60);
-    assert.deepEqual(body.properties.protectedParameters, [{ name: "SOURCE_URL", value: "https://example.invalid/secret?sig=abc" }]);
+    assert.deepEqual(body.properties.protectedParameters, [
+      { name: "SOURCE_URL", value: "https://example.invalid/secret?sig=abc" },
+    ]);
     const view = await gateway.readBuildCommand(vm, { kind: "managed", name: "fb-shape" });
     assert.ok(!JSON.stringify(view).includes("sig=abc"));
-    const get = emulator.requests.findLast((r) => r.method === "GET" && r.path.endsWith("/runCommands/fb-shape"));
+    const get = emulator.requests.findLast(
+      (r) => r.method === "GET" && r.path.endsWith("/runCommands/fb-shape"),
+    );
     assert.match(get!.query, /(%24|\$)expand=instanceView/);
   });
 
@@ -87,7 +96,10 @@ describe("compute gateway against the ARM emulator", () => {
     const gateway = createComputeGateway(gatewayOptions(emulator));
     const vm = newVm();
     const handle = await gateway.startBuildCommand(vm, spec("fb-fail"));
-    const done = await waitFor(() => gateway.readBuildCommand(vm, handle), (v) => v.executionState !== "Running");
+    const done = await waitFor(
+      () => gateway.readBuildCommand(vm, handle),
+      (v) => v.executionState !== "Running",
+    );
     assert.equal(done.executionState, "Failed");
     assert.equal(done.exitCode, 21);
     assert.equal(done.error, "cargo failed\n");
@@ -98,14 +110,19 @@ describe("compute gateway against the ARM emulator", () => {
     const gateway = createComputeGateway(gatewayOptions(emulator));
     const vm = newVm();
     const handle = await gateway.startBuildCommand(vm, spec("fb-timeout", { timeoutInSeconds: 1 }));
-    const done = await waitFor(() => gateway.readBuildCommand(vm, handle), (v) => v.executionState !== "Running");
+    const done = await waitFor(
+      () => gateway.readBuildCommand(vm, handle),
+      (v) => v.executionState !== "Running",
+    );
     assert.equal(done.executionState, "TimedOut");
   });
 
   it("cancels a running build command: the executor is aborted and the command is gone", async () => {
     let aborted = false;
     emulator.setRunCommandExecutor(async (run) => {
-      await new Promise<void>((resolve) => run.signal.addEventListener("abort", () => resolve(), { once: true }));
+      await new Promise<void>((resolve) =>
+        run.signal.addEventListener("abort", () => resolve(), { once: true }),
+      );
       aborted = true;
       return { exitCode: 137 };
     });
@@ -115,7 +132,9 @@ describe("compute gateway against the ARM emulator", () => {
     await gateway.cancelBuildCommand(vm, handle);
     assert.equal(aborted, true);
     await assert.rejects(gateway.readBuildCommand(vm, handle), NotFoundError);
-    const del = emulator.requests.find((r) => r.method === "DELETE" && r.path.endsWith("/runCommands/fb-cancel"));
+    const del = emulator.requests.find(
+      (r) => r.method === "DELETE" && r.path.endsWith("/runCommands/fb-cancel"),
+    );
     assert.ok(del);
   });
 
@@ -130,10 +149,15 @@ describe("compute gateway against the ARM emulator", () => {
     assert.ok(handle.resumeState);
     // A fresh gateway (another activity, another host) resumes from the handle alone.
     const other = createComputeGateway(gatewayOptions(emulator, { profile: "2020-09-01-hybrid" }));
-    const done = await waitFor(() => other.readBuildCommand(vm, handle), (v) => v.executionState !== "Running");
+    const done = await waitFor(
+      () => other.readBuildCommand(vm, handle),
+      (v) => v.executionState !== "Running",
+    );
     assert.equal(done.executionState, "Succeeded");
     assert.equal(done.output, "id=b1\n");
-    const post = emulator.requests.find((r) => r.method === "POST" && r.path.endsWith(`/${vm.vmName}/runCommand`));
+    const post = emulator.requests.find(
+      (r) => r.method === "POST" && r.path.endsWith(`/${vm.vmName}/runCommand`),
+    );
     assert.equal((JSON.parse(post!.body) as { commandId: string }).commandId, "RunShellScript");
   });
 
@@ -155,7 +179,10 @@ describe("compute gateway against the ARM emulator", () => {
     emulator.inject({
       operation: "start",
       vmName: vm.vmName,
-      error: { code: "AllocationFailed", message: "Allocation failed. Not enough capacity for Standard_D4s_v5." },
+      error: {
+        code: "AllocationFailed",
+        message: "Allocation failed. Not enough capacity for Standard_D4s_v5.",
+      },
     });
     const error = await gateway.start(vm).then(
       () => assert.fail("start should fail"),
@@ -173,7 +200,11 @@ describe("compute gateway against the ARM emulator", () => {
     emulator.inject({
       method: "GET",
       path: new RegExp(`/${vm.vmName}/instanceView$`),
-      response: { status: 429, headers: { "Retry-After": "0", "retry-after-ms": "20" }, body: { error: { code: "TooManyRequests", message: "slow down" } } },
+      response: {
+        status: 429,
+        headers: { "Retry-After": "0", "retry-after-ms": "20" },
+        body: { error: { code: "TooManyRequests", message: "slow down" } },
+      },
     });
     assert.equal((await gateway.getVmStatus(vm)).powerState, "running");
     const calls = emulator.requests.filter((r) => r.path.endsWith(`/${vm.vmName}/instanceView`));
@@ -185,7 +216,11 @@ describe("compute gateway against the ARM emulator", () => {
     const vm = newVm();
     emulator.inject({
       path: new RegExp(`/${vm.vmName}/instanceView$`),
-      response: { status: 429, headers: { "Retry-After": "7" }, body: { error: { code: "TooManyRequests", message: "slow down" } } },
+      response: {
+        status: 429,
+        headers: { "Retry-After": "7" },
+        body: { error: { code: "TooManyRequests", message: "slow down" } },
+      },
     });
     const error = await gateway.getVmStatus(vm).catch((e: unknown) => e);
     assert.ok(error instanceof TransientError);
@@ -206,7 +241,10 @@ describe("compute gateway against the ARM emulator", () => {
     emulator.inject({
       method: "PUT",
       path: /\/runCommands\/fb-bad$/,
-      response: { status: 400, body: { error: { code: "InvalidParameter", message: "timeoutInSeconds is too large" } } },
+      response: {
+        status: 400,
+        body: { error: { code: "InvalidParameter", message: "timeoutInSeconds is too large" } },
+      },
     });
     const error = await gateway.startBuildCommand(vm, spec("fb-bad")).catch((e: unknown) => e);
     assert.ok(error instanceof PermanentError);
@@ -230,7 +268,10 @@ describe("compute gateway against the ARM emulator", () => {
       slow.addVm(vm, { powerState: "running" });
       // Left running: stopping the emulator ends it.
       const pending = gateway.deallocate(vm).catch(() => undefined);
-      await waitFor(async () => slow.getVm(vm)?.powerState, (s) => s === "deallocating");
+      await waitFor(
+        () => Promise.resolve(slow.getVm(vm)?.powerState),
+        (s) => s === "deallocating",
+      );
       await assert.rejects(gateway.start(vm), ConflictError);
       void pending;
     } finally {

@@ -49,7 +49,9 @@ describe("container apps gateway against the ARM emulator", () => {
     });
     assert.equal(revisionName, `${app.appName}--b42`);
     const patch = emulator.requests.find((r) => r.method === "PATCH" && r.path.endsWith(`/${app.appName}`));
-    const sent = JSON.parse(patch!.body) as { properties: { template: { containers: { name: string; image: string }[] } } };
+    const sent = JSON.parse(patch!.body) as {
+      properties: { template: { containers: { name: string; image: string }[] } };
+    };
     assert.deepEqual(
       sent.properties.template.containers.map((c) => [c.name, c.image]),
       [
@@ -57,7 +59,10 @@ describe("container apps gateway against the ARM emulator", () => {
         ["sidecar", "registry.local/sidecar:v1"],
       ],
     );
-    const healthy = await waitFor(() => gateway.getRevision(app, revisionName), (r) => r.provisioningState !== "Provisioning");
+    const healthy = await waitFor(
+      () => gateway.getRevision(app, revisionName),
+      (r) => r.provisioningState !== "Provisioning",
+    );
     assert.deepEqual(healthy, {
       name: revisionName,
       healthState: "Healthy",
@@ -76,7 +81,10 @@ describe("container apps gateway against the ARM emulator", () => {
       image: "registry.local/web:broken",
       revisionSuffix: "bad1",
     });
-    const failed = await waitFor(() => gateway.getRevision(app, revisionName), (r) => r.provisioningState !== "Provisioning");
+    const failed = await waitFor(
+      () => gateway.getRevision(app, revisionName),
+      (r) => r.provisioningState !== "Provisioning",
+    );
     assert.equal(failed.provisioningState, "Failed");
     assert.equal(failed.healthState, "Unhealthy");
     const status = await gateway.getApp(app);
@@ -91,8 +99,13 @@ describe("container apps gateway against the ARM emulator", () => {
       slow.addContainerApp(app, { containers: [{ name: "web", image: "a:1" }] });
       const gateway = createContainerAppsGateway(gatewayOptions(slow));
       // Left running: stopping the emulator ends it.
-      const first = gateway.updateImage(app, { containerName: "web", image: "a:2", revisionSuffix: "r2" }).catch(() => undefined);
-      await waitFor(async () => slow.getContainerApp(app)?.provisioningState, (s) => s === "InProgress");
+      const first = gateway
+        .updateImage(app, { containerName: "web", image: "a:2", revisionSuffix: "r2" })
+        .catch(() => undefined);
+      await waitFor(
+        () => Promise.resolve(slow.getContainerApp(app)?.provisioningState),
+        (s) => s === "InProgress",
+      );
       const error = await gateway
         .updateImage(app, { containerName: "web", image: "a:3", revisionSuffix: "r3" })
         .catch((e: unknown) => e);

@@ -24,7 +24,9 @@ describe("managed identity against the emulator's token endpoint", () => {
   });
 
   it("gets an ARM token with the real ManagedIdentityCredential", async () => {
-    const token = await createCredential({ mode: "managedIdentity" }).getToken("https://management.azure.com/.default");
+    const token = await createCredential({ mode: "managedIdentity" }).getToken(
+      "https://management.azure.com/.default",
+    );
     assert.ok(token?.token);
     assert.ok(token.expiresOnTimestamp > Date.now());
   });

@@ -10,7 +10,10 @@ export const staticCredential: TokenCredential = {
 
 export const SUB = "00000000-0000-0000-0000-00000000abcd";
 
-export function gatewayOptions(emulator: ArmEmulator, extra: Partial<ArmGatewayOptions> = {}): ArmGatewayOptions {
+export function gatewayOptions(
+  emulator: ArmEmulator,
+  extra: Partial<ArmGatewayOptions> = {},
+): ArmGatewayOptions {
   return {
     endpoint: emulator.endpoint,
     credential: staticCredential,
@@ -22,7 +25,11 @@ export function gatewayOptions(emulator: ArmEmulator, extra: Partial<ArmGatewayO
 }
 
 /** Polls `read` until `done` says so (no timing assertions: only a generous give-up). */
-export async function waitFor<T>(read: () => Promise<T>, done: (value: T) => boolean, limitMs = 10_000): Promise<T> {
+export async function waitFor<T>(
+  read: () => Promise<T>,
+  done: (value: T) => boolean,
+  limitMs = 10_000,
+): Promise<T> {
   const until = Date.now() + limitMs;
   for (;;) {
     const value = await read();

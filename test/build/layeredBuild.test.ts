@@ -5,19 +5,17 @@
  * pulled here); the base key comes from the real src/core/baseKey.ts.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { promisify } from "node:util";
 import * as tar from "tar";
 import { computeBaseKey, RECIPE_DIR_IN_ARCHIVE, writeDependencyRecipe } from "../../src/core/baseKey.js";
 import { buildResultSchema, EXIT_CODES } from "../../src/core/buildResult.js";
+import { LOCAL_DOCKERFILES, prepareLocalBuilder } from "../../src/local/builder/index.js";
 import { startRegistry, type LocalRegistry } from "../../src/local/registry.js";
 import {
   makeTarGz,
-  REPO_ROOT,
   runBuildScript,
   sha256Digest,
   startFileServer,
@@ -25,8 +23,7 @@ import {
   type RunResult,
 } from "./helpers.js";
 
-const exec = promisify(execFile);
-const FIXTURE_DOCKERFILES = join(REPO_ROOT, "test", "build", "fixtures", "dockerfiles");
+const FIXTURE_DOCKERFILES = LOCAL_DOCKERFILES;
 
 const WORKSPACE: Record<string, string> = {
   "Cargo.toml": '[workspace]\nmembers = ["app"]\n',
@@ -44,10 +41,9 @@ const WORKSPACE: Record<string, string> = {
 let scratch: string;
 let registry: LocalRegistry;
 let files: FileServer;
-let cliPrefix: string;
+let machineEnv: Record<string, string>;
 let toolchain1: string;
 let toolchain2: string;
-let runtimeImage: string;
 let counter = 0;
 
 interface Prepared {
@@ -88,19 +84,9 @@ function env(p: Prepared, buildId: string, extra: Record<string, string> = {}): 
     FASTBUILD_IMAGE_REPOSITORY: "team/app",
     FASTBUILD_BASE_KEY: p.baseKey,
     FASTBUILD_BINARY_NAME: "app",
-    FASTBUILD_TOOLCHAIN_IMAGE: toolchain1,
-    FASTBUILD_RUNTIME_IMAGE: runtimeImage,
-    FASTBUILD_CONTAINER_CLI: cliPrefix,
-    FASTBUILD_BUILD_EXTRA_ARGS: "--isolation chroot --tls-verify=false",
-    FASTBUILD_PUSH_EXTRA_ARGS: "--tls-verify=false",
-    FASTBUILD_REGISTRY_LOGIN: "none",
-    FASTBUILD_REGISTRY_SCHEME: "http",
-    FASTBUILD_DOCKERFILES_DIR: FIXTURE_DOCKERFILES,
-    FASTBUILD_WORK_ROOT: join(scratch, "work"),
+    ...machineEnv,
     FASTBUILD_EXTRACT_MAX_BYTES: String(4 << 20),
     FASTBUILD_EXTRACT_MAX_FILES: "200",
-    // buildah keeps RUN cache mounts under TMPDIR: one per test run.
-    TMPDIR: join(scratch, "tmp"),
     ...extra,
   };
 }
@@ -131,41 +117,13 @@ describe("dockerfiles/build.sh with buildah and a local registry", () => {
     await mkdir(join(scratch, "tmp"));
     registry = await startRegistry({ storageDir: join(scratch, "registry") });
     files = await startFileServer();
-    cliPrefix = `buildah --storage-driver vfs --root ${join(scratch, "storage")} --runroot ${join(scratch, "run")}`;
-    const buildah = (...args: string[]) =>
-      exec(
-        "buildah",
-        [
-          "--storage-driver",
-          "vfs",
-          "--root",
-          join(scratch, "storage"),
-          "--runroot",
-          join(scratch, "run"),
-          ...args,
-        ],
-        {
-          env: { ...process.env, TMPDIR: join(scratch, "tmp") },
-        },
-      );
-    // A tiny busybox image stands in for both the Rust toolchain image and the runtime image.
-    const rootfs = join(scratch, "rootfs");
-    await mkdir(join(rootfs, "bin"), { recursive: true });
-    await exec("cp", ["/bin/busybox", join(rootfs, "bin", "busybox")]);
-    const { stdout } = await exec("/bin/busybox", ["--list"]);
-    for (const applet of stdout.split("\n").filter((a) => a && a !== "busybox")) {
-      await symlink("busybox", join(rootfs, "bin", applet));
-    }
-    const container = (await buildah("from", "scratch")).stdout.trim();
-    await buildah("copy", container, `${rootfs}/`, "/");
-    await buildah("config", "--env", "PATH=/bin", container);
-    toolchain1 = `${registry.host}/fixtures/toolchain:1`;
+    const builder = await prepareLocalBuilder(scratch, registry, {
+      toolchain: ["fixtures/toolchain:1", "fixtures/toolchain:2"],
+      runtime: "fixtures/runtime:1",
+    });
+    machineEnv = builder.env;
+    toolchain1 = builder.images.toolchain;
     toolchain2 = `${registry.host}/fixtures/toolchain:2`;
-    runtimeImage = `${registry.host}/fixtures/runtime:1`;
-    await buildah("commit", "-q", container, toolchain1);
-    for (const ref of [toolchain2, runtimeImage]) await buildah("tag", toolchain1, ref);
-    for (const ref of [toolchain1, toolchain2, runtimeImage])
-      await buildah("push", "--tls-verify=false", ref);
   });
 
   after(async () => {

@@ -9,11 +9,12 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { promisify } from "node:util";
+import { LOCAL_DOCKERFILES } from "../../src/local/builder/index.js";
 import { validate } from "dockerfile-utils";
 import { REPO_ROOT } from "./helpers.js";
 
 const exec = promisify(execFile);
-const DIRS = [join(REPO_ROOT, "dockerfiles"), join(REPO_ROOT, "test", "build", "fixtures", "dockerfiles")];
+const DIRS = [join(REPO_ROOT, "dockerfiles"), LOCAL_DOCKERFILES];
 
 async function filesIn(dir: string, match: (name: string) => boolean): Promise<string[]> {
   return (await readdir(dir)).filter(match).map((name) => join(dir, name));

@@ -60,7 +60,10 @@ describe("loadConfig", () => {
   });
 
   it("rejects an unknown compute profile", () => {
-    assert.throws(() => loadConfig({ ...minimal, FASTBUILD_COMPUTE_PROFILE: "2019-03-01-hybrid" }), ConfigError);
+    assert.throws(
+      () => loadConfig({ ...minimal, FASTBUILD_COMPUTE_PROFILE: "2019-03-01-hybrid" }),
+      ConfigError,
+    );
   });
 });
 

@@ -84,6 +84,35 @@ for (const schema of SCHEMAS) {
       assert.deepEqual(driver.openTimers(), []);
     });
 
+    it("sees a timer cancelled in a later replay than the one that created it", async () => {
+      const orchestrator: OrchestrationHandler = function* (context: OrchestrationContext) {
+        const timer = context.df.createTimer(new Date(context.df.currentUtcDateTime.getTime() + 60_000));
+        const event = context.df.waitForExternalEvent("Go");
+        const winner: unknown = yield context.df.Task.any([event, timer]);
+        if (winner === event) timer.cancel();
+        return winner === event ? "event" : "timer";
+      };
+      let raised = false;
+      const driver: OrchestrationDriver = new OrchestrationDriver({
+        name: "Test",
+        orchestrator,
+        instanceId: "late-cancel",
+        input: undefined,
+        schema,
+        activities: new Map(),
+        // The event arrives only after the replay that emitted the timer.
+        onUpdate: () => {
+          if (!raised) {
+            raised = true;
+            driver.raiseEvent("Go", null);
+          }
+        },
+      });
+      const status = await driver.run();
+      assert.equal(status.output, "event");
+      assert.deepEqual(driver.openTimers(), []);
+    });
+
     it("fires timers in virtual time and advances the orchestration clock", async () => {
       const orchestrator: OrchestrationHandler = function* (context: OrchestrationContext) {
         const start = context.df.currentUtcDateTime.getTime();

@@ -35,10 +35,13 @@ describe("builder lease and idle shutdown (model of the CAS protocol)", () => {
   it("never lets a deallocation overlap a build, nor two builds share the VM (property)", () => {
     fc.assert(
       fc.property(
-        fc.array(fc.record({ actor: fc.integer({ min: 0, max: 3 }), dt: fc.integer({ min: 0, max: 40_000 }) }), {
-          minLength: 1,
-          maxLength: 120,
-        }),
+        fc.array(
+          fc.record({ actor: fc.integer({ min: 0, max: 3 }), dt: fc.integer({ min: 0, max: 40_000 }) }),
+          {
+            minLength: 1,
+            maxLength: 120,
+          },
+        ),
         (steps) => {
           let now = Date.UTC(2030, 0, 1);
           let stored: { record: BuilderRecord; version: number } = {
@@ -51,7 +54,14 @@ describe("builder lease and idle shutdown (model of the CAS protocol)", () => {
             return true;
           };
           const actors: Actor[] = [
-            ...["b1", "b2", "b3"].map((id): Actor => ({ id, kind: "build", phase: "want", snapshot: undefined, generation: 0, until: 0 })),
+            ...["b1", "b2", "b3"].map((id): Actor => ({
+              id,
+              kind: "build",
+              phase: "want",
+              snapshot: undefined,
+              generation: 0,
+              until: 0,
+            })),
             { id: "idle", kind: "idle", phase: "want", snapshot: undefined, generation: 0, until: 0 },
           ];
           for (const { actor: index, dt } of steps) {
@@ -77,10 +87,12 @@ describe("builder lease and idle shutdown (model of the CAS protocol)", () => {
               // and releases (the orchestrator ends the build on a failed renew).
               if (now < actor.until && dt % 3 !== 0) {
                 const renewed = decideRenew(record, actor.id, actor.generation, at, LEASE_MS);
-                if (renewed.kind === "renewed" && cas(renewed.record, version)) actor.until = Date.parse(renewed.expiresAt);
+                if (renewed.kind === "renewed" && cas(renewed.record, version))
+                  actor.until = Date.parse(renewed.expiresAt);
               } else {
                 actor.until = 0;
-                if (cas(decideRelease(record, actor.id, actor.generation, at).record, version)) actor.phase = "done";
+                if (cas(decideRelease(record, actor.id, actor.generation, at).record, version))
+                  actor.phase = "done";
               }
             } else if (actor.phase === "want") {
               const decision = decideIdleShutdown(record, "running", at, POLICY);
@@ -94,7 +106,10 @@ describe("builder lease and idle shutdown (model of the CAS protocol)", () => {
               if (cas(finishIdleShutdown(record, actor.generation, at), version)) actor.phase = "want";
             }
             const users = actors.filter((a) => a.phase === "holding" && now < a.until);
-            assert.ok(users.length <= 1, `two users of the builder at once: ${users.map((a) => a.id).join(", ")}`);
+            assert.ok(
+              users.length <= 1,
+              `two users of the builder at once: ${users.map((a) => a.id).join(", ")}`,
+            );
           }
         },
       ),
@@ -104,22 +119,38 @@ describe("builder lease and idle shutdown (model of the CAS protocol)", () => {
 
   it("does not deallocate a builder whose lease is still fresh", () => {
     const now = new Date(Date.UTC(2030, 0, 1));
-    const record = { ...emptyRecord(KEY), holder: "b1", generation: 1, leaseExpiresAt: new Date(now.getTime() + 1).toISOString() };
+    const record = {
+      ...emptyRecord(KEY),
+      holder: "b1",
+      generation: 1,
+      leaseExpiresAt: new Date(now.getTime() + 1).toISOString(),
+    };
     assert.equal(decideIdleShutdown(record, "running", now, POLICY).kind, "keep");
   });
 
   it("deallocates only after the idle window since the last activity", () => {
     const last = Date.UTC(2030, 0, 1);
     const record = { ...emptyRecord(KEY), lastActivityAt: new Date(last).toISOString() };
-    assert.equal(decideIdleShutdown(record, "running", new Date(last + POLICY.idleMs - 1), POLICY).kind, "keep");
-    assert.equal(decideIdleShutdown(record, "running", new Date(last + POLICY.idleMs), POLICY).kind, "deallocate");
+    assert.equal(
+      decideIdleShutdown(record, "running", new Date(last + POLICY.idleMs - 1), POLICY).kind,
+      "keep",
+    );
+    assert.equal(
+      decideIdleShutdown(record, "running", new Date(last + POLICY.idleMs), POLICY).kind,
+      "deallocate",
+    );
     assert.equal(idleShutdownAt(record, POLICY.idleMs), new Date(last + POLICY.idleMs).toISOString());
   });
 
   it("keeps a builder up while a live build waits in its queue", () => {
     const now = new Date(Date.UTC(2030, 0, 1, 1));
     const queued = decideAcquire(
-      { ...emptyRecord(KEY), holder: "b1", generation: 1, leaseExpiresAt: new Date(now.getTime() + 10).toISOString() },
+      {
+        ...emptyRecord(KEY),
+        holder: "b1",
+        generation: 1,
+        leaseExpiresAt: new Date(now.getTime() + 10).toISOString(),
+      },
       "b2",
       now,
       TIMING,
@@ -128,13 +159,21 @@ describe("builder lease and idle shutdown (model of the CAS protocol)", () => {
     const later = new Date(now.getTime() + 20);
     const released = decideRelease(queued.record, "b1", 1, later).record;
     const idleLater = new Date(later.getTime() + POLICY.idleMs + 1);
-    assert.equal(decideIdleShutdown(released, "running", new Date(later.getTime() + 1000), POLICY).kind, "keep");
+    assert.equal(
+      decideIdleShutdown(released, "running", new Date(later.getTime() + 1000), POLICY).kind,
+      "keep",
+    );
     assert.equal(isLeaseFresh(released, idleLater), false);
   });
 
   it("serves the queue in order: a later build cannot jump a live earlier one", () => {
     const now = new Date(Date.UTC(2030, 0, 1));
-    let record: BuilderRecord = { ...emptyRecord(KEY), holder: "b0", generation: 1, leaseExpiresAt: new Date(now.getTime() + 5).toISOString() };
+    let record: BuilderRecord = {
+      ...emptyRecord(KEY),
+      holder: "b0",
+      generation: 1,
+      leaseExpiresAt: new Date(now.getTime() + 5).toISOString(),
+    };
     record = decideAcquire(record, "b1", now, TIMING).record;
     record = decideAcquire(record, "b2", now, TIMING).record;
     const free = new Date(now.getTime() + 10);

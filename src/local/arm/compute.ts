@@ -102,7 +102,10 @@ const routes = {
   actionRunCommand: new RegExp(`${VM_BASE}/runCommand$`, "i"),
   runCommands: new RegExp(`${VM_BASE}/runCommands$`, "i"),
   runCommand: new RegExp(`${VM_BASE}/runCommands/${ID}$`, "i"),
-  operation: new RegExp(`^/subscriptions/${ID}/providers/Microsoft\\.Compute/locations/${ID}/operations/${ID}$`, "i"),
+  operation: new RegExp(
+    `^/subscriptions/${ID}/providers/Microsoft\\.Compute/locations/${ID}/operations/${ID}$`,
+    "i",
+  ),
 };
 
 const DISPLAY: Record<PowerState, string> = {
@@ -144,7 +147,9 @@ export class ComputeProvider {
 
   getVm(ref: VmRef): VmView | undefined {
     const vm = this.vms.get(key(ref));
-    return vm && { powerState: vm.powerState, location: vm.location, agentReady: vm.powerState === "running" };
+    return (
+      vm && { powerState: vm.powerState, location: vm.location, agentReady: vm.powerState === "running" }
+    );
   }
 
   /** Answers the request when it is a compute route; undefined otherwise. */
@@ -187,7 +192,10 @@ export class ComputeProvider {
       requireMethod(req, ["GET"]);
       const vm = vmOf(m);
       const expand = req.query.get("$expand") === "instanceView";
-      return { status: 200, body: { value: [...vm.runCommands.values()].map((rc) => runCommandJson(vm, rc, expand)) } };
+      return {
+        status: 200,
+        body: { value: [...vm.runCommands.values()].map((rc) => runCommandJson(vm, rc, expand)) },
+      };
     }
     if ((m = match(routes.runCommand))) {
       const vm = vmOf(m);
@@ -195,7 +203,12 @@ export class ComputeProvider {
       switch (req.method) {
         case "GET": {
           const rc = vm.runCommands.get(name.toLowerCase());
-          if (!rc) throw notFound(`Microsoft.Compute/virtualMachines/${vm.ref.vmName}/runCommands`, name, vm.ref.resourceGroup);
+          if (!rc)
+            throw notFound(
+              `Microsoft.Compute/virtualMachines/${vm.ref.vmName}/runCommands`,
+              name,
+              vm.ref.resourceGroup,
+            );
           return { status: 200, body: runCommandJson(vm, rc, req.query.get("$expand") === "instanceView") };
         }
         case "PUT":
@@ -212,7 +225,10 @@ export class ComputeProvider {
 
   // ---- long-running operations -------------------------------------------------------------
 
-  private startOperation(vm: VmState, apiVersion: string): { op: ComputeOperation; headers: Record<string, string> } {
+  private startOperation(
+    vm: VmState,
+    apiVersion: string,
+  ): { op: ComputeOperation; headers: Record<string, string> } {
     const op: ComputeOperation = {
       id: newId(),
       subscriptionId: vm.ref.subscriptionId,
@@ -246,8 +262,10 @@ export class ComputeProvider {
     if (!op) throw new ArmHttpError(404, "NotFound", `Operation '${id}' was not found.`);
     if (req.query.get("monitor") === "true") {
       // The `Location` (monitor) URL: 202 while running, then the operation's result.
-      if (op.status === "InProgress") return { status: 202, headers: { Location: this.monitorUrl(op, req.apiVersion) } };
-      if (op.status === "Failed" && op.error) return new ArmHttpError(409, op.error.code, op.error.message).toReply();
+      if (op.status === "InProgress")
+        return { status: 202, headers: { Location: this.monitorUrl(op, req.apiVersion) } };
+      if (op.status === "Failed" && op.error)
+        return new ArmHttpError(409, op.error.code, op.error.message).toReply();
       return { status: 200, body: op.result };
     }
     const body: Record<string, unknown> = { startTime: op.startTime };
@@ -293,7 +311,10 @@ export class ComputeProvider {
         });
       }
     } else {
-      const fault = this.ctx.takeOperationFault(action === "poweroff" ? "powerOff" : "deallocate", vm.ref.vmName);
+      const fault = this.ctx.takeOperationFault(
+        action === "poweroff" ? "powerOff" : "deallocate",
+        vm.ref.vmName,
+      );
       const target: PowerState = action === "poweroff" ? "stopped" : "deallocated";
       const already = action === "poweroff" ? ["stopped", "deallocated"] : ["deallocated"];
       if (already.includes(vm.powerState) && !fault) {
@@ -321,7 +342,12 @@ export class ComputeProvider {
       vmId: vm.vmId,
       hardwareProfile: { vmSize: "Standard_D4s_v5" },
       storageProfile: {
-        imageReference: { publisher: "Canonical", offer: "ubuntu-24_04-lts", sku: "server", version: "latest" },
+        imageReference: {
+          publisher: "Canonical",
+          offer: "ubuntu-24_04-lts",
+          sku: "server",
+          version: "latest",
+        },
         osDisk: {
           osType: "Linux",
           name: `${vmName}_OsDisk_1`,
@@ -370,9 +396,14 @@ export class ComputeProvider {
   private putRunCommand(req: ArmRequest, vm: VmState, name: string): Reply {
     const existing = vm.runCommands.get(name.toLowerCase());
     if (req.method === "PATCH" && !existing) {
-      throw notFound(`Microsoft.Compute/virtualMachines/${vm.ref.vmName}/runCommands`, name, vm.ref.resourceGroup);
+      throw notFound(
+        `Microsoft.Compute/virtualMachines/${vm.ref.vmName}/runCommands`,
+        name,
+        vm.ref.resourceGroup,
+      );
     }
-    if (!isRecord(req.body)) throw badRequest("InvalidRequestContent", "The request content was invalid: expected a JSON object.");
+    if (!isRecord(req.body))
+      throw badRequest("InvalidRequestContent", "The request content was invalid: expected a JSON object.");
     const props = req.body.properties;
     if (!isRecord(props)) {
       throw badRequest("InvalidParameter", "Required parameter 'properties' is missing (null).");
@@ -383,10 +414,13 @@ export class ComputeProvider {
     if (!isRecord(props.source) && !(req.method === "PATCH" && existing)) {
       throw badRequest("InvalidParameter", "Required parameter 'source' is missing (null).");
     }
-    const parameters = props.parameters === undefined ? existing?.parameters ?? [] : parseParameters(props.parameters, "parameters");
+    const parameters =
+      props.parameters === undefined
+        ? (existing?.parameters ?? [])
+        : parseParameters(props.parameters, "parameters");
     const protectedParameters =
       props.protectedParameters === undefined
-        ? existing?.protectedParameters ?? []
+        ? (existing?.protectedParameters ?? [])
         : parseParameters(props.protectedParameters, "protectedParameters");
     const timeout = props.timeoutInSeconds ?? existing?.timeoutInSeconds ?? 0;
     if (typeof timeout !== "number" || !Number.isInteger(timeout) || timeout < 0) {
@@ -407,14 +441,16 @@ export class ComputeProvider {
     existing?.abort?.abort("replaced");
     const rc: RunCommandState = {
       name,
-      location: typeof req.body.location === "string" ? req.body.location : existing?.location ?? vm.location,
+      location:
+        typeof req.body.location === "string" ? req.body.location : (existing?.location ?? vm.location),
       tags: isRecord(req.body.tags) ? (req.body.tags as Record<string, string>) : existing?.tags,
-      source: isRecord(props.source) ? { ...props.source } : existing?.source ?? {},
+      source: isRecord(props.source) ? { ...props.source } : (existing?.source ?? {}),
       parameters,
       protectedParameters,
       asyncExecution: (props.asyncExecution as boolean | undefined) ?? existing?.asyncExecution ?? false,
       treatFailureAsDeploymentFailure: knowsTreatFailure
-        ? ((props.treatFailureAsDeploymentFailure as boolean | undefined) ?? existing?.treatFailureAsDeploymentFailure)
+        ? ((props.treatFailureAsDeploymentFailure as boolean | undefined) ??
+          existing?.treatFailureAsDeploymentFailure)
         : undefined,
       runAsUser: (props.runAsUser as string | undefined) ?? existing?.runAsUser,
       timeoutInSeconds: timeout,
@@ -452,7 +488,11 @@ export class ComputeProvider {
     }
     const script = typeof rc.source.script === "string" ? rc.source.script : undefined;
     rc.view.startTime = armTime();
-    if (script === undefined && typeof rc.source.scriptUri !== "string" && typeof rc.source.commandId !== "string") {
+    if (
+      script === undefined &&
+      typeof rc.source.scriptUri !== "string" &&
+      typeof rc.source.commandId !== "string"
+    ) {
       rc.view.executionState = "Running";
       rc.view.executionMessage = NO_SCRIPT_MESSAGE;
       rc.view.endTime = rc.view.startTime;
@@ -490,7 +530,10 @@ export class ComputeProvider {
     void run
       .then(
         ({ exitCode }) => ({ exitCode, message: "" }),
-        (error: unknown) => ({ exitCode: -1, message: error instanceof Error ? error.message : String(error) }),
+        (error: unknown) => ({
+          exitCode: -1,
+          message: error instanceof Error ? error.message : String(error),
+        }),
       )
       .then(async ({ exitCode, message }) => {
         await rc.blobWrites;
@@ -552,7 +595,8 @@ export class ComputeProvider {
     if (!Array.isArray(lines) || !lines.every((line) => typeof line === "string")) {
       throw badRequest("InvalidParameter", "'script' must be an array of strings.");
     }
-    const parameters = req.body.parameters === undefined ? [] : parseParameters(req.body.parameters, "parameters");
+    const parameters =
+      req.body.parameters === undefined ? [] : parseParameters(req.body.parameters, "parameters");
     if (vm.powerState !== "running") {
       throw new ArmHttpError(
         409,
@@ -578,7 +622,7 @@ export class ComputeProvider {
     const run = this.ctx.executor()({
       vm: vm.ref,
       name: "runCommand",
-      script: (lines as string[]).join("\n"),
+      script: lines.join("\n"),
       parameters: Object.fromEntries(parameters.map((p) => [p.name, p.value])),
       protectedParameters: {},
       timeoutInSeconds: limit,
@@ -626,11 +670,16 @@ export function requireMethod(req: ArmRequest, methods: string[]): void {
 }
 
 function methodNotAllowed(req: ArmRequest): ArmHttpError {
-  return new ArmHttpError(405, "MethodNotAllowed", `The method '${req.method}' is not allowed on '${req.path}'.`);
+  return new ArmHttpError(
+    405,
+    "MethodNotAllowed",
+    `The method '${req.method}' is not allowed on '${req.path}'.`,
+  );
 }
 
 function parseParameters(value: unknown, field: string): { name: string; value: string }[] {
-  if (!Array.isArray(value)) throw badRequest("InvalidParameter", `'${field}' must be an array of {name, value}.`);
+  if (!Array.isArray(value))
+    throw badRequest("InvalidParameter", `'${field}' must be an array of {name, value}.`);
   return value.map((item, index) => {
     if (!isRecord(item) || typeof item.name !== "string" || typeof item.value !== "string") {
       throw badRequest("InvalidParameter", `'${field}[${index}]' must have string 'name' and 'value'.`);
@@ -653,7 +702,12 @@ function instanceView(vm: VmState): Record<string, unknown> {
     {
       name: `${vm.ref.vmName}_OsDisk_1`,
       statuses: [
-        { code: "ProvisioningState/succeeded", level: "Info", displayStatus: "Provisioning succeeded", time: vm.provisioningTime },
+        {
+          code: "ProvisioningState/succeeded",
+          level: "Info",
+          displayStatus: "Provisioning succeeded",
+          time: vm.provisioningTime,
+        },
       ],
     },
   ];
@@ -672,7 +726,13 @@ function instanceView(vm: VmState): Record<string, unknown> {
       vmAgentVersion: "2.12.0.2",
       statuses: [
         ready
-          ? { code: "ProvisioningState/succeeded", level: "Info", displayStatus: "Ready", message: "Guest Agent is running", time: armTime() }
+          ? {
+              code: "ProvisioningState/succeeded",
+              level: "Info",
+              displayStatus: "Ready",
+              message: "Guest Agent is running",
+              time: armTime(),
+            }
           : {
               code: "ProvisioningState/Unavailable",
               level: "Warning",
@@ -690,7 +750,11 @@ function instanceView(vm: VmState): Record<string, unknown> {
   };
 }
 
-function runCommandJson(vm: VmState, rc: RunCommandState, withInstanceView: boolean): Record<string, unknown> {
+function runCommandJson(
+  vm: VmState,
+  rc: RunCommandState,
+  withInstanceView: boolean,
+): Record<string, unknown> {
   const { subscriptionId, resourceGroup, vmName } = vm.ref;
   const properties: Record<string, unknown> = { source: rc.source };
   if (rc.parameters.length > 0) properties.parameters = rc.parameters;

@@ -6,7 +6,17 @@
  */
 import { randomBytes } from "node:crypto";
 import type { ContainerAppInit, ContainerAppRef, ContainerAppView, RevisionView } from "./types.js";
-import { ArmHttpError, badRequest, isRecord, newId, normaliseLocation, notFound, type ArmRequest, type Reply, type Timers } from "./http.js";
+import {
+  ArmHttpError,
+  badRequest,
+  isRecord,
+  newId,
+  normaliseLocation,
+  notFound,
+  type ArmRequest,
+  type Reply,
+  type Timers,
+} from "./http.js";
 import { requireMethod } from "./compute.js";
 
 export interface ContainerAppsContext {
@@ -161,7 +171,11 @@ export class ContainerAppsProvider {
       const app = this.apps.get(appKey(ref));
       if (app) return app;
       if (!rgExists(ref.subscriptionId, ref.resourceGroup)) {
-        throw new ArmHttpError(404, "ResourceGroupNotFound", `Resource group '${ref.resourceGroup}' could not be found.`);
+        throw new ArmHttpError(
+          404,
+          "ResourceGroupNotFound",
+          `Resource group '${ref.resourceGroup}' could not be found.`,
+        );
       }
       throw notFound("Microsoft.App/containerApps", ref.appName, ref.resourceGroup);
     };
@@ -174,13 +188,21 @@ export class ContainerAppsProvider {
     if ((m = routes.revisions.exec(req.path))) {
       requireMethod(req, ["GET"]);
       const app = appOf(m);
-      return { status: 200, body: { value: [...app.revisions.values()].map((r) => this.revisionJson(app, r)) } };
+      return {
+        status: 200,
+        body: { value: [...app.revisions.values()].map((r) => this.revisionJson(app, r)) },
+      };
     }
     if ((m = routes.revision.exec(req.path))) {
       requireMethod(req, ["GET"]);
       const app = appOf(m);
       const revision = app.revisions.get(m[4]!.toLowerCase());
-      if (!revision) throw notFound(`Microsoft.App/containerApps/${app.ref.appName}/revisions`, m[4]!, app.ref.resourceGroup);
+      if (!revision)
+        throw notFound(
+          `Microsoft.App/containerApps/${app.ref.appName}/revisions`,
+          m[4]!,
+          app.ref.resourceGroup,
+        );
       return { status: 200, body: this.revisionJson(app, revision) };
     }
     return undefined;
@@ -195,7 +217,8 @@ export class ContainerAppsProvider {
         true,
       );
     }
-    if (!isRecord(req.body)) throw badRequest("InvalidRequestContent", "The request content was invalid: expected a JSON object.");
+    if (!isRecord(req.body))
+      throw badRequest("InvalidRequestContent", "The request content was invalid: expected a JSON object.");
     if (req.body.properties !== undefined && !isRecord(req.body.properties)) {
       throw badRequest("InvalidRequestContent", "'properties' must be an object.");
     }
@@ -204,7 +227,10 @@ export class ContainerAppsProvider {
     if (!isRecord(merged)) throw badRequest("InvalidRequestContent", "'properties' must be an object.");
     const template = merged.template;
     if (!isRecord(template) || !Array.isArray(template.containers) || template.containers.length === 0) {
-      throw badRequest("ContainerAppInvalidTemplate", "'properties.template.containers' must list at least one container.");
+      throw badRequest(
+        "ContainerAppInvalidTemplate",
+        "'properties.template.containers' must list at least one container.",
+      );
     }
     for (const [index, container] of template.containers.entries()) {
       if (!isRecord(container) || typeof container.name !== "string" || typeof container.image !== "string") {
@@ -403,4 +429,3 @@ function randomSuffix(): string {
   const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
   return [...randomBytes(7)].map((b) => alphabet[b % alphabet.length]).join("");
 }
-

@@ -21,8 +21,12 @@ export function scriptedExecutor(
   result: ScriptedResult | ((run: Parameters<RunCommandExecutor>[0]) => ScriptedResult) = {},
 ): RunCommandExecutor {
   return async (run) => {
-    const { exitCode = 0, stdout = "", stderr = "", durationMs = 0 } =
-      typeof result === "function" ? result(run) : result;
+    const {
+      exitCode = 0,
+      stdout = "",
+      stderr = "",
+      durationMs = 0,
+    } = typeof result === "function" ? result(run) : result;
     if (stdout) run.stdout(stdout);
     if (stderr) run.stderr(stderr);
     if (durationMs > 0 && !run.signal.aborted) {
@@ -57,7 +61,11 @@ export function localShellExecutor(options: LocalShellOptions = {}): RunCommandE
   return (run) =>
     new Promise((resolve, reject) => {
       if (!run.script) {
-        reject(new Error("localShellExecutor runs inline scripts only (source.script); scriptUri/commandId are not supported"));
+        reject(
+          new Error(
+            "localShellExecutor runs inline scripts only (source.script); scriptUri/commandId are not supported",
+          ),
+        );
         return;
       }
       const base: Record<string, string> = {};

@@ -8,7 +8,7 @@ import { once } from "node:events";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -62,7 +62,10 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
     executor: () => executor,
     takeOperationFault: (operation, vmName) => {
       const fault = operationFaults.find(
-        (f) => f.left > 0 && f.operation === operation && (!f.vmName || f.vmName.toLowerCase() === vmName.toLowerCase()),
+        (f) =>
+          f.left > 0 &&
+          f.operation === operation &&
+          (!f.vmName || f.vmName.toLowerCase() === vmName.toLowerCase()),
       );
       if (!fault) return undefined;
       fault.left--;
@@ -76,7 +79,8 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
     failRevisionsWithImage: options.failRevisionsWithImage,
     timers,
   });
-  const rgExists = (sub: string, rg: string) => compute.hasResourceGroup(sub, rg) || apps.hasResourceGroup(sub, rg);
+  const rgExists = (sub: string, rg: string) =>
+    compute.hasResourceGroup(sub, rg) || apps.hasResourceGroup(sub, rg);
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const raw = await readBody(req);
@@ -90,7 +94,9 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
     const apiVersion = url.searchParams.get("api-version") ?? undefined;
     requests.push({ method, path, query: url.search.replace(/^\?/, ""), apiVersion, headers, body: raw });
 
-    const fault = faults.find((f) => f.left > 0 && (!f.method || f.method.toUpperCase() === method) && (!f.path || f.path.test(path)));
+    const fault = faults.find(
+      (f) => f.left > 0 && (!f.method || f.method.toUpperCase() === method) && (!f.path || f.path.test(path)),
+    );
     if (fault) {
       fault.left--;
       const response = fault.response;
@@ -120,11 +126,15 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
       if (!/^Bearer \S+/i.test(headers.authorization ?? "")) {
         return {
           status: 401,
-          headers: { "WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/common", error="invalid_token"' },
+          headers: {
+            "WWW-Authenticate":
+              'Bearer authorization_uri="https://login.microsoftonline.com/common", error="invalid_token"',
+          },
           body: {
             error: {
               code: "AuthenticationFailed",
-              message: "Authentication failed. The 'Authorization' header is missing or is not a Bearer token.",
+              message:
+                "Authentication failed. The 'Authorization' header is missing or is not a Bearer token.",
             },
           },
         };
@@ -156,7 +166,11 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
         try {
           body = JSON.parse(raw);
         } catch {
-          throw new ArmHttpError(400, "InvalidRequestContent", "The request content was invalid and could not be deserialized: not JSON.");
+          throw new ArmHttpError(
+            400,
+            "InvalidRequestContent",
+            "The request content was invalid and could not be deserialized: not JSON.",
+          );
         }
       }
       const request: ArmRequest = { method, path, query, apiVersion, body, headers };
@@ -172,8 +186,16 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
 
   const server = createHttpsServer({ key, cert }, (req, res) => {
     handle(req, res).catch((error: unknown) => {
-      if (!res.headersSent) send(res, { status: 500, body: { error: { code: "InternalServerError", message: String(error) } } });
+      if (!res.headersSent)
+        send(res, { status: 500, body: { error: { code: "InternalServerError", message: String(error) } } });
     });
+  });
+  // Track raw sockets: clients poll with keep-alive, and a socket still in its TLS handshake is
+  // not one `closeAllConnections()` knows about, so `stop()` destroys them all itself.
+  const sockets = new Set<Socket>();
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
   });
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
@@ -183,12 +205,18 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
   const identity = createHttpServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
     if (req.headers["x-identity-header"] !== identityHeader) {
-      send(res, { status: 401, body: { error: "invalid_request", error_description: "The x-identity-header is missing or wrong." } });
+      send(res, {
+        status: 401,
+        body: { error: "invalid_request", error_description: "The x-identity-header is missing or wrong." },
+      });
       return;
     }
     const resource = url.searchParams.get("resource");
     if (!url.searchParams.get("api-version") || !resource) {
-      send(res, { status: 400, body: { error: "invalid_request", error_description: "api-version and resource are required." } });
+      send(res, {
+        status: 400,
+        body: { error: "invalid_request", error_description: "api-version and resource are required." },
+      });
       return;
     }
     send(res, {
@@ -230,12 +258,15 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
     },
     stop: async () => {
       timers.clear();
-      server.closeAllConnections();
-      identity.closeAllConnections();
-      await Promise.all([
+      // Stop accepting first, then drop what is open, so no new keep-alive connection slips in.
+      const closed = Promise.all([
         new Promise<void>((resolve) => server.close(() => resolve())),
         new Promise<void>((resolve) => identity.close(() => resolve())),
       ]);
+      for (const socket of sockets) socket.destroy();
+      server.closeAllConnections();
+      identity.closeAllConnections();
+      await closed;
       await rm(dir, { recursive: true, force: true });
     },
   };
