@@ -23,6 +23,9 @@ param builderSshPublicKey string
 @minValue(5)
 param idleShutdownMinutes int = 30
 
+@description('The cargo binary the image packages.')
+param binaryName string = 'app'
+
 @description('Image the Container App runs before the first build.')
 param initialImage string = 'mcr.microsoft.com/k8se/quickstart:latest'
 
@@ -99,6 +102,7 @@ module functions 'app/functions.bicep' = {
         imageRepository: 'app'
         containerApp: containerApp.outputs.name
         containerName: containerApp.outputs.containerName
+        binaryName: binaryName
       }
     }
     idleShutdownMinutes: idleShutdownMinutes

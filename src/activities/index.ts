@@ -97,7 +97,7 @@ export function makeActivities(deps: ActivityDeps): ReadonlyMap<string, Activity
         containerName: env.containerName,
         registry: env.registry,
         imageRepository: env.imageRepository,
-        ...(env.binaryName ? { binaryName: env.binaryName } : {}),
+        binaryName: env.binaryName,
         limits: {
           sourceTimeoutMs: b.sourceTimeoutMinutes * 60_000,
           buildTimeoutMs: b.buildTimeoutMinutes * 60_000,
@@ -177,9 +177,9 @@ export function makeActivities(deps: ActivityDeps): ReadonlyMap<string, Activity
         FASTBUILD_SOURCE_MAX_BYTES: String(deps.config.builds.maxUploadBytes),
         FASTBUILD_REBUILD_BASE: String(input.rebuildBase),
       };
-      if (input.baseKey) parameters.FASTBUILD_BASE_KEY = input.baseKey;
+      parameters.FASTBUILD_BASE_KEY = input.baseKey;
       if (input.commit) parameters.FASTBUILD_COMMIT = input.commit;
-      if (env.binaryName) parameters.FASTBUILD_BINARY_NAME = env.binaryName;
+      parameters.FASTBUILD_BINARY_NAME = env.binaryName;
       // SAS URLs and the callback token are hidden from run-command GETs.
       const protectedParameters: Record<string, string> = { FASTBUILD_SOURCE_URL: source.url };
       if (deps.config.publicBaseUrl) {

@@ -20,8 +20,8 @@ export const environmentSchema = z.object({
   containerName: name,
   /** Resource group of the container app when it differs from the builder's. */
   containerAppResourceGroup: name.optional(),
-  /** Cargo binary to package (defaults to the workspace's only binary). */
-  binaryName: name.optional(),
+  /** The cargo binary the image packages (build.sh needs it; one binary per container app). */
+  binaryName: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "a cargo binary name (letters, digits, _ -)"),
 });
 export type EnvironmentConfig = z.infer<typeof environmentSchema> & { name: string };
 

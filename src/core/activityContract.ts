@@ -41,7 +41,7 @@ export interface ResolvedEnvironment {
   registry: string;
   imageRepository: string;
   /** Cargo binary the builder packages (when the environment names one). */
-  binaryName?: string;
+  binaryName: string;
   limits: {
     sourceTimeoutMs: number;
     buildTimeoutMs: number;
@@ -68,7 +68,7 @@ export interface StartBuildInput {
   sourceDigest: string;
   commit?: string;
   branch?: string;
-  baseKey?: string;
+  baseKey: string;
   rebuildBase: boolean;
   callbackToken: string;
   timeoutSeconds: number;

@@ -30,7 +30,8 @@ export const startBuildRequestSchema = z
     sourceDigest: sourceDigestSchema,
     /** Archive size in bytes, when the client knows it up front (checked against the limit early). */
     sourceBytes: z.number().int().positive().optional(),
-    baseKey: baseKeySchema.optional(),
+    /** Computed by the upload command from the dependency recipe (src/core/baseKey.ts). */
+    baseKey: baseKeySchema,
     options: z
       .object({
         rebuildBase: z.boolean().optional(),

@@ -34,7 +34,7 @@ export const buildInputSchema = z
       .max(200)
       .regex(/^[A-Za-z0-9][A-Za-z0-9._/-]*$/)
       .optional(),
-    baseKey: baseKeySchema.optional(),
+    baseKey: baseKeySchema,
     rebuildBase: z.boolean().default(false),
     deploy: z.boolean().default(true),
     /**

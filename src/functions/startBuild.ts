@@ -50,7 +50,7 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
     sourceDigest: req.sourceDigest,
     ...(req.commit !== undefined ? { commit: req.commit } : {}),
     ...(req.branch !== undefined ? { branch: req.branch } : {}),
-    ...(req.baseKey !== undefined ? { baseKey: req.baseKey } : {}),
+    baseKey: req.baseKey,
     rebuildBase: req.options?.rebuildBase ?? false,
     deploy: req.options?.deploy ?? true,
     callbackToken: createCallbackToken(),

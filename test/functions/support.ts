@@ -51,6 +51,7 @@ export async function startTestCloud(): Promise<TestCloud> {
     imageRepository: `apps/${app}`,
     containerApp: app,
     containerName: "main",
+    binaryName: "app",
   });
   const config = loadConfig({
     FASTBUILD_ENVIRONMENTS: JSON.stringify({

@@ -64,6 +64,7 @@ function scenario(
     imageRepository: "team/app",
     containerApp: `app${n}`,
     containerName: "web",
+    binaryName: "app",
   };
   const vm = { subscriptionId: SUB, resourceGroup: env.resourceGroup, vmName: env.builderVm };
   arm.addVm(vm, { powerState: options.powerState ?? "deallocated" });
@@ -119,6 +120,7 @@ function newInput(s: Scenario, overrides: Partial<BuildInput> = {}): BuildInput 
     buildId: `build-${randomBytes(6).toString("hex")}`,
     environment: s.env.name,
     sourceDigest: `sha256:${"b".repeat(64)}`,
+    baseKey: "c".repeat(64),
     rebuildBase: false,
     deploy: true,
     callbackToken: randomBytes(24).toString("base64url"),
