@@ -33,7 +33,7 @@ const WORKSPACE: Record<string, string> = {
     'version = 4\n\n[[package]]\nname = "app"\nversion = "0.1.0"\ndependencies = [\n "serde",\n]\n\n' +
     '[[package]]\nname = "serde"\nversion = "1.0.200"\nsource = "registry+https://github.com/rust-lang/crates.io-index"\n',
   // The fixture's "compiler": fails when the sources ask it to, like a compile error would.
-  "build.sh":
+  "local-compile.sh":
     'set -eu\nif grep -q COMPILE_ERROR app/src/main.rs; then echo "error[E0425]: cannot find value" >&2; exit 7; fi\n' +
     'printf "#!/bin/sh\\necho built from %s\\n" "$(cat app/src/main.rs | tr -d "\\n")" > "$1"\nchmod +x "$1"\n',
 };
