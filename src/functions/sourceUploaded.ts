@@ -42,7 +42,7 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
       `The uploaded archive (${stat.size} bytes) is over the ${maxBytes}-byte limit.`,
       {
         code: "SourceTooLarge",
-        hint: "Exclude build outputs and dependencies (.gitignore / .fastbuildignore) and start a new build.",
+        hint: "Exclude build outputs and dependencies (add them to .gitignore) and start a new build.",
       },
     );
   }

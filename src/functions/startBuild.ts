@@ -37,7 +37,7 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
       `The source archive (${req.sourceBytes} bytes) is over the ${maxBytes}-byte limit.`,
       {
         code: "SourceTooLarge",
-        hint: "Exclude build outputs and dependencies (.gitignore / .fastbuildignore) and try again.",
+        hint: "Exclude build outputs and dependencies (add them to .gitignore) and try again.",
       },
     );
   }
