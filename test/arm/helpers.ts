@@ -28,7 +28,7 @@ export function gatewayOptions(
 export async function waitFor<T>(
   read: () => Promise<T>,
   done: (value: T) => boolean,
-  limitMs = 10_000,
+  limitMs = 60_000,
 ): Promise<T> {
   const until = Date.now() + limitMs;
   for (;;) {

@@ -1,6 +1,8 @@
 import {
   MAX_UPLOAD_BYTES,
   call,
+  cancelRunningBuilds,
+  runsUntilStopped,
   startTestCloud,
   timerContext,
   type CallInit,
@@ -8,7 +10,7 @@ import {
 } from "./support.js";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { after, before, beforeEach, describe, it } from "node:test";
+import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import type { HttpHandler } from "@azure/functions";
 import type {
   BuildStatus,
@@ -18,15 +20,8 @@ import type {
   BuilderInfo,
 } from "../../src/core/api.js";
 import { BUILD_ORCHESTRATOR } from "../../src/core/activityContract.js";
-import {
-  BUILD_EVENTS,
-  buildIdSchema,
-  builderKey,
-  logBlobName,
-  type BuildInput,
-} from "../../src/core/buildInput.js";
+import { BUILD_EVENTS, buildIdSchema, builderKey, type BuildInput } from "../../src/core/buildInput.js";
 import { BUILD_RESULT_VERSION, type BuildResult } from "../../src/core/buildResult.js";
-import { initialStatus, withStep } from "../../src/core/status.js";
 import { emptyRecord } from "../../src/core/lease.js";
 import { loadConfig } from "../../src/config/index.js";
 import { buildCallback } from "../../src/functions/buildCallback.js";
@@ -36,9 +31,12 @@ import { getBuild } from "../../src/functions/getBuild.js";
 import { getLogs } from "../../src/functions/getLogs.js";
 import { runIdleShutdown } from "../../src/functions/idleShutdown.js";
 import { listBuilders } from "../../src/functions/listBuilders.js";
+import { TableLeaseStore } from "../../src/azure/tables.js";
+import type { Deps } from "../../src/functions/deps.js";
 import { sourceUploaded } from "../../src/functions/sourceUploaded.js";
 import { startBuild } from "../../src/functions/startBuild.js";
 import { startLocalHost, type LocalHost } from "../../src/local/host/index.js";
+import { waitFor } from "../arm/helpers.js";
 
 const SOURCE = Buffer.from("pretend this is a tar.gz of a cargo workspace\n".repeat(10));
 const BASE_KEY = "0123456789abcdef".repeat(4);
@@ -55,6 +53,11 @@ describe("HTTP API", () => {
     setDeps(undefined);
     await cloud.stop();
   });
+  // Every build runs on the real orchestration: the "VM" runs until it is stopped unless a test
+  // says otherwise, and whatever a test left running is cancelled through the API afterwards, so
+  // the next test finds the builders free (one build per builder; the rest queue).
+  beforeEach(() => cloud.arm.setRunCommandExecutor(runsUntilStopped()));
+  afterEach(() => cancelRunningBuilds(cloud, cancelBuild));
 
   const invoke = (handler: HttpHandler, name: string, init: CallInit) => call(cloud.rpc, handler, name, init);
   const post = (body: unknown) =>
@@ -77,6 +80,30 @@ describe("HTTP API", () => {
 
   async function upload(url: string, bytes: Buffer): Promise<Response> {
     return fetch(url, { method: "PUT", body: bytes, headers: { "x-ms-blob-type": "BlockBlob" } });
+  }
+
+  const sourceComplete = (id: string) =>
+    invoke(sourceUploaded, "sourceUploaded", { method: "POST", path: `builds/${id}/source`, params: { id } });
+  const cancelRequest = (id: string, body?: string) =>
+    invoke(cancelBuild, "cancelBuild", {
+      method: "POST",
+      path: `builds/${id}/cancel`,
+      params: { id },
+      ...(body ? { body } : {}),
+    });
+  const instanceCount = async () => (await cloud.engine.listInstances()).length;
+
+  /** Uploads the archive and reports it, as the CLI does; the build then takes the builder. */
+  async function withSource(build: StartBuildResponse): Promise<void> {
+    assert.equal((await upload(build.upload.url, SOURCE)).status, 201);
+    const res = await sourceComplete(build.buildId);
+    assert.equal(res.status, 202, res.text);
+  }
+
+  /** Ends a build the way a user does (cancel) and waits until its orchestration has finished. */
+  async function endByCancel(buildId: string): Promise<void> {
+    assert.equal((await cancelRequest(buildId)).status, 202);
+    assert.equal((await cloud.engine.waitForCompletion(buildId, 60_000)).runtimeStatus, "Completed");
   }
 
   describe("POST /api/builds", () => {
@@ -132,13 +159,13 @@ describe("HTTP API", () => {
     });
 
     it("refuses an unknown environment, naming the known ones, and starts nothing", async () => {
-      const before = cloud.engine.instances.size;
+      const before = await instanceCount();
       const res = await post({ environment: "staging", sourceDigest: DIGEST, baseKey: BASE_KEY });
       assert.equal(res.status, 400);
       assert.equal(errorOf(res.body).code, "UnknownEnvironment");
       assert.match(errorOf(res.body).message, /"staging"/);
       assert.match(errorOf(res.body).hint ?? "", /dev, prod/);
-      assert.equal(cloud.engine.instances.size, before);
+      assert.equal(await instanceCount(), before);
     });
 
     it("refuses malformed JSON", async () => {
@@ -173,7 +200,7 @@ describe("HTTP API", () => {
       ["branch", "`id`"],
     ] as const) {
       it(`refuses a ${field} with shell metacharacters or newlines: ${JSON.stringify(value)}`, async () => {
-        const before = cloud.engine.instances.size;
+        const before = await instanceCount();
         const res = await post({
           environment: "dev",
           sourceDigest: DIGEST,
@@ -183,7 +210,7 @@ describe("HTTP API", () => {
         assert.equal(res.status, 400);
         assert.equal(errorOf(res.body).code, "InvalidRequest");
         assert.match(errorOf(res.body).message, new RegExp(`${field}:`));
-        assert.equal(cloud.engine.instances.size, before);
+        assert.equal(await instanceCount(), before);
       });
     }
 
@@ -217,12 +244,7 @@ describe("HTTP API", () => {
   });
 
   describe("POST /api/builds/{id}/source", () => {
-    const complete = (id: string) =>
-      invoke(sourceUploaded, "sourceUploaded", {
-        method: "POST",
-        path: `builds/${id}/source`,
-        params: { id },
-      });
+    const complete = sourceComplete;
 
     it("raises SourceUploaded once the archive is there and matches the digest", async () => {
       const build = await started();
@@ -266,17 +288,19 @@ describe("HTTP API", () => {
 
     it("answers 409 when the source was already received or the build has ended", async () => {
       const build = await started();
-      await upload(build.upload.url, SOURCE);
-      const status = initialStatus(build.buildId, "dev", "builder-dev", new Date().toISOString());
-      cloud.engine.publish(build.buildId, withStep(status, "source", "succeeded", new Date().toISOString()));
+      await withSource(build);
+      // The orchestration takes the source and goes on to the build, which runs until stopped.
+      await cloud.published(build.buildId, (s) =>
+        s.steps.some((step) => step.name === "source" && step.state === "succeeded"),
+      );
       const again = await complete(build.buildId);
       assert.equal(again.status, 409);
       assert.equal(errorOf(again.body).code, "SourceAlreadyReceived");
 
-      cloud.engine.complete(build.buildId, "Failed");
-      const ended = await complete(build.buildId);
-      assert.equal(ended.status, 409);
-      assert.equal(errorOf(ended.body).code, "BuildEnded");
+      await endByCancel(build.buildId);
+      const afterEnd = await complete(build.buildId);
+      assert.equal(afterEnd.status, 409);
+      assert.equal(errorOf(afterEnd.body).code, "BuildEnded");
     });
 
     it("answers 404 for an unknown build and 400 for something that is not a build id", async () => {
@@ -295,24 +319,24 @@ describe("HTTP API", () => {
 
     it("shows the status the orchestration published", async () => {
       const build = await started();
-      const published = withStep(
-        {
-          ...initialStatus(build.buildId, "dev", "builder-dev", build.input.createdAt),
-          phase: "building" as const,
-        },
-        "build",
-        "running",
-        new Date().toISOString(),
+      await withSource(build);
+      // The build command runs until stopped: the orchestration waits for its result, status still.
+      const published = await cloud.published(
+        build.buildId,
+        (s) =>
+          s.phase === "building" && s.steps.some((step) => step.name === "build" && step.state === "running"),
       );
-      cloud.engine.publish(build.buildId, published);
+      assert.equal(published.builder.name, "builder-dev");
+      assert.equal(published.timings.createdAt, build.input.createdAt);
       const res = await status(build.buildId);
       assert.equal(res.status, 200);
       assert.deepEqual(res.body, published);
     });
 
     it("reports a crashed orchestration as failed with a hint", async () => {
+      cloud.crashNextBuild();
       const build = await started();
-      cloud.engine.complete(build.buildId, "Failed");
+      assert.equal((await cloud.engine.waitForCompletion(build.buildId, 60_000)).runtimeStatus, "Failed");
       const body = (await status(build.buildId)).body as BuildStatus;
       assert.equal(body.phase, "failed");
       assert.equal(body.terminal, true);
@@ -337,14 +361,19 @@ describe("HTTP API", () => {
         complete: false,
       });
 
-      await cloud.deps.logs.createAppendLog(logBlobName(build.buildId), 10);
-      await cloud.deps.logs.append(logBlobName(build.buildId), "step 1\nstep 2\n");
+      // The builder's output goes to the log blob as Run Command appends it.
+      cloud.arm.setRunCommandExecutor(runsUntilStopped("step 1\nstep 2\n"));
+      await withSource(build);
+      await waitFor(
+        async () => (await logs(build.buildId, "?offset=0")).body as LogsResponse,
+        (chunk) => chunk.size >= 14,
+      );
       const first = (await logs(build.buildId, "?offset=0")).body as LogsResponse;
       assert.deepEqual(first, { text: "step 1\nstep 2\n", nextOffset: 14, size: 14, complete: false });
       const rest = (await logs(build.buildId, "?offset=7")).body as LogsResponse;
       assert.equal(rest.text, "step 2\n");
 
-      cloud.engine.complete(build.buildId, "Completed");
+      await endByCancel(build.buildId);
       assert.equal(((await logs(build.buildId, "?offset=14")).body as LogsResponse).complete, true);
     });
 
@@ -359,13 +388,7 @@ describe("HTTP API", () => {
   });
 
   describe("POST /api/builds/{id}/cancel", () => {
-    const cancel = (id: string, body?: string) =>
-      invoke(cancelBuild, "cancelBuild", {
-        method: "POST",
-        path: `builds/${id}/cancel`,
-        params: { id },
-        ...(body ? { body } : {}),
-      });
+    const cancel = cancelRequest;
 
     it("raises CancelRequested for a running build", async () => {
       const build = await started();
@@ -379,7 +402,7 @@ describe("HTTP API", () => {
 
     it("answers 409 for an ended build and 404 for an unknown one", async () => {
       const build = await started();
-      cloud.engine.complete(build.buildId, "Completed");
+      await endByCancel(build.buildId);
       assert.equal((await cancel(build.buildId)).status, 409);
       assert.equal((await cancel("20200101000000-bbbbbbbbbb")).status, 404);
     });
@@ -589,15 +612,27 @@ describe("HTTP API", () => {
     };
     const prod = { ...dev, vmName: "builder-prod" };
     const old = new Date(Date.now() - 3 * 3600_000).toISOString();
+    // The builds above took, released and recorded activity on these builders' records; these
+    // tests start from records they write themselves, in a builder table of their own.
+    let fleet: Deps;
 
     before(() => {
+      fleet = {
+        ...cloud.deps,
+        leases: new TableLeaseStore({
+          tableName: "fleetbuilders",
+          connectionString: cloud.azurite.connectionString,
+        }),
+      };
+      setDeps(fleet);
       cloud.arm.addVm(dev, { powerState: "running" });
       cloud.arm.addVm(prod, { powerState: "running" });
     });
+    after(() => setDeps(cloud.deps));
 
     it("GET /api/builders shows power state, lease holder, queue and idle shutdown time", async () => {
       const expires = new Date(Date.now() + 600_000).toISOString();
-      await cloud.deps.leases.write(
+      await fleet.leases.write(
         {
           ...emptyRecord(builderKey(dev)),
           holder: "20260101000000-aaaaaaaaaa",
@@ -609,7 +644,7 @@ describe("HTTP API", () => {
         },
         undefined,
       );
-      await cloud.deps.leases.write({ ...emptyRecord(builderKey(prod)), lastActivityAt: old }, undefined);
+      await fleet.leases.write({ ...emptyRecord(builderKey(prod)), lastActivityAt: old }, undefined);
 
       const res = await invoke(listBuilders, "listBuilders", { method: "GET", path: "builders" });
       assert.equal(res.status, 200, res.text);
@@ -631,14 +666,14 @@ describe("HTTP API", () => {
 
     it("the idle timer deallocates an idle builder, never one whose lease is fresh, and gives the lease back", async () => {
       const logs: string[] = [];
-      const outcomes = await runIdleShutdown(cloud.deps, timerContext("idleShutdown", logs));
+      const outcomes = await runIdleShutdown(fleet, timerContext("idleShutdown", logs));
       assert.deepEqual(outcomes.map((o) => [o.builder, o.action]).sort(), [
         ["builder-dev", "kept"],
         ["builder-prod", "deallocated"],
       ]);
       assert.equal(cloud.arm.getVm(dev)?.powerState, "running");
       assert.equal(cloud.arm.getVm(prod)?.powerState, "deallocated");
-      const record = (await cloud.deps.leases.read(builderKey(prod)))?.record;
+      const record = (await fleet.leases.read(builderKey(prod)))?.record;
       assert.equal(record?.holder, undefined);
       assert.equal(record?.lastActivityAt, old, "a shutdown is not activity");
     });

@@ -1,48 +1,91 @@
 /**
  * Set-up for the HTTP/timer function tests: real Azurite (sources, logs, builder records), the ARM
- * emulator (builder VMs), the host's durable endpoint over an in-memory engine, and a way to call a
- * handler with `@azure/functions`' own `HttpRequest` / `InvocationContext`, as the worker would.
+ * emulator (builder VMs, run commands, container apps), and the host's durable endpoint over the
+ * local durable engine running the real build orchestrator with the real activities. A way to call
+ * a handler with `@azure/functions`' own `HttpRequest` / `InvocationContext`, as the worker would.
  */
 // Installs our @azure/functions-core before the function modules register themselves.
 import "../../src/local/host/index.js";
 import functions, { type HttpHandler } from "@azure/functions";
 import { randomUUID } from "node:crypto";
-import type { TokenCredential } from "@azure/identity";
+import { makeActivities } from "../../src/activities/index.js";
 import { createBlobStores } from "../../src/azure/blobs.js";
 import { createComputeGateway } from "../../src/azure/compute.js";
+import { createContainerAppsGateway } from "../../src/azure/containerApps.js";
 import { TableLeaseStore } from "../../src/azure/tables.js";
 import { loadConfig, type Config } from "../../src/config/index.js";
+import { BUILD_ORCHESTRATOR } from "../../src/core/activityContract.js";
+import type { BuildStatus } from "../../src/core/api.js";
 import type { Deps } from "../../src/functions/deps.js";
 import { durableClientInput } from "../../src/functions/register.js";
-import { startArmEmulator, type ArmEmulator } from "../../src/local/arm/index.js";
+import { startArmEmulator, type ArmEmulator, type RunCommandExecutor } from "../../src/local/arm/index.js";
 import { startAzurite, type Azurite } from "../../src/local/azurite.js";
+import { LocalDurableEngine, type LocalDurableEngineOptions } from "../../src/local/durable/localEngine.js";
 import { startDurableRpcServer, type DurableRpcServer } from "../../src/local/host/durableRpc.js";
-import { MemoryEngine } from "../host/memoryEngine.js";
+import { buildOrchestrator } from "../../src/orchestration/build.js";
+import { gatewayOptions, SUB, waitFor } from "../arm/helpers.js";
 
 const { HttpRequest, HttpResponse, InvocationContext } = functions;
 
-export const SUB = "00000000-0000-0000-0000-00000000abcd";
+export { SUB };
 export const MAX_UPLOAD_BYTES = 2048;
 
-/** The emulator checks only that a Bearer token is present: a credential at the protocol boundary. */
-const staticCredential: TokenCredential = {
-  getToken: () => Promise.resolve({ token: "test-token", expiresOnTimestamp: Date.now() + 3_600_000 }),
-};
+export interface RaisedEvent {
+  instanceId: string;
+  name: string;
+  data: unknown;
+}
+
+/**
+ * The local durable engine, unchanged, plus a record of the events that reached it: what the
+ * functions raised is part of the HTTP API's contract, and an orchestration does not echo an
+ * event's data anywhere a test could read it back.
+ */
+export class ObservedEngine extends LocalDurableEngine {
+  readonly events: RaisedEvent[] = [];
+
+  override async raiseEvent(instanceId: string, eventName: string, data: unknown): Promise<void> {
+    await super.raiseEvent(instanceId, eventName, data);
+    this.events.push({ instanceId, name: eventName, data });
+  }
+}
+
+/** The builder "VM": writes `stdout` and runs until its run command is deleted (a cancel) or times out. */
+export function runsUntilStopped(stdout = ""): RunCommandExecutor {
+  return (run) => {
+    if (stdout) run.stdout(stdout);
+    // No timer of its own: a run command nobody stops must not keep the test process alive.
+    return new Promise((resolve) => {
+      const stop = () => resolve({ exitCode: 137 });
+      if (run.signal.aborted) stop();
+      else run.signal.addEventListener("abort", stop, { once: true });
+    });
+  };
+}
 
 export interface TestCloud {
   azurite: Azurite;
   arm: ArmEmulator;
-  engine: MemoryEngine;
+  engine: ObservedEngine;
   rpc: DurableRpcServer;
   config: Config;
   deps: Deps;
+  /**
+   * The host's log channel fails for the next build that starts: the orchestrator's first log
+   * line throws, its top-level handler logs the unexpected error, that throws too, and the
+   * orchestration ends `Failed`, as an orchestrator function that throws does in Azure. The build
+   * orchestrator catches every failure of its own, so this is the one way to crash it for real.
+   */
+  crashNextBuild(): void;
+  /** Waits until the build's published status (as the task hub stores it: JSON) satisfies `done`. */
+  published(buildId: string, done: (status: BuildStatus) => boolean): Promise<BuildStatus>;
+  /** The orchestrations' and activities' recent log lines that mention `text` (for failure messages). */
+  logLines(text: string): string[];
   stop(): Promise<void>;
 }
 
 export async function startTestCloud(): Promise<TestCloud> {
   const [azurite, arm] = await Promise.all([startAzurite(), startArmEmulator()]);
-  const engine = new MemoryEngine();
-  const rpc = await startDurableRpcServer(() => engine, { taskHubName: "fastbuild" });
   const environment = (vm: string, app: string) => ({
     subscriptionId: SUB,
     resourceGroup: "rg-builds",
@@ -63,24 +106,70 @@ export async function startTestCloud(): Promise<TestCloud> {
     FASTBUILD_MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES),
     FASTBUILD_IDLE_SHUTDOWN_MINUTES: "30",
   });
+  for (const [vmName, appName] of [
+    ["builder-dev", "demo"],
+    ["builder-prod", "shop"],
+  ] as const) {
+    arm.addVm({ subscriptionId: SUB, resourceGroup: "rg-builds", vmName }, { powerState: "running" });
+    arm.addContainerApp(
+      { subscriptionId: SUB, resourceGroup: "rg-builds", appName },
+      { containers: [{ name: "main", image: `127.0.0.1:5000/apps/${appName}:old` }] },
+    );
+  }
+  arm.setRunCommandExecutor(runsUntilStopped());
+
   const blobs = createBlobStores(config.storage, undefined, { pipeline: { retryOptions: { maxTries: 1 } } });
+  const apps = createContainerAppsGateway(gatewayOptions(arm));
   const deps: Deps = {
     config,
     sources: blobs.sources,
     logs: blobs.logs,
-    compute: createComputeGateway({
-      endpoint: arm.endpoint,
-      credential: staticCredential,
-      tlsCa: arm.ca,
-      retry: { maxRetries: 0 },
-      pollIntervalMs: 10,
-    }),
+    compute: createComputeGateway(gatewayOptions(arm)),
+    apps,
     leases: new TableLeaseStore({
       tableName: config.storage.activityTable,
       connectionString: azurite.connectionString,
     }),
     now: () => new Date(),
   };
+
+  let crashArmed = false;
+  const crashing = new Set<string>();
+  const lines: string[] = [];
+  const log: NonNullable<LocalDurableEngineOptions["log"]> = (level, message) => {
+    lines.push(`${level} ${message}`);
+    if (lines.length > 500) lines.shift();
+    const buildId = /^build=(\S+) /.exec(message)?.[1];
+    if (buildId === undefined) return;
+    if (crashArmed && message.startsWith(`build=${buildId} started for environment`)) {
+      crashArmed = false;
+      crashing.add(buildId);
+    }
+    if (crashing.has(buildId)) throw new Error("the host's log channel is unavailable");
+  };
+
+  const engine = new ObservedEngine({
+    orchestrators: new Map([[BUILD_ORCHESTRATOR, buildOrchestrator]]),
+    activities: makeActivities({ ...deps, apps }),
+    // Real time, not the virtual clock: the tests hold builds in their waits (for the source, for
+    // the builder's result) while they call the API, and a virtual clock would fire the source
+    // deadline and the lease-renewal timers at once. Every move the tests need comes from an event
+    // (source, callback, cancel) or a fast activity, so no test waits on a timer.
+    clock: { kind: "real" },
+    log,
+  });
+  const rpc = await startDurableRpcServer(() => engine, { taskHubName: "fastbuild" });
+
+  const published = async (buildId: string, done: (status: BuildStatus) => boolean) => {
+    const read = async () => {
+      const custom = (await engine.getStatus(buildId))?.customStatus;
+      return custom === undefined ? undefined : (JSON.parse(JSON.stringify(custom)) as BuildStatus);
+    };
+    const status = await waitFor(read, (value) => value !== undefined && done(value));
+    if (status === undefined) throw new Error(`build ${buildId} published no status`);
+    return status;
+  };
+
   return {
     azurite,
     arm,
@@ -88,10 +177,41 @@ export async function startTestCloud(): Promise<TestCloud> {
     rpc,
     config,
     deps,
+    crashNextBuild: () => {
+      crashArmed = true;
+    },
+    published,
+    logLines: (text) => lines.filter((line) => line.includes(text)),
     stop: async () => {
+      await engine.stop();
       await Promise.all([rpc.stop(), azurite.stop(), arm.stop()]);
     },
   };
+}
+
+/** Ends every build that is still running through the API (cancel), so the next test finds free builders. */
+export async function cancelRunningBuilds(cloud: TestCloud, cancel: HttpHandler): Promise<void> {
+  const running = (await cloud.engine.listInstances()).filter(
+    (instance) => !["Completed", "Failed", "Terminated"].includes(instance.runtimeStatus),
+  );
+  await Promise.all(
+    running.map(async ({ instanceId }) => {
+      // 202, or 409/503 for a build that ended meanwhile: either way it is on its way out.
+      await call(cloud.rpc, cancel, "cancelBuild", {
+        method: "POST",
+        path: `builds/${instanceId}/cancel`,
+        params: { id: instanceId },
+      });
+      await cloud.engine.waitForCompletion(instanceId, 60_000).catch(async (error: unknown) => {
+        const status = await cloud.engine.getStatus(instanceId);
+        throw new Error(
+          `build ${instanceId} did not end after a cancel: ${JSON.stringify(status?.customStatus)}\n` +
+            cloud.logLines(instanceId).join("\n"),
+          { cause: error },
+        );
+      });
+    }),
+  );
 }
 
 export interface CallInit {
