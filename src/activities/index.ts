@@ -219,6 +219,13 @@ export function makeActivities(deps: ActivityDeps): ReadonlyMap<string, Activity
       await deps.compute.cancelBuildCommand(input.vm, input.handle);
     },
 
+    [ACTIVITIES.stopBuilder]: async ({ vm }: { vm: VmRef }) => {
+      // Deallocation stops whatever runs on the VM (the action Run Command has no cancel); the
+      // next build starts the VM again, with its disks (and build caches) as they were.
+      await deps.compute.deallocate(vm);
+      return deps.compute.getVmStatus(vm);
+    },
+
     [ACTIVITIES.deployImage]: (input: DeployInput) =>
       deps.apps.updateImage(input.app, {
         containerName: input.containerName,

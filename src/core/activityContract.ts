@@ -26,6 +26,8 @@ export const ACTIVITIES = {
   startBuild: "fb_StartBuild",
   readBuild: "fb_ReadBuild",
   cancelBuild: "fb_CancelBuild",
+  /** Deallocates the builder VM: the only way to stop a build script that cannot be cancelled. */
+  stopBuilder: "fb_StopBuilder",
   deployImage: "fb_DeployImage",
   getRevision: "fb_GetRevision",
 } as const;

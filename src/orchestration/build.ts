@@ -48,6 +48,12 @@ const CAPACITY_CODES = new Set([
 ]);
 
 const TERMINAL_EXECUTION = new Set(["Succeeded", "Failed", "TimedOut", "Canceled"]);
+/**
+ * The builder posts its completion callback just before it prints its result line and removes its
+ * workspace (and the private folder with its callback token). Deleting the run command stops the
+ * script, so after a callback we give the script this long to exit before deleting it.
+ */
+const COMMAND_EXIT_GRACE_MS = 60_000;
 
 /** Ends the build early with a terminal phase; caught by the orchestrator's top level. */
 class BuildEnded extends Error {
@@ -89,6 +95,11 @@ class EventLatch {
     this.waiter = this.df.waitForExternalEvent(this.name);
     return this.waiter;
   }
+
+  /** Drops an event that was read and rejected, so the next `arm` waits for a new one. */
+  reset(): void {
+    this.waiter = undefined;
+  }
 }
 
 const nextDelay = (
@@ -103,6 +114,12 @@ class BuildRun {
   private lease: LeaseRef | undefined;
   private leaseRenewAt = 0;
   private handle: BuildCommandHandle | undefined;
+  /** The build command's result was read (callback or instance view): nothing left to stop. */
+  private commandFinished = false;
+  /** The instance view showed the command in a terminal state (the script has exited). */
+  private commandExited = false;
+  /** What stopping the build command did to the builder, for the build's reason (hybrid: deallocated). */
+  stopNote: string | undefined;
   private startedAt: string | undefined;
   private readonly cancel: EventLatch;
   private readonly callback: EventLatch;
@@ -154,6 +171,16 @@ class BuildRun {
 
   private throwIfCancelled(): void {
     if (this.cancel.fired) throw this.cancelledError();
+  }
+
+  /** True when a cancel request has arrived (costs one zero-length timer when none has). */
+  private *cancelPending(): Generator<Task, boolean, unknown> {
+    if (this.cancel.fired) return true;
+    const timer = this.df.createTimer(new Date(this.now()));
+    const winner: unknown = yield this.df.Task.any([this.cancel.arm(), timer]);
+    if (winner === timer) return false;
+    timer.cancel();
+    return true;
   }
 
   /** A durable timer that a cancel request interrupts (unless `interruptible` is false: cleanup). */
@@ -255,6 +282,9 @@ class BuildRun {
       queueDelay = nextDelay(queueDelay, QUEUE_POLL);
       yield* this.sleep(queueDelay);
     }
+    // A cancel raised while that last acquire ran is delivered only to a waiter: look before using
+    // the builder, so a build cancelled in the queue never starts it (cleanup gives the lease back).
+    if (queueDelay !== undefined && (yield* this.cancelPending())) throw this.cancelledError();
     this.startedAt = this.iso();
     this.status = { ...this.status, queuePosition: undefined };
     this.step("lease", "succeeded");
@@ -370,9 +400,12 @@ class BuildRun {
         const parsed = buildCompletedSchema.safeParse(this.callback.value);
         if (parsed.success && parsed.data.buildId === input.buildId) {
           result = parsed.data;
+          this.commandFinished = true;
           break;
         }
         this.log("ignored a completion callback that is not a valid result for this build");
+        // Wait for the next callback (or the instance view) instead of re-reading this one.
+        this.callback.reset();
       }
       if (this.now() >= deadline) {
         yield* this.stopBuildCommand();
@@ -404,6 +437,8 @@ class BuildRun {
         this.status = { ...this.status, logTail: clampLines(progress.logTail) };
       this.publish();
       if (TERMINAL_EXECUTION.has(progress.executionState)) {
+        this.commandFinished = true;
+        this.commandExited = true;
         if (progress.result) {
           result = progress.result;
           break;
@@ -443,21 +478,108 @@ class BuildRun {
         message: "the build succeeded but reported no image",
       });
     }
-    this.handle = undefined;
     return result;
   }
 
-  /** Deletes the run command (stops the script on the VM); best effort, the build is ending anyway. */
+  /**
+   * Stops a build command whose result was not read (cancel, timeout, failure), before the lease
+   * is released: deleting the managed run command stops its script. The action Run Command
+   * (hybrid profile) cannot be cancelled, and a managed one we could not delete may still run, so
+   * releasing the lease then would let the next build overlap the script: deallocating the VM
+   * stops it (the next build starts the VM again). `stopNote` says what was done, for the reason.
+   */
   private *stopBuildCommand(): Generator<Task, void, unknown> {
-    if (!this.handle || !this.env) return;
     const handle = this.handle;
+    const env = this.env;
     this.handle = undefined;
+    if (!handle || !env) return;
+    if (handle.kind === "managed") {
+      try {
+        yield* this.call<void>(ACTIVITIES.cancelBuild, { vm: env.vm, handle }, RETRY.arm, false);
+        this.log(`build command ${handle.name} deleted`);
+        return;
+      } catch (error) {
+        this.log(`could not delete build command ${handle.name}: ${describe(error)}`);
+      }
+    }
+    const why =
+      handle.kind === "action"
+        ? "the hybrid profile's Run Command cannot be cancelled"
+        : "its run command could not be deleted";
+    if (!this.lease) {
+      // The lease was lost: the VM may be another build's by now, never deallocate it under that build.
+      this.stopNote = `the build script could not be stopped (${why}) and the builder lease was lost, so builder ${env.vm.vmName} was left running`;
+    } else {
+      try {
+        const vm = yield* this.call<VmStatus>(ACTIVITIES.stopBuilder, { vm: env.vm }, RETRY.arm, false);
+        this.status = { ...this.status, builder: { ...this.status.builder, powerState: vm.powerState } };
+        this.stopNote = `builder ${env.vm.vmName} was deallocated to stop the build script (${why}); the next build starts it again`;
+      } catch (error) {
+        this.stopNote = `the build script may still be running on builder ${env.vm.vmName}: ${why} and deallocating the VM failed (${describe(error)})`;
+      }
+    }
+    this.log(this.stopNote);
+  }
+
+  /**
+   * Deletes a managed run command whose result was read. Azure keeps run commands as resources
+   * on the VM (with their parameters and blob URIs) until deleted, and they accumulate; best
+   * effort, it never fails the build. The action Run Command leaves no resource behind.
+   */
+  private *retireBuildCommand(): Generator<Task, void, unknown> {
+    const handle = this.handle;
+    const env = this.env;
+    this.handle = undefined;
+    if (!handle || !env || handle.kind !== "managed") return;
+    if (!this.commandExited) yield* this.awaitCommandExit(env, handle);
     try {
-      yield* this.call<void>(ACTIVITIES.cancelBuild, { vm: this.env.vm, handle }, RETRY.arm, false);
+      yield* this.call<void>(ACTIVITIES.cancelBuild, { vm: env.vm, handle }, RETRY.arm, false);
       this.log(`build command ${handle.name} deleted`);
     } catch (error) {
-      this.log(`could not delete build command ${handle.name}: ${describe(error)}`);
+      this.log(`could not delete build command ${handle.name} (it stays on the VM): ${describe(error)}`);
     }
+  }
+
+  /** After a callback: waits (at most COMMAND_EXIT_GRACE_MS) until the instance view shows the script ended. */
+  private *awaitCommandExit(
+    env: ResolvedEnvironment,
+    handle: BuildCommandHandle,
+  ): Generator<Task, void, unknown> {
+    const until = this.now() + COMMAND_EXIT_GRACE_MS;
+    let delay: number | undefined;
+    while (this.now() < until) {
+      delay = nextDelay(delay, POLL);
+      try {
+        // A cancel request ends the grace at once: deleting the command stops the script.
+        yield* this.sleep(Math.min(delay, Math.max(1_000, until - this.now())));
+      } catch (error) {
+        if (error instanceof BuildEnded) return;
+        throw error;
+      }
+      try {
+        const progress = yield* this.call<BuildProgress>(
+          ACTIVITIES.readBuild,
+          { vm: env.vm, handle, buildId: this.input.buildId },
+          RETRY.arm,
+          false,
+        );
+        if (TERMINAL_EXECUTION.has(progress.executionState)) return;
+      } catch (error) {
+        this.log(`could not read build command ${handle.name}: ${describe(error)}`);
+        return;
+      }
+    }
+  }
+
+  /** The build command's result was read (callback or instance view). */
+  get resultRead(): boolean {
+    return this.commandFinished;
+  }
+
+  /** Before the lease goes back: stop a build command still running, or retire a finished one. */
+  *finishBuildCommand(): Generator<Task, void, unknown> {
+    if (this.commandFinished) yield* this.retireBuildCommand();
+    else yield* this.stopBuildCommand();
   }
 
   private *deploy(env: ResolvedEnvironment, image: string): Generator<Task, void, unknown> {
@@ -502,7 +624,8 @@ class BuildRun {
         });
       }
       if (this.now() >= deadline) {
-        throw new BuildEnded("timed-out", {
+        // The build itself succeeded; its deploy did not: a failed build (not a build timeout).
+        throw new BuildEnded("failed", {
           code: "DeployTimeout",
           message: `revision ${revisionName} was not healthy within ${Math.round(env.limits.deployTimeoutMs / 60_000)} minutes; the previous revision keeps serving`,
           hint: "Check the revision in the Container App; raise FASTBUILD_DEPLOY_TIMEOUT_MINUTES if it needs longer to start.",
@@ -553,11 +676,6 @@ class BuildRun {
     this.status = finished(this.status, phase, this.iso(), error);
     this.publish();
     this.log(`ended ${phase}${error ? ` (${error.code}): ${error.message}` : ""}`);
-  }
-
-  /** Cancels a pending upload-wait, leaves nothing behind on the VM. */
-  *abandonBuildCommand(): Generator<Task, void, unknown> {
-    yield* this.stopBuildCommand();
   }
 }
 
@@ -626,9 +744,21 @@ export const buildOrchestrator: OrchestrationHandler = function* (context: Orche
       phase = "failed";
       error = { code: "InternalError", message: "the build orchestration hit an unexpected error" };
     }
-    if (phase !== "succeeded") yield* run.abandonBuildCommand();
   }
+  // When the build's result was read, the outcome is known: the developer sees it now, while the
+  // finished command is retired and the lease goes back (a grace of up to a minute for the script
+  // to exit). When it was not, stopping the command can change the reason, so the end waits.
+  const outcomeKnown = run.resultRead;
+  if (outcomeKnown) run.end(phase, error);
+  // Invariant: whatever happened above, the build command is stopped or retired, the lease goes
+  // back and the build ends in a terminal phase with a reason. None of these steps may throw.
+  try {
+    yield* run.finishBuildCommand();
+  } catch (thrown) {
+    run.log(`unexpected error while finishing the build command: ${describe(thrown)}`);
+  }
+  if (error && run.stopNote) error = { ...error, message: `${error.message}; ${run.stopNote}` };
   yield* run.cleanup(phase, error ? `${error.code}: ${error.message}` : "ok");
-  run.end(phase, error);
+  if (!outcomeKnown) run.end(phase, error);
   return run.status;
 };

@@ -11,18 +11,21 @@ import { createBlobStores } from "../../src/azure/blobs.js";
 import { createComputeGateway } from "../../src/azure/compute.js";
 import { createContainerAppsGateway } from "../../src/azure/containerApps.js";
 import { TableLeaseStore } from "../../src/azure/tables.js";
-import type { Config, EnvironmentConfig } from "../../src/config/index.js";
+import type { ComputeProfile, Config, EnvironmentConfig } from "../../src/config/index.js";
 import type { BuildStatus } from "../../src/core/api.js";
-import { BUILD_ORCHESTRATOR } from "../../src/core/activityContract.js";
+import { ACTIVITIES, BUILD_ORCHESTRATOR } from "../../src/core/activityContract.js";
 import { BUILD_EVENTS, builderKey, type BuildInput } from "../../src/core/buildInput.js";
+import { decideAcquire, mutateRecord } from "../../src/core/lease.js";
 import type { VmRef } from "../../src/core/ports.js";
 import { startArmEmulator, type ArmEmulator, type RunCommandExecutor } from "../../src/local/arm/index.js";
 import { startAzurite, type Azurite } from "../../src/local/azurite.js";
 import {
   checkReplayPrefixes,
   OrchestrationDriver,
+  type ActivityHandler,
   type ReplaySchemaName,
 } from "../../src/local/durable/driver.js";
+import { HistoryEventType } from "../../src/local/durable/history.js";
 import { buildOrchestrator } from "../../src/orchestration/build.js";
 import { gatewayOptions, SUB } from "../arm/helpers.js";
 
@@ -44,6 +47,10 @@ after(async () => {
 
 let counter = 0;
 interface Scenario {
+  /** The emulator this scenario's VM and app live in (the shared one unless a test needs its own). */
+  arm: ArmEmulator;
+  /** Compute API profile of the gateway (default `latest`). */
+  profile?: ComputeProfile;
   env: EnvironmentConfig;
   vm: VmRef;
   config: Config;
@@ -52,8 +59,14 @@ interface Scenario {
 }
 
 function scenario(
-  options: { powerState?: "running" | "deallocated"; builds?: Partial<Config["builds"]> } = {},
+  options: {
+    powerState?: "running" | "deallocated";
+    builds?: Partial<Config["builds"]>;
+    emulator?: ArmEmulator;
+    profile?: ComputeProfile;
+  } = {},
 ): Scenario {
+  const emulator = options.emulator ?? arm;
   const n = ++counter;
   const env: EnvironmentConfig = {
     name: `env${n}`,
@@ -67,8 +80,8 @@ function scenario(
     binaryName: "app",
   };
   const vm = { subscriptionId: SUB, resourceGroup: env.resourceGroup, vmName: env.builderVm };
-  arm.addVm(vm, { powerState: options.powerState ?? "deallocated" });
-  arm.addContainerApp(
+  emulator.addVm(vm, { powerState: options.powerState ?? "deallocated" });
+  emulator.addContainerApp(
     { subscriptionId: SUB, resourceGroup: env.resourceGroup, appName: env.containerApp },
     { containers: [{ name: "web", image: "registry.example.test/team/app:old" }], revisionSuffix: "old" },
   );
@@ -86,7 +99,7 @@ function scenario(
     },
     publicBaseUrl: undefined,
   } as unknown as Config;
-  return { env, vm, config };
+  return { arm: emulator, ...(options.profile ? { profile: options.profile } : {}), env, vm, config };
 }
 
 function resultLine(buildId: string, extra: Record<string, unknown> = {}): string {
@@ -129,7 +142,12 @@ function newInput(s: Scenario, overrides: Partial<BuildInput> = {}): BuildInput 
   };
 }
 
-function driverFor(s: Scenario, input: BuildInput, schema: ReplaySchemaName = "V3") {
+function driverFor(
+  s: Scenario,
+  input: BuildInput,
+  schema: ReplaySchemaName = "V3",
+  wrap?: (activities: ReadonlyMap<string, ActivityHandler>) => ReadonlyMap<string, ActivityHandler>,
+) {
   const blobs = createBlobStores({
     connectionString: azurite.connectionString,
     blobEndpoint: undefined,
@@ -138,8 +156,8 @@ function driverFor(s: Scenario, input: BuildInput, schema: ReplaySchemaName = "V
   });
   const activities = makeActivities({
     config: s.config,
-    compute: createComputeGateway(gatewayOptions(arm)),
-    apps: createContainerAppsGateway(gatewayOptions(arm)),
+    compute: createComputeGateway(gatewayOptions(s.arm, s.profile ? { profile: s.profile } : {})),
+    apps: createContainerAppsGateway(gatewayOptions(s.arm)),
     sources: blobs.sources,
     logs: blobs.logs,
     leases,
@@ -150,7 +168,7 @@ function driverFor(s: Scenario, input: BuildInput, schema: ReplaySchemaName = "V
     orchestrator: buildOrchestrator,
     instanceId: input.buildId,
     input,
-    activities,
+    activities: wrap ? wrap(activities) : activities,
     schema,
     // A little real time per virtual timer lets the emulator's VM and run command move on.
     clock: { kind: "virtual", start: START, realDelayMs: 3 },
@@ -188,10 +206,70 @@ async function runBuild(
   return { status, driver };
 }
 
-const runCommandDeletes = (buildId: string) =>
-  arm.requests.filter(
+const runCommandDeletes = (buildId: string, emulator: ArmEmulator = arm) =>
+  emulator.requests.filter(
     (r) => r.method === "DELETE" && r.path.toLowerCase().includes(`/runcommands/fb-${buildId}`),
   ).length;
+
+/** The build's managed run command is no longer a resource on the VM. */
+async function assertRunCommandGone(s: Scenario, buildId: string): Promise<void> {
+  await assert.rejects(
+    createComputeGateway(gatewayOptions(s.arm)).readBuildCommand(s.vm, {
+      kind: "managed",
+      name: `fb-${buildId}`,
+    }),
+    (error: unknown) => (error as { status?: unknown }).status === 404,
+    "the run command was deleted",
+  );
+}
+
+/** Requests to one VM's own routes (power actions, run commands), by method and last path segment. */
+const vmRequests = (s: Scenario, method: string, tail: RegExp) =>
+  s.arm.requests.filter(
+    (r) =>
+      r.method === method &&
+      r.path.toLowerCase().includes(`/virtualmachines/${s.vm.vmName.toLowerCase()}/`) &&
+      tail.test(r.path),
+  );
+
+/** A script that runs until it is aborted (managed: delete/timeout) or its VM goes down (action). */
+const runUntilStopped =
+  (s: Scenario, onStart?: (run: Parameters<RunCommandExecutor>[0]) => void): RunCommandExecutor =>
+  (run) => {
+    onStart?.(run);
+    return new Promise((resolve) => {
+      const stop = () => {
+        clearInterval(watch);
+        resolve({ exitCode: 137 });
+      };
+      // The emulator aborts managed run commands on deallocation; the action one is watched here.
+      const watch = setInterval(() => {
+        const state = s.arm.getVm(s.vm)?.powerState;
+        if (state === "deallocating" || state === "deallocated") stop();
+      }, 2);
+      run.signal.addEventListener("abort", stop);
+    });
+  };
+
+/** Takes the builder's lease for a build that is not ours (the one the queue waits behind). */
+async function holdLease(s: Scenario, holder: string): Promise<number> {
+  return mutateRecord(leases, builderKey(s.vm), (record) => {
+    const decision = decideAcquire(record, holder, new Date(), {
+      leaseMs: 10 * 60_000,
+      queueStaleMs: 180_000,
+    });
+    assert.equal(decision.kind, "acquired");
+    return { record: decision.record, result: decision.record.generation };
+  });
+}
+
+async function until(condition: () => boolean, what: string, limitMs = 10_000): Promise<void> {
+  const end = Date.now() + limitMs;
+  while (!condition()) {
+    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
 
 describe("build orchestration end to end", () => {
   for (const schema of ["V1", "V3"] as const) {
@@ -217,6 +295,7 @@ describe("build orchestration end to end", () => {
         appName: s.env.containerApp,
       });
       assert.equal(app?.images.web, `registry.example.test/team/app:${input.buildId}`);
+      await assertRunCommandGone(s, input.buildId);
       // Determinism: every prefix of the finished history replays to a prefix of its actions.
       await checkReplayPrefixes(buildOrchestrator, {
         instanceId: input.buildId,
@@ -264,6 +343,8 @@ describe("build orchestration end to end", () => {
     });
     assert.equal(status.phase, "succeeded");
     assert.equal(status.cache?.base, "miss");
+    // The script had time to exit after its callback; then its run command was deleted all the same.
+    await assertRunCommandGone(s, input.buildId);
   });
 
   it("retries a VM start that failed with AllocationFailed, then builds", async () => {
@@ -323,6 +404,7 @@ describe("build orchestration end to end", () => {
     assert.match(status.error?.message ?? "", /step app/);
     assert.deepEqual(status.logTail, ["error[E0425]: cannot find value `x` in this scope"]);
     assert.equal(status.steps.find((step) => step.name === "deploy")?.state, "skipped");
+    await assertRunCommandGone(s, input.buildId);
   });
 
   it("times out a build that runs past its limit and stops the run command", async () => {
@@ -437,5 +519,236 @@ describe("build orchestration end to end", () => {
     const record = (await leases.read(builderKey(s.vm)))!.record;
     assert.equal(record.holder, undefined);
     assert.equal(record.generation, 2);
+  });
+
+  it("cancels a queued build at once: it leaves the queue and never takes the lease", async () => {
+    const s = scenario();
+    const holder = `build-ahead-${randomBytes(4).toString("hex")}`;
+    const generation = await holdLease(s, holder);
+    const input = newInput(s);
+    const driver = driverFor(s, input);
+    driver.raiseEvent(BUILD_EVENTS.sourceUploaded, {});
+    const running = driver.run();
+    await until(
+      () => (driver.status().customStatus as BuildStatus | undefined)?.queuePosition === 1,
+      "the build shows its queue position",
+    );
+    driver.raiseEvent(BUILD_EVENTS.cancelRequested, { reason: "tired of waiting" });
+    const instance = await running;
+
+    assert.equal(instance.runtimeStatus, "Completed");
+    assert.deepEqual(driver.openTimers(), [], "every losing timer is cancelled");
+    const status = instance.output as BuildStatus;
+    assert.equal(status.phase, "cancelled");
+    assert.equal(status.terminal, true);
+    assert.match(status.error?.message ?? "", /tired of waiting/);
+    assert.equal(status.queuePosition, undefined);
+    const record = (await leases.read(builderKey(s.vm)))!.record;
+    assert.equal(record.holder, holder, "the lease stays with the build ahead");
+    assert.equal(record.generation, generation, "the cancelled build never took the lease");
+    assert.equal(
+      record.queue.some((q) => q.buildId === input.buildId),
+      false,
+      "the build left the queue",
+    );
+    // Promptly: once the cancel arrived, no queue poll and no timer was waited for.
+    const history = driver.getHistory();
+    const cancelledAt = history.findIndex(
+      (e) => e.EventType === HistoryEventType.EventRaised && e.Name === BUILD_EVENTS.cancelRequested,
+    );
+    assert.ok(cancelledAt > 0);
+    const after = history.slice(cancelledAt);
+    assert.equal(
+      after.some((e) => e.EventType === HistoryEventType.TaskScheduled && e.Name === ACTIVITIES.acquireLease),
+      false,
+    );
+    assert.equal(
+      after.some((e) => e.EventType === HistoryEventType.TimerFired),
+      false,
+    );
+    assert.equal(vmRequests(s, "POST", /\/start$/i).length, 0, "the builder was not started");
+    const rows = await leases.listBuilds(builderKey(s.vm));
+    assert.ok(rows.some((row) => row.buildId === input.buildId && row.outcome === "cancelled"));
+    await checkReplayPrefixes(buildOrchestrator, { instanceId: input.buildId, history, input, schema: "V3" });
+  });
+
+  it("gives the lease straight back, without starting the builder, when a cancel lands while a queued build takes it", async () => {
+    const s = scenario();
+    const holder = `build-ahead-${randomBytes(4).toString("hex")}`;
+    await holdLease(s, holder);
+    const input = newInput(s);
+    let asks = 0;
+    const driver: OrchestrationDriver = driverFor(
+      s,
+      input,
+      "V3",
+      (activities) =>
+        new Map(
+          [...activities].map(([name, handler]): [string, ActivityHandler] => [
+            name,
+            name !== ACTIVITIES.acquireLease
+              ? handler
+              : async (...args: Parameters<ActivityHandler>) => {
+                  if (++asks === 2) {
+                    // The build ahead ends, and the user cancels, while this acquire is on its way.
+                    await mutateRecord(leases, builderKey(s.vm), (record) => ({
+                      record: { ...record, holder: undefined, leaseExpiresAt: undefined },
+                      result: undefined,
+                    }));
+                    driver.raiseEvent(BUILD_EVENTS.cancelRequested, { reason: "never mind" });
+                  }
+                  return handler(...args);
+                },
+          ]),
+        ),
+    );
+    driver.raiseEvent(BUILD_EVENTS.sourceUploaded, {});
+    const instance = await driver.run();
+    const status = instance.output as BuildStatus;
+    assert.equal(status.phase, "cancelled");
+    assert.match(status.error?.message ?? "", /never mind/);
+    assert.deepEqual(driver.openTimers(), []);
+    const record = (await leases.read(builderKey(s.vm)))!.record;
+    assert.equal(record.holder, undefined, "the lease is released");
+    assert.equal(vmRequests(s, "POST", /\/start$/i).length, 0, "the builder was not started");
+    assert.equal(arm.getVm(s.vm)?.powerState, "deallocated");
+  });
+
+  it("fails a deploy whose revision is not healthy in time, saying the previous revision keeps serving", async () => {
+    // An emulator whose new revisions stay Provisioning for a day.
+    const slow = await startArmEmulator({ revisionReadyMs: 24 * 3600_000 });
+    try {
+      const s = scenario({ powerState: "running", emulator: slow, builds: { deployTimeoutMinutes: 2 } });
+      slow.setRunCommandExecutor(succeed());
+      const input = newInput(s);
+      const { status } = await runBuild(s, input, "V3", (d) => d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}));
+      assert.equal(status.phase, "failed");
+      assert.equal(status.error?.code, "DeployTimeout");
+      assert.match(
+        status.error?.message ?? "",
+        /was not healthy within 2 minutes; the previous revision keeps serving/,
+      );
+      assert.equal(status.revision?.provisioningState, "Provisioning");
+      assert.equal(status.steps.find((step) => step.name === "build")?.state, "succeeded");
+      assert.equal(status.steps.find((step) => step.name === "deploy")?.state, "failed");
+      const app = slow.getContainerApp({
+        subscriptionId: SUB,
+        resourceGroup: s.env.resourceGroup,
+        appName: s.env.containerApp,
+      });
+      assert.equal(app?.latestReadyRevisionName, `${s.env.containerApp}--old`);
+      await assertRunCommandGone(s, input.buildId);
+    } finally {
+      await slow.stop();
+    }
+  });
+
+  for (const [how, schema] of [
+    ["cancel", "V1"],
+    ["timeout", "V3"],
+  ] as const) {
+    it(`hybrid profile: on ${how}, deallocates the builder to stop the uncancellable Run Command before releasing the lease`, async () => {
+      const s = scenario({
+        powerState: "running",
+        profile: "2020-09-01-hybrid",
+        builds: { buildTimeoutMinutes: 1 },
+      });
+      let driver: OrchestrationDriver | undefined;
+      let scriptStopped = false;
+      arm.setRunCommandExecutor(async (run) => {
+        const stopped = await runUntilStopped(s, () => {
+          if (how === "cancel") driver?.raiseEvent(BUILD_EVENTS.cancelRequested, { reason: "wrong branch" });
+        })(run);
+        scriptStopped = true;
+        return stopped;
+      });
+      const input = newInput(s);
+      const { status, driver: d } = await runBuild(s, input, schema, (dr) => {
+        driver = dr;
+        dr.raiseEvent(BUILD_EVENTS.sourceUploaded, {});
+      });
+      assert.equal(status.phase, how === "cancel" ? "cancelled" : "timed-out");
+      assert.match(
+        status.error?.message ?? "",
+        how === "cancel" ? /wrong branch/ : /did not finish within 1 minutes/,
+      );
+      assert.match(
+        status.error?.message ?? "",
+        new RegExp(
+          `builder ${s.vm.vmName} was deallocated to stop the build script \\(.*cannot be cancelled\\)`,
+        ),
+      );
+      assert.equal(status.builder.powerState, "deallocated");
+      assert.equal(arm.getVm(s.vm)?.powerState, "deallocated");
+      assert.ok(scriptStopped, "the script on the VM was stopped");
+      const actions = vmRequests(s, "POST", /\/runCommand$/i);
+      assert.equal(actions.length, 1, "the build ran as the action Run Command");
+      assert.equal(actions[0]?.apiVersion, "2020-06-01");
+      assert.equal(vmRequests(s, "DELETE", /\/runCommands\//i).length, 0, "there is nothing to delete");
+      assert.equal(vmRequests(s, "POST", /\/deallocate$/i).length, 1);
+      // The VM went down before the lease went back.
+      const history = d.getHistory();
+      const scheduled = (name: string) =>
+        history.findIndex((e) => e.EventType === HistoryEventType.TaskScheduled && e.Name === name);
+      assert.ok(scheduled(ACTIVITIES.stopBuilder) > 0);
+      assert.ok(scheduled(ACTIVITIES.stopBuilder) < scheduled(ACTIVITIES.releaseLease));
+      await checkReplayPrefixes(buildOrchestrator, { instanceId: input.buildId, history, input, schema });
+
+      // The next build starts the builder again and runs.
+      arm.setRunCommandExecutor(succeed());
+      const next = newInput(s, { deploy: false });
+      const { status: nextStatus } = await runBuild(s, next, "V3", (dr) =>
+        dr.raiseEvent(BUILD_EVENTS.sourceUploaded, {}),
+      );
+      assert.equal(nextStatus.phase, "succeeded");
+      assert.equal(arm.getVm(s.vm)?.powerState, "running");
+    });
+  }
+
+  it("deallocates the builder when a cancelled build's run command cannot be deleted", async () => {
+    const s = scenario({ powerState: "running" });
+    let driver: OrchestrationDriver | undefined;
+    arm.setRunCommandExecutor(
+      runUntilStopped(s, () => driver?.raiseEvent(BUILD_EVENTS.cancelRequested, { reason: "stop" })),
+    );
+    const input = newInput(s);
+    arm.inject({
+      method: "DELETE",
+      path: new RegExp(`/runCommands/fb-${input.buildId}$`, "i"),
+      times: 1,
+      response: {
+        status: 403,
+        body: { error: { code: "AuthorizationFailed", message: "no permission to delete run commands" } },
+      },
+    });
+    const { status } = await runBuild(s, input, "V3", (d) => {
+      driver = d;
+      d.raiseEvent(BUILD_EVENTS.sourceUploaded, {});
+    });
+    assert.equal(status.phase, "cancelled");
+    assert.match(
+      status.error?.message ?? "",
+      /was deallocated to stop the build script \(its run command could not be deleted\)/,
+    );
+    assert.equal(arm.getVm(s.vm)?.powerState, "deallocated");
+  });
+
+  it("ignores a completion callback that is not this build's result and keeps waiting for it", async () => {
+    const s = scenario({ powerState: "running" });
+    let driver: OrchestrationDriver | undefined;
+    arm.setRunCommandExecutor(async (run) => {
+      driver?.raiseEvent(BUILD_EVENTS.buildCompleted, JSON.parse(resultLine("build-someone-else")));
+      driver?.raiseEvent(BUILD_EVENTS.buildCompleted, { not: "a result" });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      return succeed()(run);
+    });
+    const input = newInput(s, { deploy: false });
+    const { status } = await runBuild(s, input, "V3", (d) => {
+      driver = d;
+      d.raiseEvent(BUILD_EVENTS.sourceUploaded, {});
+    });
+    assert.equal(status.phase, "succeeded");
+    assert.equal(status.image?.reference, `registry.example.test/team/app:${input.buildId}`);
+    await assertRunCommandGone(s, input.buildId);
   });
 });
