@@ -3,6 +3,7 @@
  * JSON shapes that cross the durable host. Both sides import this; neither imports the other.
  */
 import type { BuildResult } from "./buildResult.js";
+import type { BuildActivityRecord } from "./lease.js";
 import type {
   BuildCommandHandle,
   ContainerAppRef,
@@ -86,16 +87,8 @@ export interface BuildProgress {
   message: string | undefined;
 }
 
-export interface RecordBuildInput {
-  builderKey: string;
-  buildId: string;
-  environment: string;
-  startedAt: string;
-  endedAt: string;
-  outcome: string;
-  reason: string;
-  vmMinutes: number;
-}
+/** The record activity's input is the row the lease store keeps per build. */
+export type RecordBuildInput = BuildActivityRecord;
 
 export interface DeployInput {
   app: ContainerAppRef;

@@ -1,6 +1,7 @@
 /**
- * `POST /api/builds/{id}/cancel`: asks the orchestration to stop. It cancels the run command on the
- * builder and releases the lease itself, so the build still ends through its normal cleanup.
+ * `POST /api/builds/{id}/cancel`: raises `CancelRequested`; the orchestration stops the run command,
+ * releases the lease and records the build through its normal cleanup (terminating the instance
+ * would skip all three).
  */
 import type { HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
 import { z } from "zod";

@@ -161,6 +161,23 @@ describe("compute gateway against the ARM emulator", () => {
     assert.equal((JSON.parse(post!.body) as { commandId: string }).commandId, "RunShellScript");
   });
 
+  it("stops a running action Run Command when its VM is deallocated (the only way to stop it)", async () => {
+    let aborted = false;
+    emulator.setRunCommandExecutor(async (run) => {
+      await new Promise<void>((resolve) =>
+        run.signal.addEventListener("abort", () => resolve(), { once: true }),
+      );
+      aborted = true;
+      return { exitCode: 137 };
+    });
+    const gateway = createComputeGateway(gatewayOptions(emulator, { profile: "2020-09-01-hybrid" }));
+    const vm = newVm();
+    await gateway.startBuildCommand(vm, spec("fb-hybrid-stop"));
+    await gateway.deallocate(vm);
+    assert.equal(aborted, true);
+    assert.equal(emulator.getVm(vm)?.powerState, "deallocated");
+  });
+
   it("sends api-version 2020-06-01 on every compute request under the hybrid profile", async () => {
     const gateway = createComputeGateway(gatewayOptions(emulator, { profile: "2020-09-01-hybrid" }));
     const vm = newVm("deallocated");

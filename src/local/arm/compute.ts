@@ -91,6 +91,8 @@ interface VmState {
   provisioningTime: string;
   runCommands: Map<string, RunCommandState>;
   actionRunning: boolean;
+  /** Stops the running action Run Command's script when the VM goes down (it cannot be cancelled otherwise). */
+  actionAbort: AbortController | undefined;
 }
 
 const ID = "([^/]+)";
@@ -142,6 +144,7 @@ export class ComputeProvider {
       provisioningTime: armTime(),
       runCommands: new Map(),
       actionRunning: false,
+      actionAbort: undefined,
     });
   }
 
@@ -324,6 +327,7 @@ export class ComputeProvider {
         vm.powerState = action === "poweroff" ? "stopping" : "deallocating";
         // A VM going down takes its running scripts with it.
         for (const rc of vm.runCommands.values()) rc.abort?.abort("vm-stopped");
+        vm.actionAbort?.abort("vm-stopped");
         const ms = action === "poweroff" ? timing.vmPowerOffMs : timing.vmDeallocateMs;
         this.ctx.timers.after(ms, () => {
           vm.powerState = fault ? before : target;
@@ -616,6 +620,7 @@ export class ComputeProvider {
     let stdout = "";
     let stderr = "";
     const abort = new AbortController();
+    vm.actionAbort = abort;
     // The action Run Command has a fixed 90-minute limit and cannot be cancelled.
     const limit = 90 * 60;
     this.ctx.timers.after(limit * 1000, () => abort.abort("timeout"));
@@ -639,6 +644,7 @@ export class ComputeProvider {
       )
       .then(() => {
         vm.actionRunning = false;
+        vm.actionAbort = undefined;
         op.result = {
           value: [
             {
