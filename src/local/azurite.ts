@@ -1,10 +1,16 @@
 /**
  * Starts a real Azurite (blob, queue, table) on free loopback ports, for tests and the local
  * simulation. In-memory, telemetry off. Account-key SAS works as in Azure.
+ *
+ * With `{ https: true, oauth: true }` it also speaks the production path (identity, no keys):
+ * TLS with a certificate made at start, bearer tokens (see `oauthToken.ts`) and user-delegation SAS.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { generate } from "selfsigned";
 
 /** Azurite's well-known development account (public, documented; not a secret). */
 export const DEV_ACCOUNT = "devstoreaccount1";
@@ -20,9 +26,34 @@ export interface Azurite {
   stop(): Promise<void>;
 }
 
-export async function startAzurite(options: { timeoutMs?: number } = {}): Promise<Azurite> {
+/** An Azurite that serves HTTPS with its own self-signed certificate. */
+export interface SecureAzurite extends Azurite {
+  /** The certificate (PEM; it is its own CA): trust it per client with `tlsOptions: { ca }` … */
+  ca: string;
+  /** … or process-wide with `NODE_EXTRA_CA_CERTS=<caFile>` (read at process start). Removed by `stop()`. */
+  caFile: string;
+}
+
+export interface AzuriteOptions {
+  timeoutMs?: number;
+  /** Serve TLS (all endpoints `https://127.0.0.1:…`) with a certificate made at start. */
+  https?: boolean;
+  /**
+   * Accept bearer tokens (`--oauth basic`: claims checked, signature not), which also enables
+   * user-delegation keys. Azurite refuses bearer tokens over plain http, so this needs `https`.
+   */
+  oauth?: boolean;
+}
+
+export function startAzurite(options?: AzuriteOptions & { https?: false; oauth?: false }): Promise<Azurite>;
+export function startAzurite(options: AzuriteOptions & { https: true }): Promise<SecureAzurite>;
+export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurite | SecureAzurite> {
+  if (options.oauth && !options.https) {
+    throw new Error("startAzurite: oauth needs https (Azurite refuses bearer tokens over http)");
+  }
   const require = createRequire(import.meta.url);
   const bin = join(dirname(require.resolve("azurite/package.json")), "dist", "src", "azurite.js");
+  const tls = options.https ? await writeCertificate() : undefined;
   const child = spawn(
     process.execPath,
     [
@@ -36,22 +67,73 @@ export async function startAzurite(options: { timeoutMs?: number } = {}): Promis
       "--blobPort=0",
       "--queuePort=0",
       "--tablePort=0",
+      ...(tls ? [`--cert=${tls.certFile}`, `--key=${tls.keyFile}`] : []),
+      ...(options.oauth ? ["--oauth=basic"] : []),
     ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
-  const ports = await waitForPorts(child, options.timeoutMs ?? 30_000);
-  const blobEndpoint = `http://127.0.0.1:${ports.Blob}/${DEV_ACCOUNT}`;
-  const queueEndpoint = `http://127.0.0.1:${ports.Queue}/${DEV_ACCOUNT}`;
-  const tableEndpoint = `http://127.0.0.1:${ports.Table}/${DEV_ACCOUNT}`;
-  return {
+  let ports: Record<"Blob" | "Queue" | "Table", number>;
+  try {
+    ports = await waitForPorts(child, options.timeoutMs ?? 30_000);
+  } catch (error) {
+    if (tls) await rm(tls.dir, { recursive: true, force: true });
+    throw error;
+  }
+  const scheme = tls ? "https" : "http";
+  const blobEndpoint = `${scheme}://127.0.0.1:${ports.Blob}/${DEV_ACCOUNT}`;
+  const queueEndpoint = `${scheme}://127.0.0.1:${ports.Queue}/${DEV_ACCOUNT}`;
+  const tableEndpoint = `${scheme}://127.0.0.1:${ports.Table}/${DEV_ACCOUNT}`;
+  const azurite: Azurite = {
     blobEndpoint,
     queueEndpoint,
     tableEndpoint,
     connectionString:
-      `DefaultEndpointsProtocol=http;AccountName=${DEV_ACCOUNT};AccountKey=${DEV_KEY};` +
+      `DefaultEndpointsProtocol=${scheme};AccountName=${DEV_ACCOUNT};AccountKey=${DEV_KEY};` +
       `BlobEndpoint=${blobEndpoint};QueueEndpoint=${queueEndpoint};TableEndpoint=${tableEndpoint};`,
     stop: () => stopChild(child),
   };
+  if (!tls) return azurite;
+  return {
+    ...azurite,
+    ca: tls.cert,
+    caFile: tls.certFile,
+    stop: async () => {
+      await stopChild(child);
+      await rm(tls.dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A self-signed certificate for 127.0.0.1 and localhost (without both SANs Node refuses it by
+ * name), written where Azurite's `--cert` / `--key` can read it. Same shape as the ARM emulator's.
+ */
+async function writeCertificate(): Promise<{ dir: string; cert: string; certFile: string; keyFile: string }> {
+  const now = new Date();
+  const result = await generate([{ name: "commonName", value: "localhost" }], {
+    keyType: "ec",
+    curve: "P-256",
+    notBeforeDate: new Date(now.getTime() - 60_000),
+    notAfterDate: new Date(now.getTime() + 7 * 24 * 3600_000),
+    extensions: [
+      { name: "basicConstraints", cA: true },
+      { name: "keyUsage", digitalSignature: true, keyCertSign: true },
+      { name: "extKeyUsage", serverAuth: true },
+      {
+        name: "subjectAltName",
+        altNames: [
+          { type: 7, ip: "127.0.0.1" },
+          { type: 2, value: "localhost" },
+        ],
+      },
+    ],
+  });
+  const dir = await mkdtemp(join(tmpdir(), "azurite-tls-"));
+  const certFile = join(dir, "cert.pem");
+  const keyFile = join(dir, "key.pem");
+  await writeFile(certFile, result.cert);
+  await writeFile(keyFile, result.private, { mode: 0o600 });
+  return { dir, cert: result.cert, certFile, keyFile };
 }
 
 function waitForPorts(
