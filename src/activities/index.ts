@@ -15,6 +15,7 @@ import {
   type BuildProgress,
   type DeployInput,
   type LeaseRef,
+  type ReadAppInput,
   type RecordBuildInput,
   type ResolvedEnvironment,
   type StartBuildInput,
@@ -225,6 +226,8 @@ export function makeActivities(deps: ActivityDeps): ReadonlyMap<string, Activity
       await deps.compute.deallocate(vm);
       return deps.compute.getVmStatus(vm);
     },
+
+    [ACTIVITIES.readApp]: (input: ReadAppInput) => deps.apps.getApp(input.app),
 
     [ACTIVITIES.deployImage]: (input: DeployInput) =>
       deps.apps.updateImage(input.app, {

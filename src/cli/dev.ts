@@ -26,7 +26,7 @@ import { ApiClient } from "./apiClient.js";
 import { createArchive, formatBytes, type SourceArchive } from "./archive.js";
 import type { DevFlags } from "./args.js";
 import type { Output } from "./progress.js";
-import { phaseLabel, renderStatus, renderSummary, splitLogLines } from "./render.js";
+import { phaseLabel, renderPoll, renderSummary, splitLogLines } from "./render.js";
 
 const run = promisify(execFile);
 
@@ -194,10 +194,17 @@ async function upload(api: ApiClient, started: StartBuildResponse, archive: Sour
   out.line(`uploaded ${formatBytes(archive.bytes)}`);
 }
 
+/** Where the CLI is in the build log: the next byte to ask for and the unfinished last line. */
+interface LogCursor {
+  offset: number;
+  rest: string;
+  complete: boolean;
+}
+
 /**
- * Polls status and log until the build is terminal, printing changes and new log lines. Transient
- * API failures are retried with backoff; after many in a row the command gives up (the build goes
- * on on the server).
+ * Polls status and log until the build is terminal, printing new log lines and then the status
+ * changes of each poll (see `renderPoll`). Transient API failures are retried with backoff; after
+ * many in a row the command gives up (the build goes on on the server).
  */
 async function follow(
   api: ApiClient,
@@ -208,25 +215,20 @@ async function follow(
   const interval = opts.pollIntervalMs ?? 1500;
   const deadline = Date.now() + (opts.maxFollowMs ?? 4 * 60 * 60_000);
   let previous: BuildStatus | undefined;
-  let log: { offset: number; rest: string; complete?: boolean } = { offset: 0, rest: "" };
+  let log: LogCursor = { offset: 0, rest: "", complete: false };
   let failures = 0;
   while (!opts.interrupt.aborted) {
     try {
+      // Status first, then the log: every line the builder wrote before this status was read is
+      // in this poll's log, so it prints above the status changes it preceded.
       const status = await api.status(started.statusUrl);
-      for (const line of renderStatus(status, previous)) out.line(line);
-      log = await printLog(api, started, log, out);
+      let read = await readLog(api, started, log);
+      if (status.terminal) read = await drainLog(api, started, read, opts.interrupt);
+      for (const line of renderPoll(read.lines, status, previous)) out.line(line);
+      log = read.cursor;
       previous = status;
       failures = 0;
-      if (status.terminal) {
-        // The last bytes may land after the phase changed: read until the server says complete.
-        for (let i = 0; i < 10 && !opts.interrupt.aborted; i++) {
-          const before = log.offset;
-          log = await printLog(api, started, log, out);
-          if (log.complete || log.offset === before) break;
-        }
-        if (log.rest) out.line(`  │ ${log.rest}`);
-        return status;
-      }
+      if (status.terminal) return status;
       out.status(phaseLabel(status));
     } catch (error) {
       if (!(error instanceof TransientError) || ++failures > 10) {
@@ -250,22 +252,45 @@ async function follow(
   return "interrupted";
 }
 
-async function printLog(
+/** Reads the log from the cursor: the whole lines that arrived, and the cursor after them. */
+async function readLog(
   api: ApiClient,
   started: StartBuildResponse,
-  log: { offset: number; rest: string; complete?: boolean },
-  out: Output,
-): Promise<{ offset: number; rest: string; complete: boolean }> {
+  cursor: LogCursor,
+): Promise<{ lines: string[]; cursor: LogCursor }> {
   try {
-    const chunk = await api.logs(started.logsUrl, log.offset);
-    const { lines, rest } = splitLogLines(log.rest, chunk.text);
-    for (const line of lines) out.line(`  │ ${line}`);
-    return { offset: chunk.nextOffset, rest, complete: chunk.complete };
+    const chunk = await api.logs(started.logsUrl, cursor.offset);
+    const { lines, rest } = splitLogLines(cursor.rest, chunk.text);
+    return { lines, cursor: { offset: chunk.nextOffset, rest, complete: chunk.complete } };
   } catch (error) {
     // Before the builder starts there is no log yet.
-    if (error instanceof NotFoundError) return { ...log, complete: false };
+    if (error instanceof NotFoundError) return { lines: [], cursor: { ...cursor, complete: false } };
     throw error;
   }
+}
+
+/**
+ * After the build ended: reads on until the server says the log is complete (the last bytes may
+ * land after the phase changed, and one answer is capped in size) or nothing more comes, then
+ * adds the unfinished last line. Bounded: the summary must not wait on a log that never completes.
+ */
+async function drainLog(
+  api: ApiClient,
+  started: StartBuildResponse,
+  read: { lines: string[]; cursor: LogCursor },
+  interrupt: AbortSignal,
+): Promise<{ lines: string[]; cursor: LogCursor }> {
+  const lines = [...read.lines];
+  let cursor = read.cursor;
+  for (let i = 0; i < 10 && !cursor.complete && !interrupt.aborted; i++) {
+    const before = cursor.offset;
+    const next = await readLog(api, started, cursor);
+    lines.push(...next.lines);
+    cursor = next.cursor;
+    if (cursor.offset === before) break;
+  }
+  if (cursor.rest) lines.push(cursor.rest);
+  return { lines, cursor: { ...cursor, rest: "" } };
 }
 
 async function cancelQuietly(api: ApiClient, started: StartBuildResponse, out: Output): Promise<void> {
@@ -282,14 +307,15 @@ async function cancelQuietly(api: ApiClient, started: StartBuildResponse, out: O
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((done) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener(
-      "abort",
-      () => {
-        clearTimeout(timer);
-        done();
-      },
-      { once: true },
-    );
+    const abort = () => {
+      clearTimeout(timer);
+      done();
+    };
+    // The listener goes when the timer fires: one per poll would pile up on the long-lived signal.
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", abort);
+      done();
+    }, ms);
+    signal.addEventListener("abort", abort, { once: true });
   });
 }

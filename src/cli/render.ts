@@ -26,6 +26,27 @@ export function phaseLabel(status: BuildStatus): string {
   return running ? `${label}: ${running.name}` : label;
 }
 
+/** A line of the builder's log, as the follow display shows it. */
+export function logLine(text: string): string {
+  return `  │ ${text}`;
+}
+
+/**
+ * What one poll of `fast-build dev` prints, in time order: the log lines that arrived since the
+ * last poll first, then what changed in the status. The builder wrote those lines before the
+ * orchestration moved on (it publishes "deploying" only once it has the build's result, which the
+ * script prints last), so printing the status first would show the phase change above the log
+ * that led to it. At the end of a build `log` holds everything left to read, unfinished line
+ * included: the terminal status lines (and the summary after them) come last.
+ */
+export function renderPoll(
+  log: readonly string[],
+  status: BuildStatus,
+  previous: BuildStatus | undefined,
+): string[] {
+  return [...log.map(logLine), ...renderStatus(status, previous)];
+}
+
 /**
  * Lines describing what changed since `previous` (everything, when there is none): phase, queue
  * position, builder power state, steps, cache, image, revision, error.
@@ -71,6 +92,9 @@ export function renderStatus(status: BuildStatus, previous: BuildStatus | undefi
     const state = [revision.provisioningState, revision.healthState].filter(Boolean).join(", ");
     lines.push(`  revision ${revision.name}${state ? `: ${state}` : ""}`);
   }
+  if (status.deployment && status.deployment.message !== previous?.deployment?.message) {
+    lines.push(`  ${status.deployment.message}`);
+  }
   if (status.error && status.error.code !== previous?.error?.code) {
     lines.push(`✗ ${status.error.message} [${status.error.code}]`);
     if (status.error.hint) lines.push(`  hint: ${status.error.hint}`);
@@ -110,6 +134,13 @@ export function renderSummary(status: BuildStatus, facts: SummaryFacts): string[
   if (status.revision) {
     const state = [status.revision.provisioningState, status.revision.healthState].filter(Boolean).join(", ");
     lines.push(`  revision  ${status.revision.name}${state ? ` (${state})` : ""}`);
+  }
+  if (status.deployment) {
+    lines.push(
+      status.deployment.unchanged
+        ? "  deploy    nothing to deploy: the app already runs this image"
+        : `  deployed  ${status.deployment.reference}`,
+    );
   }
   if (status.cache) {
     lines.push(

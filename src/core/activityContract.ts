@@ -7,6 +7,7 @@ import type { BuildActivityRecord } from "./lease.js";
 import type {
   BuildCommandHandle,
   ContainerAppRef,
+  ContainerAppStatus,
   ExecutionState,
   RevisionStatus,
   VmRef,
@@ -29,6 +30,8 @@ export const ACTIVITIES = {
   cancelBuild: "fb_CancelBuild",
   /** Deallocates the builder VM: the only way to stop a build script that cannot be cancelled. */
   stopBuilder: "fb_StopBuilder",
+  /** Reads the Container App (its containers' images, latest and latest ready revision). */
+  readApp: "fb_ReadApp",
   deployImage: "fb_DeployImage",
   getRevision: "fb_GetRevision",
 } as const;
@@ -93,8 +96,13 @@ export type RecordBuildInput = BuildActivityRecord;
 export interface DeployInput {
   app: ContainerAppRef;
   containerName: string;
+  /** Digest-pinned (`<registry>/<repo>@sha256:…`) unless the builder reported no digest. */
   image: string;
   revisionSuffix: string;
 }
 
-export type { BuildCommandHandle, RevisionStatus, VmStatus };
+export interface ReadAppInput {
+  app: ContainerAppRef;
+}
+
+export type { BuildCommandHandle, ContainerAppStatus, RevisionStatus, VmStatus };

@@ -97,6 +97,12 @@ export interface BuildStatus {
   cache?: { base: "hit" | "miss"; skipped: boolean; baseKey?: string };
   image?: { reference: string; digest?: string };
   revision?: { name: string; healthState?: string; provisioningState?: string };
+  /**
+   * What the deploy step did: the image reference it points the app at (digest-pinned when the
+   * builder reported a digest) and whether the app already ran exactly that image, in which case
+   * no revision was created and `revision` is the app's current ready revision.
+   */
+  deployment?: { reference: string; unchanged: boolean; message: string };
   error?: ApiError;
   /** Last lines of the build log (the full log is at `logsUrl`). */
   logTail?: string[];

@@ -142,6 +142,7 @@ export async function runSimulation(options: SimOptions = {}): Promise<SimReport
       say(
         `   → exit ${build.exitCode}, ${build.status?.phase ?? "no status"} in ${seconds(build.elapsedMs)}`,
       );
+      say(`   → ${deployText(build.status)}`);
     };
 
     await step("build 1: first build (builds the dependency base image, then the app)");
@@ -149,7 +150,9 @@ export async function runSimulation(options: SimOptions = {}): Promise<SimReport
     await writeFile(main, (await readFile(main, "utf8")).replace("hello from fast-build", "hello again"));
     await git(workspace, "commit", "-qam", "change the greeting");
     await step("build 2: a source change (reuses the base, builds only the app layer)");
-    await step("build 3: nothing changed (the registry has this source digest: skipped)");
+    await step(
+      "build 3: nothing changed (the registry has this source digest: skipped; the app already runs it: nothing to deploy)",
+    );
 
     const app = arm.getContainerApp(appRef());
     const image = app?.images[ENVIRONMENT.containerName] ?? "";
@@ -163,6 +166,7 @@ export async function runSimulation(options: SimOptions = {}): Promise<SimReport
         `   ${seconds(build.elapsedMs).padStart(6)}  ${(s?.phase ?? "?").padEnd(9)} ${cache.padEnd(9)} ${build.label}`,
       );
     }
+    // Deploys are digest-pinned: the app runs exactly the bytes that were built.
     say(`   container app ${ENVIRONMENT.containerApp}: ${image}`);
     say(`   latest ready revision: ${app?.latestReadyRevisionName ?? "none"}`);
     say(`   the deployed image says: ${deployedOutput.trim()}`);
@@ -309,6 +313,15 @@ function git(cwd: string, ...args: string[]): Promise<void> {
       code === 0 ? done() : fail(new Error(`git ${args.join(" ")} exited ${code}`)),
     );
   });
+}
+
+/** What a build's deploy step did, for the narration. */
+function deployText(status: BuildStatus | undefined): string {
+  const revision = status?.revision?.name ?? "none";
+  if (!status?.deployment) return `not deployed (revision ${revision} keeps serving)`;
+  return status.deployment.unchanged
+    ? `nothing to deploy: the app already runs this image; revision ${revision} keeps serving`
+    : `deployed ${status.deployment.reference} as revision ${revision}`;
 }
 
 function seconds(ms: number): string {

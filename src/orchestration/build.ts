@@ -11,8 +11,10 @@ import {
   ACTIVITIES,
   type AcquireLeaseResult,
   type BuildProgress,
+  type ContainerAppStatus,
   type DeployInput,
   type LeaseRef,
+  type ReadAppInput,
   type RecordBuildInput,
   type ResolvedEnvironment,
   type StartBuildInput,
@@ -314,8 +316,8 @@ class BuildRun {
     }
     this.phase("deploying");
     this.step("deploy", "running");
-    yield* this.deploy(env, result.image);
-    this.step("deploy", "succeeded");
+    const changed = yield* this.deploy(env, result.image, result.digest);
+    this.step("deploy", changed ? "succeeded" : "skipped");
   }
 
   private *ensureBuilderReady(env: ResolvedEnvironment): Generator<Task, void, unknown> {
@@ -582,11 +584,28 @@ class BuildRun {
     else yield* this.stopBuildCommand();
   }
 
-  private *deploy(env: ResolvedEnvironment, image: string): Generator<Task, void, unknown> {
+  /**
+   * Points the app's container at the built image and waits for the revision that creates; or,
+   * when the app already runs exactly that image on a healthy revision, leaves it alone (a new
+   * revision would run the same bytes). Returns whether the app was changed.
+   */
+  private *deploy(
+    env: ResolvedEnvironment,
+    image: string,
+    digest: string | undefined,
+  ): Generator<Task, boolean, unknown> {
+    const reference = deployReference(image, digest);
+    if (!isDigestReference(reference)) {
+      // The builder reported no digest (an older build.sh, or a registry that did not say): deploy
+      // the tag. A tag can move, so such a deploy is never skipped as "unchanged".
+      this.log(`no image digest reported; deploying the tag ${reference}`);
+    } else if (yield* this.keepsRunning(env, reference)) {
+      return false;
+    }
     const deployInput: DeployInput = {
       app: env.app,
       containerName: env.containerName,
-      image,
+      image: reference,
       revisionSuffix: revisionSuffix(this.input.buildId),
     };
     const { revisionName } = yield* this.call<{ revisionName: string }>(
@@ -594,9 +613,17 @@ class BuildRun {
       deployInput,
       RETRY.arm,
     );
-    this.status = { ...this.status, revision: { name: revisionName } };
+    this.status = {
+      ...this.status,
+      revision: { name: revisionName },
+      deployment: {
+        reference,
+        unchanged: false,
+        message: `updating container app ${env.app.appName} to ${reference}: revision ${revisionName}`,
+      },
+    };
     this.publish();
-    this.log(`deploying revision ${revisionName}`);
+    this.log(`deploying ${reference} as revision ${revisionName}`);
     const deadline = this.now() + env.limits.deployTimeoutMs;
     let delay: number | undefined;
     for (;;) {
@@ -614,8 +641,19 @@ class BuildRun {
           provisioningState: revision.provisioningState,
         },
       };
+      if (revision.provisioningState === "Provisioned" && revision.healthState === "Healthy") {
+        this.status = {
+          ...this.status,
+          deployment: {
+            reference,
+            unchanged: false,
+            message: `container app ${env.app.appName} now runs ${reference} in revision ${revisionName}`,
+          },
+        };
+        this.publish();
+        return true;
+      }
       this.publish();
-      if (revision.provisioningState === "Provisioned" && revision.healthState === "Healthy") return;
       if (revision.provisioningState === "Failed" || revision.healthState === "Unhealthy") {
         throw new BuildEnded("failed", {
           code: "DeployFailed",
@@ -635,6 +673,45 @@ class BuildRun {
       yield* this.sleep(Math.min(delay, Math.max(1_000, deadline - this.now())));
       yield* this.keepLease();
     }
+  }
+
+  /**
+   * True when the app's container already runs `reference` (a digest: the same bytes) on its latest
+   * revision, and that revision is ready and healthy: then the deploy has nothing to change, and
+   * the status reports that revision. A revision with this image that is not the ready one (still
+   * provisioning, or failed) or not healthy does not count: the deploy goes ahead with a new one.
+   */
+  private *keepsRunning(env: ResolvedEnvironment, reference: string): Generator<Task, boolean, unknown> {
+    const readInput: ReadAppInput = { app: env.app };
+    const app = yield* this.call<ContainerAppStatus>(ACTIVITIES.readApp, readInput, RETRY.arm);
+    const ready = app.latestReadyRevisionName;
+    if (app.images[env.containerName] !== reference || !ready || ready !== app.latestRevisionName) {
+      return false;
+    }
+    const revision = yield* this.call<RevisionStatus>(
+      ACTIVITIES.getRevision,
+      { app: env.app, revisionName: ready },
+      RETRY.arm,
+    );
+    if (revision.provisioningState !== "Provisioned" || revision.healthState !== "Healthy") {
+      this.log(
+        `container app ${env.app.appName} has ${reference} in revision ${ready}, which is ${revision.provisioningState}/${revision.healthState}: deploying a new revision`,
+      );
+      return false;
+    }
+    const message = `container app ${env.app.appName} already runs ${reference}: nothing to deploy, revision ${ready} keeps serving`;
+    this.status = {
+      ...this.status,
+      revision: {
+        name: ready,
+        healthState: revision.healthState,
+        provisioningState: revision.provisioningState,
+      },
+      deployment: { reference, unchanged: true, message },
+    };
+    this.publish();
+    this.log(message);
+    return true;
   }
 
   /** 8. Always: give the builder back (or leave its queue) and record what the build used. */
@@ -677,6 +754,29 @@ class BuildRun {
     this.publish();
     this.log(`ended ${phase}${error ? ` (${error.code}): ${error.message}` : ""}`);
   }
+}
+
+/** An OCI digest: `<algorithm>:<encoded>` (e.g. `sha256:` and 64 hex digits). */
+const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
+
+/**
+ * The image reference a deploy uses: `<registry>/<repo>@<digest>`, from the build result's
+ * `image` (whose tag or digest, if any, is dropped) and `digest`. Immutable, so a revision runs
+ * exactly what was built even if the tag is pushed again. Without a (valid) digest, `image` as given.
+ */
+export function deployReference(image: string, digest: string | undefined): string {
+  if (!digest || !DIGEST.test(digest)) return image;
+  const at = image.indexOf("@");
+  const name = at >= 0 ? image.slice(0, at) : image;
+  // A tag's colon comes after the last slash; a registry's port colon comes before it.
+  const colon = name.lastIndexOf(":");
+  const repository = colon > name.lastIndexOf("/") ? name.slice(0, colon) : name;
+  return `${repository}@${digest}`;
+}
+
+function isDigestReference(reference: string): boolean {
+  const at = reference.indexOf("@");
+  return at > 0 && DIGEST.test(reference.slice(at + 1));
 }
 
 /** A permanent (or retried-out) activity failure, as the orchestrator reports it. */

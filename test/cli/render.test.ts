@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import {
   formatDuration,
   phaseLabel,
+  renderPoll,
   renderStatus,
   renderSummary,
   splitLogLines,
@@ -105,6 +106,49 @@ describe("renderStatus", () => {
   });
 });
 
+describe("renderPoll", () => {
+  it("prints the log lines that arrived before the phase change they led to", () => {
+    const building = status({ phase: "building", steps: [{ name: "build", state: "running" }] });
+    const deploying = status({
+      phase: "deploying",
+      steps: [
+        { name: "build", state: "succeeded" },
+        { name: "deploy", state: "running" },
+      ],
+    });
+    assert.deepEqual(renderPoll(["fastbuild[push] pushed", "fastbuild[push] done"], deploying, building), [
+      "  │ fastbuild[push] pushed",
+      "  │ fastbuild[push] done",
+      "▸ deploying to Container Apps",
+      "  ✓ build",
+      "  • deploy…",
+    ]);
+  });
+
+  it("ends with the drained log, then the terminal status lines", () => {
+    const building = status({ phase: "building", steps: [{ name: "build", state: "running" }] });
+    const failed = status({
+      phase: "failed",
+      terminal: true,
+      steps: [{ name: "build", state: "failed" }],
+      error: { code: "BuildFailed", message: "the build failed" },
+    });
+    assert.deepEqual(renderPoll(["error: linker failed", "exit 21 (no newline)"], failed, building), [
+      "  │ error: linker failed",
+      "  │ exit 21 (no newline)",
+      "  ✗ build failed",
+      "✗ the build failed [BuildFailed]",
+    ]);
+  });
+
+  it("prints only the status when no log arrived", () => {
+    assert.deepEqual(renderPoll([], status({ queuePosition: 1 }), undefined), [
+      "▸ queued: waiting for the builder",
+      "  position in queue: 1",
+    ]);
+  });
+});
+
 describe("renderSummary", () => {
   it("sums up a successful deploy", () => {
     const lines = renderSummary(
@@ -126,6 +170,24 @@ describe("renderSummary", () => {
       "  steps     base 1 min 01 s, app 9.4 s",
       "  total     1 min 35 s",
     ]);
+  });
+
+  it("says when the app already ran the image and nothing was deployed", () => {
+    const message =
+      "container app hello already runs reg/app@sha256:abc: nothing to deploy, revision hello--b-0 keeps serving";
+    const done = status({
+      phase: "succeeded",
+      terminal: true,
+      revision: { name: "hello--b-0", provisioningState: "Provisioned", healthState: "Healthy" },
+      deployment: { reference: "reg/app@sha256:abc", unchanged: true, message },
+    });
+    assert.deepEqual(renderStatus(done, status({ phase: "building" })).slice(-2), [
+      "  revision hello--b-0: Provisioned, Healthy",
+      `  ${message}`,
+    ]);
+    const lines = renderSummary(done, { elapsedMs: 1_000 });
+    assert.ok(lines.includes("  revision  hello--b-0 (Provisioned, Healthy)"));
+    assert.ok(lines.includes("  deploy    nothing to deploy: the app already runs this image"));
   });
 
   it("shows the error, hint and log tail of a failed build", () => {

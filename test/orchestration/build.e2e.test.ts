@@ -119,6 +119,18 @@ function resultLine(buildId: string, extra: Record<string, unknown> = {}): strin
   });
 }
 
+/** What a deploy of `resultLine`'s image points the app at. */
+const DIGEST_REF = `registry.example.test/team/app@sha256:${"a".repeat(64)}`;
+
+/** The result build.sh prints when the registry already has an image for the source digest. */
+const skippedBuild = (digest: string) => () => ({
+  image: `registry.example.test/team/app:src-${"b".repeat(64)}`,
+  digest,
+  skipped: true,
+  message: "source unchanged: image reused",
+  timings: {},
+});
+
 /** The "VM": prints a few log lines and the result line, as build.sh does. */
 const succeed =
   (extra: (buildId: string) => Record<string, unknown> = () => ({})): RunCommandExecutor =>
@@ -223,6 +235,20 @@ async function assertRunCommandGone(s: Scenario, buildId: string): Promise<void>
   );
 }
 
+/** PATCH requests to one scenario's container app (each one would create a revision). */
+const appPatches = (s: Scenario) =>
+  s.arm.requests.filter(
+    (r) =>
+      r.method === "PATCH" &&
+      r.path.toLowerCase().endsWith(`/containerapps/${s.env.containerApp.toLowerCase()}`),
+  ).length;
+
+const appRef = (s: Scenario) => ({
+  subscriptionId: SUB,
+  resourceGroup: s.env.resourceGroup,
+  appName: s.env.containerApp,
+});
+
 /** Requests to one VM's own routes (power actions, run commands), by method and last path segment. */
 const vmRequests = (s: Scenario, method: string, tail: RegExp) =>
   s.arm.requests.filter(
@@ -294,7 +320,13 @@ describe("build orchestration end to end", () => {
         resourceGroup: s.env.resourceGroup,
         appName: s.env.containerApp,
       });
-      assert.equal(app?.images.web, `registry.example.test/team/app:${input.buildId}`);
+      // The app runs the digest the builder pushed, not the (movable) tag.
+      assert.equal(app?.images.web, DIGEST_REF);
+      assert.deepEqual(status.deployment, {
+        reference: DIGEST_REF,
+        unchanged: false,
+        message: `container app ${s.env.containerApp} now runs ${DIGEST_REF} in revision ${status.revision?.name}`,
+      });
       await assertRunCommandGone(s, input.buildId);
       // Determinism: every prefix of the finished history replays to a prefix of its actions.
       await checkReplayPrefixes(buildOrchestrator, {
@@ -305,6 +337,105 @@ describe("build orchestration end to end", () => {
       });
     });
   }
+
+  it("deploys the tag when the builder reported no digest", async () => {
+    const s = scenario({ powerState: "running" });
+    arm.setRunCommandExecutor(succeed(() => ({ digest: undefined })));
+    const input = newInput(s);
+    const { status } = await runBuild(s, input, "V3", (d) => d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}));
+    assert.equal(status.phase, "succeeded");
+    const tag = `registry.example.test/team/app:${input.buildId}`;
+    assert.equal(arm.getContainerApp(appRef(s))?.images.web, tag);
+    assert.equal(status.deployment?.reference, tag);
+    assert.equal(status.steps.find((step) => step.name === "deploy")?.state, "succeeded");
+  });
+
+  it("does not update an app that already runs the image: a skipped build reports the existing revision", async () => {
+    const s = scenario({ powerState: "running" });
+    arm.setRunCommandExecutor(succeed());
+    const first = await runBuild(s, newInput(s), "V3", (d) => d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}));
+    assert.equal(first.status.phase, "succeeded");
+    const deployed = first.status.revision?.name;
+    const patchesBefore = appPatches(s);
+    const revisionsBefore = arm.getContainerApp(appRef(s))?.revisions.length;
+
+    // The same source again: the builder finds its image in the registry (same digest).
+    arm.setRunCommandExecutor(succeed(skippedBuild(`sha256:${"a".repeat(64)}`)));
+    const input = newInput(s);
+    const { status, driver } = await runBuild(s, input, "V3", (d) =>
+      d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}),
+    );
+
+    assert.equal(status.phase, "succeeded");
+    assert.equal(status.cache?.skipped, true);
+    assert.equal(appPatches(s), patchesBefore, "the app was not patched");
+    const app = arm.getContainerApp(appRef(s));
+    assert.equal(app?.revisions.length, revisionsBefore, "no revision was created");
+    assert.equal(app?.images.web, DIGEST_REF);
+    assert.deepEqual(status.revision, {
+      name: deployed,
+      healthState: "Healthy",
+      provisioningState: "Provisioned",
+    });
+    assert.equal(app?.latestReadyRevisionName, deployed);
+    assert.equal(status.steps.find((step) => step.name === "deploy")?.state, "skipped");
+    assert.equal(status.deployment?.unchanged, true);
+    assert.match(status.deployment?.message ?? "", /already runs .*@sha256:a{64}: nothing to deploy/);
+    await checkReplayPrefixes(buildOrchestrator, {
+      instanceId: input.buildId,
+      history: driver.getHistory(),
+      input,
+      schema: "V3",
+    });
+  });
+
+  it("deploys a skipped build whose image is not what the app runs (the app was changed by hand)", async () => {
+    const s = scenario({ powerState: "running" });
+    arm.setRunCommandExecutor(succeed());
+    await runBuild(s, newInput(s), "V3", (d) => d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}));
+    // Someone points the app at another image in the portal.
+    const apps = createContainerAppsGateway(gatewayOptions(arm));
+    const { revisionName: byHand } = await apps.updateImage(appRef(s), {
+      containerName: "web",
+      image: "registry.example.test/team/app:hotfix",
+      revisionSuffix: "by-hand",
+    });
+    await until(() => arm.getContainerApp(appRef(s))?.latestReadyRevisionName === byHand, "ready");
+    const patchesBefore = appPatches(s);
+
+    arm.setRunCommandExecutor(succeed(skippedBuild(`sha256:${"a".repeat(64)}`)));
+    const input = newInput(s);
+    const { status } = await runBuild(s, input, "V1", (d) => d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}));
+
+    assert.equal(status.phase, "succeeded");
+    assert.equal(appPatches(s), patchesBefore + 1);
+    const app = arm.getContainerApp(appRef(s));
+    assert.equal(app?.images.web, DIGEST_REF);
+    assert.notEqual(status.revision?.name, byHand);
+    assert.equal(app?.latestReadyRevisionName, status.revision?.name, "it waited for its own revision");
+    assert.equal(status.revision?.healthState, "Healthy");
+    assert.equal(status.steps.find((step) => step.name === "deploy")?.state, "succeeded");
+    assert.equal(status.deployment?.unchanged, false);
+  });
+
+  it("deploys again when the app has the image only in a revision that failed", async () => {
+    const s = scenario({ powerState: "running" });
+    const unhealthy = () => ({ image: "registry.example.test/team/unhealthy:x" });
+    arm.setRunCommandExecutor(succeed(unhealthy));
+    const first = await runBuild(s, newInput(s), "V3", (d) => d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}));
+    assert.equal(first.status.error?.code, "DeployFailed");
+    const patchesBefore = appPatches(s);
+
+    // Same digest, and the app's template has it: but its ready revision is still the old one.
+    arm.setRunCommandExecutor(succeed(() => ({ ...unhealthy(), skipped: true })));
+    const { status } = await runBuild(s, newInput(s), "V3", (d) =>
+      d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}),
+    );
+    assert.equal(appPatches(s), patchesBefore + 1, "a new revision was asked for");
+    assert.equal(status.phase, "failed");
+    assert.equal(status.error?.code, "DeployFailed");
+    assert.equal(arm.getContainerApp(appRef(s))?.latestReadyRevisionName, `${s.env.containerApp}--old`);
+  });
 
   it("passes values as run-command parameters, secrets as protected ones, never in the script text", async () => {
     const s = scenario({ powerState: "running" });

@@ -7,7 +7,7 @@ import { PermanentError, TransientError } from "../../src/core/errors.js";
 import { decodeActivityFailure, encodeActivityError, nextRetryDelayMs, RETRY } from "../../src/core/retry.js";
 import { initialStatus, projectStatus } from "../../src/core/status.js";
 import { OrchestrationDriver } from "../../src/local/durable/driver.js";
-import { buildOrchestrator } from "../../src/orchestration/build.js";
+import { buildOrchestrator, deployReference } from "../../src/orchestration/build.js";
 
 describe("activity failures across the durable boundary", () => {
   it("keeps code, hint, retryability and Retry-After of a typed error", () => {
@@ -83,5 +83,31 @@ describe("build orchestrator input", () => {
     assert.equal(status.phase, "failed");
     assert.equal(status.error?.code, "InvalidInput");
     assert.equal(JSON.stringify(status).includes("short-secret-token"), false);
+  });
+});
+
+describe("deploy reference", () => {
+  const digest = `sha256:${"d".repeat(64)}`;
+
+  it("pins the repository to the reported digest, dropping the tag", () => {
+    assert.equal(deployReference("reg.azurecr.io/team/app:b-1", digest), `reg.azurecr.io/team/app@${digest}`);
+  });
+
+  it("keeps a registry's port, and replaces a digest already in the reference", () => {
+    assert.equal(
+      deployReference("127.0.0.1:5000/hello/app:src-1", digest),
+      `127.0.0.1:5000/hello/app@${digest}`,
+    );
+    assert.equal(deployReference("127.0.0.1:5000/hello/app", digest), `127.0.0.1:5000/hello/app@${digest}`);
+    assert.equal(
+      deployReference(`reg.azurecr.io/app:b-1@sha256:${"e".repeat(64)}`, digest),
+      `reg.azurecr.io/app@${digest}`,
+    );
+  });
+
+  it("falls back to the reference as given without a well-formed digest", () => {
+    assert.equal(deployReference("reg.azurecr.io/app:b-1", undefined), "reg.azurecr.io/app:b-1");
+    assert.equal(deployReference("reg.azurecr.io/app:b-1", "sha256:abc"), "reg.azurecr.io/app:b-1");
+    assert.equal(deployReference("reg.azurecr.io/app:b-1", "latest"), "reg.azurecr.io/app:b-1");
   });
 });

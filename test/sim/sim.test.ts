@@ -50,15 +50,49 @@ describe("npm run sim", () => {
     assert.equal(first?.baseKey, second?.baseKey);
   });
 
-  it("deploys each build's own revision and the image serves the changed source", () => {
-    const last = report.builds.at(-1)?.status;
-    assert.equal(report.app?.latestReadyRevisionName, last?.revision?.name);
-    assert.equal(last?.revision?.healthState, "Healthy");
+  it("deploys each changed build's own revision by digest; the unchanged one deploys nothing", () => {
+    const [first, second, third] = report.builds.map((b) => b.status);
+    const deployState = (s: typeof first) => s?.steps.find((step) => step.name === "deploy")?.state;
+    assert.deepEqual(
+      [first, second, third].map((s) => [deployState(s), s?.deployment?.unchanged]),
+      [
+        ["succeeded", false],
+        ["succeeded", false],
+        ["skipped", true],
+      ],
+    );
+    assert.notEqual(first?.revision?.name, second?.revision?.name);
+    // Build 3 reports the revision build 2 created, which keeps serving.
+    assert.equal(third?.revision?.name, second?.revision?.name);
+    assert.equal(third?.revision?.healthState, "Healthy");
+    assert.equal(report.app?.latestReadyRevisionName, second?.revision?.name);
+    assert.equal(report.app?.revisions.length, 3, "the initial revision and one per changed build");
+    assert.match(report.app?.images.app ?? "", /\/hello\/app@sha256:[0-9a-f]{64}$/);
+    assert.equal(report.app?.images.app, second?.deployment?.reference);
     assert.equal(report.deployedOutput.trim(), "hello again");
+    assert.match(narration, /nothing to deploy: the app already runs this image/);
   });
 
-  it("streams the builder's live log to the developer", () => {
+  it("streams the builder's live log to the developer, in time order", () => {
     assert.match(cliOutput, /fastbuild\[app\]/);
     assert.match(narration, /the deployed image says: hello again/);
+    // Each build's output: its log lines come before the deploy phase, the summary comes last.
+    const builds = cliOutput.split(/^build \S+ started for sim$/m).slice(1);
+    assert.equal(builds.length, 3);
+    for (const [index, text] of builds.entries()) {
+      const lines = text.split("\n");
+      const lastLog = lines.findLastIndex((line) => line.startsWith("  │ "));
+      const summary = lines.findIndex((line) => line.startsWith("✓ build succeeded"));
+      assert.ok(lastLog > 0 && lastLog < summary, `build ${index + 1}: the log precedes the summary`);
+      const deploying = lines.indexOf("▸ deploying to Container Apps");
+      if (index < 2) {
+        assert.ok(deploying > 0, `build ${index + 1} deploys`);
+        const pushed = lines.findIndex((line) => /fastbuild\[push\] done/.test(line));
+        assert.ok(
+          pushed > 0 && pushed < deploying,
+          `build ${index + 1}: the push is logged before the deploy`,
+        );
+      }
+    }
   });
 });
