@@ -41,7 +41,12 @@ import { clampLines, finished, initialStatus, withPhase, withStep, type StepName
 /** Polling backoff while waiting on Azure: start quick (most builds of an unchanged tree are fast), settle at 30 s. */
 export const POLL = { firstMs: 5_000, factor: 1.5, maxMs: 30_000 } as const;
 /** Waiting in the builder queue: the build ahead may take a while, so do not hammer the table. */
-export const QUEUE_POLL = { firstMs: 5_000, factor: 2, maxMs: 30_000 } as const;
+export const QUEUE_POLL = { firstMs: 2_000, factor: 1.5, maxMs: 15_000 } as const;
+/**
+ * After the result arrived by callback the script is only cleaning up: look often at first, so the
+ * builder goes back to the queue within a second or two.
+ */
+export const EXIT_POLL = { firstMs: 1_000, factor: 1.5, maxMs: 10_000 } as const;
 /** Failure codes worth retrying even when a gateway classed them as permanent. */
 const CAPACITY_CODES = new Set([
   "AllocationFailed",
@@ -123,6 +128,9 @@ class BuildRun {
   /** What stopping the build command did to the builder, for the build's reason (hybrid: deallocated). */
   stopNote: string | undefined;
   private startedAt: string | undefined;
+  /** The lease went back (after the build command, or in the final cleanup). */
+  private released = false;
+  private vmMinutes = 0;
   private readonly cancel: EventLatch;
   private readonly callback: EventLatch;
 
@@ -308,6 +316,10 @@ class BuildRun {
     this.step("build", "running");
     const result = yield* this.runBuild(env);
     this.step("build", "succeeded");
+    // The builder's part is done: retire the command and give the builder to the next build in
+    // the queue now, instead of holding it through the deploy (which never touches the VM).
+    yield* this.finishBuildCommand();
+    yield* this.releaseBuilder();
 
     // 7. Deploy the image unless the caller asked not to.
     if (!input.deploy || !result.image) {
@@ -549,15 +561,7 @@ class BuildRun {
   ): Generator<Task, void, unknown> {
     const until = this.now() + COMMAND_EXIT_GRACE_MS;
     let delay: number | undefined;
-    while (this.now() < until) {
-      delay = nextDelay(delay, POLL);
-      try {
-        // A cancel request ends the grace at once: deleting the command stops the script.
-        yield* this.sleep(Math.min(delay, Math.max(1_000, until - this.now())));
-      } catch (error) {
-        if (error instanceof BuildEnded) return;
-        throw error;
-      }
+    for (;;) {
       try {
         const progress = yield* this.call<BuildProgress>(
           ACTIVITIES.readBuild,
@@ -569,6 +573,15 @@ class BuildRun {
       } catch (error) {
         this.log(`could not read build command ${handle.name}: ${describe(error)}`);
         return;
+      }
+      if (this.now() >= until) return;
+      delay = nextDelay(delay, EXIT_POLL);
+      try {
+        // A cancel request ends the grace at once: deleting the command stops the script.
+        yield* this.sleep(Math.min(delay, Math.max(1_000, until - this.now())));
+      } catch (error) {
+        if (error instanceof BuildEnded) return;
+        throw error;
       }
     }
   }
@@ -714,10 +727,10 @@ class BuildRun {
     return true;
   }
 
-  /** 8. Always: give the builder back (or leave its queue) and record what the build used. */
-  *cleanup(outcome: BuildPhase, reason: string): Generator<Task, void, unknown> {
-    if (!this.env) return;
-    let vmMinutes = 0;
+  /** Gives the builder back (or leaves its queue); once per build. */
+  private *releaseBuilder(): Generator<Task, void, unknown> {
+    if (!this.env || this.released) return;
+    this.released = true;
     try {
       const released = yield* this.call<{ vmMinutes: number }>(
         ACTIVITIES.releaseLease,
@@ -725,12 +738,19 @@ class BuildRun {
         RETRY.storage,
         false,
       );
-      vmMinutes = released.vmMinutes;
+      this.vmMinutes = released.vmMinutes;
     } catch (error) {
       // The lease expires on its own; say so rather than fail the cleanup.
       this.log(`could not release the builder lease (it expires by itself): ${describe(error)}`);
     }
     this.lease = undefined;
+  }
+
+  /** 8. Always: give the builder back (or leave its queue) and record what the build used. */
+  *cleanup(outcome: BuildPhase, reason: string): Generator<Task, void, unknown> {
+    if (!this.env) return;
+    yield* this.releaseBuilder();
+    const vmMinutes = this.vmMinutes;
     const record: RecordBuildInput = {
       builderKey: this.env.builderKey,
       buildId: this.input.buildId,

@@ -338,6 +338,24 @@ describe("build orchestration end to end", () => {
     });
   }
 
+  it("gives the builder back as soon as its command is retired, before the deploy", async () => {
+    const s = scenario({ powerState: "running" });
+    arm.setRunCommandExecutor(succeed());
+    const input = newInput(s);
+    const { status, driver } = await runBuild(s, input, "V3", (d) =>
+      d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}),
+    );
+    assert.equal(status.phase, "succeeded");
+    const scheduled = driver
+      .getHistory()
+      .filter((e) => e.EventType === HistoryEventType.TaskScheduled)
+      .map((e) => e.Name);
+    const release = scheduled.indexOf(ACTIVITIES.releaseLease);
+    assert.ok(release > scheduled.lastIndexOf(ACTIVITIES.cancelBuild), "the command is retired first");
+    assert.ok(release < scheduled.indexOf(ACTIVITIES.deployImage), "the lease goes back before the deploy");
+    assert.equal(scheduled.filter((name) => name === ACTIVITIES.releaseLease).length, 1);
+  });
+
   it("deploys the tag when the builder reported no digest", async () => {
     const s = scenario({ powerState: "running" });
     arm.setRunCommandExecutor(succeed(() => ({ digest: undefined })));
