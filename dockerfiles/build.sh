@@ -298,7 +298,9 @@ readonly BASE_IMAGE=$REGISTRY/$BASE_REPOSITORY:$BASE_KEY
 case ${FASTBUILD_REBUILD_BASE:-false} in true | 1) REBUILD_BASE=true ;; *) REBUILD_BASE=false ;; esac
 
 if [ -n "${CALLBACK_OK:-}" ]; then
-  heartbeat_loop &
+  # Away from our stdout/stderr: Run Command (and any pipe reader) sees the script end only when
+  # every holder of those pipes is gone, and the loop's pending `sleep` outlives a kill of the loop.
+  heartbeat_loop </dev/null >/dev/null 2>&1 &
   HEARTBEAT_PID=$!
 fi
 

@@ -242,6 +242,20 @@ describe("dockerfiles/build.sh with buildah and a local registry", () => {
     assert.equal(files.hits.get(new URL(first.url).pathname + new URL(first.url).search) ?? 0, hitsBefore);
   });
 
+  it("lets go of its output once it ends, even while a heartbeat is waiting (Run Command sees it finish)", async () => {
+    // runBuildScript resolves on the pipes closing: a heartbeat child still holding them (here for
+    // an hour) would keep the run command "Running" after the result line, holding the builder.
+    const run = await runBuildScript(
+      env(first, "b5b", {
+        FASTBUILD_CALLBACK_URL: files.serve(Buffer.alloc(0)).replace("/blobs/", "/callback/"),
+        FASTBUILD_CALLBACK_TOKEN: "test-token-0123456789",
+        FASTBUILD_HEARTBEAT_SECONDS: "3600",
+      }),
+    );
+    assert.equal(run.code, 0, run.output);
+    assert.equal(assertResultLine(run).skipped, true);
+  });
+
   it("a failing app build reports its exit code, the failing step and the log tail", async () => {
     const broken = await prepare({ "app/src/main.rs": "fn main() { COMPILE_ERROR }\n" });
     const run = await runBuildScript(env(broken, "b6"));
