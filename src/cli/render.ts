@@ -44,7 +44,10 @@ export function renderPoll(
   status: BuildStatus,
   previous: BuildStatus | undefined,
 ): string[] {
-  return [...log.map(logLine), ...renderStatus(status, previous)];
+  // The builder's machine-readable result line is for the orchestration; its content shows up
+  // in the status lines and the summary instead.
+  const readable = log.filter((line) => !line.startsWith('{"fastbuild":'));
+  return [...readable.map(logLine), ...renderStatus(status, previous)];
 }
 
 /**

@@ -107,6 +107,13 @@ describe("renderStatus", () => {
 });
 
 describe("renderPoll", () => {
+  it("leaves out the builder's machine-readable result line", () => {
+    const line = '{"fastbuild":"result","version":1,"buildId":"b-1","status":"succeeded"}';
+    assert.deepEqual(renderPoll(["fastbuild[push] done", line], status(), status()), [
+      "  │ fastbuild[push] done",
+    ]);
+  });
+
   it("prints the log lines that arrived before the phase change they led to", () => {
     const building = status({ phase: "building", steps: [{ name: "build", state: "running" }] });
     const deploying = status({
