@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the local cloud and the tests need (Debian/Ubuntu, as root):
 # buildah (plays Docker), docker-registry (plays ACR), busybox-static (the stand-in base image),
-# shellcheck (lints build.sh), curl and python3 (build.sh's own needs), git, and mmdebstrap (makes
-# the Debian Rust toolchain image the real-Dockerfile test builds with). Idempotent.
+# the shellcheck linter for build.sh, curl and python3 (build.sh's own needs), git, and mmdebstrap
+# (makes the Debian Rust toolchain image the real-Dockerfile test builds with). Idempotent.
 set -euo pipefail
 needed=()
 for tool in buildah:buildah docker-registry:docker-registry busybox:busybox-static shellcheck:shellcheck \
