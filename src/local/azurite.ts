@@ -10,7 +10,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { generate } from "selfsigned";
+import { createLoopbackCertificate } from "./tls.js";
 
 /** Azurite's well-known development account (public, documented; not a secret). */
 export const DEV_ACCOUNT = "devstoreaccount1";
@@ -104,36 +104,15 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
   };
 }
 
-/**
- * A self-signed certificate for 127.0.0.1 and localhost (without both SANs Node refuses it by
- * name), written where Azurite's `--cert` / `--key` can read it. Same shape as the ARM emulator's.
- */
+/** The local cloud's loopback certificate, written where Azurite's `--cert` / `--key` can read it. */
 async function writeCertificate(): Promise<{ dir: string; cert: string; certFile: string; keyFile: string }> {
-  const now = new Date();
-  const result = await generate([{ name: "commonName", value: "localhost" }], {
-    keyType: "ec",
-    curve: "P-256",
-    notBeforeDate: new Date(now.getTime() - 60_000),
-    notAfterDate: new Date(now.getTime() + 7 * 24 * 3600_000),
-    extensions: [
-      { name: "basicConstraints", cA: true },
-      { name: "keyUsage", digitalSignature: true, keyCertSign: true },
-      { name: "extKeyUsage", serverAuth: true },
-      {
-        name: "subjectAltName",
-        altNames: [
-          { type: 7, ip: "127.0.0.1" },
-          { type: 2, value: "localhost" },
-        ],
-      },
-    ],
-  });
+  const { key, cert } = await createLoopbackCertificate();
   const dir = await mkdtemp(join(tmpdir(), "azurite-tls-"));
   const certFile = join(dir, "cert.pem");
   const keyFile = join(dir, "key.pem");
-  await writeFile(certFile, result.cert);
-  await writeFile(keyFile, result.private, { mode: 0o600 });
-  return { dir, cert: result.cert, certFile, keyFile };
+  await writeFile(certFile, cert);
+  await writeFile(keyFile, key, { mode: 0o600 });
+  return { dir, cert, certFile, keyFile };
 }
 
 function waitForPorts(

@@ -1,17 +1,12 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import {
-  AnonymousCredential,
-  AppendBlobClient,
-  BlobClient,
-  BlockBlobClient,
-  RestError,
-} from "@azure/storage-blob";
+import { AnonymousCredential, AppendBlobClient, BlobClient, BlockBlobClient } from "@azure/storage-blob";
 import fc from "fast-check";
 import { charBoundaryBefore, createBlobStores, type BlobStores } from "../../src/azure/blobs.js";
 import { ConfigError, InvalidInputError, NotFoundError } from "../../src/core/errors.js";
 import { startAzurite, type Azurite } from "../../src/local/azurite.js";
+import { outcome, sameSasOtherBlob } from "./sas.js";
 
 let azurite: Azurite;
 let stores: BlobStores;
@@ -32,24 +27,6 @@ before(async () => {
 after(async () => {
   await azurite.stop();
 });
-
-/** The status a real SDK call fails with (or "ok"). */
-async function outcome(call: () => Promise<unknown>): Promise<number | "ok"> {
-  try {
-    await call();
-    return "ok";
-  } catch (error) {
-    assert.ok(error instanceof RestError, `unexpected ${String(error)}`);
-    return error.statusCode ?? -1;
-  }
-}
-
-/** The same SAS query on another blob's path. */
-function sameSasOtherBlob(sasUrl: string, otherBlob: string): string {
-  const url = new URL(sasUrl);
-  url.pathname = url.pathname.replace(/[^/]+$/, otherBlob);
-  return url.toString();
-}
 
 describe("source store upload SAS", () => {
   it("lets its holder upload exactly that blob", async () => {

@@ -13,7 +13,6 @@ import {
   BlobClient,
   BlobServiceClient,
   BlockBlobClient,
-  RestError,
   type StoragePipelineOptions,
 } from "@azure/storage-blob";
 import { createBlobStores, type BlobStores } from "../../src/azure/blobs.js";
@@ -22,6 +21,7 @@ import { createCredential, type TokenCredential } from "../../src/azure/credenti
 import { startArmEmulator, type ArmEmulator } from "../../src/local/arm/index.js";
 import { startAzurite, type SecureAzurite } from "../../src/local/azurite.js";
 import { LOCAL_OBJECT_ID, LOCAL_TENANT_ID, unsignedStorageToken } from "../../src/local/oauthToken.js";
+import { outcome, sameSasOtherBlob } from "./sas.js";
 
 let azurite: SecureAzurite;
 let arm: ArmEmulator;
@@ -63,24 +63,6 @@ after(async () => {
   else process.env.IDENTITY_HEADER = saved.header;
   await Promise.all([azurite?.stop(), arm?.stop()]);
 });
-
-/** The status a real SDK call fails with (or "ok"). */
-async function outcome(call: () => Promise<unknown>): Promise<number | "ok"> {
-  try {
-    await call();
-    return "ok";
-  } catch (error) {
-    assert.ok(error instanceof RestError, `unexpected ${String(error)}`);
-    return error.statusCode ?? -1;
-  }
-}
-
-/** The same SAS query on another blob's path. */
-function sameSasOtherBlob(sasUrl: string, otherBlob: string): string {
-  const url = new URL(sasUrl);
-  url.pathname = url.pathname.replace(/[^/]+$/, otherBlob);
-  return url.toString();
-}
 
 /** Clients a SAS holder (CLI, builder VM) would build: the URL alone, no credential of ours. */
 const sasBlock = (url: string) => new BlockBlobClient(url, new AnonymousCredential(), pipeline);

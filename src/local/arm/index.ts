@@ -12,7 +12,6 @@ import type { AddressInfo, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { generate } from "selfsigned";
 import { ComputeProvider } from "./compute.js";
 import { ContainerAppsProvider } from "./containerApps.js";
 import { scriptedExecutor } from "./executors.js";
@@ -26,6 +25,7 @@ import type {
   RecordedRequest,
   RunCommandExecutor,
 } from "./types.js";
+import { createLoopbackCertificate } from "../tls.js";
 
 export type * from "./types.js";
 export { localShellExecutor, scriptedExecutor } from "./executors.js";
@@ -37,7 +37,7 @@ const API_VERSION = /^\d{4}-\d{2}-\d{2}(-preview)?$/;
 
 /** Starts the emulator on free loopback ports. Call `stop()` when done. */
 export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promise<ArmEmulator> {
-  const { key, cert } = await createCertificate();
+  const { key, cert } = await createLoopbackCertificate();
   const dir = await mkdtemp(join(tmpdir(), "arm-emulator-"));
   const caFile = join(dir, "ca.pem");
   await writeFile(caFile, cert);
@@ -270,29 +270,6 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
       await rm(dir, { recursive: true, force: true });
     },
   };
-}
-
-async function createCertificate(): Promise<{ key: string; cert: string }> {
-  const now = new Date();
-  const result = await generate([{ name: "commonName", value: "localhost" }], {
-    keyType: "ec",
-    curve: "P-256",
-    notBeforeDate: new Date(now.getTime() - 60_000),
-    notAfterDate: new Date(now.getTime() + 7 * 24 * 3600_000),
-    extensions: [
-      { name: "basicConstraints", cA: true },
-      { name: "keyUsage", digitalSignature: true, keyCertSign: true },
-      { name: "extKeyUsage", serverAuth: true },
-      {
-        name: "subjectAltName",
-        altNames: [
-          { type: 7, ip: "127.0.0.1" },
-          { type: 2, value: "localhost" },
-        ],
-      },
-    ],
-  });
-  return { key: result.private, cert: result.cert };
 }
 
 function send(res: ServerResponse, reply: Reply): void {
