@@ -3,7 +3,12 @@ import { after, before, describe, it } from "node:test";
 import { createComputeGateway } from "../../src/azure/compute.js";
 import { ConflictError, NotFoundError, PermanentError, TransientError } from "../../src/core/errors.js";
 import type { BuildCommandSpec, VmRef } from "../../src/core/ports.js";
-import { scriptedExecutor, startArmEmulator, type ArmEmulator } from "../../src/local/arm/index.js";
+import {
+  scriptedExecutor,
+  startArmEmulator,
+  type ArmEmulator,
+  type RunCommandExecutor,
+} from "../../src/local/arm/index.js";
 import { gatewayOptions, SUB, waitFor } from "./helpers.js";
 
 const spec = (name: string, extra: Partial<BuildCommandSpec> = {}): BuildCommandSpec => ({
@@ -16,6 +21,21 @@ const spec = (name: string, extra: Partial<BuildCommandSpec> = {}): BuildCommand
   errorBlobUri: "",
   ...extra,
 });
+
+/** A script that runs until Run Command stops it (cancel, timeout, the VM going down). */
+function runsUntilAborted(): { executor: RunCommandExecutor; aborted: boolean } {
+  const state = {
+    aborted: false,
+    executor: (async (run) => {
+      await new Promise<void>((resolve) =>
+        run.signal.addEventListener("abort", () => resolve(), { once: true }),
+      );
+      state.aborted = true;
+      return { exitCode: 137 };
+    }) as RunCommandExecutor,
+  };
+  return state;
+}
 
 describe("compute gateway against the ARM emulator", () => {
   let emulator: ArmEmulator;
@@ -118,19 +138,13 @@ describe("compute gateway against the ARM emulator", () => {
   });
 
   it("cancels a running build command: the executor is aborted and the command is gone", async () => {
-    let aborted = false;
-    emulator.setRunCommandExecutor(async (run) => {
-      await new Promise<void>((resolve) =>
-        run.signal.addEventListener("abort", () => resolve(), { once: true }),
-      );
-      aborted = true;
-      return { exitCode: 137 };
-    });
+    const script = runsUntilAborted();
+    emulator.setRunCommandExecutor(script.executor);
     const gateway = createComputeGateway(gatewayOptions(emulator));
     const vm = newVm();
     const handle = await gateway.startBuildCommand(vm, spec("fb-cancel"));
     await gateway.cancelBuildCommand(vm, handle);
-    assert.equal(aborted, true);
+    assert.equal(script.aborted, true);
     await assert.rejects(gateway.readBuildCommand(vm, handle), NotFoundError);
     const del = emulator.requests.find(
       (r) => r.method === "DELETE" && r.path.endsWith("/runCommands/fb-cancel"),
@@ -162,19 +176,13 @@ describe("compute gateway against the ARM emulator", () => {
   });
 
   it("stops a running action Run Command when its VM is deallocated (the only way to stop it)", async () => {
-    let aborted = false;
-    emulator.setRunCommandExecutor(async (run) => {
-      await new Promise<void>((resolve) =>
-        run.signal.addEventListener("abort", () => resolve(), { once: true }),
-      );
-      aborted = true;
-      return { exitCode: 137 };
-    });
+    const script = runsUntilAborted();
+    emulator.setRunCommandExecutor(script.executor);
     const gateway = createComputeGateway(gatewayOptions(emulator, { profile: "2020-09-01-hybrid" }));
     const vm = newVm();
     await gateway.startBuildCommand(vm, spec("fb-hybrid-stop"));
     await gateway.deallocate(vm);
-    assert.equal(aborted, true);
+    assert.equal(script.aborted, true);
     assert.equal(emulator.getVm(vm)?.powerState, "deallocated");
   });
 
