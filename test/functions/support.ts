@@ -50,17 +50,33 @@ export class ObservedEngine extends LocalDurableEngine {
   }
 }
 
-/** The builder "VM": writes `stdout` and runs until its run command is deleted (a cancel) or times out. */
+/** Scripts of `runsUntilStopped` still running, by the exit that ends them as a real script would. */
+const runningScripts = new Set<() => void>();
+
+/**
+ * The builder "VM": writes `stdout` and runs until its run command is deleted (a cancel), times
+ * out, or the test ends it with {@link endRunningScripts} (as build.sh exits after its result).
+ */
 export function runsUntilStopped(stdout = ""): RunCommandExecutor {
   return (run) => {
     if (stdout) run.stdout(stdout);
     // No timer of its own: a run command nobody stops must not keep the test process alive.
     return new Promise((resolve) => {
-      const stop = () => resolve({ exitCode: 137 });
-      if (run.signal.aborted) stop();
-      else run.signal.addEventListener("abort", stop, { once: true });
+      const exit = (exitCode: number) => {
+        runningScripts.delete(end);
+        resolve({ exitCode });
+      };
+      const end = () => exit(0);
+      runningScripts.add(end);
+      if (run.signal.aborted) exit(137);
+      else run.signal.addEventListener("abort", () => exit(137), { once: true });
     });
   };
+}
+
+/** Lets every running script exit, as build.sh does once it has reported its result. */
+export function endRunningScripts(): void {
+  for (const end of [...runningScripts]) end();
 }
 
 export interface TestCloud {
@@ -202,6 +218,12 @@ export async function cancelRunningBuilds(cloud: TestCloud, cancel: HttpHandler)
         path: `builds/${instanceId}/cancel`,
         params: { id: instanceId },
       });
+    }),
+  );
+  // A build whose result already arrived (409 above) retires its command once the script exits.
+  endRunningScripts();
+  await Promise.all(
+    running.map(async ({ instanceId }) => {
       await cloud.engine.waitForCompletion(instanceId, 60_000).catch(async (error: unknown) => {
         const status = await cloud.engine.getStatus(instanceId);
         throw new Error(
