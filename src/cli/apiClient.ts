@@ -3,7 +3,13 @@
  * the server's `{error:{code,message,hint}}` so the user sees the hint.
  */
 import { z } from "zod";
-import type { BuildStatus, LogsResponse, StartBuildRequest, StartBuildResponse } from "../core/api.js";
+import type {
+  BuilderInfo,
+  BuildStatus,
+  LogsResponse,
+  StartBuildRequest,
+  StartBuildResponse,
+} from "../core/api.js";
 import { BUILD_PHASES } from "../core/api.js";
 import {
   ConflictError,
@@ -46,6 +52,19 @@ const logsResponseSchema = z.object({
   complete: z.boolean(),
 });
 
+const buildersSchema = z.array(
+  z.looseObject({
+    name: z.string(),
+    environment: z.string(),
+    powerState: z.string(),
+    leaseHolder: z.string().optional(),
+    leaseExpiresAt: z.string().optional(),
+    queue: z.array(z.string()),
+    lastActivityAt: z.string().optional(),
+    idleShutdownAt: z.string().optional(),
+  }),
+);
+
 const errorBodySchema = z.object({
   error: z.object({ code: z.string(), message: z.string(), hint: z.string().optional() }),
 });
@@ -55,6 +74,14 @@ export interface ApiClientOptions {
   baseUrl: string;
   /** Functions key, sent as `x-functions-key`. */
   apiKey: string | undefined;
+}
+
+/** The API's URLs of a build known only by its id (`fast-build follow <id>` and the like). */
+export function buildUrls(buildId: string): Pick<StartBuildResponse, "statusUrl" | "logsUrl" | "cancelUrl"> {
+  // The id was checked against `buildIdSchema` (letters, digits, -): nothing to escape, but the
+  // encoding keeps that a property of this function rather than of its callers.
+  const base = `/api/builds/${encodeURIComponent(buildId)}`;
+  return { statusUrl: base, logsUrl: `${base}/logs`, cancelUrl: `${base}/cancel` };
 }
 
 export class ApiClient {
@@ -81,8 +108,15 @@ export class ApiClient {
     return parse(logsResponseSchema, body, "build log");
   }
 
-  async cancel(path: string): Promise<void> {
-    await this.call("POST", path, {});
+  /** Asks the orchestration to stop; a build that has already ended answers 409 (`ConflictError`). */
+  async cancel(path: string, reason?: string): Promise<void> {
+    await this.call("POST", path, reason !== undefined ? { reason } : {});
+  }
+
+  /** `GET /api/builders`: every environment's builder VM. */
+  async builders(): Promise<BuilderInfo[]> {
+    const body = await this.call("GET", "/api/builders");
+    return parse(buildersSchema, body, "GET /api/builders");
   }
 
   private async call(method: "GET" | "POST", path: string, body?: unknown): Promise<unknown> {

@@ -12,33 +12,20 @@ import type { Writable } from "node:stream";
 import { promisify } from "node:util";
 import { uploadFileToSas } from "../azure/storageUpload.js";
 import type { CliSettings } from "../config/cli.js";
-import type { BuildPhase, BuildStatus, StartBuildRequest, StartBuildResponse } from "../core/api.js";
+import type { StartBuildRequest, StartBuildResponse } from "../core/api.js";
 import { startBuildRequestSchema } from "../core/api.js";
 import { computeBaseKey, recipeFiles, RECIPE_DIR_IN_ARCHIVE, type BaseKeyResult } from "../core/baseKey.js";
-import {
-  InvalidInputError,
-  isFastBuildError,
-  NotFoundError,
-  PermanentError,
-  TransientError,
-} from "../core/errors.js";
+import { InvalidInputError, PermanentError } from "../core/errors.js";
 import { ApiClient } from "./apiClient.js";
 import { createArchive, formatBytes, type SourceArchive } from "./archive.js";
 import type { DevFlags } from "./args.js";
+import { EXIT, exitCodeForPhase, followBuild } from "./follow.js";
 import type { Output } from "./progress.js";
-import { phaseLabel, renderPoll, renderSummary, splitLogLines } from "./render.js";
+import { renderSummary } from "./render.js";
 
 const run = promisify(execFile);
 
-/** Process exit codes (also in the usage text). */
-export const EXIT = { ok: 0, failed: 1, usage: 2, cancelled: 3, timedOut: 4, interrupted: 130 } as const;
-
-const PHASE_EXIT: Partial<Record<BuildPhase, number>> = {
-  succeeded: EXIT.ok,
-  failed: EXIT.failed,
-  cancelled: EXIT.cancelled,
-  "timed-out": EXIT.timedOut,
-};
+export { EXIT };
 
 export interface DevRun {
   settings: CliSettings;
@@ -95,7 +82,13 @@ export async function runDev(opts: DevRun): Promise<number> {
       if (flags.json) opts.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
       return EXIT.ok;
     }
-    const final = await follow(api, started, opts);
+    const final = await followBuild(api, started, {
+      apiUrl: opts.settings.apiUrl,
+      out,
+      interrupt: opts.interrupt,
+      ...(opts.pollIntervalMs !== undefined ? { pollIntervalMs: opts.pollIntervalMs } : {}),
+      ...(opts.maxFollowMs !== undefined ? { maxFollowMs: opts.maxFollowMs } : {}),
+    });
     if (final === "interrupted") {
       await cancelQuietly(api, started, out);
       return EXIT.interrupted;
@@ -103,7 +96,7 @@ export async function runDev(opts: DevRun): Promise<number> {
     out.stop();
     for (const line of renderSummary(final, { elapsedMs: Date.now() - startedAt })) out.line(line);
     if (flags.json) opts.stdout.write(`${JSON.stringify(final, null, 2)}\n`);
-    return PHASE_EXIT[final.phase] ?? EXIT.failed;
+    return exitCodeForPhase(final.phase);
   } finally {
     out.stop();
     await archive.dispose();
@@ -194,105 +187,6 @@ async function upload(api: ApiClient, started: StartBuildResponse, archive: Sour
   out.line(`uploaded ${formatBytes(archive.bytes)}`);
 }
 
-/** Where the CLI is in the build log: the next byte to ask for and the unfinished last line. */
-interface LogCursor {
-  offset: number;
-  rest: string;
-  complete: boolean;
-}
-
-/**
- * Polls status and log until the build is terminal, printing new log lines and then the status
- * changes of each poll (see `renderPoll`). Transient API failures are retried with backoff; after
- * many in a row the command gives up (the build goes on on the server).
- */
-async function follow(
-  api: ApiClient,
-  started: StartBuildResponse,
-  opts: DevRun,
-): Promise<BuildStatus | "interrupted"> {
-  const { out } = opts;
-  const interval = opts.pollIntervalMs ?? 1500;
-  const deadline = Date.now() + (opts.maxFollowMs ?? 4 * 60 * 60_000);
-  let previous: BuildStatus | undefined;
-  let log: LogCursor = { offset: 0, rest: "", complete: false };
-  let failures = 0;
-  while (!opts.interrupt.aborted) {
-    try {
-      // Status first, then the log: every line the builder wrote before this status was read is
-      // in this poll's log, so it prints above the status changes it preceded.
-      const status = await api.status(started.statusUrl);
-      let read = await readLog(api, started, log);
-      if (status.terminal) read = await drainLog(api, started, read, opts.interrupt);
-      for (const line of renderPoll(read.lines, status, previous)) out.line(line);
-      log = read.cursor;
-      previous = status;
-      failures = 0;
-      if (status.terminal) return status;
-      out.status(phaseLabel(status));
-    } catch (error) {
-      if (!(error instanceof TransientError) || ++failures > 10) {
-        if (isFastBuildError(error) && previous) {
-          out.line(
-            `lost contact with the API; the build goes on: ${opts.settings.apiUrl}${started.statusUrl}`,
-          );
-        }
-        throw error;
-      }
-      out.status(`API not answering (${error.code}), retrying…`);
-    }
-    if (Date.now() > deadline) {
-      throw new TransientError("gave up following the build: it has not ended in time", {
-        code: "FollowTimeout",
-        hint: `The build may still be running: ${opts.settings.apiUrl}${started.statusUrl}`,
-      });
-    }
-    await sleep(interval * Math.min(2 ** failures, 8), opts.interrupt);
-  }
-  return "interrupted";
-}
-
-/** Reads the log from the cursor: the whole lines that arrived, and the cursor after them. */
-async function readLog(
-  api: ApiClient,
-  started: StartBuildResponse,
-  cursor: LogCursor,
-): Promise<{ lines: string[]; cursor: LogCursor }> {
-  try {
-    const chunk = await api.logs(started.logsUrl, cursor.offset);
-    const { lines, rest } = splitLogLines(cursor.rest, chunk.text);
-    return { lines, cursor: { offset: chunk.nextOffset, rest, complete: chunk.complete } };
-  } catch (error) {
-    // Before the builder starts there is no log yet.
-    if (error instanceof NotFoundError) return { lines: [], cursor: { ...cursor, complete: false } };
-    throw error;
-  }
-}
-
-/**
- * After the build ended: reads on until the server says the log is complete (the last bytes may
- * land after the phase changed, and one answer is capped in size) or nothing more comes, then
- * adds the unfinished last line. Bounded: the summary must not wait on a log that never completes.
- */
-async function drainLog(
-  api: ApiClient,
-  started: StartBuildResponse,
-  read: { lines: string[]; cursor: LogCursor },
-  interrupt: AbortSignal,
-): Promise<{ lines: string[]; cursor: LogCursor }> {
-  const lines = [...read.lines];
-  let cursor = read.cursor;
-  for (let i = 0; i < 10 && !cursor.complete && !interrupt.aborted; i++) {
-    const before = cursor.offset;
-    const next = await readLog(api, started, cursor);
-    lines.push(...next.lines);
-    cursor = next.cursor;
-    if (cursor.offset === before) break;
-  }
-  if (cursor.rest) lines.push(cursor.rest);
-  return { lines, cursor: { ...cursor, rest: "" } };
-}
-
 async function cancelQuietly(api: ApiClient, started: StartBuildResponse, out: Output): Promise<void> {
   out.status("cancelling the build");
   try {
@@ -303,19 +197,4 @@ async function cancelQuietly(api: ApiClient, started: StartBuildResponse, out: O
       `could not cancel build ${started.buildId}: ${error instanceof Error ? error.message : String(error)}`,
     );
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((done) => {
-    const abort = () => {
-      clearTimeout(timer);
-      done();
-    };
-    // The listener goes when the timer fires: one per poll would pile up on the long-lived signal.
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", abort);
-      done();
-    }, ms);
-    signal.addEventListener("abort", abort, { once: true });
-  });
 }

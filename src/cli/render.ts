@@ -2,7 +2,7 @@
  * What the CLI prints, as pure functions of the build status: the terminal code only writes the
  * lines, so every message is tested without a terminal.
  */
-import type { BuildPhase, BuildStatus, BuildStep } from "../core/api.js";
+import type { BuilderInfo, BuildPhase, BuildStatus, BuildStep } from "../core/api.js";
 
 const PHASE_LABELS: Record<BuildPhase, string> = {
   queued: "queued: waiting for the builder",
@@ -55,8 +55,14 @@ export function renderPoll(
  * position, builder power state, steps, cache, image, revision, error.
  */
 export function renderStatus(status: BuildStatus, previous: BuildStatus | undefined): string[] {
+  const phase =
+    status.phase !== previous?.phase && !status.terminal ? [`▸ ${PHASE_LABELS[status.phase]}`] : [];
+  return [...phase, ...statusDetails(status, previous)];
+}
+
+/** Everything `renderStatus` says but the phase. */
+function statusDetails(status: BuildStatus, previous: BuildStatus | undefined): string[] {
   const lines: string[] = [];
-  if (status.phase !== previous?.phase && !status.terminal) lines.push(`▸ ${PHASE_LABELS[status.phase]}`);
   if (
     status.queuePosition !== undefined &&
     status.queuePosition !== previous?.queuePosition &&
@@ -163,6 +169,71 @@ export function renderSummary(status: BuildStatus, facts: SummaryFacts): string[
     lines.push("  last log lines:", ...status.logTail.map((line) => `    ${line}`));
   }
   return lines;
+}
+
+/**
+ * `fast-build status`: one snapshot. An ended build reads as the summary `dev` closes with (its
+ * time measured by the server); a running one as its phase and everything known so far.
+ */
+export function renderSnapshot(status: BuildStatus, now: Date): string[] {
+  const created = Date.parse(status.timings.createdAt);
+  if (status.terminal) {
+    const ended = Date.parse(status.timings.endedAt ?? "");
+    const elapsedMs = (Number.isFinite(ended) ? ended : now.getTime()) - created;
+    return renderSummary(status, { elapsedMs: Number.isFinite(elapsedMs) ? Math.max(0, elapsedMs) : 0 });
+  }
+  const lines = [`build ${status.buildId} (${status.environment}): ${phaseLabel(status)}`];
+  lines.push(...statusDetails(status, undefined));
+  if (Number.isFinite(created)) {
+    lines.push(`  started   ${status.timings.createdAt} (${formatDuration(now.getTime() - created)} ago)`);
+  }
+  if (status.logTail && status.logTail.length > 0) {
+    lines.push("  last log lines:", ...status.logTail.map((line) => `    ${line}`));
+  }
+  return lines;
+}
+
+/**
+ * `fast-build builders`: one row per builder, columns padded to their widest cell. Times are
+ * UTC to the second, with how far away they are, since "idle shutdown at" is read against now.
+ */
+export function renderBuilders(builders: readonly BuilderInfo[], now: Date): string[] {
+  if (builders.length === 0) return ["no builders (the function app has no environments configured)"];
+  const header = [
+    "BUILDER",
+    "ENVIRONMENT",
+    "POWER",
+    "LEASE HOLDER",
+    "QUEUE",
+    "LAST ACTIVITY",
+    "IDLE SHUTDOWN AT",
+  ];
+  const rows = builders.map((b) => [
+    b.name,
+    b.environment,
+    b.powerState,
+    b.leaseHolder ?? "-",
+    String(b.queue.length),
+    b.lastActivityAt ? timeAndDistance(b.lastActivityAt, now) : "-",
+    b.idleShutdownAt ? timeAndDistance(b.idleShutdownAt, now) : "-",
+  ]);
+  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]?.length ?? 0)));
+  return [header, ...rows].map((row) =>
+    row
+      .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+      .join("  ")
+      .trimEnd(),
+  );
+}
+
+/** `2026-03-14 09:26:53Z (4 min 05 s ago)` / `(in 25 min 00 s)`; an unreadable time as given. */
+function timeAndDistance(iso: string, now: Date): string {
+  const at = Date.parse(iso);
+  if (!Number.isFinite(at)) return iso;
+  const text = `${new Date(at).toISOString().slice(0, 19).replace("T", " ")}Z`;
+  const ms = at - now.getTime();
+  if (Math.abs(ms) < 1000) return `${text} (now)`;
+  return ms > 0 ? `${text} (in ${formatDuration(ms)})` : `${text} (${formatDuration(-ms)} ago)`;
 }
 
 /**

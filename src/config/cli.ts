@@ -1,14 +1,21 @@
 /**
  * Settings of the `fast-build` command: flags win over the environment (FASTBUILD_API_URL,
  * FASTBUILD_API_KEY, FASTBUILD_ENV). Validated together; every problem is reported in one error.
+ * Every command needs the API settings; only `dev` needs an environment (the other commands name
+ * a build or list all builders).
  */
 import { ConfigError } from "../core/errors.js";
 
-export interface CliSettings {
+/** What every command needs to call the API. */
+export interface ApiSettings {
   /** API base without a trailing slash, e.g. `https://myapp.azurewebsites.net`. */
   apiUrl: string;
   /** Functions key, sent as `x-functions-key`; unset for a local runtime without keys. */
   apiKey: string | undefined;
+}
+
+/** The settings of `fast-build dev`. */
+export interface CliSettings extends ApiSettings {
   environment: string;
 }
 
@@ -21,9 +28,34 @@ type Env = Readonly<Record<string, string | undefined>>;
 
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]"]);
 
-/** Reads and validates the CLI's settings; throws one `ConfigError` listing all problems. */
+const HINT = "Fix the settings listed above (flags or FASTBUILD_* variables), then run again.";
+
+/** Reads and validates the settings of `fast-build dev`; throws one `ConfigError` listing all problems. */
 export function loadCliSettings(flags: CliSettingFlags, env: Env = process.env): CliSettings {
   const problems: string[] = [];
+  const api = readApiSettings(flags, env, problems);
+  const environment = (flags.env ?? env.FASTBUILD_ENV ?? "").trim();
+  if (!environment) {
+    problems.push("environment: missing; pass --env NAME or set FASTBUILD_ENV");
+  } else if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/.test(environment)) {
+    problems.push(`environment: ${JSON.stringify(environment)} is not a name (letters, digits, . _ - only)`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems, HINT);
+  return { ...api, environment };
+}
+
+/**
+ * Reads and validates the API settings alone (the commands other than `dev`): FASTBUILD_ENV is
+ * neither needed nor checked. Throws one `ConfigError` listing all problems.
+ */
+export function loadApiSettings(flags: Pick<CliSettingFlags, "api">, env: Env = process.env): ApiSettings {
+  const problems: string[] = [];
+  const api = readApiSettings(flags, env, problems);
+  if (problems.length > 0) throw new ConfigError(problems, HINT);
+  return api;
+}
+
+function readApiSettings(flags: Pick<CliSettingFlags, "api">, env: Env, problems: string[]): ApiSettings {
   const rawUrl = (flags.api ?? env.FASTBUILD_API_URL ?? "").trim();
   let apiUrl = "";
   if (!rawUrl) {
@@ -53,21 +85,9 @@ export function loadCliSettings(flags: CliSettingFlags, env: Env = process.env):
       }
     }
   }
-  const environment = (flags.env ?? env.FASTBUILD_ENV ?? "").trim();
-  if (!environment) {
-    problems.push("environment: missing; pass --env NAME or set FASTBUILD_ENV");
-  } else if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/.test(environment)) {
-    problems.push(`environment: ${JSON.stringify(environment)} is not a name (letters, digits, . _ - only)`);
-  }
   const apiKey = env.FASTBUILD_API_KEY?.trim() || undefined;
   if (apiKey !== undefined && /\s/.test(apiKey)) {
     problems.push("FASTBUILD_API_KEY: contains whitespace; copy the function key exactly");
   }
-  if (problems.length > 0) {
-    throw new ConfigError(
-      problems,
-      "Fix the settings listed above (flags or FASTBUILD_* variables), then run again.",
-    );
-  }
-  return { apiUrl, apiKey, environment };
+  return { apiUrl, apiKey };
 }

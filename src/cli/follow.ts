@@ -1,0 +1,164 @@
+/**
+ * Following a build: polls its status and log until it ends, printing the new log lines and the
+ * status changes. Shared by `fast-build dev` (after its upload) and `fast-build follow`, and the
+ * log reading by `fast-build logs`.
+ */
+import type { BuildPhase, BuildStatus } from "../core/api.js";
+import { isFastBuildError, NotFoundError, TransientError } from "../core/errors.js";
+import type { ApiClient } from "./apiClient.js";
+import type { Output } from "./progress.js";
+import { phaseLabel, renderPoll, splitLogLines } from "./render.js";
+
+/** Process exit codes (also in the usage text). */
+export const EXIT = { ok: 0, failed: 1, usage: 2, cancelled: 3, timedOut: 4, interrupted: 130 } as const;
+
+const PHASE_EXIT: Partial<Record<BuildPhase, number>> = {
+  succeeded: EXIT.ok,
+  failed: EXIT.failed,
+  cancelled: EXIT.cancelled,
+  "timed-out": EXIT.timedOut,
+};
+
+/** The exit code of a command that watched a build to its end. */
+export function exitCodeForPhase(phase: BuildPhase): number {
+  return PHASE_EXIT[phase] ?? EXIT.failed;
+}
+
+/** Where a build's status and log are, relative to the API base. */
+export interface BuildUrls {
+  statusUrl: string;
+  logsUrl: string;
+}
+
+export interface FollowOptions {
+  /** The API base, for "the build goes on at …" messages. */
+  apiUrl: string;
+  out: Output;
+  /** Aborted on Ctrl-C: following stops (what happens to the build is the caller's choice). */
+  interrupt: AbortSignal;
+  pollIntervalMs?: number;
+  /** The server ends every build (it has its own timeouts); this only guards against a stuck one. */
+  maxFollowMs?: number;
+}
+
+/** Where the CLI is in the build log: the next byte to ask for and the unfinished last line. */
+export interface LogCursor {
+  offset: number;
+  rest: string;
+  complete: boolean;
+}
+
+export const LOG_START: LogCursor = { offset: 0, rest: "", complete: false };
+
+/** How many transient API failures in a row a follow loop rides out before it gives up. */
+export const MAX_TRANSIENT_FAILURES = 10;
+
+/**
+ * Polls status and log until the build is terminal, printing new log lines and then the status
+ * changes of each poll (see `renderPoll`). Transient API failures are retried with backoff; after
+ * many in a row the command gives up (the build goes on on the server). Resolves to the final
+ * status, or "interrupted" once `interrupt` is aborted.
+ */
+export async function followBuild(
+  api: ApiClient,
+  build: BuildUrls,
+  opts: FollowOptions,
+): Promise<BuildStatus | "interrupted"> {
+  const { out } = opts;
+  const interval = opts.pollIntervalMs ?? 1500;
+  const deadline = Date.now() + (opts.maxFollowMs ?? 4 * 60 * 60_000);
+  let previous: BuildStatus | undefined;
+  let log: LogCursor = LOG_START;
+  let failures = 0;
+  while (!opts.interrupt.aborted) {
+    try {
+      // Status first, then the log: every line the builder wrote before this status was read is
+      // in this poll's log, so it prints above the status changes it preceded.
+      const status = await api.status(build.statusUrl);
+      let read = await readLog(api, build.logsUrl, log);
+      if (status.terminal) read = await drainLog(api, build.logsUrl, read, opts.interrupt);
+      for (const line of renderPoll(read.lines, status, previous)) out.line(line);
+      log = read.cursor;
+      previous = status;
+      failures = 0;
+      if (status.terminal) return status;
+      out.status(phaseLabel(status));
+    } catch (error) {
+      if (!(error instanceof TransientError) || ++failures > MAX_TRANSIENT_FAILURES) {
+        if (isFastBuildError(error) && previous) {
+          out.line(`lost contact with the API; the build goes on: ${opts.apiUrl}${build.statusUrl}`);
+        }
+        throw error;
+      }
+      out.status(`API not answering (${error.code}), retrying…`);
+    }
+    if (Date.now() > deadline) {
+      throw new TransientError("gave up following the build: it has not ended in time", {
+        code: "FollowTimeout",
+        hint: `The build may still be running: ${opts.apiUrl}${build.statusUrl}`,
+      });
+    }
+    await sleep(interval * Math.min(2 ** failures, 8), opts.interrupt);
+  }
+  return "interrupted";
+}
+
+/**
+ * Reads the log from the cursor: the whole lines that arrived, and the cursor after them. A 404
+ * reads as "no log yet" (only the follow loop uses this; it learns of an unknown build from the
+ * status it reads first).
+ */
+async function readLog(
+  api: ApiClient,
+  logsUrl: string,
+  cursor: LogCursor,
+): Promise<{ lines: string[]; cursor: LogCursor }> {
+  try {
+    const chunk = await api.logs(logsUrl, cursor.offset);
+    const { lines, rest } = splitLogLines(cursor.rest, chunk.text);
+    return { lines, cursor: { offset: chunk.nextOffset, rest, complete: chunk.complete } };
+  } catch (error) {
+    if (error instanceof NotFoundError) return { lines: [], cursor: { ...cursor, complete: false } };
+    throw error;
+  }
+}
+
+/**
+ * After the build ended: reads on until the server says the log is complete (the last bytes may
+ * land after the phase changed, and one answer is capped in size) or nothing more comes, then
+ * adds the unfinished last line. Bounded: the summary must not wait on a log that never completes.
+ */
+async function drainLog(
+  api: ApiClient,
+  logsUrl: string,
+  read: { lines: string[]; cursor: LogCursor },
+  interrupt: AbortSignal,
+): Promise<{ lines: string[]; cursor: LogCursor }> {
+  const lines = [...read.lines];
+  let cursor = read.cursor;
+  for (let i = 0; i < 10 && !cursor.complete && !interrupt.aborted; i++) {
+    const before = cursor.offset;
+    const next = await readLog(api, logsUrl, cursor);
+    lines.push(...next.lines);
+    cursor = next.cursor;
+    if (cursor.offset === before) break;
+  }
+  if (cursor.rest) lines.push(cursor.rest);
+  return { lines, cursor: { ...cursor, rest: "" } };
+}
+
+/** Waits `ms`, or less when `signal` is aborted. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((done) => {
+    const abort = () => {
+      clearTimeout(timer);
+      done();
+    };
+    // The listener goes when the timer fires: one per poll would pile up on the long-lived signal.
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", abort);
+      done();
+    }, ms);
+    signal.addEventListener("abort", abort, { once: true });
+  });
+}

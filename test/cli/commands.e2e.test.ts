@@ -1,0 +1,260 @@
+/**
+ * `fast-build follow | status | logs | cancel | builders`, run as the user runs them (`main`, and
+ * once as a child process for a real Ctrl-C) against the real stack: the local functions host
+ * serving the app's own HTTP triggers, the local durable engine running the real build
+ * orchestrator and activities, the ARM emulator as the builder VM and Azurite. Builds are started
+ * through the API as `fast-build dev` starts them; the emulator's scripted "VM" ends them fast.
+ */
+import {
+  cancelRunningBuilds,
+  runsUntilStopped,
+  startTestCloud,
+  type TestCloud,
+} from "../functions/support.js";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { Writable } from "node:stream";
+import { after, afterEach, before, beforeEach, describe, it } from "node:test";
+import { main } from "../../src/cli/main.js";
+import type { BuilderInfo, BuildStatus, LogsResponse, StartBuildResponse } from "../../src/core/api.js";
+import { BUILD_EVENTS, type BuildInput } from "../../src/core/buildInput.js";
+import { BUILD_RESULT_VERSION } from "../../src/core/buildResult.js";
+import type { RunCommandExecutor } from "../../src/local/arm/index.js";
+import { cancelBuild } from "../../src/functions/cancelBuild.js";
+import { setDeps } from "../../src/functions/deps.js";
+import { startLocalHost, type LocalHost } from "../../src/local/host/index.js";
+import { waitFor } from "../arm/helpers.js";
+
+const KEY = "cli-test-function-key";
+const SOURCE = Buffer.from("pretend this is a tar.gz of a cargo workspace\n".repeat(10));
+const DIGEST = `sha256:${createHash("sha256").update(SOURCE).digest("hex")}`;
+const BASE_KEY = "0123456789abcdef".repeat(4);
+
+class Capture extends Writable {
+  text = "";
+  override _write(chunk: Buffer | string, _encoding: BufferEncoding, done: () => void): void {
+    this.text += chunk.toString();
+    done();
+  }
+}
+
+describe("fast-build follow, status, logs, cancel and builders against the real API", () => {
+  let cloud: TestCloud;
+  let host: LocalHost;
+
+  before(async () => {
+    cloud = await startTestCloud();
+    setDeps(cloud.deps);
+    host = await startLocalHost({
+      entry: new URL("../../src/functions/index.ts", import.meta.url).href,
+      engine: cloud.engine,
+      functionKey: KEY,
+      log: () => undefined,
+    });
+  });
+  after(async () => {
+    await host.stop();
+    setDeps(undefined);
+    await cloud.stop();
+  });
+  beforeEach(() => cloud.arm.setRunCommandExecutor(runsUntilStopped()));
+  afterEach(() => cancelRunningBuilds(cloud, cancelBuild));
+
+  /**
+   * The "VM" build.sh would be: a few log lines, its result line, the completion callback with the
+   * build's token (so the orchestration hears of the result at once instead of at its next poll
+   * of the run command), exit 0.
+   */
+  const succeeds: RunCommandExecutor = async (run) => {
+    const buildId = run.parameters.FASTBUILD_BUILD_ID ?? "";
+    const result = JSON.stringify({
+      fastbuild: "result",
+      version: BUILD_RESULT_VERSION,
+      buildId,
+      status: "succeeded",
+      exitReason: "ok",
+      exitCode: 0,
+      image: `127.0.0.1:5000/apps/demo:${buildId}`,
+      digest: `sha256:${"a".repeat(64)}`,
+      baseCacheHit: true,
+      skipped: false,
+      timings: { app: 1200 },
+    });
+    run.stdout(`compiling app\nfinished release\n${result}\n`);
+    const token = ((await cloud.engine.getStatus(buildId))?.input as BuildInput).callbackToken;
+    const callback = await fetch(`${host.url}/api/builds/${buildId}/callback`, {
+      method: "POST",
+      body: result,
+      headers: { "content-type": "application/json", "x-fastbuild-token": token },
+    });
+    assert.equal(callback.status, 202, await callback.text());
+    return { exitCode: 0 };
+  };
+
+  const env = () => ({ FASTBUILD_API_URL: host.url, FASTBUILD_API_KEY: KEY });
+
+  /** Runs the command in-process; resolves to its exit code and what it printed. */
+  async function fastBuild(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    const stdout = new Capture();
+    const stderr = new Capture();
+    const code = await main(argv, { stdout, stderr, env: env(), pollIntervalMs: 50 });
+    return { code, stdout: stdout.text, stderr: stderr.text };
+  }
+
+  const api = (path: string, init: RequestInit = {}) =>
+    fetch(`${host.url}/api/${path}`, {
+      ...init,
+      headers: { "content-type": "application/json", "x-functions-key": KEY },
+    });
+
+  /** POST /api/builds as `fast-build dev` does; the upload comes later ({@link sendSource}). */
+  async function startBuild(options: { deploy?: boolean } = {}): Promise<StartBuildResponse> {
+    const res = await api("builds", {
+      method: "POST",
+      body: JSON.stringify({ environment: "dev", sourceDigest: DIGEST, baseKey: BASE_KEY, options }),
+    });
+    assert.equal(res.status, 202, await res.clone().text());
+    return (await res.json()) as StartBuildResponse;
+  }
+
+  async function sendSource(build: StartBuildResponse): Promise<void> {
+    const put = await fetch(build.upload.url, {
+      method: "PUT",
+      body: SOURCE,
+      headers: { "x-ms-blob-type": "BlockBlob" },
+    });
+    assert.equal(put.status, 201);
+    const done = await api(`builds/${build.buildId}/source`, { method: "POST" });
+    assert.equal(done.status, 202, await done.text());
+  }
+
+  it("follow joins a build before its upload and shows its log, phases and summary; exits 0 on success", async () => {
+    cloud.arm.setRunCommandExecutor(succeeds);
+    // No deploy: the orchestration polls a new revision's health every 5 s (real time here), and
+    // what follow prints of a deploy is render.ts's, tested without a stack.
+    const build = await startBuild({ deploy: false });
+    const following = fastBuild("follow", build.buildId);
+    await cloud.published(build.buildId, (s) => s.phase === "waiting-for-source");
+    await sendSource(build);
+
+    const { code, stdout, stderr } = await following;
+
+    assert.equal(code, 0, stderr + stdout);
+    assert.match(stdout, new RegExp(`^following build ${build.buildId}`));
+    assert.match(stdout, /│ compiling app\n {2}│ finished release\n/);
+    assert.match(stdout, /▸ building\n/);
+    assert.match(stdout, new RegExp(`✓ build succeeded \\(${build.buildId}\\)`));
+    assert.match(stdout, /image {5}127\.0\.0\.1:5000\/apps\/demo/);
+    assert.match(stdout, /– deploy skipped/);
+    assert.doesNotMatch(stdout, /"fastbuild":"result"/, "the result line is for the orchestration");
+  });
+
+  it("status prints one snapshot of a running build, and --json the API's BuildStatus", async () => {
+    const build = await startBuild();
+    await cloud.published(build.buildId, (s) => s.phase === "waiting-for-source");
+
+    const human = await fastBuild("status", build.buildId);
+    const json = await fastBuild("status", build.buildId, "--json");
+
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(
+      human.stdout,
+      new RegExp(`^build ${build.buildId} \\(dev\\): waiting for the source upload`),
+    );
+    assert.match(human.stdout, /builder builder-dev: running/);
+    assert.equal(json.code, 0, json.stderr);
+    const status = JSON.parse(json.stdout) as BuildStatus;
+    assert.equal(status.buildId, build.buildId);
+    assert.equal(status.phase, "waiting-for-source");
+  });
+
+  it("logs prints the log so far; logs --follow prints until cancel ends the build; cancel twice exits 0", async () => {
+    cloud.arm.setRunCommandExecutor(runsUntilStopped("step 1\nstep 2\n"));
+    const build = await startBuild();
+    await sendSource(build);
+    await waitFor(
+      async () => (await (await api(`builds/${build.buildId}/logs?offset=0`)).json()) as LogsResponse,
+      (chunk) => chunk.size >= 14,
+    );
+
+    const soFar = await fastBuild("logs", build.buildId);
+    assert.deepEqual(soFar, { code: 0, stdout: "step 1\nstep 2\n", stderr: "" });
+
+    const following = fastBuild("logs", build.buildId, "--follow");
+    const cancel = await fastBuild("cancel", build.buildId);
+    assert.equal(cancel.code, 0, cancel.stderr);
+    assert.match(cancel.stdout, new RegExp(`build ${build.buildId}: cancel requested`));
+    const followed = await following;
+    assert.equal(followed.code, 0, followed.stderr);
+    assert.equal(followed.stdout, "step 1\nstep 2\n");
+
+    const again = await fastBuild("cancel", build.buildId);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /has already ended: nothing to cancel/);
+    const ended = await fastBuild("follow", build.buildId);
+    assert.equal(ended.code, 3, "exit code of a cancelled build");
+    assert.match(ended.stdout, /│ step 2\n[\s\S]*✗ build cancelled/);
+  });
+
+  it("follow: one Ctrl-C stops following and leaves the build running, not cancelled", async () => {
+    const build = await startBuild();
+    await cloud.published(build.buildId, (s) => s.phase === "waiting-for-source");
+    const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "follow", build.buildId], {
+      env: { PATH: process.env.PATH, ...env() },
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    await waitFor(
+      () => Promise.resolve(stdout),
+      (text) => text.includes("▸ waiting for the source upload"),
+    );
+
+    child.kill("SIGINT");
+
+    assert.equal(await exited, 130, stderr);
+    assert.match(stderr, /leaving build \S+ running, it is NOT cancelled/);
+    assert.match(stdout, /stopped following; build \S+ goes on/);
+    assert.equal((await cloud.engine.getStatus(build.buildId))?.runtimeStatus, "Running");
+    assert.ok(
+      !cloud.engine.events.some(
+        (e) => e.instanceId === build.buildId && e.name === BUILD_EVENTS.cancelRequested,
+      ),
+    );
+  });
+
+  it("builders lists every builder as a table, and --json the API's answer", async () => {
+    const table = await fastBuild("builders");
+    const json = await fastBuild("builders", "--json");
+
+    assert.equal(table.code, 0, table.stderr);
+    const [header, ...rows] = table.stdout.trimEnd().split("\n");
+    assert.match(
+      header ?? "",
+      /^BUILDER +ENVIRONMENT +POWER +LEASE HOLDER +QUEUE +LAST ACTIVITY +IDLE SHUTDOWN AT$/,
+    );
+    assert.deepEqual(rows.map((row) => row.split(/ +/).slice(0, 3)).sort(), [
+      ["builder-dev", "dev", "running"],
+      ["builder-prod", "prod", "running"],
+    ]);
+    assert.equal(json.code, 0, json.stderr);
+    const builders = JSON.parse(json.stdout) as BuilderInfo[];
+    assert.deepEqual(builders.map((b) => b.name).sort(), ["builder-dev", "builder-prod"]);
+  });
+
+  it("an unknown build id exits 2 with the server's message; a malformed one is refused before any setting is read", async () => {
+    for (const command of ["status", "logs", "cancel", "follow"]) {
+      const unknown = await fastBuild(command, "20200101000000-0000000000");
+      assert.equal(unknown.code, 2, `${command}: ${unknown.stderr}`);
+      assert.match(unknown.stderr, /error: No build with id 20200101000000-0000000000/, command);
+    }
+    const stderr = new Capture();
+    const malformed = await main(["status", "../builders"], { stdout: new Capture(), stderr, env: {} });
+    assert.equal(malformed, 2);
+    assert.match(stderr.text, /"\.\.\/builders" is not a build id/);
+    assert.match(stderr.text, /hint: .*usage: fast-build status <build-id> \[--json\]/);
+  });
+});
