@@ -12,6 +12,7 @@ import {
   isRecord,
   newId,
   normaliseLocation,
+  missingResource,
   notFound,
   tail,
   type ArmRequest,
@@ -164,14 +165,12 @@ export class ComputeProvider {
       const ref = { subscriptionId: mm[1]!, resourceGroup: mm[2]!, vmName: mm[3]! };
       const vm = this.vms.get(key(ref));
       if (vm) return vm;
-      if (!rgExists(ref.subscriptionId, ref.resourceGroup)) {
-        throw new ArmHttpError(
-          404,
-          "ResourceGroupNotFound",
-          `Resource group '${ref.resourceGroup}' could not be found.`,
-        );
-      }
-      throw notFound("Microsoft.Compute/virtualMachines", ref.vmName, ref.resourceGroup);
+      throw missingResource(
+        rgExists(ref.subscriptionId, ref.resourceGroup),
+        "Microsoft.Compute/virtualMachines",
+        ref.vmName,
+        ref.resourceGroup,
+      );
     };
     if ((m = match(routes.vm))) {
       requireMethod(req, ["GET"]);

@@ -12,6 +12,7 @@ import {
   isRecord,
   newId,
   normaliseLocation,
+  missingResource,
   notFound,
   type ArmRequest,
   type Reply,
@@ -170,14 +171,12 @@ export class ContainerAppsProvider {
       const ref = { subscriptionId: mm[1]!, resourceGroup: mm[2]!, appName: mm[3]! };
       const app = this.apps.get(appKey(ref));
       if (app) return app;
-      if (!rgExists(ref.subscriptionId, ref.resourceGroup)) {
-        throw new ArmHttpError(
-          404,
-          "ResourceGroupNotFound",
-          `Resource group '${ref.resourceGroup}' could not be found.`,
-        );
-      }
-      throw notFound("Microsoft.App/containerApps", ref.appName, ref.resourceGroup);
+      throw missingResource(
+        rgExists(ref.subscriptionId, ref.resourceGroup),
+        "Microsoft.App/containerApps",
+        ref.appName,
+        ref.resourceGroup,
+      );
     };
     if ((m = routes.app.exec(req.path))) {
       const app = appOf(m);

@@ -62,6 +62,23 @@ export function notFound(type: string, name: string, resourceGroup: string): Arm
   );
 }
 
+/** The 404 ARM gives for a missing resource: its group is missing, or only the resource is. */
+export function missingResource(
+  rgExists: boolean,
+  type: string,
+  name: string,
+  resourceGroup: string,
+): ArmHttpError {
+  if (!rgExists) {
+    return new ArmHttpError(
+      404,
+      "ResourceGroupNotFound",
+      `Resource group '${resourceGroup}' could not be found.`,
+    );
+  }
+  return notFound(type, name, resourceGroup);
+}
+
 export function badRequest(code: string, message: string): ArmHttpError {
   return new ArmHttpError(400, code, message);
 }
