@@ -11,6 +11,7 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createLoopbackCertificate } from "./tls.js";
+import { stopChild } from "./childProcess.js";
 
 /** Azurite's well-known development account (public, documented; not a secret). */
 export const DEV_ACCOUNT = "devstoreaccount1";
@@ -90,7 +91,7 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
     connectionString:
       `DefaultEndpointsProtocol=${scheme};AccountName=${DEV_ACCOUNT};AccountKey=${DEV_KEY};` +
       `BlobEndpoint=${blobEndpoint};QueueEndpoint=${queueEndpoint};TableEndpoint=${tableEndpoint};`,
-    stop: () => stopChild(child),
+    stop: () => stopChild(child, 3000),
   };
   if (!tls) return azurite;
   return {
@@ -98,7 +99,7 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Azurit
     ca: tls.cert,
     caFile: tls.certFile,
     stop: async () => {
-      await stopChild(child);
+      await stopChild(child, 3000);
       await rm(tls.dir, { recursive: true, force: true });
     },
   };
@@ -145,14 +146,5 @@ function waitForPorts(
       clearTimeout(timer);
       reject(new Error(`Azurite exited (${code}) before it was ready:\n${output}`));
     });
-  });
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    child.once("exit", () => resolve());
-    child.kill("SIGTERM");
-    setTimeout(() => child.kill("SIGKILL"), 3000).unref();
   });
 }

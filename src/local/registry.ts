@@ -8,6 +8,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { stopChild } from "./childProcess.js";
 
 export interface LocalRegistry {
   /** `127.0.0.1:PORT`, the registry part of image references. */
@@ -57,13 +58,13 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Loca
         host: `127.0.0.1:${port}`,
         url,
         stop: async () => {
-          await stopChild(child);
+          await stopChild(child, 5000);
           if (owned) await rm(base, { recursive: true, force: true });
         },
       };
     } catch (error) {
       lastError = error;
-      await stopChild(child);
+      await stopChild(child, 5000);
     }
   }
   if (owned) await rm(base, { recursive: true, force: true });
@@ -107,16 +108,4 @@ async function waitReady(child: ChildProcess, url: string, timeoutMs: number, ou
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`docker-registry did not answer on ${url} within ${timeoutMs} ms:\n${output()}`);
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-    child.once("exit", () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill("SIGTERM");
-  });
 }

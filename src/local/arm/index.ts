@@ -26,6 +26,7 @@ import type {
   RunCommandExecutor,
 } from "./types.js";
 import { createLoopbackCertificate } from "../tls.js";
+import { unsignedStorageToken } from "../oauthToken.js";
 
 export type * from "./types.js";
 export { localShellExecutor, scriptedExecutor } from "./executors.js";
@@ -48,7 +49,15 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
   const operationFaults: (OperationFault & { left: number })[] = [];
   let executor: RunCommandExecutor = options.executor ?? scriptedExecutor();
   let endpoint = "";
-  const accessToken = options.accessToken ?? fakeJwt();
+  // The emulator checks only that a bearer token is present, not its signature.
+  const accessToken =
+    options.accessToken ??
+    unsignedStorageToken({
+      audience: "https://management.azure.com",
+      tenantId: "00000000-0000-0000-0000-000000000000",
+      objectId: "00000000-0000-0000-0000-000000000001",
+      lifetimeSeconds: 3600,
+    });
   const identityHeader = randomBytes(16).toString("hex");
 
   const compute = new ComputeProvider({
@@ -302,19 +311,4 @@ function safeDecode(path: string): string {
   } catch {
     return path;
   }
-}
-
-/** A syntactically valid, unsigned JWT: the emulator does not check signatures. */
-function fakeJwt(): string {
-  const part = (value: object) => Buffer.from(JSON.stringify(value)).toString("base64url");
-  const now = Math.floor(Date.now() / 1000);
-  return `${part({ alg: "none", typ: "JWT" })}.${part({
-    aud: "https://management.azure.com",
-    iss: "https://sts.windows.net/00000000-0000-0000-0000-000000000000/",
-    iat: now,
-    nbf: now,
-    exp: now + 3600,
-    oid: "00000000-0000-0000-0000-000000000001",
-    tid: "00000000-0000-0000-0000-000000000000",
-  })}.`;
 }

@@ -21,7 +21,7 @@ import {
   DurableOrchestrationInput,
   type ReplayState,
 } from "durable-functions/lib/src/util/testingUtils.js";
-import type { InstanceStatus, RuntimeStatus } from "./engine.js";
+import { TERMINAL_STATUSES, type InstanceStatus, type RuntimeStatus } from "./engine.js";
 import { events, HistoryEventType, type HistoryEvent } from "./history.js";
 
 /** A registered activity: the same handler `df.app.activity` registers. */
@@ -335,7 +335,7 @@ export class OrchestrationDriver {
   }
 
   private isTerminal(): boolean {
-    return ["Completed", "Failed", "Terminated"].includes(this.runtimeStatus);
+    return TERMINAL_STATUSES.has(this.runtimeStatus);
   }
 
   private now(): Date {

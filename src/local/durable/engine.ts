@@ -5,6 +5,13 @@
  */
 export type RuntimeStatus = "Pending" | "Running" | "Completed" | "Failed" | "Terminated" | "ContinuedAsNew";
 
+/** The statuses an instance never leaves. */
+export const TERMINAL_STATUSES: ReadonlySet<RuntimeStatus> = new Set<RuntimeStatus>([
+  "Completed",
+  "Failed",
+  "Terminated",
+]);
+
 export interface InstanceStatus {
   name: string;
   instanceId: string;

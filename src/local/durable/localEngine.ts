@@ -10,7 +10,7 @@ import {
   type DriverClock,
   type ReplaySchemaName,
 } from "./driver.js";
-import type { DurableEngine, InstanceStatus } from "./engine.js";
+import { TERMINAL_STATUSES, type DurableEngine, type InstanceStatus } from "./engine.js";
 
 export interface LocalDurableEngineOptions {
   /** Orchestrator name → generator function (the same ones `df.app.orchestration` registers). */
@@ -24,8 +24,6 @@ export interface LocalDurableEngineOptions {
   log?: (level: string, message: string) => void;
 }
 
-const TERMINAL = new Set(["Completed", "Failed", "Terminated"]);
-
 export class LocalDurableEngine implements DurableEngine {
   private readonly instances = new Map<
     string,
@@ -38,7 +36,7 @@ export class LocalDurableEngine implements DurableEngine {
     const orchestrator = this.options.orchestrators.get(name);
     if (!orchestrator) return Promise.reject(new Error(`no orchestrator named ${name}`));
     const existing = this.instances.get(instanceId);
-    if (existing && !TERMINAL.has(existing.driver.status().runtimeStatus)) {
+    if (existing && !TERMINAL_STATUSES.has(existing.driver.status().runtimeStatus)) {
       return Promise.reject(
         new Error(`instance ${instanceId} already exists and is ${existing.driver.status().runtimeStatus}`),
       );

@@ -17,12 +17,10 @@ import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { isFastBuildError } from "../../core/errors.js";
-import type { DurableEngine, InstanceStatus } from "../durable/engine.js";
+import { TERMINAL_STATUSES, type DurableEngine, type InstanceStatus } from "../durable/engine.js";
 
 /** Event payloads and inputs are small JSON; anything bigger is a bug in the caller. */
 const MAX_RPC_BODY_BYTES = 8 * 1024 * 1024;
-
-const TERMINAL = new Set(["Completed", "Failed", "Terminated"]);
 
 export interface DurableRpcServer {
   /** Ends with `/`, as the extension's own does (the client resolves relative paths against it). */
@@ -121,11 +119,11 @@ export async function startDurableRpcServer(
 
     if (method === "GET" && parts.length === 2) {
       if (!status) return reply(res, 404, { message: `no instance with id '${id}'` });
-      return reply(res, TERMINAL.has(status.runtimeStatus) ? 200 : 202, wire(status));
+      return reply(res, TERMINAL_STATUSES.has(status.runtimeStatus) ? 200 : 202, wire(status));
     }
     if (method === "POST" && parts[2] === "raiseEvent" && parts[3] && parts.length === 4) {
       if (!status) return reply(res, 404, { message: `no instance with id '${id}'` });
-      if (TERMINAL.has(status.runtimeStatus))
+      if (TERMINAL_STATUSES.has(status.runtimeStatus))
         return reply(res, 410, { message: `instance '${id}' has ended` });
       try {
         await engine.raiseEvent(id, parts[3], body ?? null);
@@ -136,7 +134,7 @@ export async function startDurableRpcServer(
     }
     if (method === "POST" && parts[2] === "terminate" && parts.length === 3) {
       if (!status) return reply(res, 404, { message: `no instance with id '${id}'` });
-      if (TERMINAL.has(status.runtimeStatus))
+      if (TERMINAL_STATUSES.has(status.runtimeStatus))
         return reply(res, 410, { message: `instance '${id}' has ended` });
       try {
         await engine.terminate(id, url.searchParams.get("reason") ?? "");
