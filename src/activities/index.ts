@@ -23,6 +23,7 @@ import {
 import { parseBuildResult } from "../core/buildResult.js";
 import {
   builderKey,
+  builderVm,
   callbackPath,
   errorLogBlobName,
   logBlobName,
@@ -80,11 +81,7 @@ export function makeActivities(deps: ActivityDeps): ReadonlyMap<string, Activity
           hint: `Use one of: ${Object.keys(deps.config.environments).join(", ") || "(none configured)"}.`,
         });
       }
-      const vm: VmRef = {
-        subscriptionId: env.subscriptionId,
-        resourceGroup: env.resourceGroup,
-        vmName: env.builderVm,
-      };
+      const vm = builderVm(env);
       const b = deps.config.builds;
       const resolved: ResolvedEnvironment = {
         name: env.name,

@@ -70,6 +70,11 @@ export function revisionSuffix(buildId: string): string {
   return `b${buildId.replace(/[^a-z0-9]/g, "").slice(0, 20)}`;
 }
 
+/** The builder VM an environment builds on. */
+export function builderVm(env: { subscriptionId: string; resourceGroup: string; builderVm: string }): VmRef {
+  return { subscriptionId: env.subscriptionId, resourceGroup: env.resourceGroup, vmName: env.builderVm };
+}
+
 /** Table row key of a builder: Azure Table keys may not contain / \ # ?. */
 export function builderKey(vm: VmRef): string {
   return `${vm.subscriptionId}~${vm.resourceGroup}~${vm.vmName}`.toLowerCase().replace(/[/\\#?]/g, "_");

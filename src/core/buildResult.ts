@@ -76,7 +76,7 @@ export const buildHeartbeatSchema = z.object({
   version: z.literal(BUILD_RESULT_VERSION),
   buildId: z.string(),
   /** The script's current step: login, check, download, extract, base, app, push. */
-  step: z.string(),
-  elapsedMs: z.number().int(),
+  step: z.string().max(80),
+  elapsedMs: z.number().int().nonnegative(),
 });
 export type BuildHeartbeat = z.infer<typeof buildHeartbeatSchema>;

@@ -70,7 +70,7 @@ export function decideIdleShutdown(
  */
 export function finishIdleShutdown(record: BuilderRecord, generation: number, now: Date): BuilderRecord {
   const released = decideRelease(record, IDLE_SHUTDOWN_HOLDER, generation, now).record;
-  if (released === record || record.holder !== IDLE_SHUTDOWN_HOLDER || record.generation !== generation) {
+  if (record.holder !== IDLE_SHUTDOWN_HOLDER || record.generation !== generation) {
     return released;
   }
   return { ...released, lastActivityAt: record.lastActivityAt, vmMinutesTotal: record.vmMinutesTotal };

@@ -6,29 +6,16 @@
  * line, the script posts heartbeats here; those are acknowledged and change nothing.
  */
 import type { HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
-import { z } from "zod";
 import { secretsEqual } from "../core/buildId.js";
 import { BUILD_EVENTS } from "../core/buildInput.js";
-import { buildResultSchema } from "../core/buildResult.js";
-import { ConflictError, InvalidInputError, UnauthorizedError } from "../core/errors.js";
+import { buildHeartbeatSchema, buildResultSchema } from "../core/buildResult.js";
+import { InvalidInputError, UnauthorizedError } from "../core/errors.js";
 import { apiHandler, buildLog, json, parseWith, readJson, routeBuildId } from "./http.js";
-import { buildInstances, requireBuild } from "./instances.js";
+import { buildInstances, requireBuild, requireRunning } from "./instances.js";
 
 export const CALLBACK_TOKEN_HEADER = "x-fastbuild-token";
 /** The result line carries a log tail and step timings: larger than other requests, still bounded. */
 const MAX_CALLBACK_BYTES = 64 * 1024;
-
-/**
- * The build script also posts a heartbeat to this URL while it runs (dockerfiles/build.sh). It
- * proves the builder is alive but changes nothing: acknowledged, not raised.
- */
-const heartbeatSchema = z.object({
-  fastbuild: z.literal("heartbeat"),
-  version: z.literal(1),
-  buildId: z.string(),
-  step: z.string().max(80),
-  elapsedMs: z.number().int().nonnegative(),
-});
 
 const unauthorized = (): UnauthorizedError =>
   new UnauthorizedError("The callback token is missing or wrong.", {
@@ -48,10 +35,12 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
     throw unauthorized();
   }
   const body = await readJson(request, MAX_CALLBACK_BYTES);
+  // The script also posts heartbeats here while it runs: they prove the builder is alive but
+  // change nothing (acknowledged, not raised).
   const isHeartbeat =
     typeof body === "object" && body !== null && (body as { fastbuild?: unknown }).fastbuild === "heartbeat";
   const message = isHeartbeat
-    ? parseWith(heartbeatSchema, body, "heartbeat")
+    ? parseWith(buildHeartbeatSchema, body, "heartbeat")
     : parseWith(buildResultSchema, body, "build result");
   if (message.buildId !== buildId) {
     throw new InvalidInputError(`The message is for build ${message.buildId.slice(0, 80)}, not ${buildId}.`, {
@@ -59,16 +48,10 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
       hint: "Post each build's result to its own callback URL.",
     });
   }
-  if (build.ended) {
-    throw new ConflictError(`Build ${buildId} has already ended (${build.status.phase}).`, {
-      code: "BuildEnded",
-      hint: "The result arrived too late to be used.",
-    });
-  }
+  requireRunning(build, buildId, "The result arrived too late to be used.");
   if (message.fastbuild === "heartbeat") return json(202, { buildId, accepted: true });
-  const result = message;
-  await instances.raise(buildId, BUILD_EVENTS.buildCompleted, result);
-  log.info(`builder reported ${result.status} (${result.exitReason}, exit ${result.exitCode})`);
+  await instances.raise(buildId, BUILD_EVENTS.buildCompleted, message);
+  log.info(`builder reported ${message.status} (${message.exitReason}, exit ${message.exitCode})`);
   return json(202, { buildId, accepted: true });
 }
 

@@ -6,9 +6,8 @@
 import type { HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
 import { z } from "zod";
 import { BUILD_EVENTS } from "../core/buildInput.js";
-import { ConflictError } from "../core/errors.js";
 import { apiHandler, buildLog, json, parseWith, readJson, routeBuildId } from "./http.js";
-import { buildInstances, requireBuild } from "./instances.js";
+import { buildInstances, requireBuild, requireRunning } from "./instances.js";
 
 const cancelRequestSchema = z
   .object({ reason: z.string().max(500).optional() })
@@ -20,12 +19,7 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
   const body = parseWith(cancelRequestSchema, await readJson(request), "cancel request");
   const instances = buildInstances(context);
   const build = requireBuild(await instances.get(buildId), buildId);
-  if (build.ended) {
-    throw new ConflictError(`Build ${buildId} has already ended (${build.status.phase}).`, {
-      code: "BuildEnded",
-      hint: "Nothing to cancel.",
-    });
-  }
+  requireRunning(build, buildId, "Nothing to cancel.");
   await instances.raise(buildId, BUILD_EVENTS.cancelRequested, {
     reason: body?.reason ?? "cancelled by the user",
   });

@@ -6,7 +6,7 @@
  */
 import type { InvocationContext, Timer } from "@azure/functions";
 import type { EnvironmentConfig } from "../config/index.js";
-import { builderKey } from "../core/buildInput.js";
+import { builderKey, builderVm } from "../core/buildInput.js";
 import { describeError } from "../core/errors.js";
 import { decideIdleShutdown, finishIdleShutdown, type IdlePolicy } from "../core/idle.js";
 import { emptyRecord, mutateRecord } from "../core/lease.js";
@@ -38,11 +38,7 @@ export function builders(
 ): { key: string; vm: VmRef }[] {
   const byKey = new Map<string, VmRef>();
   for (const env of Object.values(environments)) {
-    const vm = {
-      subscriptionId: env.subscriptionId,
-      resourceGroup: env.resourceGroup,
-      vmName: env.builderVm,
-    };
+    const vm = builderVm(env);
     byKey.set(builderKey(vm), vm);
   }
   return [...byKey].map(([key, vm]) => ({ key, vm }));

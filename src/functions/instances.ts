@@ -9,7 +9,7 @@ import * as df from "durable-functions";
 import { TERMINAL_PHASES, type BuildStatus } from "../core/api.js";
 import { BUILD_ORCHESTRATOR } from "../core/activityContract.js";
 import { buildInputSchema, type BuildInput } from "../core/buildInput.js";
-import { NotFoundError, TransientError } from "../core/errors.js";
+import { ConflictError, NotFoundError, TransientError } from "../core/errors.js";
 import { projectStatus, type InstanceView } from "../core/status.js";
 
 export interface BuildInstance extends InstanceView {
@@ -82,6 +82,16 @@ export function requireBuild(build: BuildInstance | undefined, buildId: string):
     });
   }
   return build as KnownBuild;
+}
+
+/** The build must still be running; `hint` says what the caller can do instead. */
+export function requireRunning(build: KnownBuild, buildId: string, hint: string): void {
+  if (build.ended) {
+    throw new ConflictError(`Build ${buildId} has already ended (${build.status.phase}).`, {
+      code: "BuildEnded",
+      hint,
+    });
+  }
 }
 
 async function call<T>(what: string, run: () => Promise<T>): Promise<T> {

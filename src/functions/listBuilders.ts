@@ -1,7 +1,7 @@
 /** `GET /api/builders`: every environment's builder: power state, lease, queue, idle shutdown time. */
 import type { HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
 import type { BuilderInfo } from "../core/api.js";
-import { builderKey } from "../core/buildInput.js";
+import { builderKey, builderVm } from "../core/buildInput.js";
 import { idleShutdownAt } from "../core/idle.js";
 import { emptyRecord, isLeaseFresh } from "../core/lease.js";
 import { getDeps } from "./deps.js";
@@ -14,11 +14,7 @@ async function run(_request: HttpRequest, context: InvocationContext): Promise<H
   const { idleMs } = idlePolicy(deps);
   const infos = await Promise.all(
     Object.values(deps.config.environments).map(async (env): Promise<BuilderInfo> => {
-      const vm = {
-        subscriptionId: env.subscriptionId,
-        resourceGroup: env.resourceGroup,
-        vmName: env.builderVm,
-      };
+      const vm = builderVm(env);
       const key = builderKey(vm);
       const [stored, powerState] = await Promise.all([
         deps.leases.read(key),

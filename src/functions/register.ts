@@ -20,11 +20,11 @@ function lazy<A extends unknown[], R>(
 ): (...args: A) => Promise<R> {
   let loaded: Promise<(...args: A) => R | Promise<R>> | undefined;
   return async (...args) => {
-    const pending = (loaded ??= load());
-    pending.catch(() => {
-      if (loaded === pending) loaded = undefined;
+    loaded ??= load().catch((error: unknown) => {
+      loaded = undefined;
+      throw error;
     });
-    const handler = await pending;
+    const handler = await loaded;
     return handler(...args);
   };
 }

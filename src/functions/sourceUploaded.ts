@@ -8,18 +8,13 @@ import { BUILD_EVENTS, sourceBlobName } from "../core/buildInput.js";
 import { ConflictError, InvalidInputError, PayloadTooLargeError } from "../core/errors.js";
 import { getDeps } from "./deps.js";
 import { apiHandler, buildLog, json, routeBuildId } from "./http.js";
-import { buildInstances, requireBuild } from "./instances.js";
+import { buildInstances, requireBuild, requireRunning } from "./instances.js";
 
 async function run(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
   const buildId = routeBuildId(request);
   const instances = buildInstances(context);
   const build = requireBuild(await instances.get(buildId), buildId);
-  if (build.ended) {
-    throw new ConflictError(`Build ${buildId} has already ended (${build.status.phase}).`, {
-      code: "BuildEnded",
-      hint: "Start a new build.",
-    });
-  }
+  requireRunning(build, buildId, "Start a new build.");
   if (build.status.steps.some((step) => step.name === "source" && step.state === "succeeded")) {
     throw new ConflictError(`Build ${buildId} already has its source.`, {
       code: "SourceAlreadyReceived",

@@ -47,12 +47,6 @@ export const QUEUE_POLL = { firstMs: 2_000, factor: 1.5, maxMs: 15_000 } as cons
  * builder goes back to the queue within a second or two.
  */
 export const EXIT_POLL = { firstMs: 1_000, factor: 1.5, maxMs: 10_000 } as const;
-/** Failure codes worth retrying even when a gateway classed them as permanent. */
-const CAPACITY_CODES = new Set([
-  "AllocationFailed",
-  "ZonalAllocationFailed",
-  "OverconstrainedAllocationRequest",
-]);
 
 const TERMINAL_EXECUTION = new Set(["Succeeded", "Failed", "TimedOut", "Canceled"]);
 /**
@@ -224,8 +218,8 @@ class BuildRun {
         return (yield this.df.callActivity(name, input)) as T;
       } catch (error) {
         const failure = decodeActivityFailure(error);
-        const retryable = failure.retryable || CAPACITY_CODES.has(failure.code);
-        const delay = nextRetryDelayMs(policy, failures, { ...failure, retryable });
+        // Retryability is the gateways' call (AllocationFailed and throttling are retryable there).
+        const delay = nextRetryDelayMs(policy, failures, failure);
         if (delay === undefined) throw new ActivityFailed(name, failure);
         this.log(`${name} failed (${failure.code}), attempt ${failures}; retrying in ${delay} ms`);
         yield* this.sleep(delay, interruptible);
