@@ -7,9 +7,19 @@ import type { Writable } from "node:stream";
 import type { ApiSettings } from "../config/cli.js";
 import { ConflictError, TransientError } from "../core/errors.js";
 import { ApiClient, buildUrls } from "./apiClient.js";
-import { EXIT, exitCodeForPhase, followBuild, MAX_TRANSIENT_FAILURES, sleep } from "./follow.js";
+import {
+  EXIT,
+  exitCodeForPhase,
+  followBuild,
+  MAX_FOLLOW_MS,
+  MAX_TRANSIENT_FAILURES,
+  POLL_INTERVAL_MS,
+  pollDelayMs,
+  sleep,
+  writeJson,
+} from "./follow.js";
 import type { Output } from "./progress.js";
-import { renderBuilders, renderSnapshot, renderSummary } from "./render.js";
+import { renderBuilders, renderSnapshot } from "./render.js";
 
 export interface BuildCommandRun {
   settings: ApiSettings;
@@ -20,16 +30,10 @@ export interface BuildCommandRun {
   /** Aborted on Ctrl-C: a following command stops following; the build is left as it is. */
   interrupt: AbortSignal;
   pollIntervalMs?: number;
-  maxFollowMs?: number;
-  now?: () => Date;
 }
 
 function client(opts: BuildCommandRun): ApiClient {
   return new ApiClient({ baseUrl: opts.settings.apiUrl, apiKey: opts.settings.apiKey });
-}
-
-function writeJson(stdout: Writable, value: unknown): void {
-  stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
 /**
@@ -47,7 +51,6 @@ export async function runFollow(buildId: string, opts: BuildCommandRun): Promise
       out,
       interrupt: opts.interrupt,
       ...(opts.pollIntervalMs !== undefined ? { pollIntervalMs: opts.pollIntervalMs } : {}),
-      ...(opts.maxFollowMs !== undefined ? { maxFollowMs: opts.maxFollowMs } : {}),
     });
     out.stop();
     if (final === "interrupted") {
@@ -56,12 +59,8 @@ export async function runFollow(buildId: string, opts: BuildCommandRun): Promise
       );
       return EXIT.interrupted;
     }
-    // The command joined a running build: the time worth showing is the build's, not ours.
-    const created = Date.parse(final.timings.createdAt);
-    const ended = Date.parse(final.timings.endedAt ?? "");
-    const end = Number.isFinite(ended) ? ended : (opts.now?.() ?? new Date()).getTime();
-    const elapsedMs = Number.isFinite(created) ? Math.max(0, end - created) : 0;
-    for (const line of renderSummary(final, { elapsedMs })) out.line(line);
+    // The command joined a running build: the snapshot's summary shows the build's own time.
+    for (const line of renderSnapshot(final, new Date())) out.line(line);
     return exitCodeForPhase(final.phase);
   } finally {
     out.stop();
@@ -72,7 +71,7 @@ export async function runFollow(buildId: string, opts: BuildCommandRun): Promise
 export async function runStatus(buildId: string, json: boolean, opts: BuildCommandRun): Promise<number> {
   const status = await client(opts).status(buildUrls(buildId).statusUrl);
   if (json) writeJson(opts.stdout, status);
-  else for (const line of renderSnapshot(status, opts.now?.() ?? new Date())) opts.out.line(line);
+  else for (const line of renderSnapshot(status, new Date())) opts.out.line(line);
   return EXIT.ok;
 }
 
@@ -84,8 +83,8 @@ export async function runStatus(buildId: string, json: boolean, opts: BuildComma
 export async function runLogs(buildId: string, follow: boolean, opts: BuildCommandRun): Promise<number> {
   const api = client(opts);
   const { logsUrl, statusUrl } = buildUrls(buildId);
-  const interval = opts.pollIntervalMs ?? 1500;
-  const deadline = Date.now() + (opts.maxFollowMs ?? 4 * 60 * 60_000);
+  const interval = opts.pollIntervalMs ?? POLL_INTERVAL_MS;
+  const deadline = Date.now() + MAX_FOLLOW_MS;
   let offset = 0;
   let failures = 0;
   for (;;) {
@@ -109,7 +108,7 @@ export async function runLogs(buildId: string, follow: boolean, opts: BuildComma
         hint: `The build may still be running: ${opts.settings.apiUrl}${statusUrl}`,
       });
     }
-    await sleep(interval * Math.min(2 ** failures, 8), opts.interrupt);
+    await sleep(pollDelayMs(interval, failures), opts.interrupt);
     if (opts.interrupt.aborted) return EXIT.interrupted;
   }
   opts.out.stop();
@@ -140,6 +139,6 @@ export async function runCancel(buildId: string, opts: BuildCommandRun): Promise
 export async function runBuilders(json: boolean, opts: BuildCommandRun): Promise<number> {
   const builders = await client(opts).builders();
   if (json) writeJson(opts.stdout, builders);
-  else for (const line of renderBuilders(builders, opts.now?.() ?? new Date())) opts.out.line(line);
+  else for (const line of renderBuilders(builders, new Date())) opts.out.line(line);
   return EXIT.ok;
 }

@@ -19,7 +19,7 @@ import { InvalidInputError, PermanentError } from "../core/errors.js";
 import { ApiClient } from "./apiClient.js";
 import { createArchive, formatBytes, type SourceArchive } from "./archive.js";
 import type { DevFlags } from "./args.js";
-import { EXIT, exitCodeForPhase, followBuild } from "./follow.js";
+import { EXIT, exitCodeForPhase, followBuild, writeJson } from "./follow.js";
 import type { Output } from "./progress.js";
 import { renderSummary } from "./render.js";
 
@@ -39,8 +39,6 @@ export interface DevRun {
   /** Aborted on Ctrl-C: the build is cancelled on the server and the command ends. */
   interrupt: AbortSignal;
   pollIntervalMs?: number;
-  /** The server ends every build (it has its own timeouts); this only guards against a stuck one. */
-  maxFollowMs?: number;
 }
 
 /** Runs the command; resolves to the exit code. Throws typed errors for bad input and API failures. */
@@ -77,9 +75,8 @@ export async function runDev(opts: DevRun): Promise<number> {
       throw error;
     }
     if (!flags.follow) {
-      const status = await api.status(started.statusUrl);
       out.line(`following skipped (--no-follow): status at ${opts.settings.apiUrl}${started.statusUrl}`);
-      if (flags.json) opts.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
+      if (flags.json) writeJson(opts.stdout, await api.status(started.statusUrl));
       return EXIT.ok;
     }
     const final = await followBuild(api, started, {
@@ -87,7 +84,6 @@ export async function runDev(opts: DevRun): Promise<number> {
       out,
       interrupt: opts.interrupt,
       ...(opts.pollIntervalMs !== undefined ? { pollIntervalMs: opts.pollIntervalMs } : {}),
-      ...(opts.maxFollowMs !== undefined ? { maxFollowMs: opts.maxFollowMs } : {}),
     });
     if (final === "interrupted") {
       await cancelQuietly(api, started, out);
@@ -95,7 +91,7 @@ export async function runDev(opts: DevRun): Promise<number> {
     }
     out.stop();
     for (const line of renderSummary(final, { elapsedMs: Date.now() - startedAt })) out.line(line);
-    if (flags.json) opts.stdout.write(`${JSON.stringify(final, null, 2)}\n`);
+    if (flags.json) writeJson(opts.stdout, final);
     return exitCodeForPhase(final.phase);
   } finally {
     out.stop();

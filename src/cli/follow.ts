@@ -3,6 +3,7 @@
  * status changes. Shared by `fast-build dev` (after its upload) and `fast-build follow`, and the
  * log reading by `fast-build logs`.
  */
+import type { Writable } from "node:stream";
 import type { BuildPhase, BuildStatus } from "../core/api.js";
 import { isFastBuildError, NotFoundError, TransientError } from "../core/errors.js";
 import type { ApiClient } from "./apiClient.js";
@@ -37,8 +38,20 @@ export interface FollowOptions {
   /** Aborted on Ctrl-C: following stops (what happens to the build is the caller's choice). */
   interrupt: AbortSignal;
   pollIntervalMs?: number;
-  /** The server ends every build (it has its own timeouts); this only guards against a stuck one. */
-  maxFollowMs?: number;
+}
+
+export const POLL_INTERVAL_MS = 1500;
+
+/** `--json` output: one indented document on stdout. */
+export function writeJson(stdout: Writable, value: unknown): void {
+  stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+/** The server ends every build (it has its own timeouts); this only guards against a stuck one. */
+export const MAX_FOLLOW_MS = 4 * 60 * 60_000;
+
+/** The wait before the next poll: doubles with each transient failure in a row, up to 8×. */
+export function pollDelayMs(intervalMs: number, failures: number): number {
+  return intervalMs * Math.min(2 ** failures, 8);
 }
 
 /** Where the CLI is in the build log: the next byte to ask for and the unfinished last line. */
@@ -65,8 +78,8 @@ export async function followBuild(
   opts: FollowOptions,
 ): Promise<BuildStatus | "interrupted"> {
   const { out } = opts;
-  const interval = opts.pollIntervalMs ?? 1500;
-  const deadline = Date.now() + (opts.maxFollowMs ?? 4 * 60 * 60_000);
+  const interval = opts.pollIntervalMs ?? POLL_INTERVAL_MS;
+  const deadline = Date.now() + MAX_FOLLOW_MS;
   let previous: BuildStatus | undefined;
   let log: LogCursor = LOG_START;
   let failures = 0;
@@ -98,7 +111,7 @@ export async function followBuild(
         hint: `The build may still be running: ${opts.apiUrl}${build.statusUrl}`,
       });
     }
-    await sleep(interval * Math.min(2 ** failures, 8), opts.interrupt);
+    await sleep(pollDelayMs(interval, failures), opts.interrupt);
   }
   return "interrupted";
 }
