@@ -4,6 +4,7 @@
  * Every command needs the API settings; only `dev` needs an environment (the other commands name
  * a build or list all builders).
  */
+import { NAME_PATTERN } from "./index.js";
 import { ConfigError } from "../core/errors.js";
 
 /** What every command needs to call the API. */
@@ -37,7 +38,7 @@ export function loadCliSettings(flags: CliSettingFlags, env: Env = process.env):
   const environment = (flags.env ?? env.FASTBUILD_ENV ?? "").trim();
   if (!environment) {
     problems.push("environment: missing; pass --env NAME or set FASTBUILD_ENV");
-  } else if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/.test(environment)) {
+  } else if (!NAME_PATTERN.test(environment)) {
     problems.push(`environment: ${JSON.stringify(environment)} is not a name (letters, digits, . _ - only)`);
   }
   if (problems.length > 0) throw new ConfigError(problems, HINT);

@@ -7,7 +7,9 @@
 import { z } from "zod";
 import { ConfigError } from "../core/errors.js";
 
-const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/, "letters, digits, . _ - only");
+/** Names of environments and Azure resources in settings (also what the CLI accepts for --env). */
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/;
+const name = z.string().regex(NAME_PATTERN, "letters, digits, . _ - only");
 
 export const environmentSchema = z.object({
   subscriptionId: z.string().regex(/^[0-9a-fA-F-]{36}$/, "a subscription GUID"),

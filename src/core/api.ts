@@ -5,13 +5,15 @@
 import { z } from "zod";
 
 /** Git refs and commits are displayed and passed on as parameters, so keep them boring. */
-const safeRef = z
+export const branchSchema = z
   .string()
   .max(200)
   .regex(
     /^[A-Za-z0-9][A-Za-z0-9._/-]*$/,
     "letters, digits and . _ / - only (no spaces, quotes or shell characters)",
   );
+
+export const commitSchema = z.string().regex(/^[0-9a-f]{7,64}$/, "must be a hex commit id");
 
 export const sourceDigestSchema = z
   .string()
@@ -22,11 +24,8 @@ export const baseKeySchema = z.string().regex(/^[0-9a-f]{16,64}$/, "must be 16-6
 export const startBuildRequestSchema = z
   .object({
     environment: z.string().min(1).max(80),
-    commit: z
-      .string()
-      .regex(/^[0-9a-f]{7,64}$/, "must be a hex commit id")
-      .optional(),
-    branch: safeRef.optional(),
+    commit: commitSchema.optional(),
+    branch: branchSchema.optional(),
     sourceDigest: sourceDigestSchema,
     /** Archive size in bytes, when the client knows it up front (checked against the limit early). */
     sourceBytes: z.number().int().positive().optional(),

@@ -3,7 +3,7 @@
  * the names derived from a build id, and the external events the orchestration waits for.
  */
 import { z } from "zod";
-import { baseKeySchema, sourceDigestSchema } from "./api.js";
+import { baseKeySchema, branchSchema, commitSchema, sourceDigestSchema } from "./api.js";
 import { buildResultSchema } from "./buildResult.js";
 import type { VmRef } from "./ports.js";
 
@@ -25,15 +25,8 @@ export const buildInputSchema = z
     buildId: buildIdSchema,
     environment: z.string().min(1).max(80),
     sourceDigest: sourceDigestSchema,
-    commit: z
-      .string()
-      .regex(/^[0-9a-f]{7,64}$/)
-      .optional(),
-    branch: z
-      .string()
-      .max(200)
-      .regex(/^[A-Za-z0-9][A-Za-z0-9._/-]*$/)
-      .optional(),
+    commit: commitSchema.optional(),
+    branch: branchSchema.optional(),
     baseKey: baseKeySchema,
     rebuildBase: z.boolean().default(false),
     deploy: z.boolean().default(true),
