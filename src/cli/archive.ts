@@ -144,8 +144,7 @@ function mergeGenerated(files: readonly string[], generated: ArchiveOptions["gen
   for (const file of generated.files) {
     entries.push({ path: prefix + file.path, content: Buffer.from(file.content) });
   }
-  const key = (e: Entry) => Buffer.from(typeof e === "string" ? e : e.path);
-  return entries.sort((a, b) => Buffer.compare(key(a), key(b)));
+  return sortBytes(entries, (e) => (typeof e === "string" ? e : e.path));
 }
 
 /** The tar stream: one header (+ pax header for long or non-ASCII names) and the content per entry. */
@@ -326,12 +325,14 @@ function dropExcluded(files: readonly string[]): string[] {
   });
 }
 
-function sortBytes(files: string[]): string[] {
+function sortBytes(files: string[]): string[];
+function sortBytes<T>(items: T[], path: (item: T) => string): T[];
+function sortBytes<T>(items: T[], path: (item: T) => string = String): T[] {
   // Byte order of the UTF-8 names, not UTF-16 order: the same everywhere, like git's.
-  return files
-    .map((f) => ({ f, key: Buffer.from(f, "utf8") }))
+  return items
+    .map((item) => ({ item, key: Buffer.from(path(item), "utf8") }))
     .sort((a, b) => Buffer.compare(a.key, b.key))
-    .map(({ f }) => f);
+    .map(({ item }) => item);
 }
 
 async function checkDirectory(root: string): Promise<void> {
