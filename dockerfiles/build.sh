@@ -199,8 +199,14 @@ optional() { # optional NAME REGEX WHAT-TO-DO
   if [ -n "$value" ] && ! [[ $value =~ $2 ]]; then problems+=("$1 is invalid: $3"); fi
 }
 
-need FASTBUILD_BUILD_ID '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' "use 1-64 letters, digits, . _ - (starting with a letter or digit)"
-need FASTBUILD_SOURCE_URL '^https?://[^[:space:]"\\]+$' "give the archive's http(s) URL (a read SAS), without spaces, quotes or backslashes"
+# Patterns checked here and again below, where the build id and the callback are used even when
+# other inputs are wrong (the usage failure is still reported through them).
+readonly BUILD_ID_RE='^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'
+readonly HTTP_URL_RE='^https?://[^[:space:]"\\]+$'
+readonly CALLBACK_TOKEN_RE='^[A-Za-z0-9._~+/=-]{16,2048}$'
+
+need FASTBUILD_BUILD_ID "$BUILD_ID_RE" "use 1-64 letters, digits, . _ - (starting with a letter or digit)"
+need FASTBUILD_SOURCE_URL "$HTTP_URL_RE" "give the archive's http(s) URL (a read SAS), without spaces, quotes or backslashes"
 need FASTBUILD_SOURCE_DIGEST '^sha256:[0-9a-f]{64}$' "give sha256:<64 lower-case hex> of the archive"
 need FASTBUILD_REGISTRY '^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$' "give the registry host, e.g. myreg.azurecr.io or 127.0.0.1:5000"
 need FASTBUILD_IMAGE_REPOSITORY '^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$' "give a lower-case repository such as team/app"
@@ -217,8 +223,8 @@ optional FASTBUILD_RUNTIME_IMAGE '^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$' "give a
 optional FASTBUILD_CARGO_PROFILE '^[A-Za-z0-9_-]{1,64}$' "give a cargo profile name"
 optional FASTBUILD_CARGO_FEATURES '^[A-Za-z0-9_/,-]{1,500}$' "give comma-separated cargo features"
 optional FASTBUILD_CARGO_TARGET '^[A-Za-z0-9_.-]{1,100}$' "give a target triple"
-optional FASTBUILD_CALLBACK_URL '^https?://[^[:space:]"\\]+$' "give the callback's http(s) URL"
-optional FASTBUILD_CALLBACK_TOKEN '^[A-Za-z0-9._~+/=-]{16,2048}$' "give the callback token (16+ URL-safe characters)"
+optional FASTBUILD_CALLBACK_URL "$HTTP_URL_RE" "give the callback's http(s) URL"
+optional FASTBUILD_CALLBACK_TOKEN "$CALLBACK_TOKEN_RE" "give the callback token (16+ URL-safe characters)"
 optional FASTBUILD_HEARTBEAT_SECONDS '^[1-9][0-9]{0,4}$' "give a number of seconds"
 optional FASTBUILD_WORK_ROOT '^/[A-Za-z0-9._/-]*$' "give an absolute folder path"
 optional FASTBUILD_DOCKERFILES_DIR '^/[A-Za-z0-9._/-]*$' "give an absolute folder path"
@@ -268,9 +274,9 @@ for file in "$DOCKERFILES_DIR/Dockerfile.base" "$DOCKERFILES_DIR/Dockerfile.app"
   [ -f "$file" ] || problems+=("$file is missing: install the dockerfiles/ folder on the builder (or set FASTBUILD_DOCKERFILES_DIR)")
 done
 
-if [[ ${FASTBUILD_BUILD_ID:-} =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$ ]]; then FASTBUILD_BUILD_ID_SAFE=$FASTBUILD_BUILD_ID; fi
+if [[ ${FASTBUILD_BUILD_ID:-} =~ $BUILD_ID_RE ]]; then FASTBUILD_BUILD_ID_SAFE=$FASTBUILD_BUILD_ID; fi
 # The callback is used (even for a usage failure) only when its own settings are valid.
-if [[ ${FASTBUILD_CALLBACK_URL:-} =~ ^https?://[^[:space:]\"\\]+$ ]] && [[ ${FASTBUILD_CALLBACK_TOKEN:-} =~ ^[A-Za-z0-9._~+/=-]{16,2048}$ ]] &&
+if [[ ${FASTBUILD_CALLBACK_URL:-} =~ $HTTP_URL_RE ]] && [[ ${FASTBUILD_CALLBACK_TOKEN:-} =~ $CALLBACK_TOKEN_RE ]] &&
   { [[ $FASTBUILD_CALLBACK_URL == https://* ]] || [[ $FASTBUILD_CALLBACK_URL =~ $loopback ]]; }; then
   CALLBACK_OK=1
   # The token goes into a private header file, not onto a command line other users could read.
