@@ -5,7 +5,13 @@
  * wins or loses that same compare-and-set, so a build and a deallocation never overlap; a build
  * arriving during the shutdown queues behind it and starts the VM again when it gets the lease.
  */
-import { IDLE_SHUTDOWN_HOLDER, decideRelease, isLeaseFresh, type BuilderRecord } from "./lease.js";
+import {
+  IDLE_SHUTDOWN_HOLDER,
+  decideRelease,
+  isLeaseFresh,
+  isQueueEntryLive,
+  type BuilderRecord,
+} from "./lease.js";
 import type { PowerState } from "./ports.js";
 
 export interface IdlePolicy {
@@ -42,9 +48,7 @@ export function decideIdleShutdown(
     return { kind: "keep", reason: `builder is already ${powerState}` };
   }
   if (isLeaseFresh(record, now)) return { kind: "keep", reason: `leased by ${record.holder ?? "?"}` };
-  const waiting = record.queue.filter(
-    (entry) => now.getTime() - Date.parse(entry.seenAt) <= policy.queueStaleMs,
-  );
+  const waiting = record.queue.filter((entry) => isQueueEntryLive(entry, now, policy.queueStaleMs));
   if (waiting.length > 0) return { kind: "keep", reason: `${waiting.length} build(s) queued` };
   const shutdownAt = idleShutdownAt(record, policy.idleMs);
   if (shutdownAt !== undefined && Date.parse(shutdownAt) > now.getTime()) {

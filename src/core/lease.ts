@@ -74,6 +74,11 @@ export function emptyRecord(key: string): BuilderRecord {
 const ms = (iso: string | undefined): number =>
   iso === undefined ? Number.NEGATIVE_INFINITY : Date.parse(iso);
 
+/** A queued build counts while it has asked for the lease within `staleMs` (it re-asks as it waits). */
+export function isQueueEntryLive(entry: QueueEntry, now: Date, staleMs: number): boolean {
+  return now.getTime() - ms(entry.seenAt) <= staleMs;
+}
+
 export function isLeaseFresh(record: BuilderRecord, now: Date): boolean {
   return record.holder !== undefined && ms(record.leaseExpiresAt) > now.getTime();
 }
@@ -100,8 +105,8 @@ export function decideAcquire(
   timing: LeaseTiming,
 ): AcquireDecision {
   const at = now.toISOString();
+  const expiresAt = new Date(now.getTime() + timing.leaseMs).toISOString();
   if (record.holder === buildId && isLeaseFresh(record, now)) {
-    const expiresAt = new Date(now.getTime() + timing.leaseMs).toISOString();
     return {
       kind: "acquired",
       record: { ...record, leaseExpiresAt: expiresAt },
@@ -110,12 +115,11 @@ export function decideAcquire(
     };
   }
   const queue = record.queue.filter(
-    (entry) => entry.buildId === buildId || now.getTime() - ms(entry.seenAt) <= timing.queueStaleMs,
+    (entry) => entry.buildId === buildId || isQueueEntryLive(entry, now, timing.queueStaleMs),
   );
   const mine = queue.findIndex((entry) => entry.buildId === buildId);
   const ahead = mine < 0 ? queue.length : mine;
   if (!isLeaseFresh(record, now) && ahead === 0) {
-    const expiresAt = new Date(now.getTime() + timing.leaseMs).toISOString();
     const generation = record.generation + 1;
     return {
       kind: "acquired",
