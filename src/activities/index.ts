@@ -84,7 +84,6 @@ export function makeActivities(deps: ActivityDeps): ReadonlyMap<string, Activity
       const vm = builderVm(env);
       const b = deps.config.builds;
       const resolved: ResolvedEnvironment = {
-        name: env.name,
         vm,
         builderKey: builderKey(vm),
         app: {

@@ -35,18 +35,16 @@ export const ACTIVITIES = {
   deployImage: "fb_DeployImage",
   getRevision: "fb_GetRevision",
 } as const;
-export type ActivityName = (typeof ACTIVITIES)[keyof typeof ACTIVITIES];
 
 /** Everything the orchestrator needs from configuration, fixed in history at the start of a build. */
 export interface ResolvedEnvironment {
-  name: string;
   vm: VmRef;
   builderKey: string;
   app: ContainerAppRef;
   containerName: string;
   registry: string;
   imageRepository: string;
-  /** Cargo binary the builder packages (when the environment names one). */
+  /** Cargo binary the builder packages. */
   binaryName: string;
   limits: {
     sourceTimeoutMs: number;
@@ -73,7 +71,6 @@ export interface StartBuildInput {
   environment: ResolvedEnvironment;
   sourceDigest: string;
   commit?: string;
-  branch?: string;
   baseKey: string;
   rebuildBase: boolean;
   callbackToken: string;

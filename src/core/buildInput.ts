@@ -40,11 +40,7 @@ export const buildInputSchema = z
   .strict();
 export type BuildInput = z.infer<typeof buildInputSchema>;
 
-export const sourceUploadedSchema = z
-  .object({ size: z.number().int().nonnegative().optional() })
-  .passthrough();
 export const buildCompletedSchema = buildResultSchema;
-export const cancelRequestedSchema = z.object({ reason: z.string().max(500).optional() }).passthrough();
 
 export const sourceBlobName = (buildId: string): string => `${buildId}/source.tar.gz`;
 export const logBlobName = (buildId: string): string => `${buildId}/build.log`;

@@ -90,8 +90,6 @@ export interface ImageUpdate {
   revisionSuffix: string;
 }
 
-export type RevisionHealth = "Healthy" | "Unhealthy" | "None";
-
 export interface RevisionStatus {
   name: string;
   /** Healthy | Unhealthy | None (kept as a string: newer API versions may add values). */

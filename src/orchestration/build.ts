@@ -392,7 +392,6 @@ class BuildRun {
       callbackToken: input.callbackToken,
       timeoutSeconds: Math.ceil(env.limits.buildTimeoutMs / 1000),
       ...(input.commit ? { commit: input.commit } : {}),
-      ...(input.branch ? { branch: input.branch } : {}),
     };
     this.handle = yield* this.call<BuildCommandHandle>(ACTIVITIES.startBuild, startInput, RETRY.arm);
     this.log(`build command ${this.handle.name} started`);
