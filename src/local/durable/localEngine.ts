@@ -3,6 +3,7 @@
  * on durable-functions' own replay engine, behind the `DurableEngine` interface the local functions
  * host serves at the durable client's `rpcBaseUrl`. Status shapes follow the Durable HTTP API.
  */
+import { describeError } from "../../core/errors.js";
 import type { OrchestrationHandler } from "durable-functions";
 import {
   OrchestrationDriver,
@@ -54,7 +55,7 @@ export class LocalDurableEngine implements DurableEngine {
     });
     // A driver error (non-determinism, a stuck instance) ends the instance as Failed, as the host would.
     const done = driver.run().catch((error: unknown): InstanceStatus => {
-      const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      const message = describeError(error);
       this.options.log?.("error", `instance ${instanceId} failed in the driver: ${message}`);
       return { ...driver.status(), runtimeStatus: "Failed", output: message };
     });

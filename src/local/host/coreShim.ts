@@ -30,14 +30,10 @@ export interface CapturedFunction {
   handler: CapturedHandler;
 }
 
-export type CoreLogSink = (level: string, category: string, message: string) => void;
-
 interface Registry {
   functions: Map<string, CapturedFunction>;
   /** Set once by `@azure/functions` on its first `app.*` call; its absence means test mode. */
   programmingModel: unknown;
-  hooks: { name: string; callback: unknown }[];
-  logSink: CoreLogSink | undefined;
   installed: boolean;
 }
 
@@ -52,8 +48,6 @@ function registry(): Registry {
     found = {
       functions: new Map(),
       programmingModel: undefined,
-      hooks: [],
-      logSink: undefined,
       installed: false,
     };
     holder[REGISTRY_KEY] = found;
@@ -109,17 +103,14 @@ function createCoreApi(state: Registry) {
       });
       return new Disposable(() => state.functions.delete(metadata.name));
     },
-    registerHook(name: string, callback: unknown): Disposable {
-      const entry = { name, callback };
-      state.hooks.push(entry);
-      return new Disposable(() => {
-        state.hooks = state.hooks.filter((hook) => hook !== entry);
-      });
+    // The app registers no invocation hooks, and the local host runs none.
+    registerHook(): Disposable {
+      return new Disposable(() => undefined);
     },
-    log(level: string, category: string, message: string): void {
-      if (state.logSink) state.logSink(level, category, message);
-      else if (level === "error" || level === "critical" || level === "warning")
+    log(level: string, _category: string, message: string): void {
+      if (level === "error" || level === "critical" || level === "warning") {
         console.warn(`[functions ${level}] ${message}`);
+      }
     },
   };
 }
@@ -153,9 +144,4 @@ export function capturedFunctions(): CapturedFunction[] {
 /** `false` means `@azure/functions` has not registered anything through us (not used yet, or test mode). */
 export function programmingModelSet(): boolean {
   return registry().programmingModel !== undefined;
-}
-
-/** Where `@azure/functions`' own system log lines go (default: warnings and errors to the console). */
-export function setCoreLogSink(sink: CoreLogSink | undefined): void {
-  registry().logSink = sink;
 }

@@ -184,7 +184,8 @@ function replyError(res: ServerResponse, error: unknown): void {
   reply(res, status, { message: describe(error) });
 }
 
-function reply(res: ServerResponse, status: number, body: unknown): void {
+/** A JSON reply (or an empty one when `body` is undefined); a no-op once headers are out. */
+export function reply(res: ServerResponse, status: number, body: unknown): void {
   if (res.headersSent) return;
   if (body === undefined) {
     res.writeHead(status).end();

@@ -29,7 +29,8 @@ import {
   type CapturedFunction,
   type CapturedHandler,
 } from "./coreShim.js";
-import { close, listen, startDurableRpcServer } from "./durableRpc.js";
+import { describeError } from "../../core/errors.js";
+import { close, listen, reply, startDurableRpcServer } from "./durableRpc.js";
 import { parseSchedule, type Schedule } from "./ncrontab.js";
 import { byPrecedence, compileRoute, matchRoute } from "./routes.js";
 
@@ -62,6 +63,8 @@ export interface HttpRegistration extends Registration {
 
 export interface TimerRegistration extends Registration {
   schedule: string;
+  /** `schedule`, parsed once when the functions are loaded (a bad one fails at start). */
+  parsed: Schedule;
   runOnStartup: boolean;
 }
 
@@ -145,8 +148,8 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
 
   const server = createServer((req, res) => {
     serve(req, res).catch((error: unknown) => {
-      log({ level: "error", functionName: "(host)", invocationId: "-", message: describe(error) });
-      sendJson(res, 500, { error: { code: "HostError", message: "The local functions host failed." } });
+      log({ level: "error", functionName: "(host)", invocationId: "-", message: describeError(error) });
+      reply(res, 500, { error: { code: "HostError", message: "The local functions host failed." } });
     });
   });
   await listen(server, options.port ?? 0);
@@ -177,7 +180,7 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
 
   async function invokeTimer(registration: TimerRegistration): Promise<void> {
     const now = new Date();
-    const schedule = parseSchedule(registration.schedule);
+    const schedule = registration.parsed;
     const timer: Timer = {
       isPastDue: false,
       schedule: { adjustForDST: true },
@@ -195,11 +198,7 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     const prefix = `/${ROUTE_PREFIX}/`;
     const method = (req.method ?? "GET").toUpperCase();
     if (!requestUrl.pathname.toLowerCase().startsWith(prefix)) {
-      return sendJson(
-        res,
-        404,
-        notFound(`No function at ${requestUrl.pathname}; the API is under ${prefix}.`),
-      );
+      return reply(res, 404, notFound(`No function at ${requestUrl.pathname}; the API is under ${prefix}.`));
     }
     const path = requestUrl.pathname.slice(prefix.length);
     let params: Record<string, string> | undefined;
@@ -213,10 +212,10 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
       }
     }
     if (!target || !params) {
-      return sendJson(res, 404, notFound(`No function answers ${method} ${requestUrl.pathname}.`));
+      return reply(res, 404, notFound(`No function answers ${method} ${requestUrl.pathname}.`));
     }
     if (target.authLevel !== "anonymous" && !keyMatches(req, requestUrl)) {
-      return sendJson(res, 401, {
+      return reply(res, 401, {
         error: {
           code: "Unauthorized",
           message: "This function needs the function key.",
@@ -231,7 +230,7 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
       size += chunk.length;
       if (size > maxRequestBytes) {
         res.setHeader("connection", "close");
-        return sendJson(res, 413, {
+        return reply(res, 413, {
           error: {
             code: "PayloadTooLarge",
             message: `Request bodies are limited to ${maxRequestBytes} bytes.`,
@@ -260,9 +259,9 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
         level: "error",
         functionName: target.name,
         invocationId: ctx.invocationId,
-        message: describe(error),
+        message: describeError(error),
       });
-      return sendJson(res, 500, { error: { code: "InternalError", message: "The function failed." } });
+      return reply(res, 500, { error: { code: "InternalError", message: "The function failed." } });
     }
     await sendResponse(res, result);
   }
@@ -360,8 +359,12 @@ export function classify(functions: readonly CapturedFunction[]): Registrations 
       });
     } else if (type === "timertrigger") {
       const schedule = typeof trigger.schedule === "string" ? trigger.schedule : "";
-      parseSchedule(schedule); // fail at start, not at the first tick
-      timers.push({ ...registration, schedule, runOnStartup: trigger.runOnStartup === true });
+      timers.push({
+        ...registration,
+        schedule,
+        parsed: parseSchedule(schedule),
+        runOnStartup: trigger.runOnStartup === true,
+      });
     } else if (type === "orchestrationtrigger") orchestrations.push(registration);
     else if (type === "activitytrigger") activities.push(registration);
     else if (type === "entitytrigger") entities.push(registration);
@@ -400,9 +403,8 @@ class TimerRunner {
 
   start(): void {
     for (const timer of this.timers) {
-      const schedule = parseSchedule(timer.schedule);
       if (timer.runOnStartup) this.fire(timer);
-      this.scheduleNext(timer, schedule);
+      this.scheduleNext(timer, timer.parsed);
     }
   }
 
@@ -428,7 +430,7 @@ class TimerRunner {
   private fire(timer: TimerRegistration): void {
     // A scheduled run that fails is logged by the handler's context; the schedule goes on.
     this.runExclusive(timer).catch((error: unknown) => {
-      console.error(`[${timer.name}] timer run failed: ${describe(error)}`);
+      console.error(`[${timer.name}] timer run failed: ${describeError(error)}`);
     });
   }
 
@@ -465,14 +467,6 @@ async function sendResponse(res: ServerResponse, result: unknown): Promise<void>
   res.writeHead(response.status, headers).end(body);
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  if (res.headersSent) return;
-  const text = JSON.stringify(body);
-  res
-    .writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) })
-    .end(text);
-}
-
 function notFound(message: string): unknown {
   return { error: { code: "NotFound", message } };
 }
@@ -490,10 +484,6 @@ function printLog(entry: HostLogEntry): void {
   if (entry.level === "error" || entry.level === "critical") console.error(line);
   else if (entry.level === "warning") console.warn(line);
   else console.log(line);
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
 function toImportSpecifier(entry: string): string {
