@@ -26,6 +26,24 @@ type Common = Pick<
   "endpoint" | "retryOptions" | "tlsOptions" | "additionalPolicies" | "userAgentOptions"
 >;
 
+/** Per-call poller options: the configured interval, or the SDK's default. */
+export function pollOptions(options: ArmGatewayOptions): { updateIntervalInMs?: number } {
+  return options.pollIntervalMs === undefined ? {} : { updateIntervalInMs: options.pollIntervalMs };
+}
+
+/** One SDK client per subscription, made on first use (cold starts pay only for what they call). */
+export function perSubscription<T>(make: (subscriptionId: string) => T): (subscriptionId: string) => T {
+  const clients = new Map<string, T>();
+  return (subscriptionId) => {
+    let existing = clients.get(subscriptionId);
+    if (existing === undefined) {
+      existing = make(subscriptionId);
+      clients.set(subscriptionId, existing);
+    }
+    return existing;
+  };
+}
+
 export function commonClientOptions(options: ArmGatewayOptions): Common {
   const common: Common = {
     endpoint: options.endpoint.replace(/\/+$/, ""),

@@ -22,7 +22,12 @@ import type {
   VmStatus,
 } from "../core/ports.js";
 import { armCall, classifyArmError } from "./armErrors.js";
-import { commonClientOptions, type ArmGatewayOptions } from "./clientOptions.js";
+import {
+  commonClientOptions,
+  perSubscription,
+  pollOptions,
+  type ArmGatewayOptions,
+} from "./clientOptions.js";
 import { computeApiVersion, forceApiVersionPolicy } from "./hybridProfile.js";
 
 export type { ArmGatewayOptions };
@@ -50,22 +55,15 @@ const TERMINAL: readonly ExecutionState[] = ["Failed", "Succeeded", "TimedOut", 
 export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway {
   const profile = options.profile ?? "latest";
   const pinned = computeApiVersion(profile);
-  const clients = new Map<string, ComputeManagementClient>();
   const locations = new Map<string, string>();
-  const poll = options.pollIntervalMs === undefined ? {} : { updateIntervalInMs: options.pollIntervalMs };
-
-  const client = (subscriptionId: string): ComputeManagementClient => {
-    let existing = clients.get(subscriptionId);
-    if (!existing) {
-      const common = commonClientOptions(options);
-      existing = new ComputeManagementClient(options.credential, subscriptionId, {
-        ...common,
+  const poll = pollOptions(options);
+  const client = perSubscription(
+    (subscriptionId) =>
+      new ComputeManagementClient(options.credential, subscriptionId, {
+        ...commonClientOptions(options),
         additionalPolicies: pinned ? [{ position: "perCall", policy: forceApiVersionPolicy(pinned) }] : [],
-      });
-      clients.set(subscriptionId, existing);
-    }
-    return existing;
-  };
+      }),
+  );
   const name = (vm: VmRef) => `${vm.resourceGroup}/${vm.vmName}`;
 
   const locationOf = async (vm: VmRef): Promise<string> => {

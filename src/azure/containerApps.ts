@@ -12,20 +12,20 @@ import type {
   RevisionStatus,
 } from "../core/ports.js";
 import { armCall } from "./armErrors.js";
-import { commonClientOptions, type ArmGatewayOptions } from "./clientOptions.js";
+import {
+  commonClientOptions,
+  perSubscription,
+  pollOptions,
+  type ArmGatewayOptions,
+} from "./clientOptions.js";
 
 /** Creates the Container Apps gateway; one SDK client per subscription, made on first use. */
 export function createContainerAppsGateway(options: ArmGatewayOptions): ContainerAppsGateway {
-  const clients = new Map<string, ContainerAppsAPIClient>();
-  const poll = options.pollIntervalMs === undefined ? {} : { updateIntervalInMs: options.pollIntervalMs };
-  const client = (subscriptionId: string): ContainerAppsAPIClient => {
-    let existing = clients.get(subscriptionId);
-    if (!existing) {
-      existing = new ContainerAppsAPIClient(options.credential, subscriptionId, commonClientOptions(options));
-      clients.set(subscriptionId, existing);
-    }
-    return existing;
-  };
+  const poll = pollOptions(options);
+  const client = perSubscription(
+    (subscriptionId) =>
+      new ContainerAppsAPIClient(options.credential, subscriptionId, commonClientOptions(options)),
+  );
   const label = (app: ContainerAppRef) => `${app.resourceGroup}/${app.appName}`;
   const read = (app: ContainerAppRef) =>
     armCall(`read container app ${label(app)}`, () =>
