@@ -5,11 +5,12 @@
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createServer, type IncomingMessage } from "node:http";
+import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { parseBuildResult, type BuildResult } from "../../src/core/buildResult.js";
+import { readBody } from "../../src/local/httpServer.js";
 
 export const REPO_ROOT = join(import.meta.dirname, "..", "..");
 export const BUILD_SCRIPT = join(REPO_ROOT, "dockerfiles", "build.sh");
@@ -93,18 +94,17 @@ export async function startFileServer(): Promise<FileServer> {
   const files = new Map<string, Buffer>();
   const hits = new Map<string, number>();
   const posts: FileServer["posts"] = [];
-  const readBody = async (req: IncomingMessage) => {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks).toString("utf8");
-  };
   const server = createServer((req, res) => {
     const path = req.url ?? "/";
     if (req.method === "POST") {
       readBody(req).then(
         (body) => {
           const token = req.headers["x-fastbuild-token"];
-          posts.push({ path, token: typeof token === "string" ? token : undefined, body });
+          posts.push({
+            path,
+            token: typeof token === "string" ? token : undefined,
+            body: body.toString("utf8"),
+          });
           res.writeHead(202).end();
         },
         () => res.writeHead(500).end(),

@@ -4,7 +4,6 @@
  * commands, Microsoft.App container apps, a managed-identity token endpoint, request recording
  * and fault injection. The real SDK clients talk to it unmodified.
  */
-import { once } from "node:events";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
@@ -27,6 +26,7 @@ import type {
 } from "./types.js";
 import { createLoopbackCertificate } from "../tls.js";
 import { unsignedStorageToken } from "../oauthToken.js";
+import { flattenHeaders, listen, readBody } from "../httpServer.js";
 
 export type * from "./types.js";
 export { localShellExecutor, scriptedExecutor } from "./executors.js";
@@ -92,13 +92,10 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
     compute.hasResourceGroup(sub, rg) || apps.hasResourceGroup(sub, rg);
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const raw = await readBody(req);
+    const raw = (await readBody(req)).toString("utf8");
     const url = new URL(req.url ?? "/", "https://127.0.0.1");
     const path = safeDecode(url.pathname);
-    const headers: Record<string, string> = {};
-    for (const [name, value] of Object.entries(req.headers)) {
-      if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(", ") : value;
-    }
+    const headers = flattenHeaders(req);
     const method = req.method ?? "GET";
     const apiVersion = url.searchParams.get("api-version") ?? undefined;
     requests.push({ method, path, query: url.search.replace(/^\?/, ""), apiVersion, headers, body: raw });
@@ -206,8 +203,7 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
+  await listen(server);
   endpoint = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
   // App Service style managed identity (what ManagedIdentityCredential calls with IDENTITY_ENDPOINT/HEADER).
@@ -239,8 +235,7 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
       },
     });
   });
-  identity.listen(0, "127.0.0.1");
-  await once(identity, "listening");
+  await listen(identity);
   const identityEndpoint = `http://127.0.0.1:${(identity.address() as AddressInfo).port}/msi/token`;
 
   return {
@@ -297,12 +292,6 @@ function send(res: ServerResponse, reply: Reply): void {
   headers["content-length"] = String(Buffer.byteLength(payload));
   res.writeHead(reply.status, headers);
   res.end(payload);
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
 }
 
 function safeDecode(path: string): string {

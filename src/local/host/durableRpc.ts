@@ -14,10 +14,11 @@
  * start, signal or end any instance, so it must never be the app's public port.
  */
 import { randomUUID } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { isFastBuildError } from "../../core/errors.js";
 import { TERMINAL_STATUSES, type DurableEngine, type InstanceStatus } from "../durable/engine.js";
+import { close, listen, readBody, reply } from "../httpServer.js";
 
 /** Event payloads and inputs are small JSON; anything bigger is a bug in the caller. */
 const MAX_RPC_BODY_BYTES = 8 * 1024 * 1024;
@@ -163,14 +164,7 @@ function wire(status: InstanceStatus): Record<string, unknown> {
 }
 
 async function readJson(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_RPC_BODY_BYTES) throw new Error(`request body over ${MAX_RPC_BODY_BYTES} bytes`);
-    chunks.push(chunk);
-  }
-  const text = Buffer.concat(chunks).toString("utf8").trim();
+  const text = (await readBody(req, MAX_RPC_BODY_BYTES)).toString("utf8").trim();
   if (text === "") return undefined;
   try {
     return JSON.parse(text) as unknown;
@@ -184,36 +178,6 @@ function replyError(res: ServerResponse, error: unknown): void {
   reply(res, status, { message: describe(error) });
 }
 
-/** A JSON reply (or an empty one when `body` is undefined); a no-op once headers are out. */
-export function reply(res: ServerResponse, status: number, body: unknown): void {
-  if (res.headersSent) return;
-  if (body === undefined) {
-    res.writeHead(status).end();
-    return;
-  }
-  const text = JSON.stringify(body);
-  res
-    .writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) })
-    .end(text);
-}
-
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-export function listen(server: Server, port = 0, host = "127.0.0.1"): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-}
-
-export function close(server: Server): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
-  });
 }

@@ -30,7 +30,8 @@ import {
   type CapturedHandler,
 } from "./coreShim.js";
 import { describeError } from "../../core/errors.js";
-import { close, listen, reply, startDurableRpcServer } from "./durableRpc.js";
+import { BodyTooLargeError, close, flattenHeaders, listen, readBody, reply } from "../httpServer.js";
+import { startDurableRpcServer } from "./durableRpc.js";
 import { parseSchedule, type Schedule } from "./ncrontab.js";
 import { byPrecedence, compileRoute, matchRoute } from "./routes.js";
 
@@ -224,22 +225,19 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
       });
     }
 
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > maxRequestBytes) {
-        res.setHeader("connection", "close");
-        return reply(res, 413, {
-          error: {
-            code: "PayloadTooLarge",
-            message: `Request bodies are limited to ${maxRequestBytes} bytes.`,
-          },
-        });
-      }
-      chunks.push(chunk);
+    let body: Buffer;
+    try {
+      body = await readBody(req, maxRequestBytes);
+    } catch (error) {
+      if (!(error instanceof BodyTooLargeError)) throw error;
+      res.setHeader("connection", "close");
+      return reply(res, 413, {
+        error: {
+          code: "PayloadTooLarge",
+          message: `Request bodies are limited to ${maxRequestBytes} bytes.`,
+        },
+      });
     }
-    const body = Buffer.concat(chunks);
 
     const request = new HttpRequest({
       method,
@@ -469,14 +467,6 @@ async function sendResponse(res: ServerResponse, result: unknown): Promise<void>
 
 function notFound(message: string): unknown {
   return { error: { code: "NotFound", message } };
-}
-
-function flattenHeaders(req: IncomingMessage): Record<string, string> {
-  const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(", ") : value;
-  }
-  return headers;
 }
 
 function printLog(entry: HostLogEntry): void {
