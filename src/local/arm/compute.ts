@@ -12,7 +12,9 @@ import {
   isRecord,
   newId,
   normaliseLocation,
+  methodNotAllowed,
   missingResource,
+  requireMethod,
   notFound,
   tail,
   type ArmRequest,
@@ -668,18 +670,6 @@ export class ComputeProvider {
 
 function key(ref: VmRef): string {
   return `${ref.subscriptionId}/${ref.resourceGroup}/${ref.vmName}`.toLowerCase();
-}
-
-export function requireMethod(req: ArmRequest, methods: string[]): void {
-  if (!methods.includes(req.method)) throw methodNotAllowed(req);
-}
-
-function methodNotAllowed(req: ArmRequest): ArmHttpError {
-  return new ArmHttpError(
-    405,
-    "MethodNotAllowed",
-    `The method '${req.method}' is not allowed on '${req.path}'.`,
-  );
 }
 
 function parseParameters(value: unknown, field: string): { name: string; value: string }[] {

@@ -13,12 +13,12 @@ import {
   newId,
   normaliseLocation,
   missingResource,
+  requireMethod,
   notFound,
   type ArmRequest,
   type Reply,
   type Timers,
 } from "./http.js";
-import { requireMethod } from "./compute.js";
 
 export interface ContainerAppsContext {
   endpoint(): string;
@@ -37,6 +37,23 @@ interface RevisionState {
   active: boolean;
   replicas: number;
   trafficWeight: number;
+}
+
+/** A revision becomes ready: in single revision mode it takes all traffic and the others go inactive. */
+function markReady(app: AppState, revision: RevisionState): void {
+  revision.provisioningState = "Provisioned";
+  revision.healthState = "Healthy";
+  revision.runningState = "Running";
+  revision.replicas = 1;
+  revision.trafficWeight = 100;
+  for (const other of app.revisions.values()) {
+    if (other !== revision) {
+      other.active = false;
+      other.trafficWeight = 0;
+      other.replicas = 0;
+    }
+  }
+  app.latestReadyRevisionName = revision.name;
 }
 
 interface AppState {
@@ -142,13 +159,7 @@ export class ContainerAppsProvider {
       latestReadyRevisionName: undefined,
       operationId: undefined,
     };
-    const revision = this.newRevision(app, template);
-    revision.provisioningState = "Provisioned";
-    revision.healthState = "Healthy";
-    revision.runningState = "Running";
-    revision.replicas = 1;
-    revision.trafficWeight = 100;
-    app.latestReadyRevisionName = revision.name;
+    markReady(app, this.newRevision(app, template));
     this.apps.set(appKey(ref), app);
   }
 
@@ -273,20 +284,7 @@ export class ContainerAppsProvider {
           revision.runningState = "Failed";
           return;
         }
-        revision.provisioningState = "Provisioned";
-        revision.healthState = "Healthy";
-        revision.runningState = "Running";
-        revision.replicas = 1;
-        revision.trafficWeight = 100;
-        // Single revision mode: the new ready revision takes the traffic, the old one is deactivated.
-        for (const other of app.revisions.values()) {
-          if (other !== revision) {
-            other.active = false;
-            other.trafficWeight = 0;
-            other.replicas = 0;
-          }
-        }
-        app.latestReadyRevisionName = revision.name;
+        markReady(app, revision);
       });
     }
     this.ctx.timers.after(this.ctx.timing.provisioningMs, () => {

@@ -79,6 +79,18 @@ export function missingResource(
   return notFound(type, name, resourceGroup);
 }
 
+export function methodNotAllowed(req: ArmRequest): ArmHttpError {
+  return new ArmHttpError(
+    405,
+    "MethodNotAllowed",
+    `The method '${req.method}' is not allowed on '${req.path}'.`,
+  );
+}
+
+export function requireMethod(req: ArmRequest, methods: string[]): void {
+  if (!methods.includes(req.method)) throw methodNotAllowed(req);
+}
+
 export function badRequest(code: string, message: string): ArmHttpError {
   return new ArmHttpError(400, code, message);
 }
