@@ -102,13 +102,7 @@ export async function createArchive(root: string, options: ArchiveOptions = {}):
           if (stats.bytes <= 9 && stats.bytes + chunk.length > 9) chunk[9 - stats.bytes] = 3;
           stats.bytes += chunk.length;
           if (options.maxBytes !== undefined && stats.bytes > options.maxBytes) {
-            throw new InvalidInputError(
-              `the source archive is larger than the server's limit of ${formatBytes(options.maxBytes)}`,
-              {
-                code: "SourceTooLarge",
-                hint: "Add build outputs and large assets to .gitignore (look for big untracked files with `git status --ignored`).",
-              },
-            );
+            throw sourceTooLarge(undefined, options.maxBytes);
           }
           sha.update(chunk);
           md5.update(chunk);
@@ -346,6 +340,18 @@ async function checkDirectory(root: string): Promise<void> {
 }
 
 /** `12.3 MiB`-style sizes for messages. */
+/** The archive is over the server's limit (`bytes` when known). Nothing was uploaded. */
+export function sourceTooLarge(bytes: number | undefined, maxBytes: number): InvalidInputError {
+  const size = bytes === undefined ? "" : ` (${formatBytes(bytes)})`;
+  return new InvalidInputError(
+    `the source archive${size} is larger than the server's limit of ${formatBytes(maxBytes)}`,
+    {
+      code: "SourceTooLarge",
+      hint: "Add build outputs and large assets to .gitignore (find big untracked files with `git status --ignored`).",
+    },
+  );
+}
+
 export function formatBytes(bytes: number): string {
   const units = ["B", "KiB", "MiB", "GiB"];
   let value = bytes;

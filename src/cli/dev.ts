@@ -17,7 +17,7 @@ import { startBuildRequestSchema } from "../core/api.js";
 import { computeBaseKey, recipeFiles, RECIPE_DIR_IN_ARCHIVE, type BaseKeyResult } from "../core/baseKey.js";
 import { InvalidInputError, PermanentError } from "../core/errors.js";
 import { ApiClient } from "./apiClient.js";
-import { createArchive, formatBytes, type SourceArchive } from "./archive.js";
+import { createArchive, formatBytes, sourceTooLarge, type SourceArchive } from "./archive.js";
 import type { DevFlags } from "./args.js";
 import { EXIT, exitCodeForPhase, followBuild, writeJson } from "./follow.js";
 import type { Output } from "./progress.js";
@@ -165,13 +165,7 @@ async function gitInfo(root: string): Promise<{ commit?: string; branch?: string
 async function upload(api: ApiClient, started: StartBuildResponse, archive: SourceArchive, opts: DevRun) {
   const { out } = opts;
   if (archive.bytes > started.upload.maxBytes) {
-    throw new InvalidInputError(
-      `the source archive (${formatBytes(archive.bytes)}) is larger than the server's limit of ${formatBytes(started.upload.maxBytes)}`,
-      {
-        code: "SourceTooLarge",
-        hint: "Add build outputs and large assets to .gitignore (find them with `git status --ignored`).",
-      },
-    );
+    throw sourceTooLarge(archive.bytes, started.upload.maxBytes);
   }
   out.status(`uploading ${formatBytes(archive.bytes)}`);
   await uploadFileToSas(archive.path, started.upload.url, {

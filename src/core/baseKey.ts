@@ -160,7 +160,6 @@ export async function readDependencyRecipe(root: string): Promise<DependencyReci
 
   const lockText = await readOptional(join(absRoot, "Cargo.lock"));
   const lockfile = lockText === undefined ? undefined : maskLockfile(lockText, new Set(ownCrates));
-  if (lockfile !== undefined) parseToml(lockfile, "Cargo.lock");
 
   const extraFiles: RecipeFile[] = [];
   for (const group of [TOOLCHAIN_FILES, CARGO_CONFIG_FILES]) {
