@@ -21,8 +21,6 @@ export const LOCAL_DOCKERFILES = join(import.meta.dirname, "dockerfiles");
 export const BUILD_KIT_DIR = join(import.meta.dirname, "..", "..", "..", "dockerfiles");
 
 export interface LocalBuilder {
-  /** `buildah --storage-driver vfs --root … --runroot …`: what build.sh runs for `docker`. */
-  cli: string;
   /** Image references (in the local registry) of the busybox toolchain/runtime stand-ins. */
   images: { toolchain: string; runtime: string };
   /** Runs buildah with this builder's storage. */
@@ -78,10 +76,10 @@ export async function prepareLocalBuilder(
   for (const ref of refs) await buildah("push", "--tls-verify=false", ref);
   await buildah("rm", container);
 
+  // What build.sh runs for `docker`: buildah on this builder's own storage.
   const cli = `buildah ${storage.join(" ")}`;
   const images = { toolchain: first, runtime: refs.at(-1) ?? first };
   return {
-    cli,
     images,
     buildah,
     env: {
