@@ -20,11 +20,11 @@ import { main } from "../../src/cli/main.js";
 import type { BuilderInfo, BuildStatus, LogsResponse, StartBuildResponse } from "../../src/core/api.js";
 import { BUILD_EVENTS, type BuildInput } from "../../src/core/buildInput.js";
 import { BUILD_RESULT_VERSION } from "../../src/core/buildResult.js";
-import type { RunCommandExecutor } from "../../src/local/arm/index.js";
+import type { RunCommandExecutor } from "@fast-build/local-cloud/arm";
 import { cancelBuild } from "../../src/functions/cancelBuild.js";
 import { setDeps } from "../../src/functions/deps.js";
-import { startLocalHost, type LocalHost } from "../../src/local/host/index.js";
-import { waitFor } from "../arm/helpers.js";
+import { startLocalHost, type LocalHost } from "@fast-build/local-cloud/host";
+import { waitFor } from "../azure/armHelpers.js";
 
 const KEY = "cli-test-function-key";
 const SOURCE = Buffer.from("pretend this is a tar.gz of a cargo workspace\n".repeat(10));

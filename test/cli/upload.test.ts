@@ -8,7 +8,7 @@ import { createBlobStores, type BlobStores } from "../../src/azure/blobs.js";
 import { uploadFileToSas } from "../../src/azure/storageUpload.js";
 import { createArchive } from "../../src/cli/archive.js";
 import { FastBuildError } from "../../src/core/errors.js";
-import { startAzurite, type Azurite } from "../../src/local/azurite.js";
+import { startAzurite, type Azurite } from "@fast-build/local-cloud/azurite";
 
 let azurite: Azurite;
 let stores: BlobStores;

@@ -35,8 +35,8 @@ import { TableLeaseStore } from "../../src/azure/tables.js";
 import type { Deps } from "../../src/functions/deps.js";
 import { sourceUploaded } from "../../src/functions/sourceUploaded.js";
 import { startBuild } from "../../src/functions/startBuild.js";
-import { startLocalHost, type LocalHost } from "../../src/local/host/index.js";
-import { waitFor } from "../arm/helpers.js";
+import { startLocalHost, type LocalHost } from "@fast-build/local-cloud/host";
+import { waitFor } from "../azure/armHelpers.js";
 
 const SOURCE = Buffer.from("pretend this is a tar.gz of a cargo workspace\n".repeat(10));
 const BASE_KEY = "0123456789abcdef".repeat(4);

@@ -5,7 +5,7 @@
  * a handler with `@azure/functions`' own `HttpRequest` / `InvocationContext`, as the worker would.
  */
 // Installs our @azure/functions-core before the function modules register themselves.
-import "../../src/local/host/index.js";
+import "@fast-build/local-cloud/host";
 import functions, { type HttpHandler } from "@azure/functions";
 import { randomUUID } from "node:crypto";
 import { makeActivities } from "../../src/activities/index.js";
@@ -18,12 +18,12 @@ import { BUILD_ORCHESTRATOR } from "../../src/core/activityContract.js";
 import type { BuildStatus } from "../../src/core/api.js";
 import type { Deps } from "../../src/functions/deps.js";
 import { durableClientInput } from "../../src/functions/register.js";
-import { startArmEmulator, type ArmEmulator, type RunCommandExecutor } from "../../src/local/arm/index.js";
-import { startAzurite, type Azurite } from "../../src/local/azurite.js";
-import { LocalDurableEngine, type LocalDurableEngineOptions } from "../../src/local/durable/localEngine.js";
-import { startDurableRpcServer, type DurableRpcServer } from "../../src/local/host/durableRpc.js";
+import { startArmEmulator, type ArmEmulator, type RunCommandExecutor } from "@fast-build/local-cloud/arm";
+import { startAzurite, type Azurite } from "@fast-build/local-cloud/azurite";
+import { LocalDurableEngine, type LocalDurableEngineOptions } from "@fast-build/local-cloud/durable/localEngine";
+import { startDurableRpcServer, type DurableRpcServer } from "@fast-build/local-cloud/host/durableRpc";
 import { buildOrchestrator } from "../../src/orchestration/build.js";
-import { gatewayOptions, SUB, waitFor } from "../arm/helpers.js";
+import { gatewayOptions, SUB, waitFor } from "../azure/armHelpers.js";
 
 const { HttpRequest, HttpResponse, InvocationContext } = functions;
 

@@ -17,17 +17,17 @@ import { ACTIVITIES, BUILD_ORCHESTRATOR } from "../../src/core/activityContract.
 import { BUILD_EVENTS, builderKey, type BuildInput } from "../../src/core/buildInput.js";
 import { decideAcquire, mutateRecord } from "../../src/core/lease.js";
 import type { VmRef } from "../../src/core/ports.js";
-import { startArmEmulator, type ArmEmulator, type RunCommandExecutor } from "../../src/local/arm/index.js";
-import { startAzurite, type Azurite } from "../../src/local/azurite.js";
+import { startArmEmulator, type ArmEmulator, type RunCommandExecutor } from "@fast-build/local-cloud/arm";
+import { startAzurite, type Azurite } from "@fast-build/local-cloud/azurite";
 import {
   checkReplayPrefixes,
   OrchestrationDriver,
   type ActivityHandler,
   type ReplaySchemaName,
-} from "../../src/local/durable/driver.js";
-import { HistoryEventType } from "../../src/local/durable/history.js";
+} from "@fast-build/local-cloud/durable/driver";
+import { HistoryEventType } from "@fast-build/local-cloud/durable/history";
 import { buildOrchestrator } from "../../src/orchestration/build.js";
-import { gatewayOptions, SUB } from "../arm/helpers.js";
+import { gatewayOptions, SUB } from "../azure/armHelpers.js";
 
 let azurite: Azurite;
 let arm: ArmEmulator;

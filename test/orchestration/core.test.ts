@@ -6,7 +6,7 @@ import { revisionSuffix } from "../../src/core/buildInput.js";
 import { PermanentError, TransientError } from "../../src/core/errors.js";
 import { decodeActivityFailure, encodeActivityError, nextRetryDelayMs, RETRY } from "../../src/core/retry.js";
 import { initialStatus, projectStatus } from "../../src/core/status.js";
-import { OrchestrationDriver } from "../../src/local/durable/driver.js";
+import { OrchestrationDriver } from "@fast-build/local-cloud/durable/driver";
 import { buildOrchestrator, deployReference } from "../../src/orchestration/build.js";
 
 describe("activity failures across the durable boundary", () => {

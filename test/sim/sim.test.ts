@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { after, before, describe, it } from "node:test";
-import { runSimulation, type SimReport } from "../../src/local/sim.js";
+import { runSimulation, type SimReport } from "../../sim/simulation.js";
 
 let report: SimReport;
 let scratch: string;

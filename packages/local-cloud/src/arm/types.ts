@@ -1,0 +1,153 @@
+/**
+ * Public types of the local ARM emulator: what tests and the local simulation configure and read.
+ */
+/** A virtual machine, as its ARM id names it. */
+export interface VmRef {
+  subscriptionId: string;
+  resourceGroup: string;
+  vmName: string;
+}
+
+/** A container app, as its ARM id names it. */
+export interface ContainerAppRef {
+  subscriptionId: string;
+  resourceGroup: string;
+  appName: string;
+}
+
+/** The `PowerState/<x>` code of a VM's instance view. */
+export type PowerState =
+  "starting" | "running" | "stopping" | "stopped" | "deallocating" | "deallocated" | "unknown";
+
+/** One request as the emulator received it (after TLS), for assertions. */
+export interface RecordedRequest {
+  method: string;
+  /** URL path, percent-decoded, without the query string. */
+  path: string;
+  /** Raw query string without the leading `?` (`$expand` may arrive as `%24expand`). */
+  query: string;
+  /** The `api-version` query value, when present. */
+  apiVersion: string | undefined;
+  /** Lower-case header names. */
+  headers: Record<string, string>;
+  /** Body text ('' when empty). */
+  body: string;
+}
+
+/** What a run command does on the "VM". Resolve with the exit code; honour `signal` (cancel/timeout). */
+export type RunCommandExecutor = (run: RunCommandRun) => Promise<{ exitCode: number }>;
+
+export interface RunCommandRun {
+  vm: VmRef;
+  /** Managed run command name, or `runCommand` for the action Run Command. */
+  name: string;
+  /** Script text (`source.script`, or the action's `script` lines joined with newlines). */
+  script: string;
+  parameters: Record<string, string>;
+  protectedParameters: Record<string, string>;
+  /** 0 = no limit of our own. */
+  timeoutInSeconds: number;
+  signal: AbortSignal;
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+export interface ArmEmulatorOptions {
+  /** Time a VM spends in `starting` (default 30 ms). */
+  vmStartMs?: number;
+  /** Time a VM spends in `deallocating` (default 30 ms). */
+  vmDeallocateMs?: number;
+  /** Time a VM spends in `stopping` (default 20 ms). */
+  vmPowerOffMs?: number;
+  /** Container-app provisioning after a PATCH; run-command `Pending` time (default 20 ms). */
+  provisioningMs?: number;
+  /** Time until a new revision is Provisioned/Healthy, or Failed (default 60 ms). */
+  revisionReadyMs?: number;
+  /** What run commands do (default: `scriptedExecutor()`: exit 0, no output). */
+  executor?: RunCommandExecutor;
+  /** New revisions whose containers use a matching image fail (Failed / Unhealthy). */
+  failRevisionsWithImage?: RegExp;
+  /** The access token the identity endpoint hands out (default: a fixed fake JWT). */
+  accessToken?: string;
+}
+
+/** A canned HTTP answer, a dropped connection, or a delay before the normal answer. */
+export type FaultResponse =
+  | { status: number; headers?: Record<string, string>; body?: unknown }
+  | { reset: true }
+  | { delayMs: number };
+
+export interface HttpFault {
+  /** Matches any method when absent. */
+  method?: string;
+  /** Tested against the request path (no query). Matches any path when absent. */
+  path?: RegExp;
+  /** How many matching requests it applies to (default 1). */
+  times?: number;
+  response: FaultResponse;
+}
+
+/** Makes a long-running VM operation end `Failed` with this Azure error (e.g. `AllocationFailed`). */
+export interface OperationFault {
+  operation: "start" | "deallocate" | "powerOff";
+  /** Only this VM (default: any). */
+  vmName?: string;
+  times?: number;
+  error: { code: string; message: string };
+}
+
+export type Fault = HttpFault | OperationFault;
+
+export interface VmView {
+  powerState: PowerState;
+  location: string;
+  agentReady: boolean;
+}
+
+export interface ContainerAppInit {
+  containers: { name: string; image: string }[];
+  location?: string;
+  /** Suffix of the initial revision (default random). */
+  revisionSuffix?: string;
+}
+
+export interface RevisionView {
+  name: string;
+  images: Record<string, string>;
+  provisioningState: string;
+  healthState: string;
+  runningState: string;
+  active: boolean;
+}
+
+export interface ContainerAppView {
+  provisioningState: string;
+  latestRevisionName: string | undefined;
+  latestReadyRevisionName: string | undefined;
+  images: Record<string, string>;
+  revisions: RevisionView[];
+}
+
+export interface ArmEmulator {
+  /** `https://127.0.0.1:PORT` */
+  endpoint: string;
+  /** PEM of the self-signed certificate, for `tlsOptions.ca` / `NODE_EXTRA_CA_CERTS`. */
+  ca: string;
+  /** The same PEM in a temporary file. */
+  caFile: string;
+  /** Managed-identity token endpoint, App Service style (`IDENTITY_ENDPOINT`). */
+  identityEndpoint: string;
+  /** `IDENTITY_HEADER` value. */
+  identityHeader: string;
+  /** Every ARM request received, in order (identity-endpoint calls are not included). */
+  requests: RecordedRequest[];
+  addVm(ref: VmRef, init?: { powerState?: PowerState; location?: string }): void;
+  getVm(ref: VmRef): VmView | undefined;
+  addContainerApp(ref: ContainerAppRef, init: ContainerAppInit): void;
+  getContainerApp(ref: ContainerAppRef): ContainerAppView | undefined;
+  setRunCommandExecutor(fn: RunCommandExecutor): void;
+  inject(fault: Fault): void;
+  /** Drops all pending faults. */
+  clearFaults(): void;
+  stop(): Promise<void>;
+}

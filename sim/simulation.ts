@@ -1,0 +1,331 @@
+/**
+ * `npm run sim`: the whole product on the built-in local cloud. Everything that runs in Azure runs
+ * here unchanged — the function app's registrations (HTTP API, orchestrator, activities), the real
+ * gateways over the real SDK clients, dockerfiles/build.sh on the "builder" — and every Azure
+ * service is replaced at its protocol boundary:
+ *
+ *   Storage          → Azurite (blobs: source archives and build logs; tables: builder records)
+ *   Resource Manager → the ARM emulator (VM power, Run Command, Container Apps, managed identity)
+ *   Functions host   → the local host (@fast-build/local-cloud/host) + durable engine on durable-functions' replay engine
+ *   builder VM       → this machine: the emulator's Run Command executes build.sh with bash, and
+ *                      buildah (vfs, chroot) plays Docker, with stand-in Dockerfiles (no Rust image
+ *                      can be pulled here)
+ *   Container Registry → Debian's docker-registry on loopback
+ *
+ * The developer's side is the real `fast-build dev` command, run as its own process.
+ */
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { cp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import type { Writable } from "node:stream";
+import { activityHandlers, startLocalHost, type HostLogEntry, type LocalHost } from "@fast-build/local-cloud/host";
+import { createBlobStores } from "../src/azure/blobs.js";
+import { createComputeGateway } from "../src/azure/compute.js";
+import { createContainerAppsGateway } from "../src/azure/containerApps.js";
+import { createCredential } from "../src/azure/credentials.js";
+import { TableLeaseStore } from "../src/azure/tables.js";
+import { loadConfig } from "../src/config/index.js";
+import { BUILD_ORCHESTRATOR } from "../src/core/activityContract.js";
+import type { BuildStatus } from "../src/core/api.js";
+import { setDeps } from "../src/functions/deps.js";
+import { buildOrchestrator } from "../src/orchestration/build.js";
+import {
+  localShellExecutor,
+  startArmEmulator,
+  type ArmEmulator,
+  type ContainerAppView,
+} from "@fast-build/local-cloud/arm";
+import { startAzurite, type Azurite } from "@fast-build/local-cloud/azurite";
+import { prepareLocalBuilder, type LocalBuilder } from "@fast-build/local-cloud/builder";
+import { LocalDurableEngine } from "@fast-build/local-cloud/durable/localEngine";
+import { startRegistry, type LocalRegistry } from "@fast-build/local-cloud/registry";
+
+const REPO_ROOT = resolve(import.meta.dirname, "..");
+/** The real build kit: build.sh and safe_extract.py run unchanged on the local "builder". */
+const BUILD_KIT_DIR = join(REPO_ROOT, "dockerfiles");
+const SUBSCRIPTION = "00000000-0000-0000-0000-00000000f00d";
+const ENVIRONMENT = {
+  subscriptionId: SUBSCRIPTION,
+  resourceGroup: "rg-fast-build-sim",
+  builderVm: "builder",
+  imageRepository: "hello/app",
+  containerApp: "hello",
+  containerName: "app",
+  binaryName: "hello",
+} as const;
+
+export interface SimOptions {
+  /** The Cargo workspace to build (default: examples/hello). */
+  workspace?: string;
+  /** Scratch folder, emptied first (default: .sim/ in the repository). */
+  scratch?: string;
+  /** Where the simulation narrates (default: stdout). */
+  out?: Writable;
+  /** Where the `fast-build dev` progress display goes (default: stderr). */
+  cliOutput?: Writable;
+  /** How long the builder VM takes to start from deallocated (default 3 s, so the overlap shows). */
+  vmStartMs?: number;
+}
+
+export interface SimBuild {
+  label: string;
+  exitCode: number;
+  /** The final status `fast-build dev --json` printed. */
+  status: BuildStatus | undefined;
+  elapsedMs: number;
+}
+
+export interface SimReport {
+  builds: SimBuild[];
+  app: ContainerAppView | undefined;
+  /** What the image now deployed prints when run (buildah run). */
+  deployedOutput: string;
+  scratch: string;
+}
+
+/** Runs the simulation: three builds of the sample workspace through the whole product. */
+export async function runSimulation(options: SimOptions = {}): Promise<SimReport> {
+  const out = options.out ?? process.stdout;
+  const say = (line = "") => out.write(`${line}\n`);
+  const scratch = resolve(options.scratch ?? join(REPO_ROOT, ".sim"));
+  await rm(scratch, { recursive: true, force: true });
+  await mkdir(scratch, { recursive: true });
+  const hostLog = join(scratch, "functions.log");
+  const cleanups: Array<() => Promise<unknown>> = [];
+
+  try {
+    say("fast-build simulation: the whole product on the built-in local cloud");
+    const [azurite, arm, registry] = await Promise.all([
+      startAzurite(),
+      startArmEmulator({ vmStartMs: options.vmStartMs ?? 3000, revisionReadyMs: 1500, provisioningMs: 200 }),
+      startRegistry({ storageDir: join(scratch, "registry") }),
+    ]);
+    cleanups.push(
+      () => azurite.stop(),
+      () => arm.stop(),
+      () => registry.stop(),
+    );
+    say(`  storage            Azurite ${azurite.blobEndpoint}`);
+    say(`  resource manager   ARM emulator ${arm.endpoint}`);
+    say(`  container registry ${registry.url}`);
+
+    const builder = await prepareLocalBuilder(join(scratch, "builder"), registry, {
+      toolchain: ["sim/toolchain:1"],
+      runtime: "sim/runtime:1",
+    });
+    // The "VM": Run Command runs the real build.sh (sent with each build) with bash on this machine.
+    arm.setRunCommandExecutor(localShellExecutor({ cwd: BUILD_KIT_DIR, env: builder.env }));
+    arm.addVm(vmRef(), { powerState: "deallocated" });
+    arm.addContainerApp(appRef(), {
+      containers: [{ name: ENVIRONMENT.containerName, image: builder.images.runtime }],
+      revisionSuffix: "initial",
+    });
+    say(`  builder VM         ${ENVIRONMENT.builderVm} (deallocated; buildah plays Docker)`);
+
+    const functionKey = randomBytes(18).toString("base64url");
+    const host = await startFunctions(azurite, arm, registry, functionKey, hostLog);
+    cleanups.push(() => host.stop());
+    say(`  function app       ${host.url}/api (log: ${hostLog})`);
+
+    const workspace = join(scratch, "workspace");
+    await cp(options.workspace ?? join(REPO_ROOT, "examples", "hello"), workspace, { recursive: true });
+    await git(workspace, "init", "-q", "-b", "main");
+    await git(workspace, "add", "-A");
+    await git(workspace, "commit", "-qm", "sample");
+
+    const builds: SimBuild[] = [];
+    const cli = { url: host.url, functionKey, output: options.cliOutput ?? process.stderr };
+    const step = async (label: string) => {
+      say();
+      say(`== ${label}`);
+      const build = await runCli(workspace, cli);
+      builds.push({ label, ...build });
+      say(
+        `   → exit ${build.exitCode}, ${build.status?.phase ?? "no status"} in ${seconds(build.elapsedMs)}`,
+      );
+      say(`   → ${deployText(build.status)}`);
+    };
+
+    await step("build 1: first build (builds the dependency base image, then the app)");
+    const main = join(workspace, "src", "main.rs");
+    await writeFile(main, (await readFile(main, "utf8")).replace("hello from fast-build", "hello again"));
+    await git(workspace, "commit", "-qam", "change the greeting");
+    await step("build 2: a source change (reuses the base, builds only the app layer)");
+    await step(
+      "build 3: nothing changed (the registry has this source digest: skipped; the app already runs it: nothing to deploy)",
+    );
+
+    const app = arm.getContainerApp(appRef());
+    const image = app?.images[ENVIRONMENT.containerName] ?? "";
+    const deployedOutput = await runImage(builder, image);
+    say();
+    say("== result");
+    for (const build of builds) {
+      const s = build.status;
+      const cache = s?.cache ? (s.cache.skipped ? "skipped" : `base ${s.cache.base}`) : "-";
+      say(
+        `   ${seconds(build.elapsedMs).padStart(6)}  ${(s?.phase ?? "?").padEnd(9)} ${cache.padEnd(9)} ${build.label}`,
+      );
+    }
+    // Deploys are digest-pinned: the app runs exactly the bytes that were built.
+    say(`   container app ${ENVIRONMENT.containerApp}: ${image}`);
+    say(`   latest ready revision: ${app?.latestReadyRevisionName ?? "none"}`);
+    say(`   the deployed image says: ${deployedOutput.trim()}`);
+    return { builds, app, deployedOutput, scratch };
+  } finally {
+    setDeps(undefined);
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+  }
+}
+
+function vmRef() {
+  return {
+    subscriptionId: SUBSCRIPTION,
+    resourceGroup: ENVIRONMENT.resourceGroup,
+    vmName: ENVIRONMENT.builderVm,
+  };
+}
+
+function appRef() {
+  return {
+    subscriptionId: SUBSCRIPTION,
+    resourceGroup: ENVIRONMENT.resourceGroup,
+    appName: ENVIRONMENT.containerApp,
+  };
+}
+
+/** The function app, wired exactly as in Azure but pointed at the local services. */
+async function startFunctions(
+  azurite: Azurite,
+  arm: ArmEmulator,
+  registry: LocalRegistry,
+  functionKey: string,
+  logFile: string,
+): Promise<LocalHost> {
+  // The real ManagedIdentityCredential, against the emulator's App Service-style token endpoint.
+  process.env.IDENTITY_ENDPOINT = arm.identityEndpoint;
+  process.env.IDENTITY_HEADER = arm.identityHeader;
+  let publicUrl = "";
+  // Built on first use, after the host is listening, so the callback URL is known.
+  setDeps(() => {
+    const config = loadConfig({
+      FASTBUILD_ENVIRONMENTS: JSON.stringify({ sim: { ...ENVIRONMENT, registry: registry.host } }),
+      AzureWebJobsStorage: azurite.connectionString,
+      FASTBUILD_ARM_ENDPOINT: arm.endpoint,
+      FASTBUILD_PUBLIC_BASE_URL: publicUrl,
+      TASK_HUB_NAME: "fastbuildsim",
+    });
+    const credential = createCredential({ mode: "managedIdentity" });
+    const blobs = createBlobStores(config.storage);
+    const gateway = { endpoint: arm.endpoint, credential, tlsCa: arm.ca, pollIntervalMs: 250 };
+    return {
+      config,
+      sources: blobs.sources,
+      logs: blobs.logs,
+      compute: createComputeGateway(gateway),
+      apps: createContainerAppsGateway(gateway),
+      leases: new TableLeaseStore({
+        tableName: config.storage.activityTable,
+        connectionString: azurite.connectionString,
+      }),
+      now: () => new Date(),
+    };
+  });
+  const lines: string[] = [];
+  const host = await startLocalHost({
+    entry: join(REPO_ROOT, "src", "functions", "index.ts"),
+    functionKey,
+    engine: (registrations) =>
+      new LocalDurableEngine({
+        orchestrators: new Map([[BUILD_ORCHESTRATOR, buildOrchestrator]]),
+        activities: activityHandlers(registrations),
+        log: (level, message) => lines.push(`${new Date().toISOString()} ${level} durable: ${message}`),
+      }),
+    log: (entry: HostLogEntry) => {
+      lines.push(`${new Date().toISOString()} ${entry.level} ${entry.functionName}: ${entry.message}`);
+      if (lines.length >= 50) void flush();
+    },
+  });
+  publicUrl = host.url;
+  const flush = () => writeFile(logFile, `${lines.splice(0).join("\n")}\n`, { flag: "a" });
+  return { ...host, stop: () => host.stop().finally(flush) };
+}
+
+/** Runs `fast-build dev --json` as the developer would, as its own process. */
+async function runCli(
+  workspace: string,
+  cli: { url: string; functionKey: string; output: Writable },
+): Promise<Omit<SimBuild, "label">> {
+  const started = Date.now();
+  const child = spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      join(REPO_ROOT, "src", "cli", "main.ts"),
+      "dev",
+      "--env",
+      "sim",
+      "--dir",
+      workspace,
+      "--json",
+    ],
+    {
+      cwd: REPO_ROOT,
+      env: { ...process.env, FASTBUILD_API_URL: cli.url, FASTBUILD_API_KEY: cli.functionKey },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let stdout = "";
+  child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text));
+  child.stderr.pipe(cli.output, { end: false });
+  const exitCode = await new Promise<number>((done, fail) => {
+    child.once("error", fail);
+    child.once("close", (code) => done(code ?? 1));
+  });
+  let status: BuildStatus | undefined;
+  try {
+    status = JSON.parse(stdout) as BuildStatus;
+  } catch {
+    status = undefined;
+  }
+  return { exitCode, status, elapsedMs: Date.now() - started };
+}
+
+/** Pulls the deployed image back from the registry and runs its entrypoint (what the app would run). */
+async function runImage(builder: LocalBuilder, image: string): Promise<string> {
+  if (!image) return "";
+  const container = (await builder.buildah("from", "--tls-verify=false", "-q", image)).trim();
+  try {
+    return await builder.buildah("run", "--isolation", "chroot", container, "--", "/usr/local/bin/app");
+  } finally {
+    await builder.buildah("rm", container).catch(() => undefined);
+  }
+}
+
+function git(cwd: string, ...args: string[]): Promise<void> {
+  return new Promise((done, fail) => {
+    const child = spawn("git", ["-c", "user.name=sim", "-c", "user.email=sim@example.invalid", ...args], {
+      cwd,
+      stdio: "ignore",
+    });
+    child.once("error", fail);
+    child.once("close", (code) =>
+      code === 0 ? done() : fail(new Error(`git ${args.join(" ")} exited ${code}`)),
+    );
+  });
+}
+
+/** What a build's deploy step did, for the narration. */
+function deployText(status: BuildStatus | undefined): string {
+  const revision = status?.revision?.name ?? "none";
+  if (!status?.deployment) return `not deployed (revision ${revision} keeps serving)`;
+  return status.deployment.unchanged
+    ? `nothing to deploy: the app already runs this image; revision ${revision} keeps serving`
+    : `deployed ${status.deployment.reference} as revision ${revision}`;
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`;
+}

@@ -1,0 +1,40 @@
+/** Shared set-up for the ARM tests: an emulator, a plain bearer credential, gateway options. */
+import type { TokenCredential } from "@azure/identity";
+import type { ArmGatewayOptions } from "../../src/azure/clientOptions.js";
+import type { ArmEmulator } from "@fast-build/local-cloud/arm";
+
+/** A TokenCredential at the protocol boundary: the emulator only checks for a Bearer header. */
+export const staticCredential: TokenCredential = {
+  getToken: () => Promise.resolve({ token: "test-token", expiresOnTimestamp: Date.now() + 3_600_000 }),
+};
+
+export const SUB = "00000000-0000-0000-0000-00000000abcd";
+
+export function gatewayOptions(
+  emulator: ArmEmulator,
+  extra: Partial<ArmGatewayOptions> = {},
+): ArmGatewayOptions {
+  return {
+    endpoint: emulator.endpoint,
+    credential: staticCredential,
+    tlsCa: emulator.ca,
+    retry: { maxRetries: 0 },
+    pollIntervalMs: 10,
+    ...extra,
+  };
+}
+
+/** Polls `read` until `done` says so (no timing assertions: only a generous give-up). */
+export async function waitFor<T>(
+  read: () => Promise<T>,
+  done: (value: T) => boolean,
+  limitMs = 60_000,
+): Promise<T> {
+  const until = Date.now() + limitMs;
+  for (;;) {
+    const value = await read();
+    if (done(value)) return value;
+    if (Date.now() > until) throw new Error(`condition not reached; last value: ${JSON.stringify(value)}`);
+    await new Promise((resolve) => setTimeout(resolve, 15));
+  }
+}

@@ -1,0 +1,64 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { TableLeaseStore } from "../../src/azure/tables.js";
+import { decideAcquire, emptyRecord, mutateRecord } from "../../src/core/lease.js";
+import { startAzurite, type Azurite } from "@fast-build/local-cloud/azurite";
+
+let azurite: Azurite;
+let store: TableLeaseStore;
+before(async () => {
+  azurite = await startAzurite();
+  store = new TableLeaseStore({ connectionString: azurite.connectionString, tableName: "leasetest" });
+});
+after(async () => {
+  await azurite.stop();
+});
+
+describe("table lease store (Azurite)", () => {
+  it("creates a record once and refuses a second create", async () => {
+    const record = emptyRecord("k-create");
+    assert.equal(await store.write(record, undefined), true);
+    assert.equal(await store.write(record, undefined), false);
+    assert.deepEqual((await store.read("k-create"))?.record, record);
+  });
+
+  it("refuses a write based on a stale ETag", async () => {
+    await store.write(emptyRecord("k-cas"), undefined);
+    const first = (await store.read("k-cas"))!;
+    assert.equal(await store.write({ ...first.record, generation: 1, holder: "a" }, first.etag), true);
+    assert.equal(await store.write({ ...first.record, generation: 1, holder: "b" }, first.etag), false);
+    assert.equal((await store.read("k-cas"))?.record.holder, "a");
+  });
+
+  it("gives the lease to exactly one of many builds asking at once", async () => {
+    const timing = { leaseMs: 60_000, queueStaleMs: 60_000 };
+    const results = await Promise.all(
+      ["b1", "b2", "b3", "b4", "b5"].map((buildId) =>
+        mutateRecord(store, "k-race", (record) => {
+          const decision = decideAcquire(record, buildId, new Date(), timing);
+          return { record: decision.record, result: decision.kind };
+        }),
+      ),
+    );
+    assert.equal(results.filter((kind) => kind === "acquired").length, 1);
+    const stored = (await store.read("k-race"))!.record;
+    assert.equal(stored.queue.length, 4);
+    assert.equal(stored.generation, 1);
+  });
+
+  it("records one activity row per build, idempotently", async () => {
+    const row = {
+      builderKey: "k-act",
+      buildId: "build-0001",
+      environment: "dev",
+      startedAt: "2030-01-01T00:00:00.000Z",
+      endedAt: "2030-01-01T00:05:00.000Z",
+      outcome: "succeeded",
+      reason: "ok",
+      vmMinutes: 5.5,
+    };
+    await store.recordBuild(row);
+    await store.recordBuild(row);
+    assert.deepEqual(await store.listBuilds("k-act"), [row]);
+  });
+});
