@@ -36,6 +36,24 @@ export default tseslint.config(
     },
   },
   {
+    // Production code (deployed to Azure, or run on a developer's machine) never reaches into the
+    // stand-ins for Azure: the local cloud is a separate package that only tests and the sim use.
+    files: ["src/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              group: ["@fast-build/local-cloud", "@fast-build/local-cloud/*", "**/packages/**", "**/sim/**"],
+              message: "The local cloud stands in for Azure; production code must not import it.",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // Orchestrator code is replayed: it must be deterministic and do no I/O of its own.
     files: ["src/orchestration/**/*.ts"],
     rules: {
@@ -55,6 +73,10 @@ export default tseslint.config(
               group: ["**/azure/**", "**/activities/**"],
               message: "Orchestrations call activities by name only.",
             },
+            {
+              group: ["@fast-build/local-cloud", "@fast-build/local-cloud/*", "**/packages/**", "**/sim/**"],
+              message: "The local cloud stands in for Azure; production code must not import it.",
+            },
           ],
         },
       ],
@@ -71,11 +93,18 @@ export default tseslint.config(
     },
   },
   {
-    files: ["src/config/**/*.ts", "test/**/*.ts", "bench/**/*.ts", "scripts/**/*.ts", "src/local/**/*.ts"],
+    files: [
+      "src/config/**/*.ts",
+      "test/**/*.ts",
+      "bench/**/*.ts",
+      "scripts/**/*.ts",
+      "sim/**/*.ts",
+      "packages/local-cloud/**/*.ts",
+    ],
     rules: { "no-restricted-syntax": "off" },
   },
   {
-    files: ["test/**/*.ts"],
+    files: ["test/**/*.ts", "packages/local-cloud/test/**/*.ts"],
     rules: {
       "@typescript-eslint/no-non-null-assertion": "off",
       "@typescript-eslint/no-unsafe-assignment": "off",

@@ -21,7 +21,10 @@ const root = join(import.meta.dirname, "..");
 // Inside the project so `node_modules` resolves from the transpiled files; ignored by git and lint.
 const out = join(root, "node_modules", ".cache", "fast-build-coldstart");
 
-/** Transpiles src/ (without the local runtime) and the core shim, as the build would emit them. */
+/** The local host's core shim, which captures the registrations (the one local-cloud file used here). */
+const CORE_SHIM = join(root, "packages", "local-cloud", "src", "host", "coreShim.ts");
+
+/** Transpiles src/ and the core shim, as the build would emit them. */
 function transpile(): { entry: string; preload: string } {
   rmSync(out, { recursive: true, force: true });
   const options: ts.CompilerOptions = {
@@ -29,12 +32,10 @@ function transpile(): { entry: string; preload: string } {
     target: ts.ScriptTarget.ES2022,
     verbatimModuleSyntax: true,
   };
-  const files = walk(join(root, "src")).filter(
-    (file) =>
-      file.endsWith(".ts") &&
-      !file.endsWith(".d.ts") &&
-      (!file.includes("/src/local/") || file.endsWith("/host/coreShim.ts")),
-  );
+  const files = [
+    ...walk(join(root, "src")).filter((file) => file.endsWith(".ts") && !file.endsWith(".d.ts")),
+    CORE_SHIM,
+  ];
   for (const file of files) {
     const js = ts.transpileModule(readFileSync(file, "utf8"), {
       compilerOptions: options,
@@ -49,7 +50,7 @@ function transpile(): { entry: string; preload: string } {
   const preload = join(out, "preload.js");
   writeFileSync(
     preload,
-    `import { installCoreShim } from "./src/local/host/coreShim.js";\ninstallCoreShim();\n`,
+    `import { installCoreShim } from "./packages/local-cloud/src/host/coreShim.js";\ninstallCoreShim();\n`,
   );
   return { entry: join(out, "src", "functions", "index.js"), preload };
 }
@@ -101,7 +102,7 @@ const measure = [
     "const t0 = performance.now();",
     `await import(${JSON.stringify(pathToFileURL(entry).href)});`,
     "const importMs = performance.now() - t0;",
-    `const { capturedFunctions } = await import(${JSON.stringify(pathToFileURL(join(out, "src/local/host/coreShim.js")).href)});`,
+    `const { capturedFunctions } = await import(${JSON.stringify(pathToFileURL(join(out, "packages/local-cloud/src/host/coreShim.js")).href)});`,
     'import { createRequire } from "node:module"; const require = createRequire(import.meta.url);',
     `console.log(JSON.stringify({ importMs, rssKb: ${PEAK_RSS_KB}, functions: capturedFunctions().length }));`,
   ].join("\n"),

@@ -6,7 +6,9 @@ import { execFileSync } from "node:child_process";
 import { runSimulation } from "./simulation.js";
 
 try {
-  execFileSync("bash", [new URL("../scripts/setup-system.sh", import.meta.url).pathname], { stdio: "inherit" });
+  execFileSync("bash", [new URL("../scripts/setup-system.sh", import.meta.url).pathname], {
+    stdio: "inherit",
+  });
 } catch {
   process.exit(1);
 }

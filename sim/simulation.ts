@@ -19,7 +19,12 @@ import { randomBytes } from "node:crypto";
 import { cp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Writable } from "node:stream";
-import { activityHandlers, startLocalHost, type HostLogEntry, type LocalHost } from "@fast-build/local-cloud/host";
+import {
+  activityHandlers,
+  startLocalHost,
+  type HostLogEntry,
+  type LocalHost,
+} from "@fast-build/local-cloud/host";
 import { createBlobStores } from "../src/azure/blobs.js";
 import { createComputeGateway } from "../src/azure/compute.js";
 import { createContainerAppsGateway } from "../src/azure/containerApps.js";

@@ -1,4 +1,4 @@
-# The local cloud's stand-in for `cargo build` (src/local/builder/dockerfiles/Dockerfile.app runs it):
+# The local cloud's stand-in for `cargo build` (packages/local-cloud/src/builder/dockerfiles/Dockerfile.app runs it):
 # no Rust toolchain image can be pulled there, so the "binary" is a shell script that prints what
 # src/main.rs prints. On Azure the real Dockerfiles run cargo and this file is not used.
 set -eu

@@ -23,7 +23,14 @@ import {
   type RustImages,
 } from "@fast-build/local-cloud/builder/rust";
 import { startRegistry, type LocalRegistry } from "@fast-build/local-cloud/registry";
-import { BUILD_KIT_DIR, runBuildScript, sha256Digest, startFileServer, type FileServer, type RunResult } from "./helpers.js";
+import {
+  BUILD_KIT_DIR,
+  runBuildScript,
+  sha256Digest,
+  startFileServer,
+  type FileServer,
+  type RunResult,
+} from "./helpers.js";
 
 const BINARY = "hello-real";
 

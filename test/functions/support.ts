@@ -20,7 +20,10 @@ import type { Deps } from "../../src/functions/deps.js";
 import { durableClientInput } from "../../src/functions/register.js";
 import { startArmEmulator, type ArmEmulator, type RunCommandExecutor } from "@fast-build/local-cloud/arm";
 import { startAzurite, type Azurite } from "@fast-build/local-cloud/azurite";
-import { LocalDurableEngine, type LocalDurableEngineOptions } from "@fast-build/local-cloud/durable/localEngine";
+import {
+  LocalDurableEngine,
+  type LocalDurableEngineOptions,
+} from "@fast-build/local-cloud/durable/localEngine";
 import { startDurableRpcServer, type DurableRpcServer } from "@fast-build/local-cloud/host/durableRpc";
 import { buildOrchestrator } from "../../src/orchestration/build.js";
 import { gatewayOptions, SUB, waitFor } from "../azure/armHelpers.js";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, it } from "node:test";
 import { BlobServiceClient } from "@azure/storage-blob";
-import { startAzurite, type Azurite } from "../../src/local/azurite.js";
+import { startAzurite, type Azurite } from "../src/azurite.js";
 
 let azurite: Azurite;
 before(async () => {

@@ -1,3 +1,7 @@
+// The declarations live beside this package (it owns them), and ambient module declarations can only
+// be pulled into a program that imports this file by a reference.
+// eslint-disable-next-line @typescript-eslint/triple-slash-reference
+/// <reference path="../types/durable-functions-internals.d.ts" />
 /**
  * Runs one orchestration instance on durable-functions' own replay engine, playing the role the
  * Durable Functions host plays in Azure: it keeps the history, replays the orchestrator from the

@@ -5,7 +5,7 @@
  * Azure Functions Node worker: the worker intercepts `Module.prototype.require` and answers that one
  * name with its API. We do the same here, so `app.http(...)`, `app.timer(...)` and durable-functions'
  * `df.app.*` hand us exactly the metadata and handlers Azure would get. Nothing here is reachable from
- * the deployed package (tsconfig.build.json excludes `src/local`), so Azure always gets its own.
+ * the deployed package (it lives in this package, which is never deployed), so Azure always gets its own.
  *
  * This file must stay free of imports beyond `node:module`: the cold-start benchmark transpiles it
  * on its own and preloads it.

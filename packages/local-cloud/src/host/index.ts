@@ -131,8 +131,8 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
   if (!programmingModelSet() || captured.length === 0) {
     throw new Error(
       "no functions were registered through the local host. Either the entry registers none, or " +
-        "@azure/functions was used before src/local/host was imported (it then stays in test mode " +
-        "for the whole process): import src/local/host first.",
+        "@azure/functions was used before @fast-build/local-cloud/host was imported (it then stays in test mode " +
+        "for the whole process): import @fast-build/local-cloud/host first.",
     );
   }
   const registrations = classify(captured);

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { request } from "node:https";
 import { after, before, describe, it } from "node:test";
-import { startArmEmulator, type ArmEmulator } from "../../src/local/arm/index.js";
+import { startArmEmulator, type ArmEmulator } from "../../src/arm/index.js";
 
 interface Example {
   parameters: Record<string, unknown>;

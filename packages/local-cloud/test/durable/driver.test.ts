@@ -9,8 +9,8 @@ import {
   OrchestrationDriver,
   type ActivityHandler,
   type ReplaySchemaName,
-} from "../../src/local/durable/driver.js";
-import { HistoryEventType } from "../../src/local/durable/history.js";
+} from "../../src/durable/driver.js";
+import { HistoryEventType } from "../../src/durable/history.js";
 
 const SCHEMAS: ReplaySchemaName[] = ["V1", "V3"];
 const GREET = "Greet";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { OrchestrationContext, OrchestrationHandler } from "durable-functions";
-import { LocalDurableEngine } from "../../src/local/durable/localEngine.js";
+import { LocalDurableEngine } from "../../src/durable/localEngine.js";
 
 const approval: OrchestrationHandler = function* (context: OrchestrationContext) {
   context.df.setCustomStatus({ waiting: true });

@@ -1,14 +1,9 @@
 // The host module goes first: it installs our @azure/functions-core before anything registers.
-import {
-  activityHandlers,
-  startLocalHost,
-  type HostLogEntry,
-  type LocalHost,
-} from "../../src/local/host/index.js";
+import { activityHandlers, startLocalHost, type HostLogEntry, type LocalHost } from "../../src/host/index.js";
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { OrchestrationHandler } from "durable-functions";
-import { LocalDurableEngine } from "../../src/local/durable/localEngine.js";
+import { LocalDurableEngine } from "../../src/durable/localEngine.js";
 
 const KEY = "test-function-key-123";
 

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { parseSchedule } from "../../src/local/host/ncrontab.js";
-import { byPrecedence, compileRoute, matchRoute } from "../../src/local/host/routes.js";
+import { parseSchedule } from "../../src/host/ncrontab.js";
+import { byPrecedence, compileRoute, matchRoute } from "../../src/host/routes.js";
 
 describe("NCRONTAB schedules", () => {
   it("finds the next five-minute mark", () => {
