@@ -28,7 +28,9 @@ const files = roots
   .filter((file) => filters.length === 0 || filters.some((f) => file.includes(f)))
   .sort();
 if (files.length === 0) {
-  console.error(`no test files match ${filters.join(", ") || "test/**/*.test.ts, packages/*/test/**/*.test.ts"}`);
+  console.error(
+    `no test files match ${filters.join(", ") || "test/**/*.test.ts, packages/*/test/**/*.test.ts"}`,
+  );
   process.exit(1);
 }
 const reporter = new URL("./test-areas-reporter.mjs", import.meta.url).href;
