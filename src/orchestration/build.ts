@@ -36,6 +36,7 @@ import {
   type ActivityFailure,
   type RetryPolicy,
 } from "../core/retry.js";
+import { deployReference, isDigestReference } from "../core/imageReference.js";
 import { clampLines, finished, initialStatus, withPhase, withStep, type StepName } from "../core/status.js";
 
 /** Polling backoff while waiting on Azure: start quick (most builds of an unchanged tree are fast), settle at 30 s. */
@@ -767,29 +768,6 @@ class BuildRun {
     this.publish();
     this.log(`ended ${phase}${error ? ` (${error.code}): ${error.message}` : ""}`);
   }
-}
-
-/** An OCI digest: `<algorithm>:<encoded>` (e.g. `sha256:` and 64 hex digits). */
-const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
-
-/**
- * The image reference a deploy uses: `<registry>/<repo>@<digest>`, from the build result's
- * `image` (whose tag or digest, if any, is dropped) and `digest`. Immutable, so a revision runs
- * exactly what was built even if the tag is pushed again. Without a (valid) digest, `image` as given.
- */
-export function deployReference(image: string, digest: string | undefined): string {
-  if (!digest || !DIGEST.test(digest)) return image;
-  const at = image.indexOf("@");
-  const name = at >= 0 ? image.slice(0, at) : image;
-  // A tag's colon comes after the last slash; a registry's port colon comes before it.
-  const colon = name.lastIndexOf(":");
-  const repository = colon > name.lastIndexOf("/") ? name.slice(0, colon) : name;
-  return `${repository}@${digest}`;
-}
-
-function isDigestReference(reference: string): boolean {
-  const at = reference.indexOf("@");
-  return at > 0 && DIGEST.test(reference.slice(at + 1));
 }
 
 /** A permanent (or retried-out) activity failure, as the orchestrator reports it. */
