@@ -12,13 +12,9 @@ import { fileURLToPath } from "node:url";
 import {
   ACTIVITIES,
   type AcquireLeaseResult,
+  type ActivityHandlers,
   type BuildProgress,
-  type DeployInput,
-  type LeaseRef,
-  type ReadAppInput,
-  type RecordBuildInput,
   type ResolvedEnvironment,
-  type StartBuildInput,
 } from "../core/activityContract.js";
 import { parseBuildResult } from "../core/buildResult.js";
 import {
@@ -32,15 +28,7 @@ import {
 } from "../core/buildInput.js";
 import { NotFoundError, PermanentError } from "../core/errors.js";
 import { decideAcquire, decideRelease, decideRenew, mutateRecord, type LeaseStore } from "../core/lease.js";
-import type {
-  BuildCommandHandle,
-  ComputeGateway,
-  ContainerAppRef,
-  ContainerAppsGateway,
-  LogStore,
-  SourceStore,
-  VmRef,
-} from "../core/ports.js";
+import type { ComputeGateway, ContainerAppsGateway, LogStore, SourceStore } from "../core/ports.js";
 import { encodeActivityError } from "../core/retry.js";
 import { redact, type Config } from "../config/index.js";
 
@@ -66,14 +54,43 @@ const TAIL_LINES = 20;
 
 export type ActivityFunction = (input: unknown) => Promise<unknown>;
 
-/** Name → handler, exactly what `src/functions/orchestration.ts` registers. */
+/**
+ * Name → handler, exactly what `src/functions/orchestration.ts` registers. Each handler wraps one
+ * of {@link createActivityHandlers}, so it throws only errors the orchestrator can decode.
+ */
 export function makeActivities(deps: ActivityDeps): ReadonlyMap<string, ActivityFunction> {
+  const handlers = createActivityHandlers(deps);
+  return new Map(
+    Object.entries(handlers).map(([name, handler]) => [
+      name,
+      async (input: unknown) => {
+        try {
+          // The host hands in what the orchestrator sent, which the contract typed on its side.
+          return await (handler as (input: unknown) => Promise<unknown>)(input);
+        } catch (error) {
+          throw redactError(encodeActivityError(error));
+        }
+      },
+    ]),
+  );
+}
+
+/**
+ * The activities as one object typed by the contract (`ActivityHandlers`): a handler whose input
+ * or output drifts from what the orchestrator calls it with does not compile.
+ */
+export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
   const now = deps.now ?? (() => new Date());
   let script: Promise<string> | undefined;
-  const loadScript = () => (script ??= readBuildScript(deps.buildScriptPath));
+  // A failed read is not kept: the next build tries again (the deployment may have been fixed).
+  const loadScript = () =>
+    (script ??= readBuildScript(deps.buildScriptPath).catch((error: unknown) => {
+      script = undefined;
+      throw error;
+    }));
 
-  const handlers: Record<(typeof ACTIVITIES)[keyof typeof ACTIVITIES], (input: never) => Promise<unknown>> = {
-    [ACTIVITIES.resolveEnvironment]: ({ environment }: { environment: string }) => {
+  return {
+    [ACTIVITIES.resolveEnvironment]: ({ environment }) => {
       const env = deps.config.environments[environment];
       if (!env) {
         throw new NotFoundError(`unknown environment "${environment}"`, {
@@ -102,11 +119,13 @@ export function makeActivities(deps: ActivityDeps): ReadonlyMap<string, Activity
           leaseMs: b.leaseMinutes * 60_000,
           vmReadyTimeoutMs: deps.vmReadyTimeoutMs ?? 10 * 60_000,
         },
+        sourceMaxBytes: b.maxUploadBytes,
+        callbackBaseUrl: deps.config.publicBaseUrl,
       };
       return Promise.resolve(resolved);
     },
 
-    [ACTIVITIES.acquireLease]: (input: { builderKey: string; buildId: string; leaseMs: number }) =>
+    [ACTIVITIES.acquireLease]: (input) =>
       mutateRecord<AcquireLeaseResult>(deps.leases, input.builderKey, (record) => {
         const decision = decideAcquire(record, input.buildId, now(), {
           leaseMs: input.leaseMs,
@@ -121,7 +140,7 @@ export function makeActivities(deps: ActivityDeps): ReadonlyMap<string, Activity
         };
       }),
 
-    [ACTIVITIES.renewLease]: (input: LeaseRef & { leaseMs: number }) =>
+    [ACTIVITIES.renewLease]: (input) =>
       mutateRecord(deps.leases, input.builderKey, (record) => {
         const decision = decideRenew(record, input.buildId, input.generation, now(), input.leaseMs);
         if (decision.kind === "lost") {
@@ -132,17 +151,17 @@ export function makeActivities(deps: ActivityDeps): ReadonlyMap<string, Activity
         return { record: decision.record, result: { expiresAt: decision.expiresAt } };
       }),
 
-    [ACTIVITIES.releaseLease]: (input: { builderKey: string; buildId: string; generation?: number }) =>
+    [ACTIVITIES.releaseLease]: (input) =>
       mutateRecord(deps.leases, input.builderKey, (record) => {
         const { record: next, vmMinutes } = decideRelease(record, input.buildId, input.generation, now());
         return { record: next, result: { vmMinutes } };
       }),
 
-    [ACTIVITIES.recordBuild]: async (input: RecordBuildInput) => {
+    [ACTIVITIES.recordBuild]: async (input) => {
       await deps.leases.recordBuild(input);
     },
 
-    [ACTIVITIES.startVm]: async ({ vm }: { vm: VmRef }) => {
+    [ACTIVITIES.startVm]: async ({ vm }) => {
       const status = await deps.compute.getVmStatus(vm);
       // Start only what is off; a VM that is starting or stopping is left to finish (the
       // orchestrator polls and starts it again if it ends up stopped).
@@ -153,9 +172,9 @@ export function makeActivities(deps: ActivityDeps): ReadonlyMap<string, Activity
       return status;
     },
 
-    [ACTIVITIES.getVmStatus]: ({ vm }: { vm: VmRef }) => deps.compute.getVmStatus(vm),
+    [ACTIVITIES.getVmStatus]: ({ vm }) => deps.compute.getVmStatus(vm),
 
-    [ACTIVITIES.startBuild]: async (input: StartBuildInput) => {
+    [ACTIVITIES.startBuild]: async (input) => {
       const env = input.environment;
       const minutes = Math.ceil(input.timeoutSeconds / 60) + 30;
       const [text, output, error, source] = await Promise.all([
@@ -171,7 +190,7 @@ export function makeActivities(deps: ActivityDeps): ReadonlyMap<string, Activity
         FASTBUILD_SOURCE_DIGEST: input.sourceDigest,
         FASTBUILD_REGISTRY: env.registry,
         FASTBUILD_IMAGE_REPOSITORY: env.imageRepository,
-        FASTBUILD_SOURCE_MAX_BYTES: String(deps.config.builds.maxUploadBytes),
+        FASTBUILD_SOURCE_MAX_BYTES: String(env.sourceMaxBytes),
         FASTBUILD_REBUILD_BASE: String(input.rebuildBase),
       };
       parameters.FASTBUILD_BASE_KEY = input.baseKey;
@@ -179,8 +198,8 @@ export function makeActivities(deps: ActivityDeps): ReadonlyMap<string, Activity
       parameters.FASTBUILD_BINARY_NAME = env.binaryName;
       // SAS URLs and the callback token are hidden from run-command GETs.
       const protectedParameters: Record<string, string> = { FASTBUILD_SOURCE_URL: source.url };
-      if (deps.config.publicBaseUrl) {
-        protectedParameters.FASTBUILD_CALLBACK_URL = `${deps.config.publicBaseUrl}${callbackPath(input.buildId)}`;
+      if (env.callbackBaseUrl) {
+        protectedParameters.FASTBUILD_CALLBACK_URL = `${env.callbackBaseUrl}${callbackPath(input.buildId)}`;
         protectedParameters.FASTBUILD_CALLBACK_TOKEN = input.callbackToken;
       }
       const handle = await deps.compute.startBuildCommand(env.vm, {
@@ -195,7 +214,7 @@ export function makeActivities(deps: ActivityDeps): ReadonlyMap<string, Activity
       return handle;
     },
 
-    [ACTIVITIES.readBuild]: async (input: { vm: VmRef; handle: BuildCommandHandle; buildId: string }) => {
+    [ACTIVITIES.readBuild]: async (input) => {
       const view = await deps.compute.readBuildCommand(input.vm, input.handle);
       const result = parseBuildResult(view.output);
       const lines = `${view.output}\n${view.error}`
@@ -212,42 +231,28 @@ export function makeActivities(deps: ActivityDeps): ReadonlyMap<string, Activity
       return progress;
     },
 
-    [ACTIVITIES.cancelBuild]: async (input: { vm: VmRef; handle: BuildCommandHandle }) => {
+    [ACTIVITIES.cancelBuild]: async (input) => {
       await deps.compute.cancelBuildCommand(input.vm, input.handle);
     },
 
-    [ACTIVITIES.stopBuilder]: async ({ vm }: { vm: VmRef }) => {
+    [ACTIVITIES.stopBuilder]: async ({ vm }) => {
       // Deallocation stops whatever runs on the VM (the action Run Command has no cancel); the
       // next build starts the VM again, with its disks (and build caches) as they were.
       await deps.compute.deallocate(vm);
       return deps.compute.getVmStatus(vm);
     },
 
-    [ACTIVITIES.readApp]: (input: ReadAppInput) => deps.apps.getApp(input.app),
+    [ACTIVITIES.readApp]: (input) => deps.apps.getApp(input.app),
 
-    [ACTIVITIES.deployImage]: (input: DeployInput) =>
+    [ACTIVITIES.deployImage]: (input) =>
       deps.apps.updateImage(input.app, {
         containerName: input.containerName,
         image: input.image,
         revisionSuffix: input.revisionSuffix,
       }),
 
-    [ACTIVITIES.getRevision]: (input: { app: ContainerAppRef; revisionName: string }) =>
-      deps.apps.getRevision(input.app, input.revisionName),
+    [ACTIVITIES.getRevision]: (input) => deps.apps.getRevision(input.app, input.revisionName),
   };
-
-  return new Map(
-    Object.entries(handlers).map(([name, handler]) => [
-      name,
-      async (input: unknown) => {
-        try {
-          return await (handler as (input: unknown) => Promise<unknown>)(input);
-        } catch (error) {
-          throw redactError(encodeActivityError(error));
-        }
-      },
-    ]),
-  );
 }
 
 /** SAS signatures or keys inside an SDK message must not reach history or logs. */

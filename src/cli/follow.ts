@@ -5,6 +5,7 @@
  */
 import type { Writable } from "node:stream";
 import type { BuildPhase, BuildStatus } from "../core/api.js";
+import { backoffDelayMs } from "../core/backoff.js";
 import { isFastBuildError, NotFoundError, TransientError } from "../core/errors.js";
 import type { ApiClient } from "./apiClient.js";
 import type { Output } from "./progress.js";
@@ -51,7 +52,7 @@ export const MAX_FOLLOW_MS = 4 * 60 * 60_000;
 
 /** The wait before the next poll: doubles with each transient failure in a row, up to 8×. */
 export function pollDelayMs(intervalMs: number, failures: number): number {
-  return intervalMs * Math.min(2 ** failures, 8);
+  return backoffDelayMs({ firstMs: intervalMs, factor: 2, maxMs: 8 * intervalMs }, failures);
 }
 
 /** Where the CLI is in the build log: the next byte to ask for and the unfinished last line. */

@@ -1,6 +1,9 @@
 /**
  * The contract between the build orchestrator and its activities: registered names and the
  * JSON shapes that cross the durable host. Both sides import this; neither imports the other.
+ * {@link ActivityContract} types each name's input and output once: the orchestrator's call and
+ * the activity's handler are both checked against it, so a changed input cannot compile on one
+ * side only.
  */
 import type { BuildResult } from "./buildResult.js";
 import type { BuildActivityRecord } from "./lease.js";
@@ -36,6 +39,9 @@ export const ACTIVITIES = {
   getRevision: "fb_GetRevision",
 } as const;
 
+/** A registered activity name. */
+export type ActivityName = (typeof ACTIVITIES)[keyof typeof ACTIVITIES];
+
 /** Everything the orchestrator needs from configuration, fixed in history at the start of a build. */
 export interface ResolvedEnvironment {
   vm: VmRef;
@@ -54,6 +60,10 @@ export interface ResolvedEnvironment {
     /** How long the builder may take to start and report its agent ready. */
     vmReadyTimeoutMs: number;
   };
+  /** The archive size limit the builder enforces again after download (the API's own limit). */
+  sourceMaxBytes: number;
+  /** Where the builder posts its completion callback; without it the orchestrator polls only. */
+  callbackBaseUrl: string | undefined;
 }
 
 export type AcquireLeaseResult =
@@ -66,6 +76,27 @@ export interface LeaseRef {
   generation: number;
 }
 
+export interface AcquireLeaseInput {
+  builderKey: string;
+  buildId: string;
+  leaseMs: number;
+}
+
+export interface RenewLeaseInput extends LeaseRef {
+  leaseMs: number;
+}
+
+export interface ReleaseLeaseInput {
+  builderKey: string;
+  buildId: string;
+  /** The generation this build held; undefined when it only queued. */
+  generation?: number | undefined;
+}
+
+export interface VmInput {
+  vm: VmRef;
+}
+
 export interface StartBuildInput {
   buildId: string;
   environment: ResolvedEnvironment;
@@ -75,6 +106,16 @@ export interface StartBuildInput {
   rebuildBase: boolean;
   callbackToken: string;
   timeoutSeconds: number;
+}
+
+export interface BuildCommandInput {
+  vm: VmRef;
+  handle: BuildCommandHandle;
+}
+
+export interface ReadBuildInput extends BuildCommandInput {
+  /** A result line from another build (a stale script) is not this build's result. */
+  buildId: string;
 }
 
 export interface BuildProgress {
@@ -101,5 +142,43 @@ export interface DeployInput {
 export interface ReadAppInput {
   app: ContainerAppRef;
 }
+
+export interface GetRevisionInput {
+  app: ContainerAppRef;
+  revisionName: string;
+}
+
+/**
+ * Each activity's input and output, by registered name: the one type both sides use. The
+ * orchestrator's `call` takes `ActivityInput<K>` and yields `ActivityOutput<K>`; the activities
+ * are an {@link ActivityHandlers} object. (Precedent: temporal's
+ * `proxyActivities<ReturnType<typeof createActivities>>()`.)
+ */
+export interface ActivityContract {
+  [ACTIVITIES.resolveEnvironment]: { input: { environment: string }; output: ResolvedEnvironment };
+  [ACTIVITIES.acquireLease]: { input: AcquireLeaseInput; output: AcquireLeaseResult };
+  [ACTIVITIES.renewLease]: { input: RenewLeaseInput; output: { expiresAt: string } };
+  [ACTIVITIES.releaseLease]: { input: ReleaseLeaseInput; output: { vmMinutes: number } };
+  [ACTIVITIES.recordBuild]: { input: RecordBuildInput; output: void };
+  [ACTIVITIES.startVm]: { input: VmInput; output: VmStatus };
+  [ACTIVITIES.getVmStatus]: { input: VmInput; output: VmStatus };
+  [ACTIVITIES.startBuild]: { input: StartBuildInput; output: BuildCommandHandle };
+  [ACTIVITIES.readBuild]: { input: ReadBuildInput; output: BuildProgress };
+  [ACTIVITIES.cancelBuild]: { input: BuildCommandInput; output: void };
+  [ACTIVITIES.stopBuilder]: { input: VmInput; output: VmStatus };
+  [ACTIVITIES.readApp]: { input: ReadAppInput; output: ContainerAppStatus };
+  [ACTIVITIES.deployImage]: { input: DeployInput; output: { revisionName: string } };
+  [ACTIVITIES.getRevision]: { input: GetRevisionInput; output: RevisionStatus };
+}
+
+/** What activity `K` takes (fails to compile for a name the contract lacks). */
+export type ActivityInput<K extends ActivityName> = ActivityContract[K]["input"];
+/** What activity `K` returns. */
+export type ActivityOutput<K extends ActivityName> = ActivityContract[K]["output"];
+
+/** The activities' implementation: one handler per registered name, typed by the contract. */
+export type ActivityHandlers = {
+  [K in ActivityName]: (input: ActivityInput<K>) => Promise<ActivityOutput<K>>;
+};
 
 export type { BuildCommandHandle, ContainerAppStatus, RevisionStatus, VmStatus };

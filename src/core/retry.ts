@@ -7,6 +7,7 @@
  * retry-after), and the orchestrator decodes it: permanent failures end the build at once with a
  * message a user can act on; transient ones are retried with backoff, honouring `retryAfterMs`.
  */
+import { backoffDelayMs, type BackoffPolicy } from "./backoff.js";
 import { describeError, isFastBuildError, TransientError } from "./errors.js";
 
 export interface ActivityFailure {
@@ -56,11 +57,9 @@ export function decodeActivityFailure(error: unknown): ActivityFailure {
   return { code: "Unexpected", message: text.split("\n")[0]?.trim() ?? "unknown error", retryable: true };
 }
 
-export interface RetryPolicy {
+/** How often an activity is tried at most, and the backoff between its attempts. */
+export interface RetryPolicy extends BackoffPolicy {
   maxAttempts: number;
-  firstDelayMs: number;
-  backoff: number;
-  maxDelayMs: number;
 }
 
 /**
@@ -69,9 +68,9 @@ export interface RetryPolicy {
  * waits longest. Storage and lease writes are cheap and usually recover within seconds.
  */
 export const RETRY = {
-  arm: { maxAttempts: 6, firstDelayMs: 2_000, backoff: 2, maxDelayMs: 60_000 },
-  vmStart: { maxAttempts: 6, firstDelayMs: 15_000, backoff: 2, maxDelayMs: 120_000 },
-  storage: { maxAttempts: 5, firstDelayMs: 1_000, backoff: 2, maxDelayMs: 15_000 },
+  arm: { maxAttempts: 6, firstMs: 2_000, factor: 2, maxMs: 60_000 },
+  vmStart: { maxAttempts: 6, firstMs: 15_000, factor: 2, maxMs: 120_000 },
+  storage: { maxAttempts: 5, firstMs: 1_000, factor: 2, maxMs: 15_000 },
 } as const satisfies Record<string, RetryPolicy>;
 
 /** Delay before attempt `failures + 1`, or undefined when the failure is final. */
@@ -81,10 +80,7 @@ export function nextRetryDelayMs(
   failure: ActivityFailure,
 ): number | undefined {
   if (!failure.retryable || failures >= policy.maxAttempts) return undefined;
-  const backoff = Math.min(
-    policy.maxDelayMs,
-    policy.firstDelayMs * policy.backoff ** Math.max(0, failures - 1),
-  );
+  const backoff = backoffDelayMs(policy, failures - 1);
   // The server's Retry-After wins when it asks for longer than our own backoff.
-  return Math.max(backoff, Math.min(failure.retryAfterMs ?? 0, policy.maxDelayMs * 2));
+  return Math.max(backoff, Math.min(failure.retryAfterMs ?? 0, policy.maxMs * 2));
 }

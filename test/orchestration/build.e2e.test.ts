@@ -6,8 +6,6 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { makeActivities } from "../../src/activities/index.js";
-import { createBlobStores } from "../../src/azure/blobs.js";
 import { createComputeGateway } from "../../src/azure/compute.js";
 import { createContainerAppsGateway } from "../../src/azure/containerApps.js";
 import { TableLeaseStore } from "../../src/azure/tables.js";
@@ -27,6 +25,7 @@ import {
 } from "@fast-build/local-cloud/durable/driver";
 import { HistoryEventType } from "@fast-build/local-cloud/durable/history";
 import { buildOrchestrator } from "../../src/orchestration/build.js";
+import { emulatedActivities, TEST_BUILD_SETTINGS } from "../activities/support.js";
 import { gatewayOptions, SUB } from "../azure/armHelpers.js";
 
 let azurite: Azurite;
@@ -87,16 +86,7 @@ function scenario(
   );
   const config = {
     environments: { [env.name]: env },
-    builds: {
-      maxUploadBytes: 1024 * 1024,
-      uploadSasMinutes: 15,
-      sourceTimeoutMinutes: 20,
-      buildTimeoutMinutes: 60,
-      deployTimeoutMinutes: 15,
-      leaseMinutes: 10,
-      idleShutdownMinutes: 30,
-      ...options.builds,
-    },
+    builds: { ...TEST_BUILD_SETTINGS, ...options.builds },
     publicBaseUrl: undefined,
   } as unknown as Config;
   return { arm: emulator, ...(options.profile ? { profile: options.profile } : {}), env, vm, config };
@@ -160,19 +150,12 @@ function driverFor(
   schema: ReplaySchemaName = "V3",
   wrap?: (activities: ReadonlyMap<string, ActivityHandler>) => ReadonlyMap<string, ActivityHandler>,
 ) {
-  const blobs = createBlobStores({
-    connectionString: azurite.connectionString,
-    blobEndpoint: undefined,
-    sourceContainer: "build-sources",
-    logContainer: "build-logs",
-  });
-  const activities = makeActivities({
+  const activities = emulatedActivities({
+    azurite,
+    arm: s.arm,
     config: s.config,
-    compute: createComputeGateway(gatewayOptions(s.arm, s.profile ? { profile: s.profile } : {})),
-    apps: createContainerAppsGateway(gatewayOptions(s.arm)),
-    sources: blobs.sources,
-    logs: blobs.logs,
     leases,
+    ...(s.profile ? { profile: s.profile } : {}),
     vmReadyTimeoutMs: 5 * 60_000,
   });
   return new OrchestrationDriver({

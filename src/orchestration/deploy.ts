@@ -1,0 +1,137 @@
+/** Step 7: the Container App runs the built image on a healthy revision. */
+import type { Task } from "durable-functions";
+import { ACTIVITIES, type ResolvedEnvironment } from "../core/activityContract.js";
+import { revisionSuffix } from "../core/buildInput.js";
+import { deployReference, isDigestReference } from "../core/imageReference.js";
+import { RETRY } from "../core/retry.js";
+import type { RunContext } from "./context.js";
+import { BuildEnded } from "./failures.js";
+import { POLL, pollUntil } from "./poll.js";
+
+/**
+ * Points the app's container at the built image and waits for the revision that creates; or,
+ * when the app already runs exactly that image on a healthy revision, leaves it alone (a new
+ * revision would run the same bytes). Returns whether the app was changed.
+ */
+export function* deploy(
+  run: RunContext,
+  env: ResolvedEnvironment,
+  image: string,
+  digest: string | undefined,
+): Generator<Task, boolean, unknown> {
+  const reference = deployReference(image, digest);
+  if (!isDigestReference(reference)) {
+    // The builder reported no digest (an older build.sh, or a registry that did not say): deploy
+    // the tag. A tag can move, so such a deploy is never skipped as "unchanged".
+    run.log(`no image digest reported; deploying the tag ${reference}`);
+  } else if (yield* keepsRunning(run, env, reference)) {
+    return false;
+  }
+  const { revisionName } = yield* run.call(
+    ACTIVITIES.deployImage,
+    {
+      app: env.app,
+      containerName: env.containerName,
+      image: reference,
+      revisionSuffix: revisionSuffix(run.input.buildId),
+    },
+    RETRY.arm,
+  );
+  run.status = {
+    ...run.status,
+    revision: { name: revisionName },
+    deployment: {
+      reference,
+      unchanged: false,
+      message: `updating container app ${env.app.appName} to ${reference}: revision ${revisionName}`,
+    },
+  };
+  run.publish();
+  run.log(`deploying ${reference} as revision ${revisionName}`);
+  // No lease to renew while waiting: the builder went back before the deploy (it never touches the VM).
+  return yield* pollUntil(run, {
+    policy: POLL,
+    probe: function* () {
+      // Report on the revision this build created, never on whichever one happens to be active.
+      const revision = yield* run.call(ACTIVITIES.getRevision, { app: env.app, revisionName }, RETRY.arm);
+      run.status = {
+        ...run.status,
+        revision: {
+          name: revisionName,
+          healthState: revision.healthState,
+          provisioningState: revision.provisioningState,
+        },
+      };
+      if (revision.provisioningState === "Provisioned" && revision.healthState === "Healthy") {
+        run.status = {
+          ...run.status,
+          deployment: {
+            reference,
+            unchanged: false,
+            message: `container app ${env.app.appName} now runs ${reference} in revision ${revisionName}`,
+          },
+        };
+        run.publish();
+        return true;
+      }
+      run.publish();
+      if (revision.provisioningState === "Failed" || revision.healthState === "Unhealthy") {
+        throw new BuildEnded("failed", {
+          code: "DeployFailed",
+          message: `revision ${revisionName} is ${revision.provisioningState}/${revision.healthState}; the previous revision keeps serving`,
+          hint: "Check the revision's logs in the Container App (startup probe, port, crash on start), fix, and build again.",
+        });
+      }
+      return undefined;
+    },
+    deadline: {
+      at: run.now() + env.limits.deployTimeoutMs,
+      expired: () => {
+        // The build itself succeeded; its deploy did not: a failed build (not a build timeout).
+        throw new BuildEnded("failed", {
+          code: "DeployTimeout",
+          message: `revision ${revisionName} was not healthy within ${Math.round(env.limits.deployTimeoutMs / 60_000)} minutes; the previous revision keeps serving`,
+          hint: "Check the revision in the Container App; raise FASTBUILD_DEPLOY_TIMEOUT_MINUTES if it needs longer to start.",
+        });
+      },
+    },
+  });
+}
+
+/**
+ * True when the app's container already runs `reference` (a digest: the same bytes) on its latest
+ * revision, and that revision is ready and healthy: then the deploy has nothing to change, and
+ * the status reports that revision. A revision with this image that is not the ready one (still
+ * provisioning, or failed) or not healthy does not count: the deploy goes ahead with a new one.
+ */
+function* keepsRunning(
+  run: RunContext,
+  env: ResolvedEnvironment,
+  reference: string,
+): Generator<Task, boolean, unknown> {
+  const app = yield* run.call(ACTIVITIES.readApp, { app: env.app }, RETRY.arm);
+  const ready = app.latestReadyRevisionName;
+  if (app.images[env.containerName] !== reference || !ready || ready !== app.latestRevisionName) {
+    return false;
+  }
+  const revision = yield* run.call(ACTIVITIES.getRevision, { app: env.app, revisionName: ready }, RETRY.arm);
+  if (revision.provisioningState !== "Provisioned" || revision.healthState !== "Healthy") {
+    run.log(
+      `container app ${env.app.appName} has ${reference} in revision ${ready}, which is ${revision.provisioningState}/${revision.healthState}: deploying a new revision`,
+    );
+    return false;
+  }
+  const message = `container app ${env.app.appName} already runs ${reference}: nothing to deploy, revision ${ready} keeps serving`;
+  run.status = {
+    ...run.status,
+    revision: {
+      name: ready,
+      healthState: revision.healthState,
+      provisioningState: revision.provisioningState,
+    },
+    deployment: { reference, unchanged: true, message },
+  };
+  run.publish();
+  run.log(message);
+  return true;
+}

@@ -1,0 +1,100 @@
+/**
+ * The builder lease: one build per builder VM. Taken (or queued for) at the start, renewed while
+ * the build waits, given back as soon as the builder's part is done and again in the cleanup.
+ */
+import type { Task } from "durable-functions";
+import { ACTIVITIES, type LeaseRef, type ResolvedEnvironment } from "../core/activityContract.js";
+import { RETRY } from "../core/retry.js";
+import type { RunContext } from "./context.js";
+import { ActivityFailed, BuildEnded, describe } from "./failures.js";
+import { pollUntil, QUEUE_POLL } from "./poll.js";
+
+/** This build's hold on its builder (or its place in the builder's queue). */
+export class BuilderLease {
+  private ref: LeaseRef | undefined;
+  private renewAt = 0;
+  /** The lease went back (after the build command, or in the final cleanup). */
+  private released = false;
+  /** VM minutes the lease store counted for this build, once released. */
+  vmMinutes = 0;
+
+  constructor(
+    private readonly run: RunContext,
+    private readonly env: ResolvedEnvironment,
+  ) {}
+
+  /** False before it is taken, once it is lost, and once it went back. */
+  get held(): boolean {
+    return this.ref !== undefined;
+  }
+
+  /** Takes the lease, or waits in the visible queue until it can. */
+  *acquire(): Generator<Task, void, unknown> {
+    const { run, env } = this;
+    const { buildId } = run.input;
+    let queued = false;
+    const lease = yield* pollUntil(run, {
+      policy: QUEUE_POLL,
+      probe: function* () {
+        const answer = yield* run.call(
+          ACTIVITIES.acquireLease,
+          { builderKey: env.builderKey, buildId, leaseMs: env.limits.leaseMs },
+          RETRY.storage,
+        );
+        if (answer.acquired) return answer;
+        if (run.status.queuePosition !== answer.position) {
+          run.log(`queued at position ${answer.position} behind ${answer.holder ?? "an earlier build"}`);
+        }
+        run.status = { ...run.status, queuePosition: answer.position };
+        run.publish();
+        queued = true;
+        return undefined;
+      },
+    });
+    this.ref = { builderKey: env.builderKey, buildId, generation: lease.generation };
+    this.renewAt = run.now() + env.limits.leaseMs / 2;
+    // A cancel raised while that last acquire ran is delivered only to a waiter: look before using
+    // the builder, so a build cancelled in the queue never starts it (cleanup gives the lease back).
+    if (queued && (yield* run.cancelPending())) throw run.cancelledError();
+  }
+
+  /** Renews the builder lease when half of its term has passed (called between waits). */
+  *keep(): Generator<Task, void, unknown> {
+    const { run, env } = this;
+    if (!this.ref || run.now() < this.renewAt) return;
+    try {
+      yield* run.call(ACTIVITIES.renewLease, { ...this.ref, leaseMs: env.limits.leaseMs }, RETRY.storage);
+    } catch (error) {
+      if (error instanceof ActivityFailed && error.failure.code === "LeaseLost") {
+        this.ref = undefined;
+        throw new BuildEnded("failed", {
+          code: "LeaseLost",
+          message: "the builder lease was lost (the build ran past its lease without renewing)",
+          hint: "Start the build again.",
+        });
+      }
+      throw error;
+    }
+    this.renewAt = run.now() + env.limits.leaseMs / 2;
+  }
+
+  /** Gives the builder back (or leaves its queue); once per build, never throws. */
+  *release(): Generator<Task, void, unknown> {
+    const { run, env } = this;
+    if (this.released) return;
+    this.released = true;
+    try {
+      const released = yield* run.call(
+        ACTIVITIES.releaseLease,
+        { builderKey: env.builderKey, buildId: run.input.buildId, generation: this.ref?.generation },
+        RETRY.storage,
+        false,
+      );
+      this.vmMinutes = released.vmMinutes;
+    } catch (error) {
+      // The lease expires on its own; say so rather than fail the cleanup.
+      run.log(`could not release the builder lease (it expires by itself): ${describe(error)}`);
+    }
+    this.ref = undefined;
+  }
+}
