@@ -25,16 +25,13 @@ import {
   type HostLogEntry,
   type LocalHost,
 } from "@fast-build/local-cloud/host";
-import { createBlobStores } from "../src/azure/blobs.js";
-import { createComputeGateway } from "../src/azure/compute.js";
-import { createContainerAppsGateway } from "../src/azure/containerApps.js";
-import { createCredential } from "../src/azure/credentials.js";
-import { TableLeaseStore } from "../src/azure/tables.js";
+import type { TokenCredential } from "../src/azure/credentials.js";
 import { loadConfig } from "../src/config/index.js";
 import { BUILD_ORCHESTRATOR } from "../src/core/activityContract.js";
 import type { BuildStatus } from "../src/core/api.js";
 import { setDeps } from "../src/functions/deps.js";
 import { buildOrchestrator } from "../src/orchestration/build.js";
+import { createDeps } from "../src/wiring.js";
 import {
   localShellExecutor,
   startArmEmulator,
@@ -208,35 +205,22 @@ async function startFunctions(
   functionKey: string,
   logFile: string,
 ): Promise<LocalHost> {
-  // The real ManagedIdentityCredential, against the emulator's App Service-style token endpoint.
-  process.env.IDENTITY_ENDPOINT = arm.identityEndpoint;
-  process.env.IDENTITY_HEADER = arm.identityHeader;
   let publicUrl = "";
   // Built on first use, after the host is listening, so the callback URL is known.
-  setDeps(() => {
-    const config = loadConfig({
-      FASTBUILD_ENVIRONMENTS: JSON.stringify({ sim: { ...ENVIRONMENT, registry: registry.host } }),
-      AzureWebJobsStorage: azurite.connectionString,
-      FASTBUILD_ARM_ENDPOINT: arm.endpoint,
-      FASTBUILD_PUBLIC_BASE_URL: publicUrl,
-      TASK_HUB_NAME: "fastbuildsim",
-    });
-    const credential = createCredential({ mode: "managedIdentity" });
-    const blobs = createBlobStores(config.storage);
-    const gateway = { endpoint: arm.endpoint, credential, tlsCa: arm.ca, pollIntervalMs: 250 };
-    return {
-      config,
-      sources: blobs.sources,
-      logs: blobs.logs,
-      compute: createComputeGateway(gateway),
-      apps: createContainerAppsGateway(gateway),
-      leases: new TableLeaseStore({
-        tableName: config.storage.activityTable,
-        connectionString: azurite.connectionString,
+  setDeps(() =>
+    createDeps({
+      config: loadConfig({
+        FASTBUILD_ENVIRONMENTS: JSON.stringify({ sim: { ...ENVIRONMENT, registry: registry.host } }),
+        AzureWebJobsStorage: azurite.connectionString,
+        FASTBUILD_ARM_ENDPOINT: arm.endpoint,
+        FASTBUILD_PUBLIC_BASE_URL: publicUrl,
+        TASK_HUB_NAME: "fastbuildsim",
       }),
-      now: () => new Date(),
-    };
-  });
+      credential: appServiceIdentity(arm),
+      tlsCa: arm.ca,
+      arm: { pollIntervalMs: 250 },
+    }),
+  );
   const lines: string[] = [];
   const host = await startLocalHost({
     entry: join(REPO_ROOT, "src", "functions", "index.ts"),
@@ -255,6 +239,30 @@ async function startFunctions(
   publicUrl = host.url;
   const flush = () => writeFile(logFile, `${lines.splice(0).join("\n")}\n`, { flag: "a" });
   return { ...host, stop: () => host.stop().finally(flush) };
+}
+
+/**
+ * The app's managed identity as App Service hands it to a function app: a token from the emulator's
+ * identity endpoint (`IDENTITY_ENDPOINT` with the `X-IDENTITY-HEADER` secret, the protocol of
+ * https://learn.microsoft.com/azure/app-service/overview-managed-identity#rest-endpoint-reference).
+ * Spoken here rather than through ManagedIdentityCredential, which reads that endpoint only from
+ * process.env: the simulation shares its process with the developer's environment and the tests, so
+ * it hands its endpoints to the wiring instead of changing the process's environment.
+ * (test/azure/credentials.test.ts runs the real ManagedIdentityCredential against the same endpoint.)
+ */
+function appServiceIdentity(arm: ArmEmulator): TokenCredential {
+  return {
+    async getToken(scopes) {
+      const resource = (Array.isArray(scopes) ? scopes[0] : scopes)?.replace(/\/\.default$/, "") ?? "";
+      const url = new URL(arm.identityEndpoint);
+      url.searchParams.set("resource", resource);
+      url.searchParams.set("api-version", "2019-08-01");
+      const response = await fetch(url, { headers: { "X-IDENTITY-HEADER": arm.identityHeader } });
+      if (!response.ok) throw new Error(`identity endpoint answered ${response.status}`);
+      const body = (await response.json()) as { access_token: string; expires_on: string };
+      return { token: body.access_token, expiresOnTimestamp: Number(body.expires_on) * 1000 };
+    },
+  };
 }
 
 /** Runs `fast-build dev --json` as the developer would, as its own process. */

@@ -3,7 +3,12 @@
  * partition `builder`, written only with an ETag condition (If-Match), so two writers that read
  * the same version cannot both win; one row per build in partition `build` for the activity log.
  */
-import { TableClient, type TableEntity, type TableEntityResult } from "@azure/data-tables";
+import {
+  TableClient,
+  type TableEntity,
+  type TableEntityResult,
+  type TableServiceClientOptions,
+} from "@azure/data-tables";
 import type { TokenCredential } from "@azure/identity";
 import { PermanentError, TransientError, type FastBuildError } from "../core/errors.js";
 import type {
@@ -35,6 +40,8 @@ export interface TableLeaseStoreOptions {
   /** … or the account's table endpoint with a managed identity. */
   endpoint?: string | undefined;
   credential?: TokenCredential;
+  /** Passed to the SDK client, e.g. `{ tlsOptions: { ca } }` to trust a local emulator's certificate. */
+  clientOptions?: TableServiceClientOptions;
 }
 
 /** `LeaseStore` over one table. Call `ensureTable()` once at start (idempotent). */
@@ -46,12 +53,18 @@ export class TableLeaseStore implements LeaseStore {
     if (options.connectionString) {
       // Azurite speaks plain http on loopback; Azure connection strings are https anyway.
       this.client = TableClient.fromConnectionString(options.connectionString, options.tableName, {
+        ...options.clientOptions,
         allowInsecureConnection: /^DefaultEndpointsProtocol=http;|TableEndpoint=http:/i.test(
           options.connectionString,
         ),
       });
     } else if (options.endpoint && options.credential) {
-      this.client = new TableClient(options.endpoint, options.tableName, options.credential);
+      this.client = new TableClient(
+        options.endpoint,
+        options.tableName,
+        options.credential,
+        options.clientOptions,
+      );
     } else {
       throw new PermanentError("the lease store needs a connection string or an endpoint with a credential", {
         code: "InvalidConfiguration",

@@ -1,27 +1,16 @@
 /**
- * The one composition root of the function app: configuration, gateways and stores, built once,
- * lazily, on the first invocation that needs them. Heavy SDK modules are imported here with
- * `import()`, never at the top of a trigger file, so loading the app (cold start) stays small.
+ * When the function app's dependencies are built: once, lazily, on the first invocation that needs
+ * them. What they are is src/wiring.ts (the one factory the simulation and the tests call too); it
+ * is imported here with `import()`, never at the top of a trigger file, so loading the app (cold
+ * start) does not load the SDK modules behind it.
  *
- * Tests and the local host replace the whole set with {@link setDeps}: real gateways pointed at
- * emulators (Azurite, the ARM emulator), not stubs.
+ * Tests and the local host replace the whole set with {@link setDeps}: the same factory's gateways
+ * pointed at emulators (Azurite, the ARM emulator), not stubs.
  */
-import { loadConfig, type Config } from "../config/index.js";
-import type { LeaseStore } from "../core/lease.js";
-import type { ComputeGateway, ContainerAppsGateway, LogStore, SourceStore } from "../core/ports.js";
+import { loadConfig } from "../config/index.js";
+import type { Deps } from "../wiring.js";
 
-export interface Deps {
-  config: Config;
-  sources: SourceStore;
-  logs: LogStore;
-  compute: ComputeGateway;
-  /** Container Apps (deploy); only the build activities need it, so tests of the API may leave it out. */
-  apps?: ContainerAppsGateway;
-  /** Builder records (lease, queue, activity) in Table Storage. */
-  leases: LeaseStore;
-  /** The clock every handler reads (tests pass their own). */
-  now(): Date;
-}
+export type { Deps };
 
 type DepsSource = Deps | (() => Deps | Promise<Deps>);
 
@@ -50,36 +39,6 @@ export function getDeps(): Promise<Deps> {
 /** Production wiring from the app settings (managed identity in Azure, connection string for Azurite). */
 export async function createDefaultDeps(): Promise<Deps> {
   const config = loadConfig();
-  const [
-    { createCredential },
-    { createBlobStores },
-    { createComputeGateway },
-    { createContainerAppsGateway },
-    { TableLeaseStore },
-  ] = await Promise.all([
-    import("../azure/credentials.js"),
-    import("../azure/blobs.js"),
-    import("../azure/compute.js"),
-    import("../azure/containerApps.js"),
-    import("../azure/tables.js"),
-  ]);
-  const credential = createCredential({
-    managedIdentityClientId: config.credentials.managedIdentityClientId,
-  });
-  const blobs = createBlobStores(config.storage, credential);
-  const arm = { endpoint: config.arm.endpoint, credential, profile: config.arm.computeProfile };
-  return {
-    config,
-    sources: blobs.sources,
-    logs: blobs.logs,
-    compute: createComputeGateway(arm),
-    apps: createContainerAppsGateway(arm),
-    leases: new TableLeaseStore({
-      tableName: config.storage.activityTable,
-      connectionString: config.storage.connectionString,
-      endpoint: config.storage.tableEndpoint,
-      credential,
-    }),
-    now: () => new Date(),
-  };
+  const { createDeps } = await import("../wiring.js");
+  return createDeps({ config });
 }

@@ -9,7 +9,6 @@
  */
 import { app, trigger, type InvocationContext } from "@azure/functions";
 import { ACTIVITIES, BUILD_ORCHESTRATOR } from "../core/activityContract.js";
-import { ConfigError } from "../core/errors.js";
 import { getDeps } from "./deps.js";
 
 type Handler = (input: unknown) => Promise<unknown>;
@@ -21,11 +20,8 @@ let orchestrator: Promise<Listener> | undefined;
 /** The activity handlers over the app's dependencies (rebuilt if building them failed). */
 export function getActivities(): Promise<ReadonlyMap<string, Handler>> {
   activities ??= (async () => {
-    const [deps, { makeActivities }] = await Promise.all([getDeps(), import("../activities/index.js")]);
-    if (!deps.apps) {
-      throw new ConfigError(["the Container Apps gateway is missing from the app's dependencies"]);
-    }
-    return makeActivities({ ...deps, apps: deps.apps });
+    const [deps, { createActivities }] = await Promise.all([getDeps(), import("../wiring.js")]);
+    return createActivities(deps);
   })().catch((error: unknown) => {
     activities = undefined;
     throw error;

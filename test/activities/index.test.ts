@@ -7,8 +7,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { TableLeaseStore } from "../../src/azure/tables.js";
-import type { Config, EnvironmentConfig } from "../../src/config/index.js";
+import { loadConfig, type EnvironmentConfig } from "../../src/config/index.js";
 import {
   ACTIVITIES,
   type ResolvedEnvironment,
@@ -17,8 +16,8 @@ import {
 import { callbackPath } from "../../src/core/buildInput.js";
 import { startArmEmulator, type ArmEmulator, type RunCommandRun } from "@fast-build/local-cloud/arm";
 import { startAzurite, type Azurite } from "@fast-build/local-cloud/azurite";
-import { SUB, waitFor } from "../azure/armHelpers.js";
-import { emulatedActivities, TEST_BUILD_SETTINGS } from "./support.js";
+import { createActivities, createDeps } from "../../src/wiring.js";
+import { SUB, testWiring, waitFor } from "../azure/armHelpers.js";
 
 let azurite: Azurite;
 let arm: ArmEmulator;
@@ -63,18 +62,16 @@ function activitiesFor(options: { buildScriptPath?: string; publicBaseUrl?: stri
     { subscriptionId: SUB, resourceGroup: env.resourceGroup, vmName: env.builderVm },
     { powerState: "running" },
   );
-  const config = {
-    environments: { [env.name]: env },
-    builds: { ...TEST_BUILD_SETTINGS },
-    publicBaseUrl: options.publicBaseUrl,
-  } as unknown as Config;
-  const activities = emulatedActivities({
-    azurite,
-    arm,
-    config,
-    leases: new TableLeaseStore({ connectionString: azurite.connectionString, tableName: "builders" }),
-    ...(options.buildScriptPath ? { buildScriptPath: options.buildScriptPath } : {}),
+  const config = loadConfig({
+    FASTBUILD_ENVIRONMENTS: JSON.stringify({ [env.name]: env }),
+    AzureWebJobsStorage: azurite.connectionString,
+    FASTBUILD_ARM_ENDPOINT: arm.endpoint,
+    ...(options.publicBaseUrl ? { FASTBUILD_PUBLIC_BASE_URL: options.publicBaseUrl } : {}),
   });
+  const activities = createActivities(
+    createDeps({ ...testWiring(arm), config }),
+    options.buildScriptPath ? { buildScriptPath: options.buildScriptPath } : {},
+  );
   const call = (name: string, input: unknown): Promise<unknown> => {
     const handler = activities.get(name);
     assert.ok(handler, `activity ${name} is registered`);

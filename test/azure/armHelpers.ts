@@ -1,6 +1,7 @@
 /** Shared set-up for the ARM tests: an emulator, a plain bearer credential, gateway options. */
 import type { TokenCredential } from "@azure/identity";
 import type { ArmGatewayOptions } from "../../src/azure/clientOptions.js";
+import type { WiringOptions } from "../../src/wiring.js";
 import type { ArmEmulator } from "@fast-build/local-cloud/arm";
 
 /** A TokenCredential at the protocol boundary: the emulator only checks for a Bearer header. */
@@ -21,6 +22,20 @@ export function gatewayOptions(
     retry: { maxRetries: 0 },
     pollIntervalMs: 10,
     ...extra,
+  };
+}
+
+/**
+ * The wiring's transport options in tests: the same credential, CA, retries and polling as
+ * {@link gatewayOptions}, and blob calls that fail at once (retries are not what these tests test).
+ */
+export function testWiring(emulator: ArmEmulator): Omit<WiringOptions, "config"> {
+  const { credential, tlsCa, retry, pollIntervalMs } = gatewayOptions(emulator);
+  return {
+    credential,
+    tlsCa,
+    arm: { retry, pollIntervalMs },
+    blobPipeline: { retryOptions: { maxTries: 1 } },
   };
 }
 

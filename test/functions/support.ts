@@ -8,11 +8,6 @@
 import "@fast-build/local-cloud/host";
 import functions, { type HttpHandler } from "@azure/functions";
 import { randomUUID } from "node:crypto";
-import { makeActivities } from "../../src/activities/index.js";
-import { createBlobStores } from "../../src/azure/blobs.js";
-import { createComputeGateway } from "../../src/azure/compute.js";
-import { createContainerAppsGateway } from "../../src/azure/containerApps.js";
-import { TableLeaseStore } from "../../src/azure/tables.js";
 import { loadConfig, type Config } from "../../src/config/index.js";
 import { BUILD_ORCHESTRATOR } from "../../src/core/activityContract.js";
 import type { BuildStatus } from "../../src/core/api.js";
@@ -26,7 +21,8 @@ import {
 } from "@fast-build/local-cloud/durable/localEngine";
 import { startDurableRpcServer, type DurableRpcServer } from "@fast-build/local-cloud/host/durableRpc";
 import { buildOrchestrator } from "../../src/orchestration/build.js";
-import { gatewayOptions, SUB, waitFor } from "../azure/armHelpers.js";
+import { createActivities, createDeps } from "../../src/wiring.js";
+import { testWiring, SUB, waitFor } from "../azure/armHelpers.js";
 
 const { HttpRequest, HttpResponse, InvocationContext } = functions;
 
@@ -137,20 +133,7 @@ export async function startTestCloud(): Promise<TestCloud> {
   }
   arm.setRunCommandExecutor(runsUntilStopped());
 
-  const blobs = createBlobStores(config.storage, undefined, { pipeline: { retryOptions: { maxTries: 1 } } });
-  const apps = createContainerAppsGateway(gatewayOptions(arm));
-  const deps: Deps = {
-    config,
-    sources: blobs.sources,
-    logs: blobs.logs,
-    compute: createComputeGateway(gatewayOptions(arm)),
-    apps,
-    leases: new TableLeaseStore({
-      tableName: config.storage.activityTable,
-      connectionString: azurite.connectionString,
-    }),
-    now: () => new Date(),
-  };
+  const deps: Deps = createDeps({ ...testWiring(arm), config });
 
   let crashArmed = false;
   const crashing = new Set<string>();
@@ -169,7 +152,7 @@ export async function startTestCloud(): Promise<TestCloud> {
 
   const engine = new ObservedEngine({
     orchestrators: new Map([[BUILD_ORCHESTRATOR, buildOrchestrator]]),
-    activities: makeActivities({ ...deps, apps }),
+    activities: createActivities(deps),
     // Real time, not the virtual clock: the tests hold builds in their waits (for the source, for
     // the builder's result) while they call the API, and a virtual clock would fire the source
     // deadline and the lease-renewal timers at once. Every move the tests need comes from an event

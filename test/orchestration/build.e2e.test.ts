@@ -9,7 +9,12 @@ import { after, before, describe, it } from "node:test";
 import { createComputeGateway } from "../../src/azure/compute.js";
 import { createContainerAppsGateway } from "../../src/azure/containerApps.js";
 import { TableLeaseStore } from "../../src/azure/tables.js";
-import type { ComputeProfile, Config, EnvironmentConfig } from "../../src/config/index.js";
+import {
+  loadConfig,
+  type ComputeProfile,
+  type Config,
+  type EnvironmentConfig,
+} from "../../src/config/index.js";
 import type { BuildStatus } from "../../src/core/api.js";
 import { ACTIVITIES, BUILD_ORCHESTRATOR } from "../../src/core/activityContract.js";
 import { BUILD_EVENTS, builderKey, type BuildInput } from "../../src/core/buildInput.js";
@@ -25,8 +30,8 @@ import {
 } from "@fast-build/local-cloud/durable/driver";
 import { HistoryEventType } from "@fast-build/local-cloud/durable/history";
 import { buildOrchestrator } from "../../src/orchestration/build.js";
-import { emulatedActivities, TEST_BUILD_SETTINGS } from "../activities/support.js";
-import { gatewayOptions, SUB } from "../azure/armHelpers.js";
+import { createActivities, createDeps } from "../../src/wiring.js";
+import { gatewayOptions, SUB, testWiring } from "../azure/armHelpers.js";
 
 let azurite: Azurite;
 let arm: ArmEmulator;
@@ -48,8 +53,6 @@ let counter = 0;
 interface Scenario {
   /** The emulator this scenario's VM and app live in (the shared one unless a test needs its own). */
   arm: ArmEmulator;
-  /** Compute API profile of the gateway (default `latest`). */
-  profile?: ComputeProfile;
   env: EnvironmentConfig;
   vm: VmRef;
   config: Config;
@@ -84,12 +87,16 @@ function scenario(
     { subscriptionId: SUB, resourceGroup: env.resourceGroup, appName: env.containerApp },
     { containers: [{ name: "web", image: "registry.example.test/team/app:old" }], revisionSuffix: "old" },
   );
-  const config = {
-    environments: { [env.name]: env },
-    builds: { ...TEST_BUILD_SETTINGS, ...options.builds },
-    publicBaseUrl: undefined,
-  } as unknown as Config;
-  return { arm: emulator, ...(options.profile ? { profile: options.profile } : {}), env, vm, config };
+  // The app's settings as Azure would hold them, pointed at this scenario's emulator and Azurite.
+  const settings = loadConfig({
+    FASTBUILD_ENVIRONMENTS: JSON.stringify({ [env.name]: env }),
+    AzureWebJobsStorage: azurite.connectionString,
+    FASTBUILD_ARM_ENDPOINT: emulator.endpoint,
+    FASTBUILD_COMPUTE_PROFILE: options.profile ?? "latest",
+    FASTBUILD_MAX_UPLOAD_BYTES: String(1024 * 1024),
+  });
+  const config: Config = { ...settings, builds: { ...settings.builds, ...options.builds } };
+  return { arm: emulator, env, vm, config };
 }
 
 function resultLine(buildId: string, extra: Record<string, unknown> = {}): string {
@@ -150,14 +157,9 @@ function driverFor(
   schema: ReplaySchemaName = "V3",
   wrap?: (activities: ReadonlyMap<string, ActivityHandler>) => ReadonlyMap<string, ActivityHandler>,
 ) {
-  const activities = emulatedActivities({
-    azurite,
-    arm: s.arm,
-    config: s.config,
-    leases,
-    ...(s.profile ? { profile: s.profile } : {}),
-    vmReadyTimeoutMs: 5 * 60_000,
-  });
+  // The scenario's own wiring; its lease store is the suite's `leases` table ("builders").
+  const deps = createDeps({ ...testWiring(s.arm), config: s.config });
+  const activities = createActivities(deps, { vmReadyTimeoutMs: 5 * 60_000 });
   return new OrchestrationDriver({
     name: BUILD_ORCHESTRATOR,
     orchestrator: buildOrchestrator,

@@ -1,0 +1,104 @@
+/**
+ * The one factory that wires the product: settings, a credential and transport options in; every
+ * gateway and store, and the build activities over them, out. The function app in Azure
+ * (src/functions/deps.ts), the local simulation (sim/) and the tests all call it, each with its own
+ * endpoints (in the `Config`) and, locally, the emulators' certificate and a credential of their own.
+ *
+ * It sits at the top of src/ rather than in src/functions/ because it joins config/, azure/ and
+ * activities/ and is no trigger; src/functions/deps.ts only decides when it runs (once, on first use)
+ * and imports this module with `import()`, so the SDK modules it pulls in never load at cold start.
+ */
+import type { StoragePipelineOptions } from "@azure/storage-blob";
+import { makeActivities, type ActivityDeps, type ActivityFunction } from "./activities/index.js";
+import { createBlobStores } from "./azure/blobs.js";
+import type { ArmGatewayOptions } from "./azure/clientOptions.js";
+import { createComputeGateway } from "./azure/compute.js";
+import { createContainerAppsGateway } from "./azure/containerApps.js";
+import { createCredential, type TokenCredential } from "./azure/credentials.js";
+import { TableLeaseStore } from "./azure/tables.js";
+import type { Config } from "./config/index.js";
+import { ConfigError } from "./core/errors.js";
+import type { LeaseStore } from "./core/lease.js";
+import type { ComputeGateway, ContainerAppsGateway, LogStore, SourceStore } from "./core/ports.js";
+
+/** What the function app's handlers run on. */
+export interface Deps {
+  config: Config;
+  sources: SourceStore;
+  logs: LogStore;
+  compute: ComputeGateway;
+  /** Container Apps (deploy); only the build activities need it, so tests of the API may leave it out. */
+  apps?: ContainerAppsGateway;
+  /** Builder records (lease, queue, activity) in Table Storage. */
+  leases: LeaseStore;
+  /** The clock every handler reads (tests pass their own). */
+  now(): Date;
+}
+
+export interface WiringOptions {
+  /** Endpoints (ARM, storage) and every other setting; tests and the sim point it at emulators. */
+  config: Config;
+  /** Default: the app's managed identity or developer login (`createCredential` with the config's client id). */
+  credential?: TokenCredential;
+  /**
+   * Extra CA (PEM; may hold several certificates) that the ARM and Table clients trust: the local
+   * emulators' self-signed certificates. Unset in Azure. (The blob SDK's pipeline options take no
+   * TLS settings; Azurite's blob endpoint is reached over plain http, or with NODE_EXTRA_CA_CERTS.)
+   */
+  tlsCa?: string;
+  /** ARM pipeline retries and long-running-operation polling (SDK defaults when unset). */
+  arm?: Pick<ArmGatewayOptions, "retry" | "pollIntervalMs">;
+  /** Blob pipeline options, e.g. `{ retryOptions: { maxTries: 1 } }` where retries are not the subject. */
+  blobPipeline?: StoragePipelineOptions;
+  /** Wall clock of the handlers and the lease activities (default: the system clock). */
+  now?: () => Date;
+}
+
+/** Every gateway and store, over one credential and one set of transport options. */
+export function createDeps(options: WiringOptions): Deps & { apps: ContainerAppsGateway } {
+  const { config } = options;
+  const credential =
+    options.credential ??
+    createCredential({ managedIdentityClientId: config.credentials.managedIdentityClientId });
+  const blobs = createBlobStores(
+    config.storage,
+    credential,
+    options.blobPipeline ? { pipeline: options.blobPipeline } : {},
+  );
+  const arm: ArmGatewayOptions = {
+    endpoint: config.arm.endpoint,
+    credential,
+    profile: config.arm.computeProfile,
+    ...(options.tlsCa ? { tlsCa: options.tlsCa } : {}),
+    ...options.arm,
+  };
+  return {
+    config,
+    sources: blobs.sources,
+    logs: blobs.logs,
+    compute: createComputeGateway(arm),
+    apps: createContainerAppsGateway(arm),
+    leases: new TableLeaseStore({
+      tableName: config.storage.activityTable,
+      connectionString: config.storage.connectionString,
+      endpoint: config.storage.tableEndpoint,
+      credential,
+      ...(options.tlsCa ? { clientOptions: { tlsOptions: { ca: options.tlsCa } } } : {}),
+    }),
+    now: options.now ?? (() => new Date()),
+  };
+}
+
+/** Knobs of the activities that are not settings (tests shorten waits). */
+export type ActivityOptions = Pick<ActivityDeps, "vmReadyTimeoutMs" | "buildScriptPath">;
+
+/** The build activities (name → handler, what orchestration.ts registers) over these dependencies. */
+export function createActivities(
+  deps: Deps,
+  options: ActivityOptions = {},
+): ReadonlyMap<string, ActivityFunction> {
+  if (!deps.apps) {
+    throw new ConfigError(["the Container Apps gateway is missing from the app's dependencies"]);
+  }
+  return makeActivities({ ...deps, apps: deps.apps, ...options });
+}
