@@ -120,6 +120,7 @@ module roles 'app/roles.bicep' = {
     registryName: registry.outputs.name
     builderVmName: builder.outputs.name
     containerAppName: containerApp.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
   }
 }
 
