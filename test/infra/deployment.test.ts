@@ -74,3 +74,88 @@ describe("infra/main.parameters.json", () => {
     }
   });
 });
+
+describe("the builder VM", () => {
+  const kit = ["Dockerfile.base", "Dockerfile.app", "Dockerfile.acr", "Dockerfile.fast", "safe_extract.py"];
+
+  function builder() {
+    const resources = deployedResources(template);
+    const vm = propertiesOf(only(resources, "Microsoft.Compute/virtualMachines")) as {
+      osProfile: { customData: string };
+      networkProfile: { networkInterfaces: { id: string }[] };
+    };
+    return { resources, vm, cloudInit: Buffer.from(vm.osProfile.customData, "base64").toString("utf8") };
+  }
+
+  it("installs tools only through cloud-init, which cannot change once the VM exists", () => {
+    const { cloudInit } = builder();
+    assert.match(cloudInit, /^#cloud-config\n/);
+    assert.doesNotMatch(cloudInit, /write_files|\/opt\/fastbuild/);
+    for (const file of kit) {
+      const content = readFileSync(`dockerfiles/${file}`);
+      assert.ok(!cloudInit.includes(content.toString("base64")), `${file} is not embedded`);
+      const firstLine =
+        content
+          .toString("utf8")
+          .split("\n")
+          .find((l) => l.trim().length > 8) ?? "";
+      assert.ok(!cloudInit.includes(firstLine), `${file} is not embedded`);
+    }
+    for (const pkg of ["docker.io", "docker-buildx", "python3", "curl", "jq"])
+      assert.match(cloudInit, new RegExp(pkg));
+    assert.match(cloudInit, /InstallAzureCLIDeb/);
+  });
+
+  it("marks itself ready in /var/lib/fast-build/ready as its last step, once every tool is there", () => {
+    const { cloudInit } = builder();
+    const lines = cloudInit.trimEnd().split("\n");
+    const last = lines[lines.length - 1] ?? "";
+    assert.match(last, />\/var\/lib\/fast-build\/ready$/);
+    for (const tool of ["docker", "az", "python3", "curl"]) {
+      assert.match(
+        last,
+        new RegExp(`for tool in [^;]*\\b${tool}\\b[^;]*; do command -v "\\$tool" >/dev/null \\|\\| exit 1`),
+      );
+    }
+  });
+
+  it("reaches out only through a NAT gateway: no public IP on the VM, none left unattached", () => {
+    const { resources, vm } = builder();
+    const nicRef = vm.networkProfile.networkInterfaces[0]?.id ?? "";
+    const nic = resources.find((r) => r.type === "Microsoft.Network/networkInterfaces" && r.id === nicRef);
+    assert.ok(nic, `the VM's NIC ${nicRef} is deployed`);
+    const ipConfigs = (propertiesOf(nic).ipConfigurations as { properties: Record<string, unknown> }[]) ?? [];
+    for (const c of ipConfigs)
+      assert.equal(c.properties.publicIPAddress, undefined, "no public IP on the NIC");
+
+    // The NIC's subnet: `vnet.properties.subnets[i].id`, read back from the VNet as deployed.
+    const subnetRef = String((ipConfigs[0]?.properties.subnet as { id: string }).id);
+    const match = /^ref\((.+)\)\.subnets\.(\d+)\.id$/.exec(subnetRef);
+    assert.ok(match, `subnet reference ${subnetRef}`);
+    const vnet = resources.find((r) => r.id === match[1]);
+    assert.ok(vnet);
+    const subnet = (propertiesOf(vnet).subnets as { properties: Record<string, unknown> }[])[
+      Number(match[2])
+    ]!.properties;
+    assert.equal(subnet.defaultOutboundAccess, false, "no implicit outbound access");
+
+    const nat = resources.find((r) => r.id === (subnet.natGateway as { id: string } | undefined)?.id);
+    assert.ok(nat, "the builder subnet has a NAT gateway");
+    const natIps = (propertiesOf(nat).publicIpAddresses as { id: string }[]).map((p) => p.id);
+    assert.equal(natIps.length, 1);
+    const publicIps = resources.filter((r) => r.type === "Microsoft.Network/publicIPAddresses");
+    assert.deepEqual(
+      publicIps.map((r) => r.id),
+      natIps,
+      "the only public IP is the NAT gateway's",
+    );
+
+    const nsg = resources.find(
+      (r) => r.id === (subnet.networkSecurityGroup as { id: string } | undefined)?.id,
+    );
+    assert.ok(nsg, "the builder subnet has a network security group");
+    const rules =
+      (propertiesOf(nsg).securityRules as { properties: { direction: string; access: string } }[]) ?? [];
+    assert.ok(!rules.some((r) => r.properties.direction === "Inbound" && r.properties.access === "Allow"));
+  });
+});
