@@ -134,6 +134,29 @@ describe("role assignments in the compiled infra/main.bicep", () => {
     });
   }
 
+  it("gives the function app Flex Consumption's storage roles on the AzureWebJobsStorage account", () => {
+    // Identity-based AzureWebJobsStorage on Flex Consumption with Durable Functions needs these three
+    // (MicrosoftDocs/azure-docs articles/azure-functions/flex-consumption-plan.md; AZURE-NOTES).
+    const site = only(resources, "Microsoft.Web/sites");
+    const settings = (propertiesOf(site).siteConfig as { appSettings: { name: string; value: string }[] })
+      .appSettings;
+    const accountName = settings.find((s) => s.name === "AzureWebJobsStorage__accountName")?.value;
+    const account = resources.find(
+      (r) => r.type === "Microsoft.Storage/storageAccounts" && r.id.endsWith(`/${accountName}`),
+    );
+    assert.ok(account, `AzureWebJobsStorage__accountName ${accountName} is the deployed account`);
+    const roles = assignments
+      .filter((a) => a.principal === principalOf("functionApp") && scopeCovers(a.scope, account.id))
+      .map((a) => a.role.roleName);
+    for (const role of [
+      "Storage Blob Data Owner",
+      "Storage Queue Data Contributor",
+      "Storage Table Data Contributor",
+    ]) {
+      assert.ok(roles.includes(role), `${role} (has: ${roles.join(", ")})`);
+    }
+  });
+
   it("assigns only roles whose definitions the test knows, each to a deployed identity", () => {
     const principals = Object.keys(IDENTITIES).map((i) => principalOf(i as Identity));
     assert.ok(assignments.length > 0);
