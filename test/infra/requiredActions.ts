@@ -42,13 +42,18 @@ const BLOBS = "Microsoft.Storage/storageAccounts/blobServices/containers";
 const QUEUES = "Microsoft.Storage/storageAccounts/queueServices/queues";
 const TABLES = "Microsoft.Storage/storageAccounts/tableServices/tables";
 
-const fn = (on: string, plane: Plane, operation: string, by: string): Requirement => ({
-  identity: "functionApp",
-  on,
-  plane,
-  operation,
-  by,
-});
+const by =
+  (identity: Identity) =>
+  (on: string, plane: Plane, operation: string, code: string): Requirement => ({
+    identity,
+    on,
+    plane,
+    operation,
+    by: code,
+  });
+const fn = by("functionApp");
+const builder = by("builder");
+const containerApp = by("containerApp");
 
 export const REQUIRED: readonly Requirement[] = [
   // ---- function app → the builder VM (src/azure/compute.ts, called by src/activities/index.ts)
@@ -164,27 +169,24 @@ export const REQUIRED: readonly Requirement[] = [
   ),
 
   // ---- builder VM → the registry (dockerfiles/build.sh)
-  {
-    identity: "builder",
-    on: REGISTRY,
-    plane: "action",
-    operation: `${REGISTRY}/pull/read`,
-    by: "build.sh 2. skip if unchanged (manifest HEAD) and 5. base image (FROM the cached base)",
-  },
-  {
-    identity: "builder",
-    on: REGISTRY,
-    plane: "action",
-    operation: `${REGISTRY}/push/write`,
-    by: "build.sh 7. push (after 1. login: az acr login --expose-token with the VM's identity)",
-  },
+  builder(
+    REGISTRY,
+    "action",
+    `${REGISTRY}/pull/read`,
+    "build.sh 2. skip if unchanged (manifest HEAD) and 5. base image (FROM the cached base)",
+  ),
+  builder(
+    REGISTRY,
+    "action",
+    `${REGISTRY}/push/write`,
+    "build.sh 7. push (after 1. login: az acr login --expose-token with the VM's identity)",
+  ),
 
   // ---- Container App → the registry (infra/app/containerapp.bicep registries: identity 'system')
-  {
-    identity: "containerApp",
-    on: REGISTRY,
-    plane: "action",
-    operation: `${REGISTRY}/pull/read`,
-    by: "Container Apps pulls each revision's image with the app's identity",
-  },
+  containerApp(
+    REGISTRY,
+    "action",
+    `${REGISTRY}/pull/read`,
+    "Container Apps pulls each revision's image with the app's identity",
+  ),
 ];
