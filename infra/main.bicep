@@ -26,8 +26,20 @@ param idleShutdownMinutes int = 30
 @description('The cargo binary the image packages.')
 param binaryName string = 'app'
 
-@description('Image the Container App runs before the first build.')
-param initialImage string = 'mcr.microsoft.com/k8se/quickstart:latest'
+@description('Port the app listens on: the Container App\'s ingress and readiness probe target it, and its containers get it as PORT.')
+@minValue(1)
+@maxValue(65535)
+param appPort int = 8080
+
+@description('Path the readiness probe GETs on appPort.')
+param appProbePath string = '/'
+
+// The first image must listen on appPort too, or the first revision never becomes ready and
+// `azd up` waits for it. mcr.microsoft.com/k8se/quickstart always listens on 80; the .NET sample
+// listens on ASPNETCORE_HTTP_PORTS (set to appPort by containerapp.bicep), 8080 by default
+// (https://github.com/dotnet/dotnet-docker/blob/main/samples/aspnetapp/README.md).
+@description('Image the Container App runs before the first build; it must listen on appPort.')
+param initialImage string = 'mcr.microsoft.com/dotnet/samples:aspnetapp'
 
 var tags = { 'azd-env-name': environmentName }
 var token = toLower(uniqueString(subscription().id, environmentName, location))
@@ -78,6 +90,8 @@ module containerApp 'app/containerapp.bicep' = {
     environmentName: 'cae-${token}'
     appName: 'ca-${token}'
     image: initialImage
+    port: appPort
+    probePath: appProbePath
     registryName: registry.outputs.name
     logAnalyticsWorkspaceName: monitoring.outputs.logAnalyticsWorkspaceName
   }
@@ -120,6 +134,7 @@ module roles 'app/roles.bicep' = {
     registryName: registry.outputs.name
     builderVmName: builder.outputs.name
     containerAppName: containerApp.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
   }
 }
 

@@ -1,5 +1,6 @@
 // The builder: a persistent VM (its Docker layer and cargo caches survive between builds), reached
-// only through Run Command — no public IP, no inbound rule. Deallocated when idle by the timer.
+// only through Run Command — no public IP, no inbound rule, outbound through a NAT gateway.
+// Deallocated when idle by the timer.
 param location string
 param tags object
 param name string
@@ -10,52 +11,73 @@ param registryName string
 @description('Admin user of the builder (SSH is break-glass only).')
 param adminUsername string = 'fastbuild'
 
-// cloud-init installs Docker (BuildKit), python3 (safe_extract.py), curl and the az CLI (ACR login
-// with the VM's identity), and the build kit from dockerfiles/, embedded at deploy time. Run Command
-// sends build.sh itself with every build, so only these files need a redeploy when they change.
-var buildKit = ['Dockerfile.base', 'Dockerfile.app', 'Dockerfile.acr', 'Dockerfile.fast', 'safe_extract.py']
-var buildKitContent = {
-  'Dockerfile.base': loadFileAsBase64('../../dockerfiles/Dockerfile.base')
-  'Dockerfile.app': loadFileAsBase64('../../dockerfiles/Dockerfile.app')
-  'Dockerfile.acr': loadFileAsBase64('../../dockerfiles/Dockerfile.acr')
-  'Dockerfile.fast': loadFileAsBase64('../../dockerfiles/Dockerfile.fast')
-  'safe_extract.py': loadFileAsBase64('../../dockerfiles/safe_extract.py')
-}
-var cloudInit = join(
-  concat(
-    [
-      '#cloud-config'
-      'package_update: true'
-      'packages: [docker.io, docker-buildx, python3, curl, jq, ca-certificates]'
-      'write_files:'
-    ],
-    flatten(map(buildKit, file => [
-      '  - path: /opt/fastbuild/dockerfiles/${file}'
-      '    encoding: b64'
-      '    permissions: "0644"'
-      '    content: ${buildKitContent[file]}'
-    ])),
-    [
-      'runcmd:'
-      '  - systemctl enable --now docker'
-      '  - curl -sL https://aka.ms/InstallAzureCLIDeb | bash'
-      '  - mkdir -p /var/lib/fast-build'
-    ]
-  ),
-  '\n'
-)
+// cloud-init runs once, when the VM is created, and `osProfile.customData` cannot be changed
+// afterwards ("This property cannot be updated after the VM is created", OSProfile.customData in
+// https://learn.microsoft.com/rest/api/compute/virtual-machines/create-or-update): so it installs tools
+// only — Docker (BuildKit), python3, curl, jq and the az CLI (ACR login with the VM's identity).
+// The build kit (Dockerfiles, safe_extract.py) travels with each build's Run Command instead.
+// Its last step writes /var/lib/fast-build/ready, only once every tool is there: build.sh waits
+// for that file (or `cloud-init status --wait`) before its first step.
+var cloudInit = '''#cloud-config
+package_update: true
+packages: [docker.io, docker-buildx, python3, curl, jq, ca-certificates]
+runcmd:
+  - systemctl enable --now docker
+  - curl -sL https://aka.ms/InstallAzureCLIDeb | bash
+  - - sh
+    - -c
+    - for tool in docker az python3 curl jq; do command -v "$tool" >/dev/null || exit 1; done; mkdir -p /var/lib/fast-build && date -u +%Y-%m-%dT%H:%M:%SZ >/var/lib/fast-build/ready
+'''
 
-resource vnet 'Microsoft.Network/virtualNetworks@2024-01-01' = {
+// Outbound only, through a NAT gateway: subnets are private by default in newer network API
+// versions (no implicit outbound access), and the builder needs apt, the az CLI installer, the
+// registry and the source blob. No public IP on the VM and no inbound rule: it is reached only
+// through Run Command (https://learn.microsoft.com/azure/nat-gateway/nat-overview).
+resource natIp 'Microsoft.Network/publicIPAddresses@2024-05-01' = {
+  name: 'pip-ng-${name}'
+  location: location
+  tags: tags
+  sku: { name: 'Standard' }
+  properties: { publicIPAllocationMethod: 'Static', publicIPAddressVersion: 'IPv4' }
+}
+
+resource nat 'Microsoft.Network/natGateways@2024-05-01' = {
+  name: 'ng-${name}'
+  location: location
+  tags: tags
+  sku: { name: 'Standard' }
+  properties: { publicIpAddresses: [{ id: natIp.id }], idleTimeoutInMinutes: 4 }
+}
+
+// No rules of its own: the defaults deny inbound from the internet and allow outbound.
+resource nsg 'Microsoft.Network/networkSecurityGroups@2024-05-01' = {
+  name: 'nsg-${name}'
+  location: location
+  tags: tags
+  properties: { securityRules: [] }
+}
+
+resource vnet 'Microsoft.Network/virtualNetworks@2024-05-01' = {
   name: 'vnet-${name}'
   location: location
   tags: tags
   properties: {
     addressSpace: { addressPrefixes: ['10.40.0.0/24'] }
-    subnets: [{ name: 'builder', properties: { addressPrefix: '10.40.0.0/26' } }]
+    subnets: [
+      {
+        name: 'builder'
+        properties: {
+          addressPrefix: '10.40.0.0/26'
+          defaultOutboundAccess: false
+          natGateway: { id: nat.id }
+          networkSecurityGroup: { id: nsg.id }
+        }
+      }
+    ]
   }
 }
 
-resource nic 'Microsoft.Network/networkInterfaces@2024-01-01' = {
+resource nic 'Microsoft.Network/networkInterfaces@2024-05-01' = {
   name: 'nic-${name}'
   location: location
   tags: tags

@@ -1,7 +1,9 @@
 // Least privilege, by identity:
 // - the function app: data access to its storage (blobs, queues, tables; user-delegation SAS),
-//   operate the builder VM (start, deallocate, Run Command), update the one Container App;
+//   operate the builder VM (start, deallocate, Run Command), read and update the one Container App,
+//   send telemetry to Application Insights (local auth is disabled there);
 // - the builder VM: push images; the Container App: pull them.
+// test/infra/permissions.test.ts checks every call in test/infra/requiredActions.ts against these.
 param functionPrincipalId string
 param builderPrincipalId string
 param containerAppPrincipalId string
@@ -9,15 +11,16 @@ param storageAccountName string
 param registryName string
 param builderVmName string
 param containerAppName string
+param applicationInsightsName string
 
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   virtualMachineContributor: '9980e02c-c2be-4d73-94e8-173b1dc7cf3c'
-  containerAppsContributor: '358470bc-b998-42bd-ab17-a7e34c199c0f'
   acrPush: '8311e382-0749-4cb8-b61a-304f252e45ec'
   acrPull: '7f951dda-4ed3-4680-a7ca-43fe172d538d'
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -34,6 +37,37 @@ resource builderVm 'Microsoft.Compute/virtualMachines@2024-07-01' existing = {
 
 resource app 'Microsoft.App/containerApps@2024-03-01' existing = {
   name: containerAppName
+}
+
+resource insights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+// Container Apps Contributor lists `Microsoft.App/containerApps/*/read` and `*/write`, which (a
+// wildcard stands for "something" between the slashes) match the app's sub-resources but not
+// `containerApps/read` or `containerApps/write` themselves — the GET and PATCH the deploy makes.
+// So the function app gets exactly those three operations, on the one app, through its own role.
+resource appDeployer 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, 'fast-build-container-app-deployer')
+  properties: {
+    // Custom role names are unique per tenant: name the subscription and resource group.
+    roleName: 'fast-build Container App deployer (${subscription().subscriptionId}/${resourceGroup().name})'
+    description: 'Read a Container App and its revisions, and PATCH its containers (a new image).'
+    type: 'customRole'
+    permissions: [
+      {
+        actions: [
+          'Microsoft.App/containerApps/read'
+          'Microsoft.App/containerApps/write'
+          'Microsoft.App/containerApps/revisions/read'
+        ]
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [resourceGroup().id]
+  }
 }
 
 resource functionStorage 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
@@ -59,12 +93,24 @@ resource functionVm 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 }
 
 resource functionApp 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(app.id, functionPrincipalId, roles.containerAppsContributor)
+  name: guid(app.id, functionPrincipalId, appDeployer.id)
   scope: app
   properties: {
     principalId: functionPrincipalId
     principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.containerAppsContributor)
+    roleDefinitionId: appDeployer.id
+  }
+}
+
+// Application Insights has local auth disabled: telemetry is accepted only from an Entra identity
+// with this role (APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD in functions.bicep).
+resource functionTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(insights.id, functionPrincipalId, roles.monitoringMetricsPublisher)
+  scope: insights
+  properties: {
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
   }
 }
 
