@@ -60,6 +60,29 @@ describe("loadConfig", () => {
     );
   });
 
+  it("refuses an upper-case registry at start and says which spelling to use", () => {
+    const upper = JSON.stringify({ dev: { ...JSON.parse(environments).dev, registry: "MyReg.azurecr.io" } });
+    assert.throws(
+      () => loadConfig({ ...minimal, FASTBUILD_ENVIRONMENTS: upper }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(error.problems.join("\n"), /dev\.registry: .*use "myreg\.azurecr\.io".*lower-case/);
+        return true;
+      },
+    );
+  });
+
+  it("refuses a plain-http callback URL that the builder would refuse, except to loopback", () => {
+    assert.throws(
+      () => loadConfig({ ...minimal, FASTBUILD_PUBLIC_BASE_URL: "http://myapp.example.com" }),
+      /FASTBUILD_PUBLIC_BASE_URL: an https URL/,
+    );
+    assert.equal(
+      loadConfig({ ...minimal, FASTBUILD_PUBLIC_BASE_URL: "http://127.0.0.1:7071/" }).publicBaseUrl,
+      "http://127.0.0.1:7071",
+    );
+  });
+
   it("rejects an unknown compute profile", () => {
     assert.throws(
       () => loadConfig({ ...minimal, FASTBUILD_COMPUTE_PROFILE: "2019-03-01-hybrid" }),
