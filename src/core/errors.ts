@@ -44,10 +44,19 @@ export abstract class FastBuildError extends Error {
   }
 }
 
-/** Throttling, 5xx, resets: worth another try, after `retryAfterMs` when the server said so. */
-export class TransientError extends FastBuildError {
-  readonly kind = "transient";
+/** Worth another try: the same call can succeed later (inngest's `RetryAfterError` family). */
+export abstract class RetryableError extends FastBuildError {
   readonly retryable = true;
+}
+
+/** Trying again fails the same way: fail now, with the hint (inngest's `NonRetriableError`). */
+export abstract class NonRetryableError extends FastBuildError {
+  readonly retryable = false;
+}
+
+/** Throttling, 5xx, resets: worth another try, after `retryAfterMs` when the server said so. */
+export class TransientError extends RetryableError {
+  readonly kind = "transient";
   readonly retryAfterMs: number | undefined;
 
   constructor(message: string, details: ErrorDetails & { retryAfterMs?: number }) {
@@ -61,45 +70,38 @@ export class TransientError extends FastBuildError {
  * since the other operation ends; a caller that knows the state is final (a build that has ended)
  * says so in `code`.
  */
-export class ConflictError extends FastBuildError {
+export class ConflictError extends RetryableError {
   readonly kind = "conflict";
-  readonly retryable = true;
 }
 
-/** Will fail the same way again (bad request to Azure, quota, auth, a failed build): do not retry. */
-export class PermanentError extends FastBuildError {
+/** Will fail the same way again (bad request to Azure, quota, auth, a failed build). */
+export class PermanentError extends NonRetryableError {
   readonly kind = "permanent";
-  readonly retryable = false;
 }
 
-/** The caller sent something we will not act on. Nothing ran; retrying the same input fails again. */
-export class InvalidInputError extends FastBuildError {
+/** The caller sent something we will not act on. Nothing ran. */
+export class InvalidInputError extends NonRetryableError {
   readonly kind = "invalid-input";
-  readonly retryable = false;
 }
 
-/** No such build, blob or resource: retrying will not make it appear. */
-export class NotFoundError extends FastBuildError {
+/** No such build, blob or resource. */
+export class NotFoundError extends NonRetryableError {
   readonly kind = "not-found";
-  readonly retryable = false;
 }
 
 /** The request or the uploaded source is bigger than the limit. Nothing was kept. */
-export class PayloadTooLargeError extends FastBuildError {
+export class PayloadTooLargeError extends NonRetryableError {
   readonly kind = "too-large";
-  readonly retryable = false;
 }
 
-/** The credentials were refused: retrying with the same ones fails again. */
-export class UnauthorizedError extends FastBuildError {
+/** The credentials were refused. */
+export class UnauthorizedError extends NonRetryableError {
   readonly kind = "unauthorized";
-  readonly retryable = false;
 }
 
 /** Our own settings are wrong: nothing works until they are fixed. */
-export class ConfigError extends FastBuildError {
+export class ConfigError extends NonRetryableError {
   readonly kind = "config";
-  readonly retryable = false;
   readonly problems: readonly string[];
 
   /** `hint` replaces the default (app settings) one, e.g. for the CLI's own settings. */

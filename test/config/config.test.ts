@@ -2,20 +2,9 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { loadConfig, redact, redactConfig } from "../../src/config/index.js";
 import { ConfigError } from "../../src/core/errors.js";
+import { ENVIRONMENT, MINIMAL_SETTINGS } from "./settings.js";
 
-const environments = JSON.stringify({
-  dev: {
-    subscriptionId: "00000000-0000-0000-0000-000000000000",
-    resourceGroup: "rg-dev",
-    builderVm: "builder",
-    registry: "example.azurecr.io",
-    imageRepository: "team/app",
-    containerApp: "app",
-    containerName: "app",
-    binaryName: "app",
-  },
-});
-const minimal = { FASTBUILD_ENVIRONMENTS: environments, AzureWebJobsStorage: "UseDevelopmentStorage=true" };
+const minimal = MINIMAL_SETTINGS;
 
 describe("loadConfig", () => {
   it("applies defaults to a minimal configuration", () => {
@@ -61,7 +50,7 @@ describe("loadConfig", () => {
   });
 
   it("refuses an upper-case registry at start and says which spelling to use", () => {
-    const upper = JSON.stringify({ dev: { ...JSON.parse(environments).dev, registry: "MyReg.azurecr.io" } });
+    const upper = JSON.stringify({ dev: { ...ENVIRONMENT, registry: "MyReg.azurecr.io" } });
     assert.throws(
       () => loadConfig({ ...minimal, FASTBUILD_ENVIRONMENTS: upper }),
       (error: unknown) => {

@@ -13,6 +13,7 @@ import { baseKeySchema, commitSchema, sourceDigestSchema } from "../../src/core/
 import { createBuildId, createCallbackToken } from "../../src/core/buildId.js";
 import { buildIdSchema, buildInputSchema, callbackPath } from "../../src/core/buildInput.js";
 import { EXIT_CODES } from "../../src/core/buildResult.js";
+import { MINIMAL_SETTINGS } from "../config/settings.js";
 import { runBuildScript } from "./helpers.js";
 
 interface Input {
@@ -31,26 +32,12 @@ interface Input {
 const accepts = (schema: z.ZodType) => (value: string) => schema.safeParse(value).success;
 const hex = (n: number) => "0123456789abcdef".repeat(8).slice(0, n);
 
-const ENVIRONMENT = {
-  subscriptionId: "00000000-0000-0000-0000-000000000000",
-  resourceGroup: "rg",
-  builderVm: "builder",
-  registry: "example.azurecr.io",
-  imageRepository: "team/app",
-  containerApp: "app",
-  containerName: "app",
-  binaryName: "app",
-};
 const BUILD_ID = createBuildId(new Date("2026-03-14T09:26:53Z"));
 
 /** The callback base URL passes the app's settings check (the app sends base + callback path). */
 function appTakesCallbackBase(base: string): boolean {
   try {
-    loadConfig({
-      FASTBUILD_ENVIRONMENTS: JSON.stringify({ dev: ENVIRONMENT }),
-      AzureWebJobsStorage: "UseDevelopmentStorage=true",
-      FASTBUILD_PUBLIC_BASE_URL: base,
-    });
+    loadConfig({ ...MINIMAL_SETTINGS, FASTBUILD_PUBLIC_BASE_URL: base });
     return true;
   } catch {
     return false;
