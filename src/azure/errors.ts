@@ -35,6 +35,8 @@ interface ServiceRules {
   hints: Partial<Record<number | "network" | "capacity" | "permanent", string>>;
 }
 
+const TABLE_ACCESS_HINT = "Check the storage settings and the function app's access to the table.";
+
 const SERVICES: Readonly<Record<AzureService, ServiceRules>> = {
   arm: {
     retryableCodes: new Set([
@@ -81,9 +83,9 @@ const SERVICES: Readonly<Record<AzureService, ServiceRules>> = {
     quoteMessage: true,
     unreachableCode: "StorageUnavailable",
     hints: {
-      401: "Check the storage settings and the function app's access to the table.",
-      403: "Check the storage settings and the function app's access to the table.",
-      permanent: "Check the storage settings and the function app's access to the table.",
+      401: TABLE_ACCESS_HINT,
+      403: TABLE_ACCESS_HINT,
+      permanent: TABLE_ACCESS_HINT,
     },
   },
 };
@@ -113,10 +115,17 @@ interface SdkErrorLike {
 }
 
 /**
+ * A typed error from an Azure response also carries `status`: the HTTP status Azure answered
+ * (for logs and tests that look at what Azure said). It is not ours to answer with: decisions use
+ * the class, and the HTTP layer maps `kind` (src/functions/http.ts).
+ */
+export type AzureFailure = FastBuildError & { readonly status?: number };
+
+/**
  * Maps an SDK failure of `service` to a typed error, keeping Azure's error code. `what` names the
  * operation for the message (e.g. "start VM rg/fb-1"). An error that is already typed passes through.
  */
-export function toTypedError(error: unknown, service: AzureService, what: string): FastBuildError {
+export function toTypedError(error: unknown, service: AzureService, what: string): AzureFailure {
   if (error instanceof FastBuildError) return error;
   const rules = SERVICES[service];
   if (!(error instanceof Error)) {
@@ -153,6 +162,17 @@ export function toTypedError(error: unknown, service: AzureService, what: string
     }
     return new PermanentError(text, details);
   }
+  return Object.assign(fromResponse(status, code, text, details, rules, sdk), { status });
+}
+
+function fromResponse(
+  status: number,
+  code: string,
+  text: string,
+  details: { code: string; cause: unknown },
+  rules: ServiceRules,
+  sdk: SdkErrorLike,
+): FastBuildError {
   const hint = rules.hints[status];
   if (status === 404) return new NotFoundError(text, withHint(details, hint));
   if (rules.conflictStatuses.has(status)) return new ConflictError(text, withHint(details, hint));
