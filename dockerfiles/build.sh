@@ -5,10 +5,10 @@
 # substituted into this text, and each is validated before anything runs.
 #
 # Required:
-#   FASTBUILD_BUILD_ID            build id: letters, digits, . _ - (also an image tag)
+#   FASTBUILD_BUILD_ID            build id: lower-case letters, digits, - (also an image tag)
 #   FASTBUILD_SOURCE_URL          https URL of the source archive (read SAS); http only to loopback
 #   FASTBUILD_SOURCE_DIGEST       sha256:<64 hex> of the archive bytes
-#   FASTBUILD_REGISTRY            registry host[:port], e.g. myreg.azurecr.io
+#   FASTBUILD_REGISTRY            registry host[:port] in lower case, e.g. myreg.azurecr.io
 #   FASTBUILD_IMAGE_REPOSITORY    app image repository, e.g. team/app
 #   FASTBUILD_BASE_KEY            base image key (16-64 hex), computed by the upload command
 #   FASTBUILD_BINARY_NAME         cargo binary to build and package
@@ -185,6 +185,9 @@ run_logged() {
 }
 
 # ---------------------------------------------------------------- validation
+# The patterns of the values the app sends are the ones in src/core/rules.ts (this script travels
+# as text through Run Command, so it keeps its own copy); test/dockerfiles/rules.test.ts runs one
+# table of values through both, so a value the app accepts is never refused here.
 problems=()
 need() { # need NAME REGEX WHAT-TO-DO
   local value=${!1:-}
@@ -201,14 +204,14 @@ optional() { # optional NAME REGEX WHAT-TO-DO
 
 # Patterns checked here and again below, where the build id and the callback are used even when
 # other inputs are wrong (the usage failure is still reported through them).
-readonly BUILD_ID_RE='^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'
+readonly BUILD_ID_RE='^[a-z0-9][a-z0-9-]{0,63}$'
 readonly HTTP_URL_RE='^https?://[^[:space:]"\\]+$'
 readonly CALLBACK_TOKEN_RE='^[A-Za-z0-9._~+/=-]{16,2048}$'
 
-need FASTBUILD_BUILD_ID "$BUILD_ID_RE" "use 1-64 letters, digits, . _ - (starting with a letter or digit)"
+need FASTBUILD_BUILD_ID "$BUILD_ID_RE" "use 1-64 lower-case letters, digits, - (starting with a letter or digit)"
 need FASTBUILD_SOURCE_URL "$HTTP_URL_RE" "give the archive's http(s) URL (a read SAS), without spaces, quotes or backslashes"
 need FASTBUILD_SOURCE_DIGEST '^sha256:[0-9a-f]{64}$' "give sha256:<64 lower-case hex> of the archive"
-need FASTBUILD_REGISTRY '^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$' "give the registry host, e.g. myreg.azurecr.io or 127.0.0.1:5000"
+need FASTBUILD_REGISTRY '^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$' "give the registry host[:port] in lower case, e.g. myreg.azurecr.io or 127.0.0.1:5000 (ACR login servers are lower-case)"
 need FASTBUILD_IMAGE_REPOSITORY '^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$' "give a lower-case repository such as team/app"
 need FASTBUILD_BASE_KEY '^[0-9a-f]{16,64}$' "give the base key the upload command computed (16-64 lower-case hex)"
 need FASTBUILD_BINARY_NAME '^[A-Za-z0-9_-]{1,64}$' "give the cargo binary name (letters, digits, _ -)"

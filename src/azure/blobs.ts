@@ -16,24 +16,15 @@ import {
   BlobServiceClient,
   type ContainerClient,
   generateBlobSASQueryParameters,
-  RestError,
   SASProtocol,
   StorageSharedKeyCredential,
   type StoragePipelineOptions,
   type UserDelegationKey,
 } from "@azure/storage-blob";
 import type { Config } from "../config/index.js";
-import {
-  ConfigError,
-  ConflictError,
-  FastBuildError,
-  InvalidInputError,
-  NotFoundError,
-  PermanentError,
-  TransientError,
-  UnauthorizedError,
-} from "../core/errors.js";
+import { ConfigError, InvalidInputError, NotFoundError } from "../core/errors.js";
 import type { BlobStat, LogChunk, LogStore, SignedUrl, SourceStore } from "../core/ports.js";
+import { toTypedError } from "./errors.js";
 
 /** A write grant that outlives the upload is a standing risk: never sign one for longer. */
 export const MAX_UPLOAD_SAS_MINUTES = 30;
@@ -127,7 +118,7 @@ class BlobAccount {
         () => client,
         (error: unknown) => {
           this.containers.delete(name);
-          throw mapStorageError(error, `container ${name}`);
+          throw toTypedError(error, "blob", `container ${name}`);
         },
       );
       this.containers.set(name, ready);
@@ -174,7 +165,7 @@ class BlobAccount {
           (error: unknown) => {
             // Do not cache a failure: the next SAS request asks again.
             if (this.delegationKey === pending) this.delegationKey = undefined;
-            throw mapStorageError(error, "user delegation key");
+            throw toTypedError(error, "blob", "user delegation key");
           },
         );
       this.delegationKey = pending;
@@ -218,10 +209,9 @@ export class BlobSourceStore implements SourceStore {
         contentMd5: props.contentMD5 ? Buffer.from(props.contentMD5).toString("base64") : undefined,
       };
     } catch (error) {
-      if (error instanceof RestError && error.statusCode === 404) {
-        return { exists: false, size: 0, contentMd5: undefined };
-      }
-      throw mapStorageError(error, `blob ${blobName}`);
+      const typed = toTypedError(error, "blob", `blob ${blobName}`);
+      if (typed instanceof NotFoundError) return { exists: false, size: 0, contentMd5: undefined };
+      throw typed;
     }
   }
 
@@ -235,7 +225,7 @@ export class BlobSourceStore implements SourceStore {
       const body = download.readableStreamBody as Readable | undefined;
       if (body) for await (const chunk of body) hash.update(chunk as Buffer);
     } catch (error) {
-      throw mapStorageError(error, `blob ${blobName}`);
+      throw toTypedError(error, "blob", `blob ${blobName}`);
     }
     return hash.digest("hex");
   }
@@ -262,7 +252,7 @@ export class BlobLogStore implements LogStore {
         blobHTTPHeaders: { blobContentType: "text/plain; charset=utf-8" },
       });
     } catch (error) {
-      throw mapStorageError(error, `log ${blobName}`);
+      throw toTypedError(error, "blob", `log ${blobName}`);
     }
     return this.account.sign(this.containerName, blobName, "racw", minutes);
   }
@@ -279,7 +269,7 @@ export class BlobLogStore implements LogStore {
       try {
         await blob.appendBlock(block, block.length);
       } catch (error) {
-        throw mapStorageError(error, `log ${blobName}`);
+        throw toTypedError(error, "blob", `log ${blobName}`);
       }
       start = end;
     }
@@ -321,7 +311,7 @@ export class BlobLogStore implements LogStore {
         size: Math.max(total, size),
       };
     } catch (error) {
-      throw mapStorageError(error, `log ${blobName}`);
+      throw toTypedError(error, "blob", `log ${blobName}`);
     }
   }
 }
@@ -395,42 +385,4 @@ function checkBlobName(name: string): void {
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-/**
- * Maps a storage SDK failure to our typed errors, keeping the storage error code (e.g.
- * `BlobNotFound`, `AuthorizationPermissionMismatch`) and never the URL (it may carry a SAS).
- */
-export function mapStorageError(error: unknown, what: string): FastBuildError {
-  if (error instanceof FastBuildError) return error;
-  if (!(error instanceof RestError)) {
-    return new TransientError(`storage unreachable for ${what}: ${errorText(error).split("?")[0]}`, {
-      code: "StorageUnavailable",
-      cause: error,
-    });
-  }
-  const status = error.statusCode ?? 0;
-  const code = error.response?.headers.get("x-ms-error-code") ?? error.code ?? `Http${status}`;
-  const message = `storage ${code} for ${what} (HTTP ${status})`;
-  if (status === 404) return new NotFoundError(message, { code, cause: error });
-  if (status === 409 || status === 412) return new ConflictError(message, { code, cause: error });
-  if (status === 401) {
-    return new UnauthorizedError(message, { code, cause: error, hint: "Check the storage credentials." });
-  }
-  if (status === 403) {
-    return new PermanentError(message, {
-      code,
-      cause: error,
-      hint: "The app's identity needs 'Storage Blob Data Contributor' and 'Storage Blob Delegator' on the account (or the SAS has expired).",
-    });
-  }
-  if (status === 0 || status === 408 || status === 429 || status >= 500) {
-    const retryAfter = Number(error.response?.headers.get("retry-after"));
-    return new TransientError(message, {
-      code,
-      cause: error,
-      ...(Number.isFinite(retryAfter) && retryAfter > 0 ? { retryAfterMs: retryAfter * 1000 } : {}),
-    });
-  }
-  return new PermanentError(message, { code, cause: error });
 }

@@ -10,7 +10,7 @@ import {
   type RunCommandResult,
   type VirtualMachineRunCommand,
 } from "@azure/arm-compute";
-import { PermanentError } from "../core/errors.js";
+import { NotFoundError, PermanentError } from "../core/errors.js";
 import type {
   BuildCommandHandle,
   BuildCommandSpec,
@@ -21,7 +21,7 @@ import type {
   VmRef,
   VmStatus,
 } from "../core/ports.js";
-import { armCall, classifyArmError } from "./armErrors.js";
+import { callAzure, toTypedError } from "./errors.js";
 import {
   commonClientOptions,
   perSubscription,
@@ -71,7 +71,7 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
     const key = `${vm.subscriptionId}/${name(vm)}`.toLowerCase();
     const cached = locations.get(key);
     if (cached) return cached;
-    const found = await armCall(`read VM ${name(vm)}`, () =>
+    const found = await callAzure("arm", `read VM ${name(vm)}`, () =>
       client(vm.subscriptionId).virtualMachines.get(vm.resourceGroup, vm.vmName),
     );
     locations.set(key, found.location);
@@ -80,7 +80,7 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
 
   return {
     async getVmStatus(vm: VmRef): Promise<VmStatus> {
-      const view = await armCall(`read power state of VM ${name(vm)}`, () =>
+      const view = await callAzure("arm", `read power state of VM ${name(vm)}`, () =>
         client(vm.subscriptionId).virtualMachines.instanceView(vm.resourceGroup, vm.vmName),
       );
       const code = view.statuses?.find((s) => s.code?.startsWith("PowerState/"))?.code ?? "";
@@ -95,13 +95,13 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
     },
 
     async start(vm: VmRef): Promise<void> {
-      await armCall(`start VM ${name(vm)}`, () =>
+      await callAzure("arm", `start VM ${name(vm)}`, () =>
         client(vm.subscriptionId).virtualMachines.start(vm.resourceGroup, vm.vmName, poll).pollUntilDone(),
       );
     },
 
     async deallocate(vm: VmRef): Promise<void> {
-      await armCall(`deallocate VM ${name(vm)}`, () =>
+      await callAzure("arm", `deallocate VM ${name(vm)}`, () =>
         client(vm.subscriptionId)
           .virtualMachines.deallocate(vm.resourceGroup, vm.vmName, poll)
           .pollUntilDone(),
@@ -115,7 +115,7 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
         // parameters (Azure does not echo action parameters back). We return as soon as Azure accepted
         // it; the serialized poller lets any later call (another activity, another host) read the result.
         const what = `start build command ${spec.name} (action Run Command) on VM ${name(vm)}`;
-        return armCall(what, async () => {
+        return callAzure("arm", what, async () => {
           const poller = client(vm.subscriptionId).virtualMachines.runCommand(
             vm.resourceGroup,
             vm.vmName,
@@ -144,7 +144,7 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
         // A failed build is reported through executionState/exitCode, not as a failed deployment.
         treatFailureAsDeploymentFailure: false,
       };
-      await armCall(`start build command ${spec.name} on VM ${name(vm)}`, () =>
+      await callAzure("arm", `start build command ${spec.name} on VM ${name(vm)}`, () =>
         client(vm.subscriptionId)
           .virtualMachineRunCommands.createOrUpdate(vm.resourceGroup, vm.vmName, spec.name, body, poll)
           .pollUntilDone(),
@@ -154,7 +154,7 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
 
     async readBuildCommand(vm: VmRef, handle: BuildCommandHandle): Promise<BuildCommandView> {
       if (handle.kind === "action") return readActionCommand(client(vm.subscriptionId), vm, handle, poll);
-      const command = await armCall(`read build command ${handle.name} on VM ${name(vm)}`, () =>
+      const command = await callAzure("arm", `read build command ${handle.name} on VM ${name(vm)}`, () =>
         client(vm.subscriptionId).virtualMachineRunCommands.getByVirtualMachine(
           vm.resourceGroup,
           vm.vmName,
@@ -190,9 +190,9 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
           .virtualMachineRunCommands.delete(vm.resourceGroup, vm.vmName, handle.name, poll)
           .pollUntilDone();
       } catch (error) {
-        const typed = classifyArmError(error, `cancel build command ${handle.name} on VM ${name(vm)}`);
+        const typed = toTypedError(error, "arm", `cancel build command ${handle.name} on VM ${name(vm)}`);
         // Already gone is what we wanted.
-        if (typed.status !== 404) throw typed;
+        if (!(typed instanceof NotFoundError)) throw typed;
       }
     },
   };
@@ -216,7 +216,7 @@ async function readActionCommand(
   try {
     await poller.poll();
   } catch (error) {
-    const typed = classifyArmError(error, what);
+    const typed = toTypedError(error, "arm", what);
     // The operation itself failed: that is the command's outcome, not an error reading it.
     if (/long-running operation has failed/.test(error instanceof Error ? error.message : "")) {
       return { ...empty, executionState: "Failed", executionMessage: typed.message };

@@ -11,7 +11,7 @@ import type {
   ImageUpdate,
   RevisionStatus,
 } from "../core/ports.js";
-import { armCall } from "./armErrors.js";
+import { callAzure } from "./errors.js";
 import {
   commonClientOptions,
   perSubscription,
@@ -28,7 +28,7 @@ export function createContainerAppsGateway(options: ArmGatewayOptions): Containe
   );
   const label = (app: ContainerAppRef) => `${app.resourceGroup}/${app.appName}`;
   const read = (app: ContainerAppRef) =>
-    armCall(`read container app ${label(app)}`, () =>
+    callAzure("arm", `read container app ${label(app)}`, () =>
       client(app.subscriptionId).containerApps.get(app.resourceGroup, app.appName),
     );
 
@@ -61,7 +61,7 @@ export function createContainerAppsGateway(options: ArmGatewayOptions): Containe
       const patched = containers.map((c) =>
         c.name === update.containerName ? { ...c, image: update.image } : c,
       );
-      await armCall(`update image of container app ${label(app)}`, () =>
+      await callAzure("arm", `update image of container app ${label(app)}`, () =>
         client(app.subscriptionId)
           .containerApps.update(
             app.resourceGroup,
@@ -78,12 +78,15 @@ export function createContainerAppsGateway(options: ArmGatewayOptions): Containe
     },
 
     async getRevision(app: ContainerAppRef, revisionName: string): Promise<RevisionStatus> {
-      const revision = await armCall(`read revision ${revisionName} of container app ${label(app)}`, () =>
-        client(app.subscriptionId).containerAppsRevisions.getRevision(
-          app.resourceGroup,
-          app.appName,
-          revisionName,
-        ),
+      const revision = await callAzure(
+        "arm",
+        `read revision ${revisionName} of container app ${label(app)}`,
+        () =>
+          client(app.subscriptionId).containerAppsRevisions.getRevision(
+            app.resourceGroup,
+            app.appName,
+            revisionName,
+          ),
       );
       return {
         name: revision.name ?? revisionName,

@@ -3,8 +3,8 @@
  * this folder is the only one that talks to the storage SDK; the CLI calls it.
  */
 import { AnonymousCredential, BlockBlobClient } from "@azure/storage-blob";
-import { InvalidInputError, type FastBuildError } from "../core/errors.js";
-import { mapStorageError } from "./blobs.js";
+import { InvalidInputError, PermanentError } from "../core/errors.js";
+import { toTypedError } from "./errors.js";
 
 /** Blocks of 4 MiB, 4 in flight: a good pace on a home uplink without hogging memory. */
 const BLOCK_BYTES = 4 * 1024 * 1024;
@@ -47,8 +47,8 @@ export async function uploadFileToSas(
       ...(options.signal ? { abortSignal: options.signal } : {}),
     });
   } catch (error) {
-    const mapped: FastBuildError = mapStorageError(error, "the source upload");
-    if (mapped.status === 502 && mapped.code === "AuthenticationFailed") {
+    const mapped = toTypedError(error, "blob", "the source upload");
+    if (mapped instanceof PermanentError && mapped.code === "AuthenticationFailed") {
       throw new InvalidInputError("the upload URL was refused (expired?)", {
         code: "UploadUrlRejected",
         hint: "Run the command again to get a fresh upload URL; check your clock if it keeps happening.",

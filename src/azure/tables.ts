@@ -10,7 +10,7 @@ import {
   type TableServiceClientOptions,
 } from "@azure/data-tables";
 import type { TokenCredential } from "@azure/identity";
-import { PermanentError, TransientError, type FastBuildError } from "../core/errors.js";
+import { ConflictError, NotFoundError, PermanentError } from "../core/errors.js";
 import type {
   BuildActivityRecord,
   BuilderRecord,
@@ -18,6 +18,7 @@ import type {
   QueueEntry,
   StoredRecord,
 } from "../core/lease.js";
+import { callAzure, toTypedError } from "./errors.js";
 
 const BUILDER_PARTITION = "builder";
 const BUILD_PARTITION = "build";
@@ -75,7 +76,7 @@ export class TableLeaseStore implements LeaseStore {
   ensureTable(): Promise<void> {
     this.created ??= this.client.createTable().catch((error: unknown) => {
       this.created = undefined;
-      throw mapTableError(error, "create the builders table");
+      throw toTypedError(error, "table", "create the builders table");
     });
     return this.created;
   }
@@ -86,8 +87,9 @@ export class TableLeaseStore implements LeaseStore {
       const entity = await this.client.getEntity<BuilderEntity>(BUILDER_PARTITION, key);
       return { record: toRecord(key, entity), etag: entity.etag };
     } catch (error) {
-      if (statusOf(error) === 404) return undefined;
-      throw mapTableError(error, `read builder ${key}`);
+      const typed = toTypedError(error, "table", `read builder ${key}`);
+      if (typed instanceof NotFoundError) return undefined;
+      throw typed;
     }
   }
 
@@ -100,10 +102,10 @@ export class TableLeaseStore implements LeaseStore {
       else await this.client.updateEntity(entity, "Replace", { etag });
       return true;
     } catch (error) {
-      const status = statusOf(error);
-      // 409: someone created it first; 412: someone changed it since we read it.
-      if (status === 409 || status === 412) return false;
-      throw mapTableError(error, `write builder ${record.key}`);
+      const typed = toTypedError(error, "table", `write builder ${record.key}`);
+      // A conflict is a lost compare-and-set: someone created it first (409) or changed it since we read it (412).
+      if (typed instanceof ConflictError) return false;
+      throw typed;
     }
   }
 
@@ -116,22 +118,20 @@ export class TableLeaseStore implements LeaseStore {
       });
       for await (const entity of entities) records.push(toRecord(entity.rowKey ?? "", entity));
     } catch (error) {
-      throw mapTableError(error, "list builders");
+      throw toTypedError(error, "table", "list builders");
     }
     return records;
   }
 
   async recordBuild(entry: BuildActivityRecord): Promise<void> {
     await this.ensureTable();
-    try {
-      // Upsert: a retried activity writes the same row again.
-      await this.client.upsertEntity(
+    // Upsert: a retried activity writes the same row again.
+    await callAzure("table", `record build ${entry.buildId}`, () =>
+      this.client.upsertEntity(
         { partitionKey: BUILD_PARTITION, rowKey: `${entry.builderKey}~${entry.buildId}`, ...entry },
         "Replace",
-      );
-    } catch (error) {
-      throw mapTableError(error, `record build ${entry.buildId}`);
-    }
+      ),
+    );
   }
 
   /** The activity rows of one builder (for `GET /api/builders` and tests). */
@@ -191,22 +191,4 @@ function toRecord(key: string, entity: TableEntityResult<BuilderEntity>): Builde
     queue,
     vmMinutesTotal: Number(entity.vmMinutesTotal ?? 0),
   };
-}
-
-function statusOf(error: unknown): number | undefined {
-  const status = (error as { statusCode?: unknown } | undefined)?.statusCode;
-  return typeof status === "number" ? status : undefined;
-}
-
-function mapTableError(error: unknown, what: string): FastBuildError {
-  const status = statusOf(error);
-  const message = `could not ${what}: ${error instanceof Error ? error.message.split("\n")[0] : String(error)}`;
-  if (status === undefined || status === 408 || status === 429 || status >= 500) {
-    return new TransientError(message, { code: "StorageUnavailable", cause: error });
-  }
-  return new PermanentError(message, {
-    code: status === 403 || status === 401 ? "StorageForbidden" : "StorageError",
-    hint: "Check the storage settings and the function app's access to the table.",
-    cause: error,
-  });
 }

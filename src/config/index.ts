@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { ConfigError } from "../core/errors.js";
+import { BINARY_NAME, CALLBACK_BASE_URL, IMAGE_REPOSITORY, REGISTRY, ruleSchema } from "../core/rules.js";
 
 /** Names of environments and Azure resources in settings (also what the CLI accepts for --env). */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/;
@@ -15,15 +16,15 @@ export const environmentSchema = z.object({
   subscriptionId: z.string().regex(/^[0-9a-fA-F-]{36}$/, "a subscription GUID"),
   resourceGroup: name,
   builderVm: name,
-  /** ACR login server, e.g. `myregistry.azurecr.io` (or `127.0.0.1:5000` locally). */
-  registry: z.string().regex(/^[A-Za-z0-9.-]+(:\d+)?$/, "a registry host[:port]"),
-  imageRepository: z.string().regex(/^[a-z0-9]+([._/-][a-z0-9]+)*$/, "a lower-case image repository"),
+  /** ACR login server, e.g. `myregistry.azurecr.io` (or `127.0.0.1:5000` locally), lower-case. */
+  registry: ruleSchema(REGISTRY),
+  imageRepository: ruleSchema(IMAGE_REPOSITORY),
   containerApp: name,
   containerName: name,
   /** Resource group of the container app when it differs from the builder's. */
   containerAppResourceGroup: name.optional(),
   /** The cargo binary the image packages (build.sh needs it; one binary per container app). */
-  binaryName: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "a cargo binary name (letters, digits, _ -)"),
+  binaryName: ruleSchema(BINARY_NAME),
 });
 export type EnvironmentConfig = z.infer<typeof environmentSchema> & { name: string };
 
@@ -95,7 +96,8 @@ const settingsSchema = z.object({
   FASTBUILD_DEPLOY_TIMEOUT_MINUTES: intSetting(1, 120).default(15),
   FASTBUILD_LEASE_MINUTES: intSetting(1, 240).default(10),
   FASTBUILD_IDLE_SHUTDOWN_MINUTES: intSetting(1, 24 * 60).default(30),
-  FASTBUILD_PUBLIC_BASE_URL: z.url().optional(),
+  // build.sh refuses a plain-http callback to anything but loopback: refuse it here, at start.
+  FASTBUILD_PUBLIC_BASE_URL: z.url().pipe(ruleSchema(CALLBACK_BASE_URL)).optional(),
   /** Set by App Service / Functions: the app's own host name, the default callback base. */
   WEBSITE_HOSTNAME: z.string().optional(),
   TASK_HUB_NAME: z

@@ -3,6 +3,7 @@
  * Requests are validated with these schemas; responses are plain types.
  */
 import { z } from "zod";
+import { BASE_KEY, COMMIT, ruleSchema, SOURCE_DIGEST } from "./rules.js";
 
 /** Git refs and commits are displayed and passed on as parameters, so keep them boring. */
 export const branchSchema = z
@@ -13,13 +14,11 @@ export const branchSchema = z
     "letters, digits and . _ / - only (no spaces, quotes or shell characters)",
   );
 
-export const commitSchema = z.string().regex(/^[0-9a-f]{7,64}$/, "must be a hex commit id");
+export const commitSchema = ruleSchema(COMMIT);
 
-export const sourceDigestSchema = z
-  .string()
-  .regex(/^sha256:[0-9a-f]{64}$/, "must be sha256:<64 lower-case hex digits>");
+export const sourceDigestSchema = ruleSchema(SOURCE_DIGEST);
 
-export const baseKeySchema = z.string().regex(/^[0-9a-f]{16,64}$/, "must be 16-64 lower-case hex digits");
+export const baseKeySchema = ruleSchema(BASE_KEY);
 
 export const startBuildRequestSchema = z
   .object({

@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { baseKeySchema, branchSchema, commitSchema, sourceDigestSchema } from "./api.js";
 import { buildResultSchema } from "./buildResult.js";
+import { BUILD_ID, CALLBACK_TOKEN, ruleSchema } from "./rules.js";
 import type { VmRef } from "./ports.js";
 
 /** External events (raised by the HTTP functions). */
@@ -16,9 +17,7 @@ export const BUILD_EVENTS = {
   cancelRequested: "CancelRequested",
 } as const;
 
-export const buildIdSchema = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9-]{7,63}$/, "8-64 lower-case letters, digits, -");
+export const buildIdSchema = ruleSchema(BUILD_ID);
 
 export const buildInputSchema = z
   .object({
@@ -34,7 +33,7 @@ export const buildInputSchema = z
      * Random per-build secret the builder presents on its completion callback. Kept here (durable
      * state) and never logged; the durable system key is never used for this.
      */
-    callbackToken: z.string().regex(/^[A-Za-z0-9_-]{32,128}$/, "32-128 URL-safe characters"),
+    callbackToken: ruleSchema(CALLBACK_TOKEN),
     createdAt: z.iso.datetime(),
   })
   .strict();

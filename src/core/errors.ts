@@ -1,7 +1,10 @@
 /**
- * Typed errors shared by every room. Each says whether retrying can help, keeps the cause, and
- * carries a hint a user can act on. HTTP handlers map `status` to the response code; activities
- * throw them and let durable retry options decide (a non-retryable error fails fast).
+ * Typed errors shared by every room, named for what a retry should do (inngest's
+ * `NonRetriableError` / `RetryAfterError`): each says whether trying again can help
+ * (`retryable`, and `retryAfterMs` when the server said how long to wait), keeps the cause, and
+ * carries a hint a user can act on. Activities throw them and let durable retry options decide
+ * (a non-retryable error fails fast). They carry no HTTP status: the HTTP layer maps `kind` to a
+ * status code at its edge (src/functions/http.ts), and the CLI maps the API's answers back.
  */
 export interface ErrorDetails {
   /** Stable machine-readable code, e.g. `AllocationFailed`, `SourceDigestMismatch`. */
@@ -11,10 +14,25 @@ export interface ErrorDetails {
   cause?: unknown;
 }
 
+/**
+ * What went wrong, as the caller needs to tell it apart. The first five are about the request
+ * (the caller can fix it); `transient` and `permanent` are failures of a service we depend on;
+ * `config` is our own settings.
+ */
+export type ErrorKind =
+  | "invalid-input"
+  | "unauthorized"
+  | "not-found"
+  | "conflict"
+  | "too-large"
+  | "transient"
+  | "permanent"
+  | "config";
+
 export abstract class FastBuildError extends Error {
+  abstract readonly kind: ErrorKind;
+  /** Whether the same call can succeed later; false means fail now, with the hint. */
   abstract readonly retryable: boolean;
-  /** The HTTP status an API handler answers with. */
-  abstract readonly status: number;
   readonly code: string;
   readonly hint: string | undefined;
 
@@ -26,38 +44,19 @@ export abstract class FastBuildError extends Error {
   }
 }
 
-/** The caller sent something we will not act on. Nothing ran. */
-export class InvalidInputError extends FastBuildError {
-  readonly retryable = false;
-  readonly status = 400;
-}
-
-export class NotFoundError extends FastBuildError {
-  readonly retryable = false;
-  readonly status = 404;
-}
-
-/** The target is busy or in the wrong state (e.g. a container app already provisioning). */
-export class ConflictError extends FastBuildError {
+/** Worth another try: the same call can succeed later (inngest's `RetryAfterError` family). */
+export abstract class RetryableError extends FastBuildError {
   readonly retryable = true;
-  readonly status = 409;
 }
 
-/** The request or the uploaded source is bigger than the limit. Nothing was kept. */
-export class PayloadTooLargeError extends FastBuildError {
+/** Trying again fails the same way: fail now, with the hint (inngest's `NonRetriableError`). */
+export abstract class NonRetryableError extends FastBuildError {
   readonly retryable = false;
-  readonly status = 413;
-}
-
-export class UnauthorizedError extends FastBuildError {
-  readonly retryable = false;
-  readonly status = 401;
 }
 
 /** Throttling, 5xx, resets: worth another try, after `retryAfterMs` when the server said so. */
-export class TransientError extends FastBuildError {
-  readonly retryable = true;
-  readonly status = 503;
+export class TransientError extends RetryableError {
+  readonly kind = "transient";
   readonly retryAfterMs: number | undefined;
 
   constructor(message: string, details: ErrorDetails & { retryAfterMs?: number }) {
@@ -66,15 +65,43 @@ export class TransientError extends FastBuildError {
   }
 }
 
-/** Will fail the same way again (bad request to Azure, quota, auth, a failed build). */
-export class PermanentError extends FastBuildError {
-  readonly retryable = false;
-  readonly status = 502;
+/**
+ * The target is busy or in the wrong state (e.g. a container app already provisioning): retryable,
+ * since the other operation ends; a caller that knows the state is final (a build that has ended)
+ * says so in `code`.
+ */
+export class ConflictError extends RetryableError {
+  readonly kind = "conflict";
 }
 
-export class ConfigError extends FastBuildError {
-  readonly retryable = false;
-  readonly status = 500;
+/** Will fail the same way again (bad request to Azure, quota, auth, a failed build). */
+export class PermanentError extends NonRetryableError {
+  readonly kind = "permanent";
+}
+
+/** The caller sent something we will not act on. Nothing ran. */
+export class InvalidInputError extends NonRetryableError {
+  readonly kind = "invalid-input";
+}
+
+/** No such build, blob or resource. */
+export class NotFoundError extends NonRetryableError {
+  readonly kind = "not-found";
+}
+
+/** The request or the uploaded source is bigger than the limit. Nothing was kept. */
+export class PayloadTooLargeError extends NonRetryableError {
+  readonly kind = "too-large";
+}
+
+/** The credentials were refused. */
+export class UnauthorizedError extends NonRetryableError {
+  readonly kind = "unauthorized";
+}
+
+/** Our own settings are wrong: nothing works until they are fixed. */
+export class ConfigError extends NonRetryableError {
+  readonly kind = "config";
   readonly problems: readonly string[];
 
   /** `hint` replaces the default (app settings) one, e.g. for the CLI's own settings. */

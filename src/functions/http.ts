@@ -10,12 +10,29 @@ import { redact } from "../config/index.js";
 import type { ErrorResponse } from "../core/api.js";
 import { buildIdSchema } from "../core/buildInput.js";
 import {
+  type ErrorKind,
   InvalidInputError,
   isFastBuildError,
   PayloadTooLargeError,
   TransientError,
   describeError,
 } from "../core/errors.js";
+
+/**
+ * The one place a typed error becomes an HTTP status. Below 500 the caller can act on the error,
+ * so it gets the code, message and hint; a failure of ours or of a service we depend on gets only
+ * a generic answer and a correlation id (503 with Retry-After when it is worth trying again).
+ */
+export const HTTP_STATUS: Readonly<Record<ErrorKind, number>> = {
+  "invalid-input": 400,
+  unauthorized: 401,
+  "not-found": 404,
+  conflict: 409,
+  "too-large": 413,
+  transient: 503,
+  permanent: 500,
+  config: 500,
+};
 
 /** Requests to the API are small JSON documents. */
 export const MAX_JSON_BODY_BYTES = 16 * 1024;
@@ -123,12 +140,13 @@ export function errorResponse(
   buildId?: string,
 ): HttpResponseInit {
   const log = buildLog(context, buildId);
-  if (isFastBuildError(error) && error.status < 500) {
-    log.warn(`${error.status} ${error.code}: ${error.message}`);
+  const status = isFastBuildError(error) ? HTTP_STATUS[error.kind] : 500;
+  if (isFastBuildError(error) && status < 500) {
+    log.warn(`${status} ${error.code}: ${error.message}`);
     const body: ErrorResponse = {
       error: { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) },
     };
-    return json(error.status, body);
+    return json(status, body);
   }
   const correlationId = context.invocationId;
   log.error(`unexpected failure (correlation id ${correlationId}): ${describeError(error)}${causeOf(error)}`);

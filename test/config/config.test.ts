@@ -2,20 +2,9 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { loadConfig, redact, redactConfig } from "../../src/config/index.js";
 import { ConfigError } from "../../src/core/errors.js";
+import { ENVIRONMENT, MINIMAL_SETTINGS } from "./settings.js";
 
-const environments = JSON.stringify({
-  dev: {
-    subscriptionId: "00000000-0000-0000-0000-000000000000",
-    resourceGroup: "rg-dev",
-    builderVm: "builder",
-    registry: "example.azurecr.io",
-    imageRepository: "team/app",
-    containerApp: "app",
-    containerName: "app",
-    binaryName: "app",
-  },
-});
-const minimal = { FASTBUILD_ENVIRONMENTS: environments, AzureWebJobsStorage: "UseDevelopmentStorage=true" };
+const minimal = MINIMAL_SETTINGS;
 
 describe("loadConfig", () => {
   it("applies defaults to a minimal configuration", () => {
@@ -57,6 +46,29 @@ describe("loadConfig", () => {
     assert.throws(
       () => loadConfig({ ...minimal, FASTBUILD_ENVIRONMENTS: "{dev:" }),
       /FASTBUILD_ENVIRONMENTS: not valid JSON/,
+    );
+  });
+
+  it("refuses an upper-case registry at start and says which spelling to use", () => {
+    const upper = JSON.stringify({ dev: { ...ENVIRONMENT, registry: "MyReg.azurecr.io" } });
+    assert.throws(
+      () => loadConfig({ ...minimal, FASTBUILD_ENVIRONMENTS: upper }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(error.problems.join("\n"), /dev\.registry: .*use "myreg\.azurecr\.io".*lower-case/);
+        return true;
+      },
+    );
+  });
+
+  it("refuses a plain-http callback URL that the builder would refuse, except to loopback", () => {
+    assert.throws(
+      () => loadConfig({ ...minimal, FASTBUILD_PUBLIC_BASE_URL: "http://myapp.example.com" }),
+      /FASTBUILD_PUBLIC_BASE_URL: an https URL/,
+    );
+    assert.equal(
+      loadConfig({ ...minimal, FASTBUILD_PUBLIC_BASE_URL: "http://127.0.0.1:7071/" }).publicBaseUrl,
+      "http://127.0.0.1:7071",
     );
   });
 

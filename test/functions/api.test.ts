@@ -29,7 +29,7 @@ import { cancelBuild } from "../../src/functions/cancelBuild.js";
 import { setDeps } from "../../src/functions/deps.js";
 import { getBuild } from "../../src/functions/getBuild.js";
 import { getLogs } from "../../src/functions/getLogs.js";
-import { runIdleShutdown } from "../../src/functions/idleShutdown.js";
+import { runIdleShutdown } from "../../src/builders/idleShutdown.js";
 import { listBuilders } from "../../src/functions/listBuilders.js";
 import { TableLeaseStore } from "../../src/azure/tables.js";
 import type { Deps } from "../../src/functions/deps.js";

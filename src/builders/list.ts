@@ -1,0 +1,48 @@
+/**
+ * The builder listing behind `GET /api/builders`: each environment's builder with its power state,
+ * lease holder, queue, last activity and when the idle timer would deallocate it.
+ */
+import type { BuilderInfo } from "../core/api.js";
+import { builderKey, builderVm } from "../core/buildInput.js";
+import { idleShutdownAt } from "../core/idle.js";
+import { emptyRecord, isLeaseFresh } from "../core/lease.js";
+import { idlePolicy, type BuildersDeps, type BuildersLog } from "./idleShutdown.js";
+
+/** One entry per environment (environments sharing a builder each show it). */
+export async function describeBuilders(
+  deps: Omit<BuildersDeps, "compute"> & { compute: Pick<BuildersDeps["compute"], "getVmStatus"> },
+  log: Pick<BuildersLog, "warn">,
+): Promise<BuilderInfo[]> {
+  const now = deps.now();
+  const { idleMs } = idlePolicy(deps);
+  return Promise.all(
+    Object.values(deps.config.environments).map(async (env): Promise<BuilderInfo> => {
+      const vm = builderVm(env);
+      const key = builderKey(vm);
+      const [stored, powerState] = await Promise.all([
+        deps.leases.read(key),
+        deps.compute.getVmStatus(vm).then(
+          (status) => status.powerState as string,
+          (error: unknown) => {
+            // One unreachable VM should not hide the others: show it as unknown.
+            log.warn(`[builder ${vm.vmName}] power state unavailable: ${String(error)}`);
+            return "unknown";
+          },
+        ),
+      ]);
+      const record = stored?.record ?? emptyRecord(key);
+      const fresh = isLeaseFresh(record, now);
+      const shutdownAt = powerState === "deallocated" ? undefined : idleShutdownAt(record, idleMs);
+      return {
+        name: env.builderVm,
+        environment: env.name,
+        powerState,
+        ...(fresh && record.holder ? { leaseHolder: record.holder } : {}),
+        ...(fresh && record.leaseExpiresAt ? { leaseExpiresAt: record.leaseExpiresAt } : {}),
+        queue: record.queue.map((entry) => entry.buildId),
+        ...(record.lastActivityAt ? { lastActivityAt: record.lastActivityAt } : {}),
+        ...(shutdownAt ? { idleShutdownAt: shutdownAt } : {}),
+      };
+    }),
+  );
+}

@@ -1,0 +1,109 @@
+/**
+ * The validation rules for every value that reaches the builder, each defined once: the API's
+ * schemas (src/core/api.ts, src/core/buildInput.ts) and the settings (src/config/index.ts) use
+ * these patterns, and dockerfiles/build.sh checks the same text again on the VM (it travels as
+ * script text through Run Command, so it keeps its own copy; test/dockerfiles/rules.test.ts runs
+ * one table of values through both). A value the app accepts but build.sh refuses would fail
+ * every build with exit 2, so the patterns are written in the subset both JavaScript and bash
+ * (ERE) read the same way: no `\d`, no non-capturing groups.
+ */
+import { z } from "zod";
+
+/** One rule: the pattern and what to tell the user whose value does not fit. */
+export interface Rule {
+  pattern: RegExp;
+  message: string;
+  /** A shortest length the pattern does not say (only the API's build ids have one). */
+  minLength?: number;
+  /** Why lower case is required, told to whoever wrote the value in upper case. */
+  lowerCaseReason?: string;
+}
+
+/**
+ * Build ids: lower-case letters, digits and `-`, at most 64. build.sh takes any length from 1
+ * (its tests and manual runs use short ids); the API takes only ids of 8 or more, since the ones
+ * it makes (`createBuildId`) have 25 and a shorter one is a typo.
+ */
+export const BUILD_ID: Rule = {
+  pattern: /^[a-z0-9][a-z0-9-]{0,63}$/,
+  message: "8-64 lower-case letters, digits, -",
+  minLength: 8,
+};
+
+/** `sha256:` and 64 lower-case hex digits: the source archive's digest. */
+export const SOURCE_DIGEST: Rule = {
+  pattern: /^sha256:[0-9a-f]{64}$/,
+  message: "must be sha256:<64 lower-case hex digits>",
+};
+
+/** The dependency base key (src/core/baseKey.ts), also the base image's tag. */
+export const BASE_KEY: Rule = {
+  pattern: /^[0-9a-f]{16,64}$/,
+  message: "must be 16-64 lower-case hex digits",
+};
+
+/** A git commit, also an image tag `commit-<hex>`. */
+export const COMMIT: Rule = { pattern: /^[0-9a-f]{7,64}$/, message: "must be a hex commit id" };
+
+/**
+ * Registry login server, `host[:port]`, in lower case: ACR login servers are lower-case
+ * (`myreg.azurecr.io` even for a registry created as `MyReg`), and image references must be.
+ */
+export const REGISTRY: Rule = {
+  pattern: /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$/,
+  message: "a lower-case registry host[:port], e.g. myreg.azurecr.io or 127.0.0.1:5000",
+  lowerCaseReason: "ACR login servers are lower-case, and build.sh refuses any other spelling",
+};
+
+/** Image repository, e.g. `team/app`: lower-case path components separated by `/`. */
+export const IMAGE_REPOSITORY: Rule = {
+  pattern: /^[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/,
+  message: "a lower-case image repository such as team/app",
+};
+
+/** The cargo binary the image packages. */
+export const BINARY_NAME: Rule = {
+  pattern: /^[A-Za-z0-9_-]{1,64}$/,
+  message: "a cargo binary name (letters, digits, _ -)",
+};
+
+/**
+ * The per-build callback token. build.sh accepts any 16+ URL-safe token (its own tests use short
+ * ones); the tokens we make (`createCallbackToken`) are 43 base64url characters, inside both.
+ */
+export const CALLBACK_TOKEN: Rule = {
+  pattern: /^[A-Za-z0-9_-]{32,128}$/,
+  message: "32-128 URL-safe characters",
+};
+
+/**
+ * The base URL the builder calls back: https, or plain http to a loopback address only (build.sh
+ * refuses any other http callback, which would fail every build).
+ */
+export const CALLBACK_BASE_URL: Rule = {
+  pattern: /^(https:\/\/[^/\s"\\]+|http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:[0-9]+)?)(\/[^\s"\\]*)?$/,
+  message: "an https URL (plain http only for 127.0.0.1, localhost or [::1])",
+};
+
+/** A zod string schema for `rule`, with one issue (and {@link ruleMessage}'s text) when it fails. */
+export function ruleSchema(rule: Rule): z.ZodString {
+  return z.string().check((ctx) => {
+    const value = ctx.value;
+    if (!rule.pattern.test(value) || value.length < (rule.minLength ?? 0)) {
+      ctx.issues.push({ code: "custom", message: ruleMessage(rule, value), input: value });
+    }
+  });
+}
+
+/**
+ * The message for a value that breaks `rule`; for a value that only has upper-case letters where
+ * lower case is required, it names the lower-case spelling to use instead.
+ */
+export function ruleMessage(rule: Rule, value: string): string {
+  const lower = value.toLowerCase();
+  if (lower !== value && rule.pattern.test(lower)) {
+    const why = rule.lowerCaseReason ? ` (${rule.lowerCaseReason})` : "";
+    return `upper-case letters are not allowed: use ${JSON.stringify(lower)}${why}`;
+  }
+  return rule.message;
+}

@@ -1,0 +1,176 @@
+/**
+ * One table of good and bad values for every input the app sends to the builder, run through the
+ * app's schemas (src/core/rules.ts, via the schemas that use it) and through dockerfiles/build.sh's
+ * own validation. A value the app accepts and build.sh refuses would fail every build with exit 2
+ * (as an upper-case registry such as `MyReg.azurecr.io` did). build.sh runs without buildah: with
+ * bad or missing inputs it stops at validation, listing every problem.
+ */
+import assert from "node:assert/strict";
+import { before, describe, it } from "node:test";
+import type { z } from "zod";
+import { environmentSchema, loadConfig } from "../../src/config/index.js";
+import { baseKeySchema, commitSchema, sourceDigestSchema } from "../../src/core/api.js";
+import { createBuildId, createCallbackToken } from "../../src/core/buildId.js";
+import { buildIdSchema, buildInputSchema, callbackPath } from "../../src/core/buildInput.js";
+import { EXIT_CODES } from "../../src/core/buildResult.js";
+import { MINIMAL_SETTINGS } from "../config/settings.js";
+import { runBuildScript } from "./helpers.js";
+
+interface Input {
+  /** The variable build.sh reads. */
+  variable: string;
+  /** Whether the app accepts the value (its schema, or its settings check). */
+  app: (value: string) => boolean;
+  /** What the app sends build.sh for the value (default: the value itself). */
+  sent?: (value: string) => string;
+  good: string[];
+  bad: string[];
+  /** Accepted by build.sh but never sent by the app: the documented, one-way differences. */
+  builderOnly?: string[];
+}
+
+const accepts = (schema: z.ZodType) => (value: string) => schema.safeParse(value).success;
+const hex = (n: number) => "0123456789abcdef".repeat(8).slice(0, n);
+
+const BUILD_ID = createBuildId(new Date("2026-03-14T09:26:53Z"));
+
+/** The callback base URL passes the app's settings check (the app sends base + callback path). */
+function appTakesCallbackBase(base: string): boolean {
+  try {
+    loadConfig({ ...MINIMAL_SETTINGS, FASTBUILD_PUBLIC_BASE_URL: base });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const INPUTS: Input[] = [
+  {
+    variable: "FASTBUILD_BUILD_ID",
+    app: accepts(buildIdSchema),
+    good: [BUILD_ID, "build-0001"],
+    bad: ["bad id!", "Build-0001", "build_0001", "build.0001", "-build-0001", "b".repeat(65)],
+    // Short ids: build.sh's own tests and manual runs; the API's ids are 25 characters.
+    builderOnly: ["b1"],
+  },
+  {
+    variable: "FASTBUILD_SOURCE_DIGEST",
+    app: accepts(sourceDigestSchema),
+    good: [`sha256:${hex(64)}`],
+    bad: ["md5:abc", `sha256:${hex(63)}`, `sha256:${hex(64).toUpperCase()}`, hex(64)],
+  },
+  {
+    variable: "FASTBUILD_REGISTRY",
+    app: accepts(environmentSchema.shape.registry),
+    good: ["myreg.azurecr.io", "127.0.0.1:5000", "localhost:5000", "registry"],
+    bad: [
+      "MyReg.azurecr.io",
+      "https://myreg.azurecr.io",
+      "myreg.azurecr.io/",
+      "my_reg.azurecr.io",
+      "-myreg.azurecr.io",
+      "myreg.azurecr.io.",
+      "myreg.azurecr.io:",
+      "myreg.azurecr.io:123456",
+    ],
+  },
+  {
+    variable: "FASTBUILD_IMAGE_REPOSITORY",
+    app: accepts(environmentSchema.shape.imageRepository),
+    good: ["team/app", "app", "team/my-app.v2/x_y"],
+    bad: ["Team/app", "team//app", "/app", "app/", "team/-app", "team app", "team/app:tag"],
+  },
+  {
+    variable: "FASTBUILD_BASE_KEY",
+    app: accepts(baseKeySchema),
+    good: [hex(16), hex(64)],
+    bad: ["XYZ", hex(15), `${hex(64)}0`, hex(16).toUpperCase()],
+  },
+  {
+    variable: "FASTBUILD_COMMIT",
+    app: accepts(commitSchema),
+    good: ["abcdef1", hex(40)],
+    bad: ["abcde", "ABCDEF1", "abcdefg", "abc def1"],
+  },
+  {
+    variable: "FASTBUILD_BINARY_NAME",
+    app: accepts(environmentSchema.shape.binaryName),
+    good: ["app", "my-server_2", "App"],
+    bad: ["my server", "a/b", "x".repeat(65), "app;rm", "app.exe"],
+  },
+  {
+    variable: "FASTBUILD_CALLBACK_TOKEN",
+    app: accepts(buildInputSchema.shape.callbackToken),
+    good: [createCallbackToken(), "A".repeat(32)],
+    bad: ["short", `${"a".repeat(31)} `, `${"a".repeat(31)}"`, "a".repeat(2049)],
+    // Any 16+ URL-safe token: build.sh's own tests use short ones; ours are 43 characters.
+    builderOnly: ["test-token-0123456789"],
+  },
+  {
+    variable: "FASTBUILD_CALLBACK_URL",
+    app: appTakesCallbackBase,
+    sent: (base) => `${base.replace(/\/+$/, "")}${callbackPath(BUILD_ID)}`,
+    good: [
+      "https://myapp.azurewebsites.net",
+      "http://127.0.0.1:7071",
+      "http://localhost:7071/",
+      "http://[::1]:80",
+    ],
+    bad: ["http://myapp.example.com", "http://127.0.0.2:7071", "ftp://myapp.example.com"],
+  },
+];
+
+/** build.sh's verdict per variable for one run: the variables it named in a problem. */
+type Verdicts = Map<string, Set<string>>;
+
+describe("the app and build.sh agree on every input the app sends", () => {
+  const refusedBy: Verdicts = new Map();
+
+  before(async () => {
+    // Run k sets each variable to its k-th value; build.sh lists every problem in one run.
+    const columns = INPUTS.map((input) => [...input.good, ...input.bad, ...(input.builderOnly ?? [])]);
+    const runs = Math.max(...columns.map((values) => values.length));
+    await Promise.all(
+      Array.from({ length: runs }, async (_, k) => {
+        const env: Record<string, string> = {};
+        INPUTS.forEach((input, i) => {
+          const value = columns[i]?.[k];
+          if (value !== undefined) env[input.variable] = (input.sent ?? ((v: string) => v))(value);
+        });
+        const run = await runBuildScript(env);
+        assert.equal(run.code, EXIT_CODES.usage, run.output);
+        const problems = [...run.output.matchAll(/ invalid input: (.*)$/gm)].map((m) => m[1] ?? "");
+        for (const input of INPUTS) {
+          const value = columns[INPUTS.indexOf(input)]?.[k];
+          if (value === undefined) continue;
+          const named = problems.some(
+            (p) => p.startsWith(`${input.variable} `) && !p.startsWith(`${input.variable} is not set`),
+          );
+          if (named) {
+            const refused = refusedBy.get(input.variable) ?? new Set<string>();
+            refused.add(value);
+            refusedBy.set(input.variable, refused);
+          }
+        }
+      }),
+    );
+  });
+
+  for (const input of INPUTS) {
+    it(`${input.variable}: good values pass both, bad values fail both`, () => {
+      const refused = refusedBy.get(input.variable) ?? new Set<string>();
+      for (const value of input.good) {
+        assert.equal(input.app(value), true, `the app refuses good ${JSON.stringify(value)}`);
+        assert.equal(refused.has(value), false, `build.sh refuses good ${JSON.stringify(value)}`);
+      }
+      for (const value of input.bad) {
+        assert.equal(input.app(value), false, `the app accepts bad ${JSON.stringify(value)}`);
+        assert.equal(refused.has(value), true, `build.sh accepts bad ${JSON.stringify(value)}`);
+      }
+      for (const value of input.builderOnly ?? []) {
+        assert.equal(input.app(value), false, `the app accepts ${JSON.stringify(value)}`);
+        assert.equal(refused.has(value), false, `build.sh refuses ${JSON.stringify(value)}`);
+      }
+    });
+  }
+});
