@@ -114,18 +114,12 @@ interface SdkErrorLike {
   response?: { headers?: { get(name: string): string | undefined } };
 }
 
-/**
- * A typed error from an Azure response also carries `status`: the HTTP status Azure answered
- * (for logs and tests that look at what Azure said). It is not ours to answer with: decisions use
- * the class, and the HTTP layer maps `kind` (src/functions/http.ts).
- */
-export type AzureFailure = FastBuildError & { readonly status?: number };
 
 /**
  * Maps an SDK failure of `service` to a typed error, keeping Azure's error code. `what` names the
  * operation for the message (e.g. "start VM rg/fb-1"). An error that is already typed passes through.
  */
-export function toTypedError(error: unknown, service: AzureService, what: string): AzureFailure {
+export function toTypedError(error: unknown, service: AzureService, what: string): FastBuildError {
   if (error instanceof FastBuildError) return error;
   const rules = SERVICES[service];
   if (!(error instanceof Error)) {
@@ -162,7 +156,7 @@ export function toTypedError(error: unknown, service: AzureService, what: string
     }
     return new PermanentError(text, details);
   }
-  return Object.assign(fromResponse(status, code, text, details, rules, sdk), { status });
+  return fromResponse(status, code, text, details, rules, sdk);
 }
 
 function fromResponse(

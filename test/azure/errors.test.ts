@@ -288,12 +288,6 @@ describe("SDK errors → typed errors (src/azure/errors.ts)", () => {
     });
   }
 
-  it("keeps the status Azure answered, and none for a failure without a response", () => {
-    assert.equal(toTypedError(restError(404), "arm", "x").status, 404);
-    assert.equal(toTypedError(restError(503), "table", "x").status, 503);
-    assert.equal(toTypedError(networkError("ECONNRESET"), "blob", "x").status, undefined);
-  });
-
   it("passes an error that is already typed through unchanged", () => {
     const typed = new InvalidInputError("no", { code: "Nope" });
     assert.equal(toTypedError(typed, "blob", "x"), typed);

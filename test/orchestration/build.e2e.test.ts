@@ -29,6 +29,7 @@ import {
   type ReplaySchemaName,
 } from "@fast-build/local-cloud/durable/driver";
 import { HistoryEventType } from "@fast-build/local-cloud/durable/history";
+import { NotFoundError } from "../../src/core/errors.js";
 import { buildOrchestrator } from "../../src/orchestration/build.js";
 import { createActivities, createDeps } from "../../src/wiring.js";
 import { gatewayOptions, SUB, testWiring } from "../azure/armHelpers.js";
@@ -215,7 +216,7 @@ async function assertRunCommandGone(s: Scenario, buildId: string): Promise<void>
       kind: "managed",
       name: `fb-${buildId}`,
     }),
-    (error: unknown) => (error as { status?: unknown }).status === 404,
+    (error: unknown) => error instanceof NotFoundError,
     "the run command was deleted",
   );
 }
