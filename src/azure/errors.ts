@@ -114,7 +114,6 @@ interface SdkErrorLike {
   response?: { headers?: { get(name: string): string | undefined } };
 }
 
-
 /**
  * Maps an SDK failure of `service` to a typed error, keeping Azure's error code. `what` names the
  * operation for the message (e.g. "start VM rg/fb-1"). An error that is already typed passes through.
