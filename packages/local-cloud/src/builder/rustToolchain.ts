@@ -290,7 +290,9 @@ async function addImage(
     os: "linux",
     config,
     rootfs: { type: "layers", diff_ids: [layer.digest] },
-    history: [{ created_by: `mmdebstrap ${DEBIAN_SUITE} (@fast-build/local-cloud builder/rustToolchain.ts)` }],
+    history: [
+      { created_by: `mmdebstrap ${DEBIAN_SUITE} (@fast-build/local-cloud builder/rustToolchain.ts)` },
+    ],
   });
   const manifest = await blob("application/vnd.oci.image.manifest.v1+json", {
     schemaVersion: 2,
