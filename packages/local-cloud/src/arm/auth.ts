@@ -78,7 +78,7 @@ function decodeJwt(token: string): Claims | undefined {
   if (parts.length !== 3) return undefined;
   try {
     const payload: unknown = JSON.parse(Buffer.from(parts[1]!, "base64url").toString("utf8"));
-    return typeof payload === "object" && payload !== null ? (payload as Claims) : undefined;
+    return typeof payload === "object" && payload !== null ? payload : undefined;
   } catch {
     return undefined;
   }

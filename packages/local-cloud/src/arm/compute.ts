@@ -5,12 +5,8 @@
  * and `Location` for actions; 201/200 with body and `Azure-AsyncOperation` only for run-command PUT/PATCH).
  */
 import type { PowerState, RunCommandExecutor, VmIdentity, VmInit, VmRef, VmView } from "./types.js";
-import {
-  AppendBlobWriter,
-  BlobSetupError,
-  createOrReplaceAppendBlob,
-  type BlobManagedIdentity,
-} from "./runCommandBlobs.js";
+import type { AppendBlobWriter } from "./runCommandBlobs.js";
+import { BlobSetupError, createOrReplaceAppendBlob, type BlobManagedIdentity } from "./runCommandBlobs.js";
 import {
   ArmHttpError,
   armTime,
@@ -479,7 +475,7 @@ export class ComputeProvider {
           `'${field}' must be an object with string 'clientId' / 'objectId'.`,
         );
       }
-      return value as BlobManagedIdentity;
+      return value;
     };
     // 2020-06-01 predates treatFailureAsDeploymentFailure: like CRP, ignore what the version does not know.
     const knowsTreatFailure = req.apiVersion >= "2022-";

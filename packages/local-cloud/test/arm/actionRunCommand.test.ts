@@ -58,7 +58,7 @@ describe("action Run Command on Linux (2020-06-01)", () => {
       POLL,
     );
     assert.equal(result.value?.length, 1);
-    const status = result.value![0]!;
+    const status = result.value[0]!;
     assert.equal(status.code, "ProvisioningState/succeeded");
     const message = status.message ?? "";
     assert.ok(message.startsWith("Enable succeeded: \n[stdout]\n"), message.slice(0, 80));
