@@ -4,7 +4,9 @@
  * the spec examples and the recorded exchanges (202 with empty body and both `Azure-AsyncOperation`
  * and `Location` for actions; 201/200 with body and `Azure-AsyncOperation` only for run-command PUT/PATCH).
  */
-import type { PowerState, RunCommandExecutor, VmRef, VmView } from "./types.js";
+import type { PowerState, RunCommandExecutor, VmIdentity, VmInit, VmRef, VmView } from "./types.js";
+import type { AppendBlobWriter } from "./runCommandBlobs.js";
+import { BlobSetupError, createOrReplaceAppendBlob, type BlobManagedIdentity } from "./runCommandBlobs.js";
 import {
   ArmHttpError,
   armTime,
@@ -24,7 +26,15 @@ import {
 
 export interface ComputeContext {
   endpoint(): string;
-  timing: { vmStartMs: number; vmDeallocateMs: number; vmPowerOffMs: number; provisioningMs: number };
+  timing: {
+    vmStartMs: number;
+    vmDeallocateMs: number;
+    vmPowerOffMs: number;
+    provisioningMs: number;
+    /** How often running output reaches the blobs and the instance view. */
+    flushMs: number;
+  };
+  storageCa: string | undefined;
   executor(): RunCommandExecutor;
   takeOperationFault(
     operation: "start" | "deallocate" | "powerOff",
@@ -71,6 +81,8 @@ interface RunCommandState {
   timeoutInSeconds: number;
   outputBlobUri: string | undefined;
   errorBlobUri: string | undefined;
+  outputBlobManagedIdentity: BlobManagedIdentity | undefined;
+  errorBlobManagedIdentity: BlobManagedIdentity | undefined;
   provisioningState: "Creating" | "Updating" | "Succeeded" | "Failed" | "Deleting";
   view: {
     executionState: ExecutionState;
@@ -82,8 +94,6 @@ interface RunCommandState {
     endTime: string | undefined;
   };
   abort: AbortController | undefined;
-  /** Serialises appends to each blob so output keeps its order. */
-  blobWrites: Promise<void>;
 }
 
 interface VmState {
@@ -91,6 +101,7 @@ interface VmState {
   location: string;
   vmId: string;
   powerState: PowerState;
+  identity: VmIdentity | undefined;
   provisioningTime: string;
   runCommands: Map<string, RunCommandState>;
   actionRunning: boolean;
@@ -127,6 +138,9 @@ const DISPLAY: Record<PowerState, string> = {
 const NO_SCRIPT_MESSAGE =
   "Execution failed: failed to get configuration: invalid configuration: Either 'source.script' or 'source.scriptUri' has to be specified";
 
+/** Managed run commands a VM may hold (MicrosoftDocs/azure-docs issue 117976). */
+const MAX_MANAGED_RUN_COMMANDS = 25;
+
 export class ComputeProvider {
   private readonly vms = new Map<string, VmState>();
   private readonly operations = new Map<string, ComputeOperation>();
@@ -138,12 +152,13 @@ export class ComputeProvider {
     return [...this.vms.keys()].some((key) => key.startsWith(prefix));
   }
 
-  addVm(ref: VmRef, init: { powerState?: PowerState; location?: string } = {}): void {
+  addVm(ref: VmRef, init: VmInit = {}): void {
     this.vms.set(key(ref), {
       ref,
       location: init.location ?? "westus",
       vmId: newId(),
       powerState: init.powerState ?? "deallocated",
+      identity: init.identity,
       provisioningTime: armTime(),
       runCommands: new Map(),
       actionRunning: false,
@@ -407,6 +422,16 @@ export class ComputeProvider {
         vm.ref.resourceGroup,
       );
     }
+    if (!existing && vm.runCommands.size >= MAX_MANAGED_RUN_COMMANDS) {
+      // The message Azure sends (MicrosoftDocs/azure-docs issue 117976). The issue quotes only the
+      // message, not the code or status: 409 `OperationNotAllowed` is CRP's usual shape for a
+      // refused operation on a VM, the closest documented one.
+      throw new ArmHttpError(
+        409,
+        "OperationNotAllowed",
+        `The maximum number of managed Run commands (max=${MAX_MANAGED_RUN_COMMANDS}, current=${vm.runCommands.size}) has been exceeded. Use fewer Run commands and retry the request. To list Run commands, refer: https://aka.ms/RunCommandManaged#list-all-deployed-runcommand-resources-on-a-vm-1 and then delete a Run command: https://aka.ms/RunCommandManaged#delete-runcommand-resource-from-the-vm-1`,
+      );
+    }
     if (!isRecord(req.body))
       throw badRequest("InvalidRequestContent", "The request content was invalid: expected a JSON object.");
     const props = req.body.properties;
@@ -441,6 +466,17 @@ export class ComputeProvider {
         throw badRequest("InvalidParameter", `'${field}' must be true or false.`);
       }
     }
+    const managedIdentity = (field: string): BlobManagedIdentity | undefined => {
+      const value = props[field];
+      if (value === undefined) return undefined;
+      if (!isRecord(value) || Object.values(value).some((v) => typeof v !== "string")) {
+        throw badRequest(
+          "InvalidParameter",
+          `'${field}' must be an object with string 'clientId' / 'objectId'.`,
+        );
+      }
+      return value;
+    };
     // 2020-06-01 predates treatFailureAsDeploymentFailure: like CRP, ignore what the version does not know.
     const knowsTreatFailure = req.apiVersion >= "2022-";
     existing?.abort?.abort("replaced");
@@ -461,6 +497,10 @@ export class ComputeProvider {
       timeoutInSeconds: timeout,
       outputBlobUri: (props.outputBlobUri as string | undefined) ?? existing?.outputBlobUri,
       errorBlobUri: (props.errorBlobUri as string | undefined) ?? existing?.errorBlobUri,
+      outputBlobManagedIdentity:
+        managedIdentity("outputBlobManagedIdentity") ?? existing?.outputBlobManagedIdentity,
+      errorBlobManagedIdentity:
+        managedIdentity("errorBlobManagedIdentity") ?? existing?.errorBlobManagedIdentity,
       provisioningState: existing ? "Updating" : "Creating",
       view: {
         executionState: "Pending",
@@ -472,7 +512,6 @@ export class ComputeProvider {
         endTime: undefined,
       },
       abort: undefined,
-      blobWrites: Promise.resolve(),
     };
     vm.runCommands.set(name.toLowerCase(), rc);
     const { op, headers } = this.startOperation(vm, req.apiVersion);
@@ -483,7 +522,7 @@ export class ComputeProvider {
 
   /** Runs the script through the executor and moves the instance view along. */
   private execute(vm: VmState, rc: RunCommandState, op: ComputeOperation): void {
-    if (vm.runCommands.get(rc.name.toLowerCase()) !== rc) return; // replaced or deleted meanwhile
+    if (this.superseded(vm, rc)) return;
     if (vm.powerState !== "running") {
       rc.provisioningState = "Failed";
       rc.view.executionState = "Failed";
@@ -491,10 +530,9 @@ export class ComputeProvider {
       this.finish(op, { code: "OperationNotAllowed", message: rc.view.executionMessage });
       return;
     }
-    const script = typeof rc.source.script === "string" ? rc.source.script : undefined;
     rc.view.startTime = armTime();
     if (
-      script === undefined &&
+      typeof rc.source.script !== "string" &&
       typeof rc.source.scriptUri !== "string" &&
       typeof rc.source.commandId !== "string"
     ) {
@@ -505,7 +543,32 @@ export class ComputeProvider {
       this.finish(op);
       return;
     }
+    // The handler reports Running with exit code 0 from the start (internal/commandProcessor/commandProcessor.go).
     rc.view.executionState = "Running";
+    rc.view.executionMessage = "Execution in progress";
+    void this.run(vm, rc, op);
+  }
+
+  private superseded(vm: VmState, rc: RunCommandState): boolean {
+    return vm.runCommands.get(rc.name.toLowerCase()) !== rc; // replaced or deleted meanwhile
+  }
+
+  private async run(vm: VmState, rc: RunCommandState, op: ComputeOperation): Promise<void> {
+    // Blobs are created or replaced before the script runs; if that fails the script never runs
+    // and the command fails with the handler's exit code (internal/cmds/cmds.go `enable`).
+    let output: AppendBlobWriter | undefined;
+    let error: AppendBlobWriter | undefined;
+    try {
+      if (rc.outputBlobUri) output = await this.blob(vm, rc.outputBlobUri, rc.outputBlobManagedIdentity);
+      if (rc.errorBlobUri) error = await this.blob(vm, rc.errorBlobUri, rc.errorBlobManagedIdentity);
+    } catch (setup) {
+      if (!(setup instanceof BlobSetupError)) throw setup;
+      if (!this.superseded(vm, rc))
+        this.complete(rc, op, "Failed", setup.exitCode, `Execution failed: ${setup.message}`);
+      return;
+    }
+    if (this.superseded(vm, rc)) return;
+    // asyncExecution: provisioning succeeds once the blobs are set up, before the script runs (cmds.go).
     if (rc.asyncExecution) {
       rc.provisioningState = "Succeeded";
       this.finish(op);
@@ -515,64 +578,96 @@ export class ComputeProvider {
     if (rc.timeoutInSeconds > 0) {
       this.ctx.timers.after(rc.timeoutInSeconds * 1000, () => abort.abort("timeout"));
     }
-    const append = (stream: "output" | "error", text: string) => {
-      if (text.length === 0 || rc.view.endTime) return;
-      rc.view[stream] = tail(rc.view[stream] + text, 64 * 1024);
-      const uri = stream === "output" ? rc.outputBlobUri : rc.errorBlobUri;
-      if (uri) rc.blobWrites = rc.blobWrites.then(() => appendBlock(uri, text));
+    // What the script wrote reaches the blobs and the instance view only at each status update,
+    // every `updateStatusInSeconds` (15 s) in the handler (cmds.go), and once more at the end.
+    const written = { output: "", error: "" };
+    const unsent = { output: "", error: "" };
+    const flush = () => {
+      void output?.append(unsent.output);
+      void error?.append(unsent.error);
+      unsent.output = unsent.error = "";
+      rc.view.output = tail(written.output);
+      rc.view.error = tail(written.error);
     };
-    const run = this.ctx.executor()({
-      vm: vm.ref,
-      name: rc.name,
-      script: script ?? "",
-      parameters: Object.fromEntries(rc.parameters.map((p) => [p.name, p.value])),
-      protectedParameters: Object.fromEntries(rc.protectedParameters.map((p) => [p.name, p.value])),
-      timeoutInSeconds: rc.timeoutInSeconds,
-      signal: abort.signal,
-      stdout: (text) => append("output", text),
-      stderr: (text) => append("error", text),
-    });
-    void run
+    let running = true;
+    const tick = () => {
+      if (!running) return;
+      flush();
+      this.ctx.timers.after(this.ctx.timing.flushMs, tick);
+    };
+    this.ctx.timers.after(this.ctx.timing.flushMs, tick);
+    const capture = (stream: "output" | "error", text: string) => {
+      if (!running) return;
+      written[stream] = tail(written[stream] + text, 64 * 1024);
+      unsent[stream] += text;
+    };
+    const result = await this.ctx
+      .executor()({
+        vm: vm.ref,
+        name: rc.name,
+        script: typeof rc.source.script === "string" ? rc.source.script : "",
+        parameters: Object.fromEntries(rc.parameters.map((p) => [p.name, p.value])),
+        protectedParameters: Object.fromEntries(rc.protectedParameters.map((p) => [p.name, p.value])),
+        timeoutInSeconds: rc.timeoutInSeconds,
+        shell: "/bin/bash",
+        signal: abort.signal,
+        stdout: (text) => capture("output", text),
+        stderr: (text) => capture("error", text),
+      })
       .then(
-        ({ exitCode }) => ({ exitCode, message: "" }),
-        (error: unknown) => ({
+        ({ exitCode }) => ({ exitCode, failure: undefined }),
+        (failure: unknown) => ({
           exitCode: -1,
-          message: error instanceof Error ? error.message : String(error),
+          failure: failure instanceof Error ? failure.message : String(failure),
         }),
-      )
-      .then(async ({ exitCode, message }) => {
-        await rc.blobWrites;
-        if (rc.view.endTime) return;
-        rc.view.endTime = armTime();
-        rc.view.exitCode = exitCode;
-        rc.view.output = tail(rc.view.output);
-        rc.view.error = tail(rc.view.error);
-        const reason: unknown = abort.signal.reason;
-        if (abort.signal.aborted && reason === "timeout") {
-          rc.view.executionState = "TimedOut";
-          rc.view.executionMessage = `Execution timed out after ${rc.timeoutInSeconds} seconds.`;
-        } else if (abort.signal.aborted) {
-          rc.view.executionState = "Canceled";
-          rc.view.executionMessage = "Execution was canceled.";
-        } else if (exitCode === 0 && !message) {
-          rc.view.executionState = "Succeeded";
-          rc.view.executionMessage = "Execution completed";
-        } else {
-          rc.view.executionState = "Failed";
-          rc.view.executionMessage = message || `Execution completed with exit code ${exitCode}.`;
-        }
-        const failed = rc.view.executionState !== "Succeeded";
-        if (failed && rc.treatFailureAsDeploymentFailure) rc.provisioningState = "Failed";
-        else if (!rc.asyncExecution) rc.provisioningState = "Succeeded";
-        if (op.status === "InProgress") {
-          this.finish(
-            op,
-            failed && rc.treatFailureAsDeploymentFailure
-              ? { code: "VMExtensionProvisioningError", message: rc.view.executionMessage }
-              : undefined,
-          );
-        }
-      });
+      );
+    running = false;
+    flush();
+    await Promise.all([output?.flushed(), error?.flushed()]);
+    if (rc.view.endTime) return;
+    const reason: unknown = abort.signal.reason;
+    if (abort.signal.aborted && reason === "timeout") {
+      // Linux has no TimedOut: the context kills bash, Go reports exit status -1 for a signalled
+      // process, and the command ends Failed (internal/exec/exec.go `Exec`, commandProcessor.go).
+      this.complete(rc, op, "Failed", -1, exitMessage(-1));
+    } else if (abort.signal.aborted) {
+      this.complete(rc, op, "Canceled", result.exitCode, "Execution was canceled.");
+    } else if (result.failure !== undefined) {
+      this.complete(rc, op, "Failed", result.exitCode, `Execution failed: ${result.failure}`);
+    } else if (result.exitCode === 0) {
+      this.complete(rc, op, "Succeeded", 0, "Execution completed");
+    } else {
+      this.complete(rc, op, "Failed", result.exitCode, exitMessage(result.exitCode));
+    }
+  }
+
+  private blob(vm: VmState, uri: string, managedIdentity: BlobManagedIdentity | undefined) {
+    return createOrReplaceAppendBlob({ uri, managedIdentity }, vm.identity, this.ctx.storageCa);
+  }
+
+  /** Ends the run: final instance view, provisioning state, and the PUT's operation if still open. */
+  private complete(
+    rc: RunCommandState,
+    op: ComputeOperation,
+    state: ExecutionState,
+    exitCode: number,
+    message: string,
+  ): void {
+    rc.view.endTime = armTime();
+    rc.view.exitCode = exitCode;
+    rc.view.executionState = state;
+    rc.view.executionMessage = message;
+    const failed = state !== "Succeeded";
+    if (failed && rc.treatFailureAsDeploymentFailure) rc.provisioningState = "Failed";
+    else if (!rc.asyncExecution) rc.provisioningState = "Succeeded";
+    if (op.status === "InProgress") {
+      this.finish(
+        op,
+        failed && rc.treatFailureAsDeploymentFailure
+          ? { code: "VMExtensionProvisioningError", message }
+          : undefined,
+      );
+    }
   }
 
   private deleteRunCommand(req: ArmRequest, vm: VmState, name: string): Reply {
@@ -582,16 +677,21 @@ export class ComputeProvider {
     rc.abort?.abort("cancel");
     const { op, headers } = this.startOperation(vm, req.apiVersion);
     this.ctx.timers.after(this.ctx.timing.provisioningMs, () => {
-      void rc.blobWrites.then(() => {
-        if (vm.runCommands.get(name.toLowerCase()) === rc) vm.runCommands.delete(name.toLowerCase());
-        this.finish(op);
-      });
+      if (vm.runCommands.get(name.toLowerCase()) === rc) vm.runCommands.delete(name.toLowerCase());
+      this.finish(op);
     });
     return { status: 202, headers };
   }
 
   // ---- action run command ------------------------------------------------------------------
 
+  /**
+   * The action Run Command as the Linux extension runs it (Azure/run-command-extension-linux):
+   * the script runs under `/bin/sh -c` (`main/exec.go`), the result is ONE status whose message is
+   * `Enable succeeded: \n[stdout]\n…\n[stderr]\n…` with the last 4,096 bytes of each stream
+   * (`main/cmds.go` `enable`, `main/logtail.go` `tailFile`), whatever the exit code. One runs at a
+   * time per VM, for at most 90 minutes, and it cannot be cancelled (run-command docs).
+   */
   private actionRunCommand(req: ArmRequest, vm: VmState): Reply {
     if (!isRecord(req.body) || typeof req.body.commandId !== "string" || req.body.commandId.length === 0) {
       throw badRequest("InvalidParameter", "Required parameter 'commandId' is missing (null).");
@@ -610,6 +710,7 @@ export class ComputeProvider {
       );
     }
     if (vm.actionRunning) {
+      // Azure's answer to a second one while one runs (MicrosoftDocs/azure-docs issue 110433).
       throw new ArmHttpError(
         409,
         "Conflict",
@@ -622,16 +723,17 @@ export class ComputeProvider {
     let stderr = "";
     const abort = new AbortController();
     vm.actionAbort = abort;
-    // The action Run Command has a fixed 90-minute limit and cannot be cancelled.
     const limit = 90 * 60;
     this.ctx.timers.after(limit * 1000, () => abort.abort("timeout"));
     const run = this.ctx.executor()({
       vm: vm.ref,
       name: "runCommand",
-      script: lines.join("\n"),
-      parameters: Object.fromEntries(parameters.map((p) => [p.name, p.value])),
+      script: withParameterPrelude(parameters, lines.join("\n")),
+      // The parameters live in the script text, not in the environment.
+      parameters: {},
       protectedParameters: {},
       timeoutInSeconds: limit,
+      shell: "/bin/sh",
       signal: abort.signal,
       stdout: (text) => (stdout = tail(stdout + text, 64 * 1024)),
       stderr: (text) => (stderr = tail(stderr + text, 64 * 1024)),
@@ -649,16 +751,10 @@ export class ComputeProvider {
         op.result = {
           value: [
             {
-              code: "ComponentStatus/StdOut/succeeded",
+              code: "ProvisioningState/succeeded",
               level: "Info",
               displayStatus: "Provisioning succeeded",
-              message: tail(stdout),
-            },
-            {
-              code: "ComponentStatus/StdErr/succeeded",
-              level: "Info",
-              displayStatus: "Provisioning succeeded",
-              message: tail(stderr),
+              message: `Enable succeeded: \n[stdout]\n${tail(stdout)}\n[stderr]\n${tail(stderr)}`,
             },
           ],
         };
@@ -666,6 +762,25 @@ export class ComputeProvider {
       });
     return { status: 202, headers };
   }
+}
+
+/**
+ * The action Run Command's parameters reach a Linux script as `export NAME=value` lines put in
+ * front of it, unquoted, so the shebang is no longer line 1 and a value with a space or `&` is cut
+ * or run as a command, as it would be on Azure (Azure/azure-cli issues 10400 and 9596, where
+ * `printenv` shows `arg1=Param1` only when the script has no shebang). The prelude is written
+ * by the platform before the extension sees the script: Azure/run-command-extension-linux
+ * `main/cmds.go` only writes `script` to `script.sh` as it receives it, so its exact text is
+ * inferred from those issues, not read from source.
+ */
+function withParameterPrelude(parameters: { name: string; value: string }[], script: string): string {
+  const prelude = parameters.map((p) => `export ${p.name}=${p.value}\n`).join("");
+  return prelude + script;
+}
+
+/** The handler's message for a script that ended non-zero (internal/exec/exec.go, cmds.go `RunCmd`). */
+function exitMessage(exitCode: number): string {
+  return `Execution failed: failed to execute command: command terminated with exit status=${exitCode}`;
 }
 
 function key(ref: VmRef): string {
@@ -763,6 +878,8 @@ function runCommandJson(
   properties.provisioningState = rc.provisioningState;
   if (rc.outputBlobUri !== undefined) properties.outputBlobUri = rc.outputBlobUri;
   if (rc.errorBlobUri !== undefined) properties.errorBlobUri = rc.errorBlobUri;
+  if (rc.outputBlobManagedIdentity) properties.outputBlobManagedIdentity = rc.outputBlobManagedIdentity;
+  if (rc.errorBlobManagedIdentity) properties.errorBlobManagedIdentity = rc.errorBlobManagedIdentity;
   if (withInstanceView) {
     properties.instanceView = {
       exitCode: rc.view.exitCode,
@@ -783,29 +900,4 @@ function runCommandJson(
   if (rc.tags) body.tags = rc.tags;
   body.properties = properties;
   return body;
-}
-
-/**
- * Appends text to an append blob the way the VM agent does: plain REST with the caller's SAS.
- * Only loopback URLs are written: the emulator never sends anything off this machine.
- */
-async function appendBlock(uri: string, text: string): Promise<void> {
-  let url: URL;
-  try {
-    url = new URL(uri);
-  } catch {
-    return;
-  }
-  if (!["127.0.0.1", "localhost", "[::1]"].includes(url.hostname)) return;
-  url.searchParams.set("comp", "appendblock");
-  try {
-    const response = await fetch(url, {
-      method: "PUT",
-      headers: { "x-ms-version": "2023-11-03", "x-ms-date": new Date().toUTCString() },
-      body: text,
-    });
-    await response.arrayBuffer();
-  } catch {
-    // Like the agent, a failed log upload does not fail the script.
-  }
 }

@@ -3,11 +3,21 @@
  * `Location` to `containerappOperationResults`, final 200 with the full app), revisions that move
  * Provisioning → Provisioned / Healthy (or Failed / Unhealthy), and the bare-bodied 409
  * `ContainerAppOperationInProgress` while an operation runs (recording, observation 10).
+ * A PATCH that makes a new revision ends with it: its operation fails when the revision fails to
+ * provision. Single revision mode moves all traffic to the new revision once it is ready; Multiple
+ * mode leaves traffic as `ingress.traffic` says (https://learn.microsoft.com/azure/container-apps/revisions).
  */
 import { randomBytes } from "node:crypto";
-import type { ContainerAppInit, ContainerAppRef, ContainerAppView, RevisionView } from "./types.js";
+import type {
+  ContainerAppInit,
+  ContainerAppRef,
+  ContainerAppView,
+  RevisionView,
+  TrafficWeight,
+} from "./types.js";
 import {
   ArmHttpError,
+  armTime,
   badRequest,
   isRecord,
   newId,
@@ -39,12 +49,20 @@ interface RevisionState {
   trafficWeight: number;
 }
 
-/** A revision becomes ready: in single revision mode it takes all traffic and the others go inactive. */
+/**
+ * A revision becomes ready. In Single revision mode it takes all traffic and the others go
+ * inactive; in Multiple mode the others stay active and traffic follows `ingress.traffic`.
+ */
 function markReady(app: AppState, revision: RevisionState): void {
   revision.provisioningState = "Provisioned";
   revision.healthState = "Healthy";
   revision.runningState = "Running";
   revision.replicas = 1;
+  app.latestReadyRevisionName = revision.name;
+  if (revisionsMode(app) === "Multiple") {
+    applyTraffic(app);
+    return;
+  }
   revision.trafficWeight = 100;
   for (const other of app.revisions.values()) {
     if (other !== revision) {
@@ -53,7 +71,25 @@ function markReady(app: AppState, revision: RevisionState): void {
       other.replicas = 0;
     }
   }
-  app.latestReadyRevisionName = revision.name;
+}
+
+function revisionsMode(app: AppState): string {
+  const configuration = app.properties.configuration;
+  return isRecord(configuration) && configuration.activeRevisionsMode === "Multiple" ? "Multiple" : "Single";
+}
+
+/** Multiple mode: each revision's weight is what `ingress.traffic` gives it by name or as the latest. */
+function applyTraffic(app: AppState): void {
+  const configuration = app.properties.configuration;
+  const ingress = isRecord(configuration) ? configuration.ingress : undefined;
+  const traffic = isRecord(ingress) && Array.isArray(ingress.traffic) ? ingress.traffic : [];
+  for (const revision of app.revisions.values()) revision.trafficWeight = 0;
+  for (const entry of traffic) {
+    if (!isRecord(entry) || typeof entry.weight !== "number") continue;
+    const name = entry.latestRevision === true ? app.latestReadyRevisionName : entry.revisionName;
+    const target = typeof name === "string" ? app.revisions.get(name.toLowerCase()) : undefined;
+    if (target) target.trafficWeight += entry.weight;
+  }
 }
 
 interface AppState {
@@ -73,7 +109,9 @@ interface AppOperation {
   id: string;
   app: AppState;
   location: string;
-  done: boolean;
+  startTime: string;
+  status: "InProgress" | "Succeeded" | "Failed";
+  error?: { code: string; message: string };
 }
 
 const ID = "([^/]+)";
@@ -129,14 +167,14 @@ export class ContainerAppsProvider {
         customDomainVerificationId: "0000000000000000000000000000000000000000000000000000000000000000",
         configuration: {
           secrets: null,
-          activeRevisionsMode: "Single",
+          activeRevisionsMode: init.activeRevisionsMode ?? "Single",
           ingress: {
             fqdn: `${ref.appName}.${ENV_DOMAIN}`,
             external: true,
             targetPort: 8080,
             exposedPort: 0,
             transport: "Auto",
-            traffic: [{ weight: 100, latestRevision: true }],
+            traffic: init.traffic ?? ([{ weight: 100, latestRevision: true }] satisfies TrafficWeight[]),
             customDomains: null,
             allowInsecure: false,
             ipSecurityRestrictions: null,
@@ -159,7 +197,9 @@ export class ContainerAppsProvider {
       latestReadyRevisionName: undefined,
       operationId: undefined,
     };
-    markReady(app, this.newRevision(app, template));
+    const first = this.newRevision(app, template);
+    first.trafficWeight = 100;
+    markReady(app, first);
     this.apps.set(appKey(ref), app);
   }
 
@@ -269,29 +309,48 @@ export class ContainerAppsProvider {
     }
     app.properties = merged;
     if (isRecord(req.body.tags)) app.tags = req.body.tags;
-    const op: AppOperation = { id: newId(), app, location: normaliseLocation(app.location), done: false };
+    const op: AppOperation = {
+      id: newId(),
+      app,
+      location: normaliseLocation(app.location),
+      startTime: armTime(),
+      status: "InProgress",
+    };
     this.operations.set(op.id, op);
     app.operationId = op.id;
     app.provisioningState = "InProgress";
-    if (templateChanged) {
+    const end = (error?: { code: string; message: string }) => {
+      op.status = error ? "Failed" : "Succeeded";
+      if (error) op.error = error;
+      app.operationId = undefined;
+      app.provisioningState = error ? "Failed" : "Succeeded";
+      if (!error && revisionsMode(app) === "Multiple") applyTraffic(app);
+    };
+    if (!templateChanged) {
+      this.ctx.timers.after(this.ctx.timing.provisioningMs, () => end());
+    } else {
+      // The update lasts until its revision is provisioned, and fails with it.
       const revision = this.newRevision(app, template);
       const fails = this.ctx.failRevisionsWithImage;
-      const bad = fails !== undefined && Object.values(imagesOf(template)).some((image) => fails.test(image));
-      this.ctx.timers.after(this.ctx.timing.revisionReadyMs, () => {
-        if (bad) {
-          revision.provisioningState = "Failed";
-          revision.healthState = "Unhealthy";
-          revision.runningState = "Failed";
+      const bad = Object.values(imagesOf(template)).find((image) => fails?.test(image));
+      this.ctx.timers.after(Math.max(this.ctx.timing.revisionReadyMs, this.ctx.timing.provisioningMs), () => {
+        if (bad === undefined) {
+          markReady(app, revision);
+          end();
           return;
         }
-        markReady(app, revision);
+        revision.provisioningState = "Failed";
+        revision.healthState = "Unhealthy";
+        revision.runningState = "Failed";
+        revision.active = false;
+        // Not recorded: the code and wording follow what the Container Apps service reports for a
+        // revision that does not start (`ContainerAppOperationError`, "Failed to provision revision…").
+        end({
+          code: "ContainerAppOperationError",
+          message: `Failed to provision revision for container app '${app.ref.appName}'. Error details: The revision '${revision.name}' failed to start: image '${bad}' did not become healthy.`,
+        });
       });
     }
-    this.ctx.timers.after(this.ctx.timing.provisioningMs, () => {
-      op.done = true;
-      app.operationId = undefined;
-      app.provisioningState = "Succeeded";
-    });
     return { status: 202, headers: { Location: this.operationUrl(op, req.apiVersion) } };
   }
 
@@ -306,7 +365,22 @@ export class ContainerAppsProvider {
     requireMethod(req, ["GET"]);
     const op = this.operations.get(id.toLowerCase());
     if (!op) throw new ArmHttpError(404, "NotFound", `Operation '${id}' was not found.`);
-    if (!op.done) return { status: 202, headers: { Location: this.operationUrl(op, req.apiVersion) } };
+    if (/containerappOperationStatuses/i.test(req.path)) {
+      // The Azure-AsyncOperation form (2022 recording): always 200, the status in the body.
+      const body: Record<string, unknown> = {
+        id: req.path,
+        name: op.id,
+        status: op.status,
+        startTime: op.startTime,
+      };
+      if (op.error) body.error = op.error;
+      return { status: 200, body };
+    }
+    if (op.status === "InProgress")
+      return { status: 202, headers: { Location: this.operationUrl(op, req.apiVersion) } };
+    // The Location form: a failed operation answers its error (the SDK throws it as a RestError);
+    // 400 is an assumption, no failed update was recorded.
+    if (op.error) return new ArmHttpError(400, op.error.code, op.error.message).toReply();
     // Never an empty final body: the SDK uses it as the update's result.
     return { status: 200, body: this.appJson(op.app) };
   }
@@ -408,6 +482,7 @@ function revisionView(r: RevisionState): RevisionView {
     healthState: r.healthState,
     runningState: r.runningState,
     active: r.active,
+    trafficWeight: r.trafficWeight,
   };
 }
 

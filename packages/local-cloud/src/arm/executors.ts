@@ -54,8 +54,9 @@ export interface LocalShellOptions {
 }
 
 /**
- * Runs `bash -c script` with the parameters (and protected parameters) as environment variables,
- * as Run Command does on Linux, streaming its output. Cancel or timeout kills the whole process group.
+ * Runs `<run.shell> -c script` (bash for managed Run Commands, `/bin/sh` for the action one) with
+ * the parameters (and protected parameters) as environment variables, as Run Command does on
+ * Linux, streaming its output. Cancel or timeout kills the whole process group.
  */
 export function localShellExecutor(options: LocalShellOptions = {}): RunCommandExecutor {
   return (run) =>
@@ -73,7 +74,7 @@ export function localShellExecutor(options: LocalShellOptions = {}): RunCommandE
         const value = process.env[name];
         if (value !== undefined) base[name] = value;
       }
-      const child = spawn("bash", ["-c", run.script], {
+      const child = spawn(run.shell, ["-c", run.script], {
         cwd: options.cwd,
         env: { ...base, ...options.env, ...run.parameters, ...run.protectedParameters },
         stdio: ["ignore", "pipe", "pipe"],

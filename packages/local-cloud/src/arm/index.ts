@@ -15,6 +15,7 @@ import { ComputeProvider } from "./compute.js";
 import { ContainerAppsProvider } from "./containerApps.js";
 import { scriptedExecutor } from "./executors.js";
 import { ArmHttpError, Timers, newId, type ArmRequest, type Reply } from "./http.js";
+import { AZURE_PUBLIC_AUDIENCES, authenticate, authorize, metadataEndpoints } from "./auth.js";
 import type {
   ArmEmulator,
   ArmEmulatorOptions,
@@ -25,10 +26,12 @@ import type {
   RunCommandExecutor,
 } from "./types.js";
 import { createLoopbackCertificate } from "../tls.js";
-import { unsignedStorageToken } from "../oauthToken.js";
+import { LOCAL_OBJECT_ID, LOCAL_TENANT_ID, unsignedStorageToken } from "../oauthToken.js";
 import { flattenHeaders, listen, readBody } from "../httpServer.js";
 
 export type * from "./types.js";
+export { ARM_OPERATIONS, AZURE_PUBLIC_AUDIENCES, requiredPermission } from "./auth.js";
+export type { ArmOperation } from "./auth.js";
 export { localShellExecutor, scriptedExecutor } from "./executors.js";
 export type { LocalShellOptions, ScriptedResult } from "./executors.js";
 
@@ -49,15 +52,7 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
   const operationFaults: (OperationFault & { left: number })[] = [];
   let executor: RunCommandExecutor = options.executor ?? scriptedExecutor();
   let endpoint = "";
-  // The emulator checks only that a bearer token is present, not its signature.
-  const accessToken =
-    options.accessToken ??
-    unsignedStorageToken({
-      audience: "https://management.azure.com",
-      tenantId: "00000000-0000-0000-0000-000000000000",
-      objectId: "00000000-0000-0000-0000-000000000001",
-      lifetimeSeconds: 3600,
-    });
+  const audiences = options.audiences ?? AZURE_PUBLIC_AUDIENCES;
   const identityHeader = randomBytes(16).toString("hex");
 
   const compute = new ComputeProvider({
@@ -67,7 +62,9 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
       vmDeallocateMs: options.vmDeallocateMs ?? 30,
       vmPowerOffMs: options.vmPowerOffMs ?? 20,
       provisioningMs: options.provisioningMs ?? 20,
+      flushMs: options.runCommandFlushMs ?? 15_000,
     },
+    storageCa: options.storageCa,
     executor: () => executor,
     takeOperationFault: (operation, vmName) => {
       const fault = operationFaults.find(
@@ -129,22 +126,14 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
     raw: string,
   ): Reply => {
     try {
-      if (!/^Bearer \S+/i.test(headers.authorization ?? "")) {
-        return {
-          status: 401,
-          headers: {
-            "WWW-Authenticate":
-              'Bearer authorization_uri="https://login.microsoftonline.com/common", error="invalid_token"',
-          },
-          body: {
-            error: {
-              code: "AuthenticationFailed",
-              message:
-                "Authentication failed. The 'Authorization' header is missing or is not a Bearer token.",
-            },
-          },
-        };
-      }
+      // Public and unauthenticated, as on Azure Stack Hub: how clients learn the token audience.
+      if (method === "GET" && /^\/metadata\/endpoints$/i.test(path))
+        return metadataEndpoints(endpoint, audiences);
+      const caller = authenticate(headers.authorization, audiences);
+      if ("status" in caller) return caller;
+      // ARM authorizes before it routes: a caller without the action gets 403 even for a missing resource.
+      const denied = authorize(options.authorization, caller, method, path);
+      if (denied) return denied;
       if (!apiVersion) {
         throw new ArmHttpError(
           400,
@@ -224,6 +213,15 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
       });
       return;
     }
+    // Like Azure's endpoint, the token is for the resource asked for (`aud` = resource).
+    const accessToken =
+      options.accessToken ??
+      unsignedStorageToken({
+        audience: resource,
+        tenantId: LOCAL_TENANT_ID,
+        objectId: options.identityObjectId ?? LOCAL_OBJECT_ID,
+        lifetimeSeconds: 3600,
+      });
     send(res, {
       status: 200,
       body: {

@@ -47,6 +47,12 @@ export interface RunCommandRun {
   protectedParameters: Record<string, string>;
   /** 0 = no limit of our own. */
   timeoutInSeconds: number;
+  /**
+   * The shell Azure would run the script with: managed Run Commands use `/bin/bash`
+   * (run-command-handler-linux `internal/exec/exec.go`), the action Run Command `/bin/sh`
+   * (run-command-extension-linux `main/exec.go`), which is dash on Debian/Ubuntu.
+   */
+  shell: "/bin/bash" | "/bin/sh";
   signal: AbortSignal;
   stdout(text: string): void;
   stderr(text: string): void;
@@ -67,8 +73,54 @@ export interface ArmEmulatorOptions {
   executor?: RunCommandExecutor;
   /** New revisions whose containers use a matching image fail (Failed / Unhealthy). */
   failRevisionsWithImage?: RegExp;
-  /** The access token the identity endpoint hands out (default: a fixed fake JWT). */
+  /**
+   * The access token the identity endpoint hands out, whatever resource is asked for (default: an
+   * unsigned JWT minted per request whose `aud` is the requested resource, as Azure's endpoint does).
+   */
   accessToken?: string;
+  /** Object id of the identity behind the identity endpoint (default `LOCAL_OBJECT_ID`). */
+  identityObjectId?: string;
+  /**
+   * Token audiences this ARM endpoint accepts (default Azure public cloud's four:
+   * `https://management.azure.com[/]`, `https://management.core.windows.net[/]`). An Azure Stack Hub
+   * stamp has its own (`https://management.<domain>/<guid>`); `/metadata/endpoints` reports them.
+   */
+  audiences?: string[];
+  /**
+   * How often a managed Run Command's output reaches its blobs and instance view while it runs
+   * (default 15 000 ms, the handler's `updateStatusInSeconds`; tests set it short).
+   */
+  runCommandFlushMs?: number;
+  /** PEM the emulator trusts when it writes run-command output to an HTTPS blob endpoint (Azurite). */
+  storageCa?: string;
+  /** Who may do what (off when absent: every authenticated caller may do everything). */
+  authorization?: AuthorizationModel;
+}
+
+/** One role assignment, flattened to the permissions of its role definition. */
+export interface RoleGrant {
+  /** ARM scope: `/subscriptions/…`, `…/resourceGroups/…` or a resource id. Applies to everything below it. */
+  scope: string;
+  /** Allowed actions; `*` wildcards as in role definitions (`Microsoft.Compute/*`, `*\/read`). */
+  actions?: string[];
+  notActions?: string[];
+  /** Data-plane actions: kept for completeness; no emulated ARM operation is a data action. */
+  dataActions?: string[];
+  notDataActions?: string[];
+}
+
+/** The caller identities' role assignments, by principal object id (the token's `oid`). */
+export interface AuthorizationModel {
+  roleAssignments: Record<string, RoleGrant[]>;
+}
+
+/** A VM's managed identities (what IMDS hands tokens for inside it). */
+export interface VmIdentity {
+  /** The system-assigned identity's principal (object) id, when the VM has one. */
+  systemAssigned?: { principalId: string };
+  userAssigned?: { clientId: string; principalId: string }[];
+  /** Default `LOCAL_TENANT_ID`. */
+  tenantId?: string;
 }
 
 /** A canned HTTP answer, a dropped connection, or a delay before the normal answer. */
@@ -98,6 +150,12 @@ export interface OperationFault {
 
 export type Fault = HttpFault | OperationFault;
 
+export interface VmInit {
+  powerState?: PowerState;
+  location?: string;
+  identity?: VmIdentity;
+}
+
 export interface VmView {
   powerState: PowerState;
   location: string;
@@ -109,6 +167,17 @@ export interface ContainerAppInit {
   location?: string;
   /** Suffix of the initial revision (default random). */
   revisionSuffix?: string;
+  /** Default `Single`. */
+  activeRevisionsMode?: "Single" | "Multiple";
+  /** `ingress.traffic` (default `[{ weight: 100, latestRevision: true }]`). */
+  traffic?: TrafficWeight[];
+}
+
+export interface TrafficWeight {
+  weight: number;
+  latestRevision?: boolean;
+  revisionName?: string;
+  label?: string;
 }
 
 export interface RevisionView {
@@ -118,6 +187,7 @@ export interface RevisionView {
   healthState: string;
   runningState: string;
   active: boolean;
+  trafficWeight: number;
 }
 
 export interface ContainerAppView {
@@ -141,7 +211,7 @@ export interface ArmEmulator {
   identityHeader: string;
   /** Every ARM request received, in order (identity-endpoint calls are not included). */
   requests: RecordedRequest[];
-  addVm(ref: VmRef, init?: { powerState?: PowerState; location?: string }): void;
+  addVm(ref: VmRef, init?: VmInit): void;
   getVm(ref: VmRef): VmView | undefined;
   addContainerApp(ref: ContainerAppRef, init: ContainerAppInit): void;
   getContainerApp(ref: ContainerAppRef): ContainerAppView | undefined;

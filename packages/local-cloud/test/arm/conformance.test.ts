@@ -8,6 +8,9 @@ import { readFileSync } from "node:fs";
 import { request } from "node:https";
 import { after, before, describe, it } from "node:test";
 import { startArmEmulator, type ArmEmulator } from "../../src/arm/index.js";
+import { unsignedStorageToken } from "../../src/oauthToken.js";
+
+const TOKEN = unsignedStorageToken({ audience: "https://management.azure.com" });
 
 interface Example {
   parameters: Record<string, unknown>;
@@ -153,7 +156,7 @@ describe("ARM emulator conformance with the spec examples", () => {
           method,
           ca: emulator.ca,
           headers: {
-            authorization: "Bearer conformance",
+            authorization: `Bearer ${TOKEN}`,
             "content-type": "application/json",
             "content-length": Buffer.byteLength(text),
           },
