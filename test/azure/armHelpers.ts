@@ -3,10 +3,21 @@ import type { TokenCredential } from "@azure/identity";
 import type { ArmGatewayOptions } from "../../src/azure/clientOptions.js";
 import type { WiringOptions } from "../../src/wiring.js";
 import type { ArmEmulator } from "@fast-build/local-cloud/arm";
+import { unsignedStorageToken } from "@fast-build/local-cloud/oauthToken";
 
-/** A TokenCredential at the protocol boundary: the emulator only checks for a Bearer header. */
+/**
+ * A developer's or app's credential as far as the emulators can tell: an (unsigned) JWT whose
+ * audience is the resource the client asked for (`<resource>/.default`), as Entra ID issues it.
+ */
 export const staticCredential: TokenCredential = {
-  getToken: () => Promise.resolve({ token: "test-token", expiresOnTimestamp: Date.now() + 3_600_000 }),
+  getToken: (scopes) => {
+    const scope = Array.isArray(scopes) ? scopes[0] : scopes;
+    const audience = (scope ?? "https://management.azure.com/.default").replace(/\/\.default$/, "");
+    return Promise.resolve({
+      token: unsignedStorageToken({ audience, lifetimeSeconds: 3600 }),
+      expiresOnTimestamp: Date.now() + 3_600_000,
+    });
+  },
 };
 
 export const SUB = "00000000-0000-0000-0000-00000000abcd";
