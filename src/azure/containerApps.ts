@@ -13,6 +13,7 @@ import type {
 } from "../core/ports.js";
 import { callAzure } from "./errors.js";
 import {
+  audienceCredential,
   commonClientOptions,
   perSubscription,
   pollOptions,
@@ -24,7 +25,7 @@ export function createContainerAppsGateway(options: ArmGatewayOptions): Containe
   const poll = pollOptions(options);
   const client = perSubscription(
     (subscriptionId) =>
-      new ContainerAppsAPIClient(options.credential, subscriptionId, commonClientOptions(options)),
+      new ContainerAppsAPIClient(audienceCredential(options), subscriptionId, commonClientOptions(options)),
   );
   const label = (app: ContainerAppRef) => `${app.resourceGroup}/${app.appName}`;
   const read = (app: ContainerAppRef) =>

@@ -92,7 +92,8 @@ function scenario(
   const settings = loadConfig({
     FASTBUILD_ENVIRONMENTS: JSON.stringify({ [env.name]: env }),
     AzureWebJobsStorage: azurite.connectionString,
-    FASTBUILD_ARM_ENDPOINT: emulator.endpoint,
+    FASTBUILD_COMPUTE_ENDPOINT: emulator.endpoint,
+    FASTBUILD_CONTAINERAPPS_ENDPOINT: emulator.endpoint,
     FASTBUILD_COMPUTE_PROFILE: options.profile ?? "latest",
     FASTBUILD_MAX_UPLOAD_BYTES: String(1024 * 1024),
   });
