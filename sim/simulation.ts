@@ -212,7 +212,8 @@ async function startFunctions(
       config: loadConfig({
         FASTBUILD_ENVIRONMENTS: JSON.stringify({ sim: { ...ENVIRONMENT, registry: registry.host } }),
         AzureWebJobsStorage: azurite.connectionString,
-        FASTBUILD_ARM_ENDPOINT: arm.endpoint,
+        FASTBUILD_COMPUTE_ENDPOINT: arm.endpoint,
+        FASTBUILD_CONTAINERAPPS_ENDPOINT: arm.endpoint,
         FASTBUILD_PUBLIC_BASE_URL: publicUrl,
         TASK_HUB_NAME: "fastbuildsim",
       }),

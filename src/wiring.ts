@@ -16,7 +16,7 @@ import { createComputeGateway } from "./azure/compute.js";
 import { createContainerAppsGateway } from "./azure/containerApps.js";
 import { createCredential, type TokenCredential } from "./azure/credentials.js";
 import { TableLeaseStore } from "./azure/tables.js";
-import type { Config } from "./config/index.js";
+import type { ArmEndpointConfig, Config } from "./config/index.js";
 import { ConfigError } from "./core/errors.js";
 import type { LeaseStore } from "./core/lease.js";
 import type { ComputeGateway, ContainerAppsGateway, LogStore, SourceStore } from "./core/ports.js";
@@ -65,19 +65,20 @@ export function createDeps(options: WiringOptions): Deps & { apps: ContainerApps
     credential,
     options.blobPipeline ? { pipeline: options.blobPipeline } : {},
   );
-  const arm: ArmGatewayOptions = {
-    endpoint: config.arm.endpoint,
+  // Two Resource Managers: Azure Stack Hub (compute) has no Container Apps, which stay in public Azure.
+  const arm = (endpoint: ArmEndpointConfig): ArmGatewayOptions => ({
+    endpoint: endpoint.endpoint,
+    ...(endpoint.audience ? { audience: endpoint.audience } : {}),
     credential,
-    profile: config.arm.computeProfile,
     ...(options.tlsCa ? { tlsCa: options.tlsCa } : {}),
     ...options.arm,
-  };
+  });
   return {
     config,
     sources: blobs.sources,
     logs: blobs.logs,
-    compute: createComputeGateway(arm),
-    apps: createContainerAppsGateway(arm),
+    compute: createComputeGateway({ ...arm(config.arm.compute), profile: config.arm.computeProfile }),
+    apps: createContainerAppsGateway(arm(config.arm.containerApps)),
     leases: new TableLeaseStore({
       tableName: config.storage.activityTable,
       connectionString: config.storage.connectionString,

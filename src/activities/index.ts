@@ -252,6 +252,20 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
       }),
 
     [ACTIVITIES.getRevision]: (input) => deps.apps.getRevision(input.app, input.revisionName),
+
+    [ACTIVITIES.readDeployment]: async ({ app, revisionName }) => {
+      const [revision, status] = await Promise.all([
+        // Azure may answer the PATCH before the revision exists: not there yet is not an error here.
+        deps.apps.getRevision(app, revisionName).catch((error: unknown) => {
+          if (error instanceof NotFoundError) return undefined;
+          throw error;
+        }),
+        deps.apps.getApp(app),
+      ]);
+      return { revision, app: status };
+    },
+
+    [ACTIVITIES.routeTraffic]: ({ app, revisionName }) => deps.apps.sendAllTraffic(app, revisionName),
   };
 }
 

@@ -23,6 +23,7 @@ import type {
 } from "../core/ports.js";
 import { callAzure, toTypedError } from "./errors.js";
 import {
+  audienceCredential,
   commonClientOptions,
   perSubscription,
   pollOptions,
@@ -59,7 +60,7 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
   const poll = pollOptions(options);
   const client = perSubscription(
     (subscriptionId) =>
-      new ComputeManagementClient(options.credential, subscriptionId, {
+      new ComputeManagementClient(audienceCredential(options), subscriptionId, {
         ...commonClientOptions(options),
         additionalPolicies: pinned ? [{ position: "perCall", policy: forceApiVersionPolicy(pinned) }] : [],
       }),

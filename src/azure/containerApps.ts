@@ -1,18 +1,21 @@
 /**
- * ContainerAppsGateway over `@azure/arm-appcontainers`: read the app, set one container's image
- * with a revision suffix (so the deploy can follow exactly the revision it created), read a revision.
+ * ContainerAppsGateway over `@azure/arm-appcontainers`: read the app, start setting one container's
+ * image with a revision suffix (so the deploy can follow exactly the revision it created), read a
+ * revision, send all traffic to one revision (multiple revision mode).
  */
-import { ContainerAppsAPIClient, type Container } from "@azure/arm-appcontainers";
+import { ContainerAppsAPIClient, type ContainerApp, type Container } from "@azure/arm-appcontainers";
 import { PermanentError } from "../core/errors.js";
 import type {
   ContainerAppRef,
   ContainerAppStatus,
   ContainerAppsGateway,
   ImageUpdate,
+  ImageUpdateStarted,
   RevisionStatus,
 } from "../core/ports.js";
 import { callAzure } from "./errors.js";
 import {
+  audienceCredential,
   commonClientOptions,
   perSubscription,
   pollOptions,
@@ -24,7 +27,7 @@ export function createContainerAppsGateway(options: ArmGatewayOptions): Containe
   const poll = pollOptions(options);
   const client = perSubscription(
     (subscriptionId) =>
-      new ContainerAppsAPIClient(options.credential, subscriptionId, commonClientOptions(options)),
+      new ContainerAppsAPIClient(audienceCredential(options), subscriptionId, commonClientOptions(options)),
   );
   const label = (app: ContainerAppRef) => `${app.resourceGroup}/${app.appName}`;
   const read = (app: ContainerAppRef) =>
@@ -34,19 +37,22 @@ export function createContainerAppsGateway(options: ArmGatewayOptions): Containe
 
   return {
     async getApp(app: ContainerAppRef): Promise<ContainerAppStatus> {
-      const found = await read(app);
-      return {
-        latestRevisionName: found.latestRevisionName,
-        latestReadyRevisionName: found.latestReadyRevisionName,
-        provisioningState: found.provisioningState,
-        images: Object.fromEntries(
-          (found.template?.containers ?? []).map((c) => [c.name ?? "", c.image ?? ""]),
-        ),
-      };
+      return statusOf(await read(app));
     },
 
-    async updateImage(app: ContainerAppRef, update: ImageUpdate): Promise<{ revisionName: string }> {
+    async updateImage(app: ContainerAppRef, update: ImageUpdate): Promise<ImageUpdateStarted> {
       const found = await read(app);
+      const { activeRevisionsMode, ingress } = statusOf(found);
+      if (!DEPLOYABLE_MODES.includes(activeRevisionsMode)) {
+        // Labels mode routes by label: which label a build should take is not ours to guess.
+        throw new PermanentError(
+          `container app ${label(app)} is in '${activeRevisionsMode}' revision mode; fast-build deploys only in Single or Multiple mode`,
+          {
+            code: "UnsupportedRevisionMode",
+            hint: "Set the app's activeRevisionsMode to Single (traffic follows the new revision) or Multiple (fast-build moves all traffic to it).",
+          },
+        );
+      }
       const containers: Container[] = found.template?.containers ?? [];
       if (!containers.some((c) => c.name === update.containerName)) {
         throw new PermanentError(
@@ -61,6 +67,9 @@ export function createContainerAppsGateway(options: ArmGatewayOptions): Containe
       const patched = containers.map((c) =>
         c.name === update.containerName ? { ...c, image: update.image } : c,
       );
+      // Only until Azure accepted the PATCH: its operation lasts until the new revision is
+      // provisioned (minutes, or never) and fails with it. The orchestrator's health poll, bounded
+      // by the deploy timeout, follows the revision instead, so no activity outlives that timeout.
       await callAzure("arm", `update image of container app ${label(app)}`, () =>
         client(app.subscriptionId)
           .containerApps.update(
@@ -72,9 +81,10 @@ export function createContainerAppsGateway(options: ArmGatewayOptions): Containe
             },
             poll,
           )
-          .pollUntilDone(),
+          .submitted(),
       );
-      return { revisionName: `${app.appName}--${update.revisionSuffix}` };
+      // Azure names a revision made with a suffix `<app>--<suffix>`.
+      return { revisionName: `${app.appName}--${update.revisionSuffix}`, activeRevisionsMode, ingress };
     },
 
     async getRevision(app: ContainerAppRef, revisionName: string): Promise<RevisionStatus> {
@@ -96,5 +106,34 @@ export function createContainerAppsGateway(options: ArmGatewayOptions): Containe
         active: revision.active ?? false,
       };
     },
+
+    async sendAllTraffic(app: ContainerAppRef, revisionName: string): Promise<void> {
+      const found = await read(app);
+      // An ingress change makes no revision: its operation ends in seconds, so waiting here is
+      // bounded. Merge-patch replaces the traffic array and keeps the rest of the ingress.
+      const envelope: ContainerApp = {
+        location: found.location,
+        configuration: { ingress: { traffic: [{ revisionName, weight: 100 }] } },
+      };
+      await callAzure("arm", `send all traffic of container app ${label(app)} to ${revisionName}`, () =>
+        client(app.subscriptionId)
+          .containerApps.update(app.resourceGroup, app.appName, envelope, poll)
+          .pollUntilDone(),
+      );
+    },
+  };
+}
+
+const DEPLOYABLE_MODES = ["Single", "Multiple"];
+
+function statusOf(found: ContainerApp): ContainerAppStatus {
+  return {
+    latestRevisionName: found.latestRevisionName,
+    latestReadyRevisionName: found.latestReadyRevisionName,
+    provisioningState: found.provisioningState,
+    images: Object.fromEntries((found.template?.containers ?? []).map((c) => [c.name ?? "", c.image ?? ""])),
+    // Azure's default when the app does not say.
+    activeRevisionsMode: found.configuration?.activeRevisionsMode ?? "Single",
+    ingress: found.configuration?.ingress !== undefined,
   };
 }

@@ -33,6 +33,8 @@ interface ServiceRules {
   unreachableCode: string;
   /** What the user can do, by status, for network failures, capacity errors, or any other permanent one. */
   hints: Partial<Record<number | "network" | "capacity" | "permanent", string>>;
+  /** Hints by error code, where one says more than its status's. */
+  codeHints?: Readonly<Record<string, string>>;
 }
 
 const TABLE_ACCESS_HINT = "Check the storage settings and the function app's access to the table.";
@@ -61,6 +63,10 @@ const SERVICES: Readonly<Record<AzureService, ServiceRules>> = {
       409: "Another operation is in progress on this resource: retry later.",
       network: "The connection to Azure failed: retry.",
       capacity: "Azure is short of capacity: retry with backoff.",
+    },
+    codeHints: {
+      InvalidAuthenticationTokenAudience:
+        "The endpoint refuses tokens for this audience: set FASTBUILD_COMPUTE_AUDIENCE (or FASTBUILD_CONTAINERAPPS_AUDIENCE) to one its /metadata/endpoints lists, or unset it to read it from there.",
     },
   },
   blob: {
@@ -166,7 +172,7 @@ function fromResponse(
   rules: ServiceRules,
   sdk: SdkErrorLike,
 ): FastBuildError {
-  const hint = rules.hints[status];
+  const hint = rules.codeHints?.[code] ?? rules.hints[status];
   if (status === 404) return new NotFoundError(text, withHint(details, hint));
   if (rules.conflictStatuses.has(status)) return new ConflictError(text, withHint(details, hint));
   if (status === 401) return new UnauthorizedError(text, withHint(details, hint));

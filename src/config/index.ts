@@ -30,6 +30,16 @@ export type EnvironmentConfig = z.infer<typeof environmentSchema> & { name: stri
 
 export type ComputeProfile = "latest" | "2020-09-01-hybrid";
 
+/** One Resource Manager endpoint and, when set, the token audience it accepts. */
+export interface ArmEndpointConfig {
+  endpoint: string;
+  /** Unset: Azure public cloud's for its endpoint, else read from the endpoint's `/metadata/endpoints`. */
+  audience: string | undefined;
+}
+
+/** Azure public cloud's Resource Manager (its tokens' audience too). */
+export const PUBLIC_ARM_ENDPOINT = "https://management.azure.com";
+
 export interface Config {
   environments: Readonly<Record<string, EnvironmentConfig>>;
   storage: {
@@ -43,7 +53,10 @@ export interface Config {
     activityTable: string;
   };
   arm: {
-    endpoint: string;
+    /** The builder VMs' Resource Manager (Azure Stack Hub's with the hybrid profile). */
+    compute: ArmEndpointConfig;
+    /** Container Apps' Resource Manager: public Azure by default (Azure Stack Hub has no Container Apps). */
+    containerApps: ArmEndpointConfig;
     computeProfile: ComputeProfile;
   };
   credentials: {
@@ -68,6 +81,12 @@ type Env = Readonly<Record<string, string | undefined>>;
 
 const intSetting = (min: number, max: number) => z.coerce.number().int(`a whole number`).min(min).max(max);
 
+// The resource, not the scope: the app appends `/.default` itself.
+const audienceSetting = z
+  .string()
+  .min(1)
+  .refine((value) => !value.endsWith("/.default"), "the audience without '/.default'");
+
 const settingsSchema = z.object({
   FASTBUILD_ENVIRONMENTS: z.string().min(1, "required: a JSON object of environments"),
   AzureWebJobsStorage: z.string().optional(),
@@ -85,7 +104,12 @@ const settingsSchema = z.object({
     .string()
     .regex(/^[A-Za-z][A-Za-z0-9]{2,62}$/)
     .default("builders"),
-  FASTBUILD_ARM_ENDPOINT: z.url().default("https://management.azure.com"),
+  FASTBUILD_COMPUTE_ENDPOINT: z.url().optional(),
+  /** The old name of FASTBUILD_COMPUTE_ENDPOINT (it no longer sets the Container Apps endpoint). */
+  FASTBUILD_ARM_ENDPOINT: z.url().optional(),
+  FASTBUILD_COMPUTE_AUDIENCE: audienceSetting.optional(),
+  FASTBUILD_CONTAINERAPPS_ENDPOINT: z.url().default(PUBLIC_ARM_ENDPOINT),
+  FASTBUILD_CONTAINERAPPS_AUDIENCE: audienceSetting.optional(),
   FASTBUILD_COMPUTE_PROFILE: z.enum(["latest", "2020-09-01-hybrid"]).default("latest"),
   AZURE_CLIENT_ID: z.string().optional(),
   FASTBUILD_MAX_UPLOAD_BYTES: intSetting(1, 10 * 1024 ** 3).default(512 * 1024 ** 2),
@@ -112,6 +136,13 @@ export function loadConfig(env: Env = process.env): Config {
   const parsed = settingsSchema.safeParse(env);
   const rawEnvironments = env.FASTBUILD_ENVIRONMENTS;
   const environments = rawEnvironments ? parseEnvironments(rawEnvironments, problems) : {};
+  // Checked on the raw values, so it is reported together with any other problem.
+  const { FASTBUILD_ARM_ENDPOINT: oldName, FASTBUILD_COMPUTE_ENDPOINT: newName } = env;
+  if (oldName && newName && !sameUrl(oldName, newName)) {
+    problems.push(
+      "FASTBUILD_ARM_ENDPOINT: the old name of FASTBUILD_COMPUTE_ENDPOINT, set to a different URL: keep only FASTBUILD_COMPUTE_ENDPOINT",
+    );
+  }
   if (!parsed.success) {
     for (const issue of parsed.error.issues) problems.push(`${issue.path.join(".")}: ${issue.message}`);
     throw new ConfigError(problems);
@@ -123,6 +154,7 @@ export function loadConfig(env: Env = process.env): Config {
   if (s.FASTBUILD_BLOB_ENDPOINT && !s.FASTBUILD_TABLE_ENDPOINT) {
     problems.push("FASTBUILD_TABLE_ENDPOINT: required with FASTBUILD_BLOB_ENDPOINT");
   }
+  const computeEndpoint = s.FASTBUILD_COMPUTE_ENDPOINT ?? s.FASTBUILD_ARM_ENDPOINT ?? PUBLIC_ARM_ENDPOINT;
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     environments,
@@ -135,7 +167,11 @@ export function loadConfig(env: Env = process.env): Config {
       activityTable: s.FASTBUILD_ACTIVITY_TABLE,
     },
     arm: {
-      endpoint: s.FASTBUILD_ARM_ENDPOINT.replace(/\/+$/, ""),
+      compute: { endpoint: trimUrl(computeEndpoint), audience: s.FASTBUILD_COMPUTE_AUDIENCE },
+      containerApps: {
+        endpoint: trimUrl(s.FASTBUILD_CONTAINERAPPS_ENDPOINT),
+        audience: s.FASTBUILD_CONTAINERAPPS_AUDIENCE,
+      },
       computeProfile: s.FASTBUILD_COMPUTE_PROFILE,
     },
     credentials: { managedIdentityClientId: s.AZURE_CLIENT_ID },
@@ -149,10 +185,18 @@ export function loadConfig(env: Env = process.env): Config {
       idleShutdownMinutes: s.FASTBUILD_IDLE_SHUTDOWN_MINUTES,
     },
     publicBaseUrl:
-      s.FASTBUILD_PUBLIC_BASE_URL?.replace(/\/+$/, "") ??
+      (s.FASTBUILD_PUBLIC_BASE_URL && trimUrl(s.FASTBUILD_PUBLIC_BASE_URL)) ??
       (s.WEBSITE_HOSTNAME ? `https://${s.WEBSITE_HOSTNAME}` : undefined),
     taskHubName: s.TASK_HUB_NAME,
   };
+}
+
+function trimUrl(url: string): string {
+  return url.replace(/\/+$/, "");
+}
+
+function sameUrl(a: string, b: string): boolean {
+  return trimUrl(a).toLowerCase() === trimUrl(b).toLowerCase();
 }
 
 function parseEnvironments(text: string, problems: string[]): Record<string, EnvironmentConfig> {

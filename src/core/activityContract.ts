@@ -12,6 +12,7 @@ import type {
   ContainerAppRef,
   ContainerAppStatus,
   ExecutionState,
+  ImageUpdateStarted,
   RevisionStatus,
   VmRef,
   VmStatus,
@@ -35,8 +36,13 @@ export const ACTIVITIES = {
   stopBuilder: "fb_StopBuilder",
   /** Reads the Container App (its containers' images, latest and latest ready revision). */
   readApp: "fb_ReadApp",
+  /** Starts the image update; returns the new revision's name and the app's revision mode. */
   deployImage: "fb_DeployImage",
   getRevision: "fb_GetRevision",
+  /** The deploy's revision (undefined while Azure has not made it yet) and the app's operation state. */
+  readDeployment: "fb_ReadDeployment",
+  /** Multiple revision mode: sends all ingress traffic to the deployed revision. */
+  routeTraffic: "fb_RouteTraffic",
 } as const;
 
 /** A registered activity name. */
@@ -148,6 +154,12 @@ export interface GetRevisionInput {
   revisionName: string;
 }
 
+export interface DeploymentView {
+  /** Undefined while the revision does not exist (yet, or because the update failed before it). */
+  revision: RevisionStatus | undefined;
+  app: ContainerAppStatus;
+}
+
 /**
  * Each activity's input and output, by registered name: the one type both sides use. The
  * orchestrator's `call` takes `ActivityInput<K>` and yields `ActivityOutput<K>`; the activities
@@ -167,8 +179,10 @@ export interface ActivityContract {
   [ACTIVITIES.cancelBuild]: { input: BuildCommandInput; output: void };
   [ACTIVITIES.stopBuilder]: { input: VmInput; output: VmStatus };
   [ACTIVITIES.readApp]: { input: ReadAppInput; output: ContainerAppStatus };
-  [ACTIVITIES.deployImage]: { input: DeployInput; output: { revisionName: string } };
+  [ACTIVITIES.deployImage]: { input: DeployInput; output: ImageUpdateStarted };
   [ACTIVITIES.getRevision]: { input: GetRevisionInput; output: RevisionStatus };
+  [ACTIVITIES.readDeployment]: { input: GetRevisionInput; output: DeploymentView };
+  [ACTIVITIES.routeTraffic]: { input: GetRevisionInput; output: void };
 }
 
 /** What activity `K` takes (fails to compile for a name the contract lacks). */

@@ -81,6 +81,13 @@ export interface ContainerAppStatus {
   provisioningState: string | undefined;
   /** Image of each container, by container name. */
   images: Readonly<Record<string, string>>;
+  /**
+   * Single (Azure moves all traffic to a new revision once it is ready) | Multiple (traffic stays
+   * where `ingress.traffic` puts it) | Labels; kept as a string: newer API versions may add values.
+   */
+  activeRevisionsMode: string;
+  /** Whether the app has ingress at all (without it there is no traffic to move). */
+  ingress: boolean;
 }
 
 export interface ImageUpdate {
@@ -99,11 +106,23 @@ export interface RevisionStatus {
   active: boolean;
 }
 
+/** What a started image update created, and how the app routes traffic to it. */
+export interface ImageUpdateStarted {
+  revisionName: string;
+  activeRevisionsMode: string;
+  ingress: boolean;
+}
+
 export interface ContainerAppsGateway {
   getApp(app: ContainerAppRef): Promise<ContainerAppStatus>;
-  /** Sets the image of one container (sending the full container spec) and returns the revision it creates. */
-  updateImage(app: ContainerAppRef, update: ImageUpdate): Promise<{ revisionName: string }>;
+  /**
+   * Starts setting the image of one container (sending the full container spec) and returns the
+   * revision it creates once Azure accepted the update, without waiting for it to be provisioned.
+   */
+  updateImage(app: ContainerAppRef, update: ImageUpdate): Promise<ImageUpdateStarted>;
   getRevision(app: ContainerAppRef, revisionName: string): Promise<RevisionStatus>;
+  /** Sends 100% of the app's ingress traffic to one revision (and waits until Azure applied it). */
+  sendAllTraffic(app: ContainerAppRef, revisionName: string): Promise<void>;
 }
 
 export interface SignedUrl {

@@ -9,7 +9,8 @@ import { BuildEnded } from "./failures.js";
 import { POLL, pollUntil } from "./poll.js";
 
 /**
- * Points the app's container at the built image and waits for the revision that creates; or,
+ * Points the app's container at the built image and waits for the revision that creates (and, in
+ * multiple revision mode, then sends all traffic to it); or,
  * when the app already runs exactly that image on a healthy revision, leaves it alone (a new
  * revision would run the same bytes). Returns whether the app was changed.
  */
@@ -27,7 +28,7 @@ export function* deploy(
   } else if (yield* keepsRunning(run, env, reference)) {
     return false;
   }
-  const { revisionName } = yield* run.call(
+  const started = yield* run.call(
     ACTIVITIES.deployImage,
     {
       app: env.app,
@@ -37,50 +38,51 @@ export function* deploy(
     },
     RETRY.arm,
   );
+  const { revisionName } = started;
+  // Single revision mode moves all traffic to a new revision once it is ready; Multiple mode
+  // leaves traffic where it was, so there we move it ourselves once the revision is healthy.
+  const moveTraffic = started.activeRevisionsMode === "Multiple" && started.ingress;
+  const app = env.app.appName;
   run.status = {
     ...run.status,
     revision: { name: revisionName },
     deployment: {
       reference,
       unchanged: false,
-      message: `updating container app ${env.app.appName} to ${reference}: revision ${revisionName}`,
+      message:
+        `updating container app ${app} to ${reference}: revision ${revisionName}` +
+        (moveTraffic ? " (multiple revision mode: traffic moves to it once it is healthy)" : ""),
     },
   };
   run.publish();
-  run.log(`deploying ${reference} as revision ${revisionName}`);
+  run.log(
+    `deploying ${reference} as revision ${revisionName} (${started.activeRevisionsMode} revision mode)`,
+  );
+  const failed = (state: string) =>
+    new BuildEnded("failed", {
+      code: "DeployFailed",
+      message: `revision ${revisionName} is ${state}; the previous revision keeps serving`,
+      hint: "Check the revision's logs in the Container App (startup probe, port, crash on start), fix, and build again.",
+    });
   // No lease to renew while waiting: the builder went back before the deploy (it never touches the VM).
-  return yield* pollUntil(run, {
+  // Azure's update operation lasts until the revision is provisioned and fails with it; this poll
+  // follows the revision (and the app's operation state) under the deploy timeout instead.
+  yield* pollUntil(run, {
     policy: POLL,
     probe: function* () {
       // Report on the revision this build created, never on whichever one happens to be active.
-      const revision = yield* run.call(ACTIVITIES.getRevision, { app: env.app, revisionName }, RETRY.arm);
-      run.status = {
-        ...run.status,
-        revision: {
-          name: revisionName,
-          healthState: revision.healthState,
-          provisioningState: revision.provisioningState,
-        },
-      };
-      if (revision.provisioningState === "Provisioned" && revision.healthState === "Healthy") {
-        run.status = {
-          ...run.status,
-          deployment: {
-            reference,
-            unchanged: false,
-            message: `container app ${env.app.appName} now runs ${reference} in revision ${revisionName}`,
-          },
-        };
-        run.publish();
-        return true;
-      }
+      const view = yield* run.call(ACTIVITIES.readDeployment, { app: env.app, revisionName }, RETRY.arm);
+      const healthState = view.revision?.healthState ?? "None";
+      const provisioningState = view.revision?.provisioningState ?? "Provisioning";
+      run.status = { ...run.status, revision: { name: revisionName, healthState, provisioningState } };
+      if (provisioningState === "Provisioned" && healthState === "Healthy") return true;
       run.publish();
-      if (revision.provisioningState === "Failed" || revision.healthState === "Unhealthy") {
-        throw new BuildEnded("failed", {
-          code: "DeployFailed",
-          message: `revision ${revisionName} is ${revision.provisioningState}/${revision.healthState}; the previous revision keeps serving`,
-          hint: "Check the revision's logs in the Container App (startup probe, port, crash on start), fix, and build again.",
-        });
+      if (provisioningState === "Failed" || healthState === "Unhealthy") {
+        throw failed(`${provisioningState}/${healthState}`);
+      }
+      // The update failed without failing a revision of ours (e.g. before Azure made it).
+      if (view.app.provisioningState === "Failed") {
+        throw failed(`${provisioningState}/${healthState} and the app's update failed`);
       }
       return undefined;
     },
@@ -96,6 +98,20 @@ export function* deploy(
       },
     },
   });
+  let traffic: string;
+  if (moveTraffic) {
+    yield* run.call(ACTIVITIES.routeTraffic, { app: env.app, revisionName }, RETRY.arm);
+    traffic = "multiple revision mode: fast-build moved 100% of traffic to it; earlier revisions stay active";
+  } else if (started.activeRevisionsMode === "Multiple") {
+    traffic = "multiple revision mode without ingress: no traffic to move";
+  } else {
+    traffic = "single revision mode: Azure moved all traffic to it";
+  }
+  const message = `container app ${app} now runs ${reference} in revision ${revisionName} (${traffic})`;
+  run.status = { ...run.status, deployment: { reference, unchanged: false, message } };
+  run.publish();
+  run.log(message);
+  return true;
 }
 
 /**

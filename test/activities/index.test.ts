@@ -65,7 +65,8 @@ function activitiesFor(options: { buildScriptPath?: string; publicBaseUrl?: stri
   const config = loadConfig({
     FASTBUILD_ENVIRONMENTS: JSON.stringify({ [env.name]: env }),
     AzureWebJobsStorage: azurite.connectionString,
-    FASTBUILD_ARM_ENDPOINT: arm.endpoint,
+    FASTBUILD_COMPUTE_ENDPOINT: arm.endpoint,
+    FASTBUILD_CONTAINERAPPS_ENDPOINT: arm.endpoint,
     ...(options.publicBaseUrl ? { FASTBUILD_PUBLIC_BASE_URL: options.publicBaseUrl } : {}),
   });
   const activities = createActivities(

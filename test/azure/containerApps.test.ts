@@ -36,18 +36,25 @@ describe("container apps gateway against the ARM emulator", () => {
       latestReadyRevisionName: `${app.appName}--initial`,
       provisioningState: "Succeeded",
       images: { web: "registry.local/web:v1", sidecar: "registry.local/sidecar:v1" },
+      activeRevisionsMode: "Single",
+      ingress: true,
     });
   });
 
   it("creates the named revision with only the target image changed, which becomes Healthy", async () => {
     const gateway = createContainerAppsGateway(gatewayOptions(emulator));
     const app = newApp();
-    const { revisionName } = await gateway.updateImage(app, {
+    const started = await gateway.updateImage(app, {
       containerName: "web",
       image: "registry.local/web:v2",
       revisionSuffix: "b42",
     });
-    assert.equal(revisionName, `${app.appName}--b42`);
+    const { revisionName } = started;
+    assert.deepEqual(started, {
+      revisionName: `${app.appName}--b42`,
+      activeRevisionsMode: "Single",
+      ingress: true,
+    });
     const patch = emulator.requests.find((r) => r.method === "PATCH" && r.path.endsWith(`/${app.appName}`));
     const sent = JSON.parse(patch!.body) as {
       properties: { template: { containers: { name: string; image: string }[] } };
@@ -74,6 +81,8 @@ describe("container apps gateway against the ARM emulator", () => {
   });
 
   it("reports a revision that cannot start as Failed / Unhealthy and keeps the old ready revision", async () => {
+    // In Azure the update's operation fails with its revision (ContainerAppOperationError); the
+    // gateway does not wait for that operation, so the revision's own state is what reports it.
     const gateway = createContainerAppsGateway(gatewayOptions(emulator));
     const app = newApp();
     const { revisionName } = await gateway.updateImage(app, {
@@ -90,6 +99,65 @@ describe("container apps gateway against the ARM emulator", () => {
     const status = await gateway.getApp(app);
     assert.equal(status.latestRevisionName, revisionName);
     assert.equal(status.latestReadyRevisionName, `${app.appName}--initial`);
+    assert.equal(status.provisioningState, "Failed");
+  });
+
+  it("returns the new revision as soon as Azure accepted the update, while it still provisions", async () => {
+    const slow = await startArmEmulator({ revisionReadyMs: 24 * 3600_000 });
+    try {
+      const app = { subscriptionId: SUB, resourceGroup: "rg", appName: "slow" };
+      slow.addContainerApp(app, { containers: [{ name: "web", image: "a:1" }] });
+      const gateway = createContainerAppsGateway(gatewayOptions(slow));
+      const { revisionName } = await gateway.updateImage(app, {
+        containerName: "web",
+        image: "a:2",
+        revisionSuffix: "r2",
+      });
+      assert.equal((await gateway.getRevision(app, revisionName)).provisioningState, "Provisioning");
+      assert.equal((await gateway.getApp(app)).provisioningState, "InProgress");
+    } finally {
+      await slow.stop();
+    }
+  });
+
+  it("in multiple revision mode, sends all traffic to the named revision only when asked", async () => {
+    const gateway = createContainerAppsGateway(gatewayOptions(emulator));
+    const app = { subscriptionId: SUB, resourceGroup: "rg-apps", appName: `multi-${++n}` };
+    const initial = `${app.appName}--initial`;
+    emulator.addContainerApp(app, {
+      containers: [{ name: "web", image: "registry.local/web:v1" }],
+      revisionSuffix: "initial",
+      activeRevisionsMode: "Multiple",
+      traffic: [{ revisionName: initial, weight: 100 }],
+    });
+    const started = await gateway.updateImage(app, {
+      containerName: "web",
+      image: "registry.local/web:v2",
+      revisionSuffix: "m2",
+    });
+    assert.equal(started.activeRevisionsMode, "Multiple");
+    const weights = () =>
+      Object.fromEntries(
+        emulator.getContainerApp(app)?.revisions.map((r) => [r.name, r.trafficWeight]) ?? [],
+      );
+    await waitFor(
+      () => gateway.getRevision(app, started.revisionName),
+      (r) => r.healthState === "Healthy",
+    );
+    assert.deepEqual(weights(), { [initial]: 100, [started.revisionName]: 0 }, "Azure moved nothing");
+
+    await gateway.sendAllTraffic(app, started.revisionName);
+
+    assert.deepEqual(weights(), { [initial]: 0, [started.revisionName]: 100 });
+    const patch = emulator.requests.findLast(
+      (r) => r.method === "PATCH" && r.path.endsWith(`/${app.appName}`),
+    );
+    assert.deepEqual(JSON.parse(patch!.body), {
+      location: "West US",
+      properties: {
+        configuration: { ingress: { traffic: [{ revisionName: started.revisionName, weight: 100 }] } },
+      },
+    });
   });
 
   it("surfaces an update while the app is provisioning as ConflictError with Azure's code", async () => {

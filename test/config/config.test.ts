@@ -9,7 +9,11 @@ const minimal = MINIMAL_SETTINGS;
 describe("loadConfig", () => {
   it("applies defaults to a minimal configuration", () => {
     const config = loadConfig(minimal);
-    assert.equal(config.arm.endpoint, "https://management.azure.com");
+    assert.deepEqual(config.arm.compute, { endpoint: "https://management.azure.com", audience: undefined });
+    assert.deepEqual(config.arm.containerApps, {
+      endpoint: "https://management.azure.com",
+      audience: undefined,
+    });
     assert.equal(config.arm.computeProfile, "latest");
     assert.equal(config.builds.idleShutdownMinutes, 30);
     assert.equal(config.environments.dev?.name, "dev");
@@ -69,6 +73,48 @@ describe("loadConfig", () => {
     assert.equal(
       loadConfig({ ...minimal, FASTBUILD_PUBLIC_BASE_URL: "http://127.0.0.1:7071/" }).publicBaseUrl,
       "http://127.0.0.1:7071",
+    );
+  });
+
+  it("gives compute and Container Apps their own endpoint and audience (Azure Stack Hub has no Container Apps)", () => {
+    const config = loadConfig({
+      ...minimal,
+      FASTBUILD_COMPUTE_ENDPOINT: "https://management.local.azurestack.external/",
+      FASTBUILD_COMPUTE_AUDIENCE: "https://management.azurestack.example/1234",
+      FASTBUILD_COMPUTE_PROFILE: "2020-09-01-hybrid",
+    });
+    assert.deepEqual(config.arm.compute, {
+      endpoint: "https://management.local.azurestack.external",
+      audience: "https://management.azurestack.example/1234",
+    });
+    assert.deepEqual(config.arm.containerApps, {
+      endpoint: "https://management.azure.com",
+      audience: undefined,
+    });
+  });
+
+  it("keeps the old FASTBUILD_ARM_ENDPOINT working as the compute endpoint only", () => {
+    const config = loadConfig({ ...minimal, FASTBUILD_ARM_ENDPOINT: "https://arm.stack.example" });
+    assert.equal(config.arm.compute.endpoint, "https://arm.stack.example");
+    assert.equal(config.arm.containerApps.endpoint, "https://management.azure.com");
+  });
+
+  it("reports the old and the new compute endpoint setting disagreeing, with the other problems", () => {
+    assert.throws(
+      () =>
+        loadConfig({
+          ...minimal,
+          FASTBUILD_ARM_ENDPOINT: "https://one.example",
+          FASTBUILD_COMPUTE_ENDPOINT: "https://two.example",
+          FASTBUILD_CONTAINERAPPS_AUDIENCE: "https://management.azure.com/.default",
+        }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        const text = error.problems.join("\n");
+        assert.match(text, /FASTBUILD_CONTAINERAPPS_AUDIENCE: the audience without '\/\.default'/);
+        assert.match(text, /FASTBUILD_ARM_ENDPOINT: the old name of FASTBUILD_COMPUTE_ENDPOINT/);
+        return true;
+      },
     );
   });
 

@@ -117,7 +117,8 @@ export async function startTestCloud(): Promise<TestCloud> {
       prod: environment("builder-prod", "shop"),
     }),
     AzureWebJobsStorage: azurite.connectionString,
-    FASTBUILD_ARM_ENDPOINT: arm.endpoint,
+    FASTBUILD_COMPUTE_ENDPOINT: arm.endpoint,
+    FASTBUILD_CONTAINERAPPS_ENDPOINT: arm.endpoint,
     FASTBUILD_MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES),
     FASTBUILD_IDLE_SHUTDOWN_MINUTES: "30",
   });

@@ -20,7 +20,12 @@ import { ACTIVITIES, BUILD_ORCHESTRATOR } from "../../src/core/activityContract.
 import { BUILD_EVENTS, builderKey, type BuildInput } from "../../src/core/buildInput.js";
 import { decideAcquire, mutateRecord } from "../../src/core/lease.js";
 import type { VmRef } from "../../src/core/ports.js";
-import { startArmEmulator, type ArmEmulator, type RunCommandExecutor } from "@fast-build/local-cloud/arm";
+import {
+  startArmEmulator,
+  type ArmEmulator,
+  type ContainerAppInit,
+  type RunCommandExecutor,
+} from "@fast-build/local-cloud/arm";
 import { startAzurite, type Azurite } from "@fast-build/local-cloud/azurite";
 import {
   checkReplayPrefixes,
@@ -67,6 +72,8 @@ function scenario(
     builds?: Partial<Config["builds"]>;
     emulator?: ArmEmulator;
     profile?: ComputeProfile;
+    /** How the app routes traffic (default: Single revision mode). */
+    app?: Pick<ContainerAppInit, "activeRevisionsMode" | "traffic">;
   } = {},
 ): Scenario {
   const emulator = options.emulator ?? arm;
@@ -86,13 +93,18 @@ function scenario(
   emulator.addVm(vm, { powerState: options.powerState ?? "deallocated" });
   emulator.addContainerApp(
     { subscriptionId: SUB, resourceGroup: env.resourceGroup, appName: env.containerApp },
-    { containers: [{ name: "web", image: "registry.example.test/team/app:old" }], revisionSuffix: "old" },
+    {
+      containers: [{ name: "web", image: "registry.example.test/team/app:old" }],
+      revisionSuffix: "old",
+      ...options.app,
+    },
   );
   // The app's settings as Azure would hold them, pointed at this scenario's emulator and Azurite.
   const settings = loadConfig({
     FASTBUILD_ENVIRONMENTS: JSON.stringify({ [env.name]: env }),
     AzureWebJobsStorage: azurite.connectionString,
-    FASTBUILD_ARM_ENDPOINT: emulator.endpoint,
+    FASTBUILD_COMPUTE_ENDPOINT: emulator.endpoint,
+    FASTBUILD_CONTAINERAPPS_ENDPOINT: emulator.endpoint,
     FASTBUILD_COMPUTE_PROFILE: options.profile ?? "latest",
     FASTBUILD_MAX_UPLOAD_BYTES: String(1024 * 1024),
   });
@@ -311,8 +323,11 @@ describe("build orchestration end to end", () => {
       assert.deepEqual(status.deployment, {
         reference: DIGEST_REF,
         unchanged: false,
-        message: `container app ${s.env.containerApp} now runs ${DIGEST_REF} in revision ${status.revision?.name}`,
+        // The message now also says how traffic got there (single revision mode: Azure moved it).
+        message: `container app ${s.env.containerApp} now runs ${DIGEST_REF} in revision ${status.revision?.name} (single revision mode: Azure moved all traffic to it)`,
       });
+      const served = app?.revisions.find((r) => r.name === status.revision?.name);
+      assert.equal(served?.trafficWeight, 100);
       await assertRunCommandGone(s, input.buildId);
       // Determinism: every prefix of the finished history replays to a prefix of its actions.
       await checkReplayPrefixes(buildOrchestrator, {
@@ -583,12 +598,59 @@ describe("build orchestration end to end", () => {
     assert.equal(status.phase, "failed");
     assert.equal(status.error?.code, "DeployFailed");
     assert.match(status.error?.message ?? "", /previous revision keeps serving/);
+    assert.match(status.error?.hint ?? "", /Check the revision's logs/);
     const app = arm.getContainerApp({
       subscriptionId: SUB,
       resourceGroup: s.env.resourceGroup,
       appName: s.env.containerApp,
     });
     assert.equal(app?.latestReadyRevisionName, `${s.env.containerApp}--old`);
+    // As in Azure, the app's update operation failed with its revision (ContainerAppOperationError):
+    // the build reports that as its own DeployFailed, not as the raw Azure error.
+    assert.equal(app?.provisioningState, "Failed");
+    assert.doesNotMatch(status.error?.message ?? "", /ContainerAppOperationError/);
+  });
+
+  it("in multiple revision mode, moves all traffic to the new revision once it is healthy, and says so", async () => {
+    // Multiple mode: Azure leaves traffic where ingress.traffic puts it (here: on the old revision).
+    const old = (s: Scenario) => `${s.env.containerApp}--old`;
+    const s = scenario({ powerState: "running", app: { activeRevisionsMode: "Multiple" } });
+    const pinned = [{ revisionName: old(s), weight: 100 }];
+    const t = scenario({ powerState: "running", app: { activeRevisionsMode: "Multiple", traffic: pinned } });
+    arm.setRunCommandExecutor(succeed());
+    for (const each of [s, t]) {
+      const { status } = await runBuild(each, newInput(each), "V3", (d) =>
+        d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}),
+      );
+      assert.equal(status.phase, "succeeded");
+      const app = arm.getContainerApp(appRef(each));
+      const weights = Object.fromEntries(app?.revisions.map((r) => [r.name, r.trafficWeight]) ?? []);
+      assert.deepEqual(weights, { [old(each)]: 0, [status.revision?.name ?? ""]: 100 });
+      assert.equal(
+        app?.revisions.find((r) => r.name === old(each))?.active,
+        true,
+        "Multiple keeps it active",
+      );
+      assert.match(
+        status.deployment?.message ?? "",
+        /in revision .* \(multiple revision mode: fast-build moved 100% of traffic to it; earlier revisions stay active\)$/,
+      );
+    }
+  });
+
+  it("in multiple revision mode, leaves traffic alone when the new revision fails", async () => {
+    const s = scenario({ powerState: "running", app: { activeRevisionsMode: "Multiple" } });
+    arm.setRunCommandExecutor(
+      succeed((buildId) => ({ image: `registry.example.test/team/unhealthy:${buildId}` })),
+    );
+    const patchesBefore = appPatches(s);
+    const { status } = await runBuild(s, newInput(s), "V3", (d) =>
+      d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}),
+    );
+    assert.equal(status.error?.code, "DeployFailed");
+    assert.equal(appPatches(s), patchesBefore + 1, "no traffic PATCH after the image PATCH");
+    const app = arm.getContainerApp(appRef(s));
+    assert.equal(app?.revisions.find((r) => r.name === `${s.env.containerApp}--old`)?.trafficWeight, 100);
   });
 
   it("fails with 'source never uploaded' when no upload is reported in time", async () => {

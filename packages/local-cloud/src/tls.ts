@@ -3,11 +3,18 @@
  * It must name both `IP:127.0.0.1` and `DNS:localhost`, or Node refuses it by name; clients trust
  * it through `tlsOptions.ca` or `NODE_EXTRA_CA_CERTS`.
  */
+import { randomUUID } from "node:crypto";
 import { generate } from "selfsigned";
 
 export async function createLoopbackCertificate(): Promise<{ key: string; cert: string }> {
   const now = new Date();
-  const result = await generate([{ name: "commonName", value: "localhost" }], {
+  // A subject of its own: a client that trusts two of these (two emulators) finds each one's issuer
+  // by subject name, and OpenSSL tries only the first certificate with a matching name.
+  const subject = [
+    { name: "commonName", value: "localhost" },
+    { name: "organizationName", value: `local-cloud ${randomUUID()}` },
+  ];
+  const result = await generate(subject, {
     keyType: "ec",
     curve: "P-256",
     notBeforeDate: new Date(now.getTime() - 60_000),
