@@ -12,6 +12,10 @@
 #   FASTBUILD_IMAGE_REPOSITORY    app image repository, e.g. team/app
 #   FASTBUILD_BASE_KEY            base image key (16-64 hex), computed by the upload command
 #   FASTBUILD_BINARY_NAME         cargo binary to build and package
+#   FASTBUILD_EXTRACTOR_B64       safe_extract.py, base64 (no line breaks): the activity sends it
+#                                 with each build, since it runs before the archive is opened and an
+#                                 archive must never bring its own extractor. Optional only when
+#                                 build.sh is run by hand next to its safe_extract.py.
 # Optional:
 #   FASTBUILD_SOURCE_MAX_BYTES    archive size limit (default 536870912)
 #   FASTBUILD_EXTRACT_MAX_BYTES / FASTBUILD_EXTRACT_MAX_FILES   extraction limits (safe_extract.py)
@@ -23,8 +27,13 @@
 #   FASTBUILD_CALLBACK_URL + FASTBUILD_CALLBACK_TOKEN   POST heartbeats and the result JSON,
 #                                 header x-fastbuild-token; FASTBUILD_HEARTBEAT_SECONDS (30)
 #   FASTBUILD_WORK_ROOT           per-build workspaces live under it (default /var/lib/fastbuild)
-#   FASTBUILD_DOCKERFILES_DIR     folder with Dockerfile.base / Dockerfile.app (default: this
-#                                 script's folder if it has them, else /opt/fastbuild/dockerfiles)
+#   FASTBUILD_DOCKERFILES_DIR     folder with Dockerfile.base / Dockerfile.app: a machine-level
+#                                 override (stand-in Dockerfiles of the local builder and tests).
+#                                 Default: the archive's .fastbuild/kit/, the very bytes the upload
+#                                 command hashed into the base key.
+#   FASTBUILD_READY_MARKER        file cloud-init writes when the builder's tools are installed
+#                                 (default /var/lib/fast-build/ready); the build waits for it
+#   FASTBUILD_READY_TIMEOUT_SECONDS  how long to wait for it (default 600)
 #   FASTBUILD_CONTAINER_CLI       container CLI and its global flags (default docker; here e.g.
 #                                 "buildah --storage-driver vfs --root R --runroot R2")
 #   FASTBUILD_BUILD_EXTRA_ARGS    extra build flags (e.g. "--isolation chroot --tls-verify=false")
@@ -35,8 +44,12 @@
 #   FASTBUILD_KEEP_WORKSPACE      true: keep the extracted tree (debugging)
 #
 # Exit codes (src/core/buildResult.ts EXIT_CODES): 0 ok (built or skipped), 1 internal,
-# 2 usage, 10 download, 11 extract (refused input), 12 login, 20 base build, 21 app build, 22 push.
-# The last line of output is the result JSON: {"fastbuild":"result","version":1,...}.
+# 2 usage, 10 download, 11 extract (refused input), 12 login, 13 kit (the archive has no
+# Dockerfiles), 14 not-ready (the builder's setup never finished), 20 base build, 21 app build,
+# 22 push.
+# The last line of output is the result JSON: {"fastbuild":"result","version":1,...}, kept under
+# 1 KB (the instance view keeps only the last 4 KB of output); the callback POST of the same
+# result also carries the log tail.
 set -euo pipefail
 umask 022
 export LC_ALL=C
@@ -44,11 +57,14 @@ export LC_ALL=C
 export DOCKER_BUILDKIT=1
 
 readonly EXIT_INTERNAL=1 EXIT_USAGE=2 EXIT_DOWNLOAD=10 EXIT_EXTRACT=11 EXIT_LOGIN=12
-readonly EXIT_BASE=20 EXIT_APP=21 EXIT_PUSH=22
+readonly EXIT_KIT=13 EXIT_NOT_READY=14 EXIT_BASE=20 EXIT_APP=21 EXIT_PUSH=22
 readonly ACR_TOKEN_USER=00000000-0000-0000-0000-000000000000
 readonly MANIFEST_ACCEPT="application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.list.v2+json,application/vnd.docker.distribution.manifest.v2+json"
 
-SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# Only when run from a file (by hand, tests): Run Command hands bash the text, BASH_SOURCE is empty,
+# and the working folder is then no place to look for anything.
+SCRIPT_DIR=""
+if [ -f "${BASH_SOURCE[0]:-}" ]; then SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd); fi
 STARTED_MS=$(date +%s%3N)
 STEP=validate
 RESULT_SENT=false
@@ -89,21 +105,34 @@ stop_heartbeat() {
   fi
 }
 
-# result STATUS REASON CODE [key=value …]: prints the one result line (and posts it), then exits.
-# The JSON is built by python3 from argv, so no value needs escaping here.
+# json_text TEXT: TEXT as a JSON string, for the result line of last resort (no python3).
+json_text() {
+  local text
+  text=$(printf '%s' "$1" | tr -d '\000-\037' | cut -c1-300)
+  text=${text//\\/\\\\}
+  printf '"%s"' "${text//\"/\\\"}"
+}
+
+# finish STATUS REASON CODE [kind:key=value …]: prints the one result line (and posts it), then exits.
+# The JSON is built by python3 from argv, so no value needs escaping here. Two forms: the printed
+# line stays under 1 KB (the instance view, read when the callback is lost, keeps only the last
+# 4 KB of output), so it has no log tail and bounded texts; the callback POST adds the log tail.
 finish() {
   local status=$1 reason=$2 code=$3
   shift 3
   RESULT_SENT=true
   printf 'total %s\n' "$(($(date +%s%3N) - STARTED_MS))" >>"$TIMINGS_FILE"
   local json
-  json=$(python3 - "$status" "$reason" "$code" "${FASTBUILD_BUILD_ID_SAFE:-}" "$TIMINGS_FILE" "$@" <<'PY'
+  json=$(python3 - "$status" "$reason" "$code" "${FASTBUILD_BUILD_ID_SAFE:-}" "$TIMINGS_FILE" \
+    "$PRIVATE_DIR/result.json" "$@" <<'PY'
 import json, re, sys
-status, reason, code, build_id, timings_path = sys.argv[1:6]
+status, reason, code, build_id, timings_path, posted_path = sys.argv[1:7]
+LINE_LIMIT = 1000
 result = {"fastbuild": "result", "version": 1, "buildId": build_id, "status": status,
           "exitReason": reason, "exitCode": int(code), "skipped": False, "timings": {}}
 ansi = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-for arg in sys.argv[6:]:
+tail = None
+for arg in sys.argv[7:]:
     key, _, value = arg.partition("=")
     kind, _, name = key.partition(":")
     if kind == "bool":
@@ -114,8 +143,7 @@ for arg in sys.argv[6:]:
     elif kind == "tail":
         try:
             with open(value, encoding="utf-8", errors="replace") as f:
-                lines = [ansi.sub("", l.rstrip("\n"))[:500] for l in f.readlines()[-40:]]
-            result[name] = lines
+                tail = [ansi.sub("", l.rstrip("\n"))[:500] for l in f.readlines()[-40:]]
         except OSError:
             pass
     elif kind == "str":
@@ -128,12 +156,45 @@ with open(timings_path) as f:
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             result["timings"][parts[0]] = int(parts[1])
-print(json.dumps(result, separators=(",", ":")))
+
+def clip(fields, limits):
+    for name, limit in limits:
+        if len(fields.get(name, "")) > limit:
+            fields[name] = fields[name][: limit - 3] + "..."
+
+def size(fields):
+    return len(json.dumps(fields, separators=(",", ":")).encode())
+
+posted = dict(result)
+clip(posted, [("message", 4000), ("failedInstruction", 500)])
+if tail is not None:
+    posted["logTail"] = tail
+with open(posted_path, "w") as f:
+    json.dump(posted, f, separators=(",", ":"))
+# The printed line: bounded texts; past the limit the details the log and the callback keep give
+# way (image, digest, exit codes and the failed step always stay: the orchestrator needs them).
+line = dict(result)
+clip(line, [("message", 300), ("failedInstruction", 200), ("failedStep", 40)])
+for drop in ("tags", "baseImage", "timings"):
+    if size(line) > LINE_LIMIT and drop in line:
+        if drop == "timings":
+            line["timings"] = {}
+        else:
+            del line[drop]
+if size(line) > LINE_LIMIT:
+    clip(line, [("message", 80), ("failedInstruction", 40)])
+print(json.dumps(line, separators=(",", ":")))
 PY
-  ) || json="{\"fastbuild\":\"result\",\"version\":1,\"buildId\":\"\",\"status\":\"failed\",\"exitReason\":\"internal\",\"exitCode\":$EXIT_INTERNAL,\"skipped\":false,\"timings\":{}}"
+  ) || {
+    # python3 missing or broken (e.g. the builder's setup never finished): a plainer line, still
+    # this build's, with the reason.
+    local message="" arg
+    for arg in "$@"; do [[ $arg != str:message=* ]] || message=${arg#str:message=}; done
+    json="{\"fastbuild\":\"result\",\"version\":1,\"buildId\":\"${FASTBUILD_BUILD_ID_SAFE:-}\",\"status\":\"$status\",\"exitReason\":\"$reason\",\"exitCode\":$code,\"skipped\":false,\"timings\":{},\"failedStep\":\"$STEP\",\"message\":$(json_text "$message")}"
+    printf '%s' "$json" >"$PRIVATE_DIR/result.json"
+  }
   stop_heartbeat
   if [ -n "${FASTBUILD_CALLBACK_URL:-}" ] && [ -n "${CALLBACK_OK:-}" ]; then
-    printf '%s' "$json" >"$PRIVATE_DIR/result.json"
     post_callback "$PRIVATE_DIR/result.json" 3 || log "could not post the result to the callback (the output keeps it)"
   fi
   printf '%s\n' "$json"
@@ -231,6 +292,8 @@ optional FASTBUILD_CALLBACK_TOKEN "$CALLBACK_TOKEN_RE" "give the callback token 
 optional FASTBUILD_HEARTBEAT_SECONDS '^[1-9][0-9]{0,4}$' "give a number of seconds"
 optional FASTBUILD_WORK_ROOT '^/[A-Za-z0-9._/-]*$' "give an absolute folder path"
 optional FASTBUILD_DOCKERFILES_DIR '^/[A-Za-z0-9._/-]*$' "give an absolute folder path"
+optional FASTBUILD_READY_MARKER '^/[A-Za-z0-9._/-]*$' "give an absolute file path"
+optional FASTBUILD_READY_TIMEOUT_SECONDS '^[0-9]{1,5}$' "give a number of seconds"
 optional FASTBUILD_CONTAINER_CLI '^[A-Za-z0-9_./=:, -]+$' "give the CLI and its flags (no quotes or shell characters)"
 optional FASTBUILD_BUILD_EXTRA_ARGS '^[A-Za-z0-9_./=:, -]+$' "give flags without quotes or shell characters"
 optional FASTBUILD_PUSH_EXTRA_ARGS '^[A-Za-z0-9_./=:, -]+$' "give flags without quotes or shell characters"
@@ -252,30 +315,35 @@ fi
 if [ "${FASTBUILD_REGISTRY_SCHEME:-https}" = http ] && ! [[ ${FASTBUILD_REGISTRY:-} =~ ^(127\.0\.0\.1|localhost)(:[0-9]+)?$ ]]; then
   problems+=("FASTBUILD_REGISTRY_SCHEME=http is accepted for a loopback registry only")
 fi
-for tool in curl python3 sha256sum; do
-  command -v "$tool" >/dev/null 2>&1 || problems+=("$tool is not installed on the builder: install it")
-done
-
 read -r -a CLI <<<"${FASTBUILD_CONTAINER_CLI:-docker}"
 read -r -a BUILD_EXTRA <<<"${FASTBUILD_BUILD_EXTRA_ARGS:-}"
 read -r -a PUSH_EXTRA <<<"${FASTBUILD_PUSH_EXTRA_ARGS:-}"
 if [ "${#CLI[@]}" -eq 0 ]; then
   problems+=("FASTBUILD_CONTAINER_CLI is empty: name the container CLI (docker or buildah)")
-elif ! command -v "${CLI[0]}" >/dev/null 2>&1; then
-  problems+=("FASTBUILD_CONTAINER_CLI: ${CLI[0]} is not installed: install it or name another CLI")
 fi
 
-if [ -n "${FASTBUILD_DOCKERFILES_DIR:-}" ]; then
+# The build kit travels with each build; the VM holds only tools and caches. The Dockerfiles
+# come in the archive (after extraction, below) unless the machine overrides them here.
+DOCKERFILES_DIR=""
+if [[ ${FASTBUILD_DOCKERFILES_DIR:-} =~ ^/ ]]; then
   DOCKERFILES_DIR=$FASTBUILD_DOCKERFILES_DIR
-elif [ -f "$SCRIPT_DIR/Dockerfile.app" ]; then
-  DOCKERFILES_DIR=$SCRIPT_DIR
-else
-  DOCKERFILES_DIR=/opt/fastbuild/dockerfiles
+  for file in "$DOCKERFILES_DIR/Dockerfile.base" "$DOCKERFILES_DIR/Dockerfile.app"; do
+    [ -f "$file" ] || problems+=("FASTBUILD_DOCKERFILES_DIR: $file is missing: point it at a folder with Dockerfile.base and Dockerfile.app, or unset it to use the archive's")
+  done
 fi
-if [ -f "$SCRIPT_DIR/safe_extract.py" ]; then HELPERS_DIR=$SCRIPT_DIR; else HELPERS_DIR=/opt/fastbuild/dockerfiles; fi
-for file in "$DOCKERFILES_DIR/Dockerfile.base" "$DOCKERFILES_DIR/Dockerfile.app" "$HELPERS_DIR/safe_extract.py"; do
-  [ -f "$file" ] || problems+=("$file is missing: install the dockerfiles/ folder on the builder (or set FASTBUILD_DOCKERFILES_DIR)")
-done
+# The extractor runs before the archive is opened, so it comes with the run command (decoded into
+# our private folder), never from the archive; run by hand, the script's own copy serves.
+EXTRACTOR=$PRIVATE_DIR/safe_extract.py
+if [ -n "${FASTBUILD_EXTRACTOR_B64:-}" ]; then
+  if ! [[ $FASTBUILD_EXTRACTOR_B64 =~ ^[A-Za-z0-9+/]+={0,2}$ ]] ||
+    ! printf '%s' "$FASTBUILD_EXTRACTOR_B64" | base64 -d >"$EXTRACTOR" 2>/dev/null; then
+    problems+=("FASTBUILD_EXTRACTOR_B64 is invalid: give safe_extract.py as base64 without line breaks")
+  fi
+elif [ -n "$SCRIPT_DIR" ] && [ -f "$SCRIPT_DIR/safe_extract.py" ]; then
+  EXTRACTOR=$SCRIPT_DIR/safe_extract.py
+else
+  problems+=("FASTBUILD_EXTRACTOR_B64 is not set: send safe_extract.py (base64) with the build, or run build.sh next to its safe_extract.py")
+fi
 
 if [[ ${FASTBUILD_BUILD_ID:-} =~ $BUILD_ID_RE ]]; then FASTBUILD_BUILD_ID_SAFE=$FASTBUILD_BUILD_ID; fi
 # The callback is used (even for a usage failure) only when its own settings are valid.
@@ -304,6 +372,8 @@ readonly WORK_ROOT=${FASTBUILD_WORK_ROOT:-/var/lib/fastbuild}
 readonly LOGIN_MODE=${FASTBUILD_REGISTRY_LOGIN:-acr-identity}
 readonly SCHEME=${FASTBUILD_REGISTRY_SCHEME:-https}
 readonly BASE_IMAGE=$REGISTRY/$BASE_REPOSITORY:$BASE_KEY
+readonly READY_MARKER=${FASTBUILD_READY_MARKER:-/var/lib/fast-build/ready}
+readonly READY_TIMEOUT=${FASTBUILD_READY_TIMEOUT_SECONDS:-600}
 case ${FASTBUILD_REBUILD_BASE:-false} in true | 1) REBUILD_BASE=true ;; *) REBUILD_BASE=false ;; esac
 
 if [ -n "${CALLBACK_OK:-}" ]; then
@@ -348,6 +418,37 @@ manifest_digest() {
       ;;
   esac
 }
+
+# ---------------------------------------------------------------- 0. setup
+# A build can arrive before cloud-init has finished installing the tools (a new VM, or one whose
+# first boot is still running): cloud-init writes the marker as its last step, once docker, az,
+# python3, curl and jq are on PATH. Waiting, bounded, turns "command not found" halfway through
+# into a build that starts a little later, or one clear failure that says where to look.
+begin setup
+if [ ! -f "$READY_MARKER" ]; then
+  log "waiting for the builder's setup (cloud-init) to finish: $READY_MARKER (up to ${READY_TIMEOUT} s)"
+  ready_deadline=$((SECONDS + READY_TIMEOUT))
+  next_note=$((SECONDS + 30))
+  until [ -f "$READY_MARKER" ]; do
+    if [ "$SECONDS" -ge "$ready_deadline" ]; then
+      fail not-ready "$EXIT_NOT_READY" "the builder's setup did not finish within ${READY_TIMEOUT} s ($READY_MARKER is missing): see /var/log/cloud-init-output.log on the VM, or start the build again once cloud-init is done"
+    fi
+    sleep 1
+    if [ "$SECONDS" -ge "$next_note" ]; then
+      log "still waiting for the builder's setup ($((SECONDS + READY_TIMEOUT - ready_deadline)) s)"
+      next_note=$((SECONDS + 30))
+    fi
+  done
+fi
+missing=()
+for tool in curl python3 sha256sum "${CLI[0]}"; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  fail not-ready "$EXIT_NOT_READY" "the builder is set up but lacks ${missing[*]}: install them (cloud-init in infra/), or name another container CLI in FASTBUILD_CONTAINER_CLI"
+fi
+log "the builder is set up"
+end
 
 # ---------------------------------------------------------------- 1. login
 begin login
@@ -423,12 +524,26 @@ end
 # ---------------------------------------------------------------- 4. extract
 begin extract
 src=$BUILD_DIR/src
-if ! python3 "$HELPERS_DIR/safe_extract.py" "$archive" "$src" >"$STEP_LOG" 2>&1; then
+if ! python3 "$EXTRACTOR" "$archive" "$src" >"$STEP_LOG" 2>&1; then
   reason=$(sed -n 's/^refused: //p' "$STEP_LOG" | head -n 1)
   fail extract "$EXIT_EXTRACT" "the source archive was refused: ${reason:-see the log}. Nothing was built."
 fi
 cat "$STEP_LOG"
 rm -f "$archive"
+# The Dockerfiles the upload command hashed into the base key travel next to the recipe, so the
+# base is built from exactly those bytes. Links are not followed: the kit must be the archive's own
+# files (safe_extract.py keeps links inside the tree, but a kit is plain files).
+if [ -z "$DOCKERFILES_DIR" ]; then
+  DOCKERFILES_DIR=$src/.fastbuild/kit
+  for file in "$DOCKERFILES_DIR/Dockerfile.base" "$DOCKERFILES_DIR/Dockerfile.app"; do
+    if [ ! -f "$file" ] || [ -L "$file" ] || [ -L "$DOCKERFILES_DIR" ] || [ -L "$src/.fastbuild" ]; then
+      fail kit "$EXIT_KIT" "the archive has no build kit (${file#"$src/"} is missing or not a plain file): upload with a current fast-build, which adds .fastbuild/kit/, or set FASTBUILD_DOCKERFILES_DIR on the builder. Nothing was built."
+    fi
+  done
+  log "using the archive's Dockerfiles (.fastbuild/kit/)"
+else
+  log "using the builder's Dockerfiles from $DOCKERFILES_DIR (FASTBUILD_DOCKERFILES_DIR)"
+fi
 end
 
 # ---------------------------------------------------------------- 5. base image

@@ -41,7 +41,10 @@ export interface ActivityDeps {
   leases: LeaseStore;
   /** Wall clock for leases (shared with other processes, so never the orchestration's clock). */
   now?: () => Date;
-  /** The builder script; default `dockerfiles/build.sh` of this package. */
+  /**
+   * The builder script; default `dockerfiles/build.sh` of this package. Its extractor,
+   * `safe_extract.py`, is read from the same folder: the kit is deployed as one.
+   */
   buildScriptPath?: string;
   /** How long a VM may take to run with its agent ready (default 10 minutes). */
   vmReadyTimeoutMs?: number;
@@ -81,13 +84,11 @@ export function makeActivities(deps: ActivityDeps): ReadonlyMap<string, Activity
  */
 export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
   const now = deps.now ?? (() => new Date());
-  let script: Promise<string> | undefined;
-  // A failed read is not kept: the next build tries again (the deployment may have been fixed).
-  const loadScript = () =>
-    (script ??= readBuildScript(deps.buildScriptPath).catch((error: unknown) => {
-      script = undefined;
-      throw error;
-    }));
+  const loadScript = kitFileLoader("build.sh", deps.buildScriptPath);
+  const loadExtractor = kitFileLoader(
+    "safe_extract.py",
+    deps.buildScriptPath && join(dirname(deps.buildScriptPath), "safe_extract.py"),
+  );
 
   return {
     [ACTIVITIES.resolveEnvironment]: ({ environment }) => {
@@ -177,8 +178,9 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
     [ACTIVITIES.startBuild]: async (input) => {
       const env = input.environment;
       const minutes = Math.ceil(input.timeoutSeconds / 60) + 30;
-      const [text, output, error, source] = await Promise.all([
+      const [text, extractor, output, error, source] = await Promise.all([
         loadScript(),
+        loadExtractor(),
         deps.logs.createAppendLog(logBlobName(input.buildId), minutes),
         deps.logs.createAppendLog(errorLogBlobName(input.buildId), minutes),
         // The script downloads first thing, so the read grant can be short.
@@ -196,6 +198,11 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
       parameters.FASTBUILD_BASE_KEY = input.baseKey;
       if (input.commit) parameters.FASTBUILD_COMMIT = input.commit;
       parameters.FASTBUILD_BINARY_NAME = env.binaryName;
+      // The extractor runs before the archive is opened, so it cannot come in it (nor may an
+      // archive bring its own), and the VM keeps no kit: it travels with the script. Base64 has
+      // no character a shell would read (the action Run Command exports parameters unquoted);
+      // script + parameters stay near 40 KB, far below Run Command's 256 KB for an inline script.
+      parameters.FASTBUILD_EXTRACTOR_B64 = Buffer.from(extractor, "utf8").toString("base64");
       // SAS URLs and the callback token are hidden from run-command GETs.
       const protectedParameters: Record<string, string> = { FASTBUILD_SOURCE_URL: source.url };
       if (env.callbackBaseUrl) {
@@ -216,9 +223,9 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
 
     [ACTIVITIES.readBuild]: async (input) => {
       const view = await deps.compute.readBuildCommand(input.vm, input.handle);
+      // The result line is short (core/buildResult.ts), so it survives the view's 4 KB tail whole.
       const result = parseBuildResult(view.output);
-      const lines = `${view.output}\n${view.error}`
-        .split("\n")
+      const lines = [...viewLines(view.output), ...viewLines(view.error)]
         .map((line) => redact(line.trimEnd()))
         .filter((line) => line.length > 0 && !line.startsWith('{"fastbuild"'));
       const progress: BuildProgress = {
@@ -269,18 +276,45 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
   };
 }
 
+/** Run Command's instance view keeps the last 4 KB of each stream. */
+const INSTANCE_VIEW_BYTES = 4096;
+
+/** A stream's lines; a stream that filled the view begins inside a line, which is left out. */
+function viewLines(text: string): string[] {
+  const lines = text.split("\n");
+  // A cut inside a multi-byte character drops its remains, so "full" is within 3 bytes.
+  if (Buffer.byteLength(text, "utf8") >= INSTANCE_VIEW_BYTES - 3) lines.shift();
+  return lines;
+}
+
 /** SAS signatures or keys inside an SDK message must not reach history or logs. */
 function redactError(error: Error): Error {
   error.message = redact(error.message);
   return error;
 }
 
-async function readBuildScript(path: string | undefined): Promise<string> {
+type KitFile = "build.sh" | "safe_extract.py";
+
+/**
+ * A file of the build kit the activity sends with every build (`dockerfiles/<name>` of this
+ * package, or `path`), read once. A failed read is not kept: the next build tries again (the
+ * deployment may have been fixed).
+ */
+function kitFileLoader(name: KitFile, path: string | undefined): () => Promise<string> {
+  let text: Promise<string> | undefined;
+  return () =>
+    (text ??= readKitFile(name, path).catch((error: unknown) => {
+      text = undefined;
+      throw error;
+    }));
+}
+
+async function readKitFile(name: KitFile, path: string | undefined): Promise<string> {
   const here = dirname(fileURLToPath(import.meta.url));
   // src/activities → ../../dockerfiles; dist/src/activities → ../../../dockerfiles.
   const candidates = path
     ? [path]
-    : [join(here, "../../dockerfiles/build.sh"), join(here, "../../../dockerfiles/build.sh")];
+    : [join(here, "../../dockerfiles", name), join(here, "../../../dockerfiles", name)];
   for (const candidate of candidates) {
     try {
       return await readFile(candidate, "utf8");
@@ -288,8 +322,8 @@ async function readBuildScript(path: string | undefined): Promise<string> {
       // Try the next layout.
     }
   }
-  throw new PermanentError("the builder script dockerfiles/build.sh is missing from the deployment", {
-    code: "BuildScriptMissing",
-    hint: "Deploy the function app with its dockerfiles/ folder.",
+  throw new PermanentError(`the build kit's dockerfiles/${name} is missing from the deployment`, {
+    code: name === "build.sh" ? "BuildScriptMissing" : "ExtractorMissing",
+    hint: "Deploy the function app with its dockerfiles/ folder (build.sh and safe_extract.py).",
   });
 }

@@ -45,10 +45,16 @@ export interface ArchiveOptions {
   /** Where to write the archive; defaults to a new temporary directory. */
   outputDir?: string;
   /**
-   * Generated files added under `prefix` (e.g. the dependency recipe under `.fastbuild/recipe`);
-   * they replace anything the tree has under that prefix.
+   * Generated files, each group added under its `prefix` (e.g. the dependency recipe under
+   * `.fastbuild/recipe`, the Dockerfiles under `.fastbuild/kit`); they replace anything the tree
+   * has under that prefix.
    */
-  generated?: { prefix: string; files: readonly { path: string; content: string }[] };
+  generated?: readonly GeneratedFiles[];
+}
+
+export interface GeneratedFiles {
+  prefix: string;
+  files: readonly { path: string; content: string | Uint8Array }[];
 }
 
 export interface SourceArchive {
@@ -131,13 +137,14 @@ export async function createArchive(root: string, options: ArchiveOptions = {}):
 type Entry = string | { path: string; content: Buffer };
 
 /** The tree's files plus the generated ones, in byte order of their paths (determinism). */
-function mergeGenerated(files: readonly string[], generated: ArchiveOptions["generated"]): Entry[] {
-  if (!generated) return [...files];
-  const prefix = `${generated.prefix.replace(/\/+$/, "")}/`;
-  const entries: Entry[] = files.filter((f) => !f.startsWith(prefix));
-  for (const file of generated.files) {
-    entries.push({ path: prefix + file.path, content: Buffer.from(file.content) });
-  }
+function mergeGenerated(files: readonly string[], generated: ArchiveOptions["generated"] = []): Entry[] {
+  const prefixes = generated.map((group) => `${group.prefix.replace(/\/+$/, "")}/`);
+  const entries: Entry[] = files.filter((f) => !prefixes.some((prefix) => f.startsWith(prefix)));
+  generated.forEach((group, i) => {
+    for (const file of group.files) {
+      entries.push({ path: prefixes[i] + file.path, content: Buffer.from(file.content) });
+    }
+  });
   return sortBytes(entries, (e) => (typeof e === "string" ? e : e.path));
 }
 

@@ -14,7 +14,7 @@ import { uploadFileToSas } from "../azure/storageUpload.js";
 import type { CliSettings } from "../config/cli.js";
 import type { StartBuildRequest, StartBuildResponse } from "../core/api.js";
 import { startBuildRequestSchema } from "../core/api.js";
-import { computeBaseKey, recipeFiles, RECIPE_DIR_IN_ARCHIVE, type BaseKeyResult } from "../core/baseKey.js";
+import { computeBaseKey, KIT_DIR_IN_ARCHIVE, recipeFiles, RECIPE_DIR_IN_ARCHIVE } from "../core/baseKey.js";
 import { InvalidInputError, PermanentError } from "../core/errors.js";
 import { ApiClient } from "./apiClient.js";
 import { createArchive, formatBytes, sourceTooLarge, type SourceArchive } from "./archive.js";
@@ -48,12 +48,23 @@ export async function runDev(opts: DevRun): Promise<number> {
   const root = resolve(opts.cwd, flags.dir ?? ".");
 
   out.status("reading the dependency recipe");
-  const { key: baseKey, recipe } = await baseKeyFor(root);
+  const kit = await readBuildKit();
+  const { key: baseKey, recipe } = await computeBaseKey(root, { dockerfileBase: kit.dockerfileBase });
   out.status("archiving the source tree");
-  // The recipe travels inside the archive, so the builder compiles the dependency base from exactly
-  // what the key was computed over (see src/core/baseKey.ts).
+  // The recipe and the Dockerfiles travel inside the archive, so the builder compiles the
+  // dependency base from exactly what the key was computed over (see src/core/baseKey.ts); the
+  // builder VM keeps no Dockerfiles of its own.
   const archive = await createArchive(root, {
-    generated: { prefix: RECIPE_DIR_IN_ARCHIVE, files: recipeFiles(recipe) },
+    generated: [
+      { prefix: RECIPE_DIR_IN_ARCHIVE, files: recipeFiles(recipe) },
+      {
+        prefix: KIT_DIR_IN_ARCHIVE,
+        files: [
+          { path: "Dockerfile.app", content: kit.dockerfileApp },
+          { path: "Dockerfile.base", content: kit.dockerfileBase },
+        ],
+      },
+    ],
   });
   try {
     out.line(
@@ -100,22 +111,28 @@ export async function runDev(opts: DevRun): Promise<number> {
 }
 
 /**
- * The one call site of the base-key recipe. Dockerfile.base ships with this package (its bytes
- * are part of the key), two levels up from both `src/cli/` and `dist/cli/`.
+ * The Dockerfiles that ship with this package, two levels up from both `src/cli/` and `dist/cli/`:
+ * Dockerfile.base's bytes are part of the base key, and both go into the archive.
  * The key covers the build defaults of build.sh (toolchain image, release profile, host target);
  * a project pins its toolchain with rust-toolchain.toml, which is part of the recipe. Were the
  * builder to build with other options, the key would only miss the cache, never pick a wrong base.
  */
-async function baseKeyFor(root: string): Promise<BaseKeyResult> {
-  const dockerfile = new URL("../../dockerfiles/Dockerfile.base", import.meta.url);
-  const dockerfileBase = await readFile(dockerfile).catch((error: unknown) => {
-    throw new PermanentError(`fast-build is incomplete: cannot read ${fileURLToPath(dockerfile)}`, {
-      code: "InstallationIncomplete",
-      hint: "Reinstall fast-build (the package must include dockerfiles/).",
-      cause: error,
+async function readBuildKit(): Promise<{ dockerfileBase: Buffer; dockerfileApp: Buffer }> {
+  const read = (name: string) => {
+    const file = new URL(`../../dockerfiles/${name}`, import.meta.url);
+    return readFile(file).catch((error: unknown) => {
+      throw new PermanentError(`fast-build is incomplete: cannot read ${fileURLToPath(file)}`, {
+        code: "InstallationIncomplete",
+        hint: "Reinstall fast-build (the package must include dockerfiles/).",
+        cause: error,
+      });
     });
-  });
-  return computeBaseKey(root, { dockerfileBase });
+  };
+  const [dockerfileBase, dockerfileApp] = await Promise.all([
+    read("Dockerfile.base"),
+    read("Dockerfile.app"),
+  ]);
+  return { dockerfileBase, dockerfileApp };
 }
 
 async function buildRequest(

@@ -36,6 +36,12 @@ import { InvalidInputError } from "./errors.js";
  */
 export const RECIPE_DIR_IN_ARCHIVE = ".fastbuild/recipe";
 
+/**
+ * Where the upload command puts the Dockerfile.base / Dockerfile.app it used, next to the recipe:
+ * the builder builds from exactly the bytes the key covers (the VM keeps no Dockerfiles of its own).
+ */
+export const KIT_DIR_IN_ARCHIVE = ".fastbuild/kit";
+
 /** Bumped when the recipe's normalisation changes, so old keys can never match new recipes. */
 export const BASE_KEY_SCHEME = 1;
 

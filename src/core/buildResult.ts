@@ -2,10 +2,18 @@
  * The one machine-readable line the builder's script prints last (and posts to the callback):
  * `{"fastbuild":"result","version":1,...}`. Versioned so the VM script and the functions can be
  * upgraded separately.
+ *
+ * The printed line stays under {@link RESULT_LINE_MAX_BYTES}: when the callback is lost, the
+ * orchestrator reads it from the run command's instance view, which keeps only the last 4 KB of
+ * output. So it carries no log tail and bounded texts; the callback's POST of the same result adds
+ * the log tail (the log blob has the whole log).
  */
 import { z } from "zod";
 
 export const BUILD_RESULT_VERSION = 1;
+
+/** build.sh keeps its printed result line this short (a quarter of the instance view's 4 KB). */
+export const RESULT_LINE_MAX_BYTES = 1000;
 
 /** Documented exit codes of dockerfiles/build.sh, one per failure class. */
 export const EXIT_CODES = {
@@ -16,6 +24,10 @@ export const EXIT_CODES = {
   download: 10,
   extract: 11,
   login: 12,
+  /** The archive has no `.fastbuild/kit/` Dockerfiles (and the builder overrides none). */
+  kit: 13,
+  /** The builder's setup (cloud-init's ready marker, then its tools) did not finish in time. */
+  notReady: 14,
   baseBuild: 20,
   appBuild: 21,
   push: 22,
@@ -26,7 +38,10 @@ export const buildResultSchema = z.object({
   version: z.literal(BUILD_RESULT_VERSION),
   buildId: z.string(),
   status: z.enum(["succeeded", "failed"]),
-  /** `ok`, or the failure class: download, extract, login, base-build, app-build, push, usage. */
+  /**
+   * `ok`, or the failure class: usage, not-ready, login, download, extract, kit, base-build,
+   * app-build, push, internal.
+   */
   exitReason: z.string(),
   exitCode: z.number().int(),
   failedStep: z.string().optional(),
@@ -45,6 +60,7 @@ export const buildResultSchema = z.object({
   /** The registry already had an image for this source digest: nothing was built. */
   skipped: z.boolean(),
   message: z.string().optional(),
+  /** Only in the callback's POST (bounded); never in the printed line. */
   logTail: z.array(z.string()).optional(),
   /** Milliseconds per step, e.g. download, extract, base, app, push. */
   timings: z.record(z.string(), z.number()),
@@ -75,7 +91,7 @@ export const buildHeartbeatSchema = z.object({
   fastbuild: z.literal("heartbeat"),
   version: z.literal(BUILD_RESULT_VERSION),
   buildId: z.string(),
-  /** The script's current step: login, check, download, extract, base, app, push. */
+  /** The script's current step: setup (waiting for cloud-init), login, check, download, extract, base, app, push. */
   step: z.string().max(80),
   elapsedMs: z.number().int().nonnegative(),
 });

@@ -3,17 +3,20 @@
  * Azurite (source and log blobs, the lease table).
  */
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { loadConfig, type EnvironmentConfig } from "../../src/config/index.js";
 import {
   ACTIVITIES,
+  type BuildCommandHandle,
+  type BuildProgress,
   type ResolvedEnvironment,
   type StartBuildInput,
 } from "../../src/core/activityContract.js";
 import { callbackPath } from "../../src/core/buildInput.js";
+import { EXIT_CODES } from "../../src/core/buildResult.js";
 import { startArmEmulator, type ArmEmulator, type RunCommandRun } from "@fast-build/local-cloud/arm";
 import { startAzurite, type Azurite } from "@fast-build/local-cloud/azurite";
 import { createActivities, createDeps } from "../../src/wiring.js";
@@ -24,6 +27,9 @@ let arm: ArmEmulator;
 let folder: string;
 /** The run commands the "VM" was given, in order. */
 const runs: RunCommandRun[] = [];
+/** What the "VM" prints for a build id (default: nothing), before it exits with `exitCode`. */
+const scripted = new Map<string, { stdout: string; exitCode: number }>();
+const REPO_ROOT = join(import.meta.dirname, "..", "..");
 
 before(async () => {
   [azurite, arm, folder] = await Promise.all([
@@ -33,7 +39,9 @@ before(async () => {
   ]);
   arm.setRunCommandExecutor((run) => {
     runs.push(run);
-    return Promise.resolve({ exitCode: 0 });
+    const script = scripted.get(run.parameters.FASTBUILD_BUILD_ID ?? "");
+    if (script) run.stdout(script.stdout);
+    return Promise.resolve({ exitCode: script?.exitCode ?? 0 });
   });
 });
 after(async () => {
@@ -102,7 +110,10 @@ const runFor = (buildId: string) =>
 
 describe("startBuild activity", () => {
   it("reads a missing builder script again on the next build instead of keeping the failure", async () => {
-    const scriptPath = join(folder, "build.sh");
+    const kit = join(folder, "script-later");
+    await mkdir(kit);
+    await writeFile(join(kit, "safe_extract.py"), "print('extractor')\n");
+    const scriptPath = join(kit, "build.sh");
     const { env, call } = activitiesFor({ buildScriptPath: scriptPath });
     const environment = (await call(ACTIVITIES.resolveEnvironment, {
       environment: env.name,
@@ -116,6 +127,57 @@ describe("startBuild activity", () => {
     await call(ACTIVITIES.startBuild, startInput("build-script-2", environment));
 
     assert.equal((await runFor("build-script-2"))?.script, "#!/bin/sh\necho deployed at last\n");
+  });
+
+  it("reads a missing extractor again on the next build, and refuses to start a build without it", async () => {
+    const kit = join(folder, "extractor-later");
+    await mkdir(kit);
+    await writeFile(join(kit, "build.sh"), "#!/bin/sh\n");
+    const { env, call } = activitiesFor({ buildScriptPath: join(kit, "build.sh") });
+    const environment = (await call(ACTIVITIES.resolveEnvironment, {
+      environment: env.name,
+    })) as ResolvedEnvironment;
+
+    await assert.rejects(
+      call(ACTIVITIES.startBuild, startInput("build-extractor-1", environment)),
+      /ExtractorMissing/,
+    );
+    assert.equal(
+      runs.some((run) => run.parameters.FASTBUILD_BUILD_ID === "build-extractor-1"),
+      false,
+    );
+    await writeFile(join(kit, "safe_extract.py"), "print('extractor')\n");
+    await call(ACTIVITIES.startBuild, startInput("build-extractor-2", environment));
+
+    const run = await runFor("build-extractor-2");
+    assert.equal(
+      Buffer.from(run?.parameters.FASTBUILD_EXTRACTOR_B64 ?? "", "base64").toString(),
+      "print('extractor')\n",
+    );
+  });
+
+  it("sends the deployed safe_extract.py as a shell-safe parameter, keeping the command far below 256 KB", async () => {
+    const { env, call } = activitiesFor({ publicBaseUrl: "https://fb.example.test" });
+    const environment = (await call(ACTIVITIES.resolveEnvironment, {
+      environment: env.name,
+    })) as ResolvedEnvironment;
+
+    await call(ACTIVITIES.startBuild, startInput("build-kit-1", environment));
+
+    const run = await runFor("build-kit-1");
+    const encoded = run?.parameters.FASTBUILD_EXTRACTOR_B64 ?? "";
+    assert.match(encoded, /^[A-Za-z0-9+/]+={0,2}$/, "no character a shell would read, no line breaks");
+    assert.deepEqual(
+      Buffer.from(encoded, "base64"),
+      await readFile(join(REPO_ROOT, "dockerfiles", "safe_extract.py")),
+    );
+    assert.equal(run?.script, await readFile(join(REPO_ROOT, "dockerfiles", "build.sh"), "utf8"));
+    // The action Run Command writes every parameter into the script: count it all.
+    const values = { ...run?.parameters, ...run?.protectedParameters };
+    const total =
+      Buffer.byteLength(run?.script ?? "") +
+      Object.entries(values).reduce((sum, [k, v]) => sum + Buffer.byteLength(`export ${k}=${v}\n`), 0);
+    assert.ok(total < 64 * 1024, `${total} bytes`);
   });
 
   it("takes the source limit and callback URL from the environment in its input, not the live settings", async () => {
@@ -135,6 +197,53 @@ describe("startBuild activity", () => {
     assert.equal(
       run?.protectedParameters.FASTBUILD_CALLBACK_URL,
       `https://fb.example.test${callbackPath("build-fixed-1")}`,
+    );
+  });
+});
+
+describe("readBuild activity", () => {
+  it("finds a failed build's result in an instance view its long output filled, and leaves out the cut line", async () => {
+    const { env, call } = activitiesFor();
+    const environment = (await call(ACTIVITIES.resolveEnvironment, {
+      environment: env.name,
+    })) as ResolvedEnvironment;
+    const buildId = "build-full-view";
+    const result = {
+      fastbuild: "result",
+      version: 1,
+      buildId,
+      status: "failed",
+      exitReason: "app-build",
+      exitCode: EXIT_CODES.appBuild,
+      failedStep: "app",
+      stepExitCode: 101,
+      message: "the app build failed (exit 1): see the log tail",
+      skipped: false,
+      timings: { app: 1200 },
+    };
+    const noise = Array.from({ length: 100 }, (_, i) => `error[E0425]: line ${i} ${"x".repeat(300)}`);
+    scripted.set(buildId, {
+      stdout: `${noise.join("\n")}\nFAILED: the app build failed\n${JSON.stringify(result)}\n`,
+      exitCode: EXIT_CODES.appBuild,
+    });
+    const handle = (await call(
+      ACTIVITIES.startBuild,
+      startInput(buildId, environment),
+    )) as BuildCommandHandle;
+
+    const progress = await waitFor(
+      () => call(ACTIVITIES.readBuild, { vm: environment.vm, handle, buildId }) as Promise<BuildProgress>,
+      (p) => p.executionState !== "Running" && p.executionState !== "Pending",
+    );
+
+    assert.deepEqual(progress.result, result);
+    assert.equal(progress.exitCode, EXIT_CODES.appBuild);
+    assert.equal(progress.logTail.at(-1), "FAILED: the app build failed");
+    assert.ok(progress.logTail.length > 1);
+    // Every line shown is whole: the view's first (cut) line is not among them.
+    assert.ok(
+      progress.logTail.slice(0, -1).every((line) => noise.includes(line)),
+      progress.logTail.join("\n"),
     );
   });
 });

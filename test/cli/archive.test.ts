@@ -155,30 +155,47 @@ describe("archive determinism", () => {
 });
 
 describe("generated files", () => {
-  it("adds them under their prefix in path order, replacing what the tree has there", async () => {
+  it("adds each group under its prefix in path order, replacing what the tree has there", async () => {
     const root = await tempDir();
     await writeTree(root, {
       "Cargo.toml": "[package]\n",
       ".fastbuild/recipe/stale.toml": "old",
+      ".fastbuild/kit/Dockerfile.old": "old",
+      ".fastbuild/notes.md": "the tree's own",
       "src/main.rs": "",
     });
-    const generated = {
-      prefix: ".fastbuild/recipe",
-      files: [
-        { path: "Cargo.toml", content: '[package]\nversion = "0.0.0"\n' },
-        { path: "src/main.rs", content: "fn main() {}\n" },
-      ],
-    };
+    // Bytes as read from disk: kept exactly (the base key hashes these very bytes).
+    const dockerfile = Buffer.from("FROM scratch\r\n# \u00e9\n", "utf8");
+    const generated = [
+      {
+        prefix: ".fastbuild/recipe",
+        files: [
+          { path: "src/main.rs", content: "fn main() {}\n" },
+          { path: "Cargo.toml", content: '[package]\nversion = "0.0.0"\n' },
+        ],
+      },
+      { prefix: ".fastbuild/kit/", files: [{ path: "Dockerfile.base", content: dockerfile }] },
+    ];
     const first = await createArchive(root, { generated });
     const second = await createArchive(root, { generated });
     const entries = await entriesOf(first.path);
+    const out = await tempDir();
+    execFileSync("tar", ["-xzf", first.path, "-C", out]);
     await Promise.all([first.dispose(), second.dispose()]);
     assert.deepEqual(
       [...entries.keys()],
-      [".fastbuild/recipe/Cargo.toml", ".fastbuild/recipe/src/main.rs", "Cargo.toml", "src/main.rs"],
+      [
+        ".fastbuild/kit/Dockerfile.base",
+        ".fastbuild/notes.md",
+        ".fastbuild/recipe/Cargo.toml",
+        ".fastbuild/recipe/src/main.rs",
+        "Cargo.toml",
+        "src/main.rs",
+      ],
     );
+    assert.deepEqual(await readFile(join(out, ".fastbuild/kit/Dockerfile.base")), dockerfile);
     assert.equal(first.digest, second.digest);
-    assert.equal(first.fileCount, 4);
+    assert.equal(first.fileCount, 6);
   });
 });
 

@@ -5,18 +5,26 @@
  * pulled here); the base key comes from the real src/core/baseKey.ts.
  */
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import * as tar from "tar";
-import { computeBaseKey, RECIPE_DIR_IN_ARCHIVE, writeDependencyRecipe } from "../../src/core/baseKey.js";
-import { buildResultSchema, EXIT_CODES } from "../../src/core/buildResult.js";
+import {
+  computeBaseKey,
+  KIT_DIR_IN_ARCHIVE,
+  RECIPE_DIR_IN_ARCHIVE,
+  writeDependencyRecipe,
+} from "../../src/core/baseKey.js";
+import { buildResultSchema, EXIT_CODES, RESULT_LINE_MAX_BYTES } from "../../src/core/buildResult.js";
 import { LOCAL_DOCKERFILES, prepareLocalBuilder } from "@fast-build/local-cloud/builder";
 import { startRegistry, type LocalRegistry } from "@fast-build/local-cloud/registry";
 import {
+  BUILD_SCRIPT,
   makeTarGz,
+  run as runCommand,
   runBuildScript,
+  SAFE_EXTRACT,
   sha256Digest,
   startFileServer,
   type FileServer,
@@ -52,20 +60,27 @@ interface Prepared {
   baseKey: string;
 }
 
-/** Writes the workspace (with changes), adds the recipe like the upload command, serves the tar.gz. */
+/**
+ * Writes the workspace (with changes), adds the recipe like the upload command, serves the tar.gz.
+ * With `kit`, the Dockerfiles of that folder go in as `.fastbuild/kit/` (the key hashes its base).
+ */
 async function prepare(
   changes: Record<string, string> = {},
   toolchain = toolchain1,
   withRecipe = true,
+  kit?: string,
 ): Promise<Prepared> {
   const root = join(scratch, `ws${counter++}`);
   for (const [path, content] of Object.entries({ ...WORKSPACE, ...changes })) {
     await mkdir(dirname(join(root, path)), { recursive: true });
     await writeFile(join(root, path), content);
   }
-  const dockerfileBase = await readFile(join(FIXTURE_DOCKERFILES, "Dockerfile.base"));
+  // A kit of links (the builder refuses it) has no bytes of its own to hash.
+  const dockerfileBase = await readFile(join(kit ?? FIXTURE_DOCKERFILES, "Dockerfile.base")).catch(() => "");
   const { key, recipe } = await computeBaseKey(root, { toolchain, dockerfileBase });
   if (withRecipe) await writeDependencyRecipe(recipe, join(root, ...RECIPE_DIR_IN_ARCHIVE.split("/")));
+  if (kit)
+    await cp(kit, join(root, ...KIT_DIR_IN_ARCHIVE.split("/")), { recursive: true, verbatimSymlinks: true });
   const entries = (await readdir(root)).sort();
   const chunks: Buffer[] = [];
   for await (const chunk of tar.c({ gzip: true, cwd: root, portable: true, noMtime: true }, entries)) {
@@ -90,6 +105,29 @@ function env(p: Prepared, buildId: string, extra: Record<string, string> = {}): 
     ...extra,
   };
 }
+
+/** The machine's environment without its Dockerfiles override: the archive's kit must serve. */
+function withoutOverride(vars: Record<string, string>): Record<string, string> {
+  const { FASTBUILD_DOCKERFILES_DIR: _override, ...rest } = vars;
+  return rest;
+}
+
+/** A copy of the stand-in Dockerfiles with `edit` applied to each, as a kit folder. */
+async function kitFolder(edit: (name: string, text: string) => string): Promise<string> {
+  const dir = join(scratch, `kit${counter++}`);
+  await mkdir(dir);
+  for (const name of ["Dockerfile.base", "Dockerfile.app"]) {
+    await writeFile(join(dir, name), edit(name, await readFile(join(FIXTURE_DOCKERFILES, name), "utf8")));
+  }
+  return dir;
+}
+
+/** Runs the script as Run Command does: its text through `bash -c`, away from any kit folder. */
+function runAsRunCommand(vars: Record<string, string>): Promise<RunResult> {
+  return readFile(BUILD_SCRIPT, "utf8").then((text) => runCommand("bash", ["-c", text], vars));
+}
+
+const extractorParameter = async () => (await readFile(SAFE_EXTRACT)).toString("base64");
 
 async function manifestDigest(repo: string, tag: string): Promise<string | undefined> {
   const response = await fetch(`${registry.url}/v2/${repo}/manifests/${tag}`, {
@@ -256,9 +294,22 @@ describe("dockerfiles/build.sh with buildah and a local registry", () => {
     assert.equal(assertResultLine(run).skipped, true);
   });
 
-  it("a failing app build reports its exit code, the failing step and the log tail", async () => {
-    const broken = await prepare({ "app/src/main.rs": "fn main() { COMPILE_ERROR }\n" });
-    const run = await runBuildScript(env(broken, "b6"));
+  it("a failing app build reports its exit code and failing step in a short line; the callback gets the log tail", async () => {
+    // A compiler that says a lot before failing, as rustc does: 30 long error lines.
+    const broken = await prepare({
+      "app/src/main.rs": "fn main() { COMPILE_ERROR }\n",
+      "local-compile.sh": WORKSPACE["local-compile.sh"]!.replace(
+        "set -eu\n",
+        `set -eu\nfor i in $(seq 1 30); do echo "error[E0425]: cannot find value $i ${"x".repeat(200)}" >&2; done\n`,
+      ),
+    });
+    const callback = files.serve(Buffer.alloc(0)).replace("/blobs/", "/callback/");
+    const run = await runBuildScript(
+      env(broken, "b6", {
+        FASTBUILD_CALLBACK_URL: callback,
+        FASTBUILD_CALLBACK_TOKEN: "test-token-0123456789",
+      }),
+    );
     const result = assertResultLine(run);
     assert.equal(run.code, EXIT_CODES.appBuild);
     assert.equal(result.status, "failed");
@@ -266,9 +317,180 @@ describe("dockerfiles/build.sh with buildah and a local registry", () => {
     assert.equal(result.failedStep, "app");
     assert.equal(result.stepExitCode, 7);
     assert.match(result.failedInstruction ?? "", /RUN/, run.output);
-    assert.ok(result.logTail?.some((line) => line.includes("error[E0425]")));
     assert.equal(result.baseCacheHit, true);
     assert.equal(await manifestDigest("team/app", "b6"), undefined);
+    // The printed line fits the instance view's 4 KB many times over; the log keeps the details.
+    const line = run.output.trimEnd().split("\n").at(-1)!;
+    assert.ok(Buffer.byteLength(line) < RESULT_LINE_MAX_BYTES, `${Buffer.byteLength(line)} bytes`);
+    assert.equal(result.logTail, undefined);
+    assert.ok(run.output.includes("error[E0425]: cannot find value 30"));
+    const posted = buildResultSchema.parse(
+      JSON.parse(files.posts.filter((p) => callback.endsWith(p.path)).at(-1)!.body),
+    );
+    assert.equal(posted.exitCode, EXIT_CODES.appBuild);
+    assert.ok(posted.logTail?.some((l) => l.includes("error[E0425]: cannot find value 30")));
+    assert.ok((posted.logTail?.length ?? 0) <= 40);
+  });
+
+  it("keeps the result line under 1 KB whatever the message", async () => {
+    // Every usage problem is listed in the message: here a long list.
+    const vars: Record<string, string> = { FASTBUILD_BUILD_ID: "long-message" };
+    for (const name of [
+      "SOURCE_URL",
+      "SOURCE_DIGEST",
+      "REGISTRY",
+      "IMAGE_REPOSITORY",
+      "BASE_KEY",
+      "BINARY_NAME",
+    ]) {
+      vars[`FASTBUILD_${name}`] = `!${"bad".repeat(30)}`;
+    }
+    const run = await runBuildScript(vars);
+    const result = assertResultLine(run);
+    assert.equal(run.code, EXIT_CODES.usage);
+    assert.ok(Buffer.byteLength(run.output.trimEnd().split("\n").at(-1)!) < RESULT_LINE_MAX_BYTES);
+    assert.match(result.message ?? "", /^nothing was run: FASTBUILD_SOURCE_URL is invalid.*\.\.\.$/);
+    // The whole list is in the log.
+    assert.match(run.output, /invalid input: FASTBUILD_BINARY_NAME is invalid/);
+  });
+
+  it("builds the base from the archive's own Dockerfiles (.fastbuild/kit/) when the machine has none", async () => {
+    const kit = await kitFolder((name, text) =>
+      name === "Dockerfile.base"
+        ? text.replace("fixture-base: compiling", "fixture-base (from the archive): compiling")
+        : text,
+    );
+    const p = await prepare({ "app/src/main.rs": 'fn main() { println!("kit"); }\n' }, toolchain1, true, kit);
+    assert.notEqual(p.baseKey, first.baseKey, "the key covers the archive's Dockerfile.base");
+    const run = await runBuildScript(withoutOverride(env(p, "kit1")));
+    const result = assertResultLine(run);
+    assert.equal(run.code, 0, run.output);
+    assert.equal(result.baseCacheHit, false);
+    assert.match(run.output, /fixture-base \(from the archive\): compiling dependencies/);
+    assert.match(run.output, /using the archive's Dockerfiles/);
+  });
+
+  it("FASTBUILD_DOCKERFILES_DIR on the machine wins over the archive's kit", async () => {
+    const kit = await kitFolder((name, text) => (name === "Dockerfile.app" ? `${text}RUN exit 99\n` : text));
+    const p = await prepare(
+      { "app/src/main.rs": 'fn main() { println!("override"); }\n' },
+      toolchain1,
+      true,
+      kit,
+    );
+    const run = await runBuildScript(env(p, "kit2"));
+    assert.equal(run.code, 0, run.output);
+    assert.match(run.output, /using the builder's Dockerfiles from .* \(FASTBUILD_DOCKERFILES_DIR\)/);
+  });
+
+  it("refuses an archive without a build kit when the machine has no Dockerfiles, saying what to do", async () => {
+    const p = await prepare({ "app/src/main.rs": 'fn main() { println!("no kit"); }\n' });
+    const run = await runBuildScript(withoutOverride(env(p, "kit3")));
+    const result = assertResultLine(run);
+    assert.equal(run.code, EXIT_CODES.kit, run.output);
+    assert.equal(result.exitReason, "kit");
+    assert.match(result.message ?? "", /\.fastbuild\/kit\/Dockerfile\.base is missing/);
+    assert.match(result.message ?? "", /upload with a current fast-build.*or set FASTBUILD_DOCKERFILES_DIR/);
+    assert.doesNotMatch(run.output, /STEP \d|fixture-/);
+  });
+
+  it("refuses a build kit whose Dockerfiles are links (even links inside the tree)", async () => {
+    const kit = join(scratch, `kit${counter++}`);
+    await mkdir(kit);
+    await writeFile(join(kit, "Dockerfile.app"), await readFile(join(FIXTURE_DOCKERFILES, "Dockerfile.app")));
+    await symlink("../../Cargo.toml", join(kit, "Dockerfile.base"));
+    const p = await prepare(
+      { "app/src/main.rs": 'fn main() { println!("linked kit"); }\n' },
+      toolchain1,
+      true,
+      kit,
+    );
+    const run = await runBuildScript(withoutOverride(env(p, "kit4")));
+    assert.equal(run.code, EXIT_CODES.kit, run.output);
+    assert.match(assertResultLine(run).message ?? "", /Dockerfile\.base is missing or not a plain file/);
+  });
+
+  it("runs as Run Command does (script text, no folder): the extractor comes as a parameter", async () => {
+    const p = await prepare({ "app/src/main.rs": 'fn main() { println!("run command"); }\n' });
+    const run = await runAsRunCommand(env(p, "rc1", { FASTBUILD_EXTRACTOR_B64: await extractorParameter() }));
+    assert.equal(run.code, 0, run.output);
+    assert.equal(assertResultLine(run).status, "succeeded");
+  });
+
+  it("refuses to run without an extractor, or with one that is not base64, before downloading", async () => {
+    const p = await prepare({ "app/src/main.rs": 'fn main() { println!("no extractor"); }\n' });
+    const hits = () => files.hits.get(new URL(p.url).pathname + new URL(p.url).search) ?? 0;
+    const missing = await runAsRunCommand(env(p, "rc2"));
+    assert.equal(missing.code, EXIT_CODES.usage, missing.output);
+    assert.match(assertResultLine(missing).message ?? "", /FASTBUILD_EXTRACTOR_B64 is not set/);
+    const garbled = await runAsRunCommand(env(p, "rc3", { FASTBUILD_EXTRACTOR_B64: "not base64!" }));
+    assert.equal(garbled.code, EXIT_CODES.usage, garbled.output);
+    assert.match(assertResultLine(garbled).message ?? "", /FASTBUILD_EXTRACTOR_B64 is invalid/);
+    assert.equal(hits(), 0);
+  });
+
+  it("waits for the builder's setup (step setup in the log and the heartbeats), then builds", async () => {
+    const marker = join(scratch, `ready${counter++}`);
+    const callback = files.serve(Buffer.alloc(0)).replace("/blobs/", "/callback/");
+    const ready = setTimeout(() => void writeFile(marker, ""), 2500);
+    const run = await runBuildScript(
+      env(first, "ready1", {
+        FASTBUILD_READY_MARKER: marker,
+        FASTBUILD_CALLBACK_URL: callback,
+        FASTBUILD_CALLBACK_TOKEN: "test-token-0123456789",
+        FASTBUILD_HEARTBEAT_SECONDS: "1",
+      }),
+    );
+    clearTimeout(ready);
+    assert.equal(run.code, 0, run.output);
+    assert.equal(assertResultLine(run).skipped, true);
+    assert.match(run.output, /fastbuild\[setup\] waiting for the builder's setup \(cloud-init\) to finish/);
+    assert.match(run.output, /fastbuild\[setup\] the builder is set up/);
+    const steps = files.posts
+      .filter((p) => callback.endsWith(p.path) && p.body.includes('"heartbeat"'))
+      .map((p) => (JSON.parse(p.body) as { step: string }).step);
+    assert.ok(steps.includes("setup"), JSON.stringify(steps));
+  });
+
+  it("fails with exit 14 and says where to look when the builder's setup never finishes", async () => {
+    const run = await runBuildScript(
+      env(first, "ready2", {
+        FASTBUILD_READY_MARKER: join(scratch, "never-ready"),
+        FASTBUILD_READY_TIMEOUT_SECONDS: "1",
+      }),
+    );
+    const result = assertResultLine(run);
+    assert.equal(run.code, EXIT_CODES.notReady, run.output);
+    assert.equal(result.exitReason, "not-ready");
+    assert.equal(result.failedStep, "setup");
+    assert.match(
+      result.message ?? "",
+      /setup did not finish within 1 s .*never-ready is missing.*cloud-init-output\.log/,
+    );
+  });
+
+  it("still ends with this build's result line when the builder is not set up enough to have python3", async () => {
+    // What a builder whose cloud-init is still running looks like: every tool but python3.
+    const bin = join(scratch, `bin${counter++}`);
+    await mkdir(bin);
+    for (const dir of ["/usr/bin", "/bin"]) {
+      for (const name of await readdir(dir)) {
+        if (!name.startsWith("python"))
+          await symlink(join(dir, name), join(bin, name)).catch(() => undefined);
+      }
+    }
+    const run = await runBuildScript({
+      ...env(first, "ready3", {
+        FASTBUILD_READY_MARKER: join(scratch, "never-ready"),
+        FASTBUILD_READY_TIMEOUT_SECONDS: "0",
+      }),
+      PATH: bin,
+    });
+    const result = assertResultLine(run);
+    assert.equal(run.code, EXIT_CODES.notReady, run.output);
+    assert.equal(result.buildId, "ready3");
+    assert.equal(result.failedStep, "setup");
+    assert.match(result.message ?? "", /setup did not finish within 0 s/);
   });
 
   const hostile: Array<[string, Buffer, RegExp]> = [
@@ -298,15 +520,27 @@ describe("dockerfiles/build.sh with buildah and a local registry", () => {
     });
   }
 
-  it("bad input gets a usage error listing every problem, and nothing runs", async () => {
+  it("bad input gets a usage error listing every problem (log and callback), and nothing runs", async () => {
     const p = { url: "ftp://example.com/x", digest: "md5:abc", baseKey: "XYZ" };
+    const callback = files.serve(Buffer.alloc(0)).replace("/blobs/", "/callback/");
     const requestsBefore = [...files.hits.values()].reduce((a, b) => a + b, 0);
-    const run = await runBuildScript(env(p, "bad id!", { FASTBUILD_REBUILD_BASE: "maybe" }));
+    const run = await runBuildScript(
+      env(p, "bad id!", {
+        FASTBUILD_REBUILD_BASE: "maybe",
+        FASTBUILD_CALLBACK_URL: callback,
+        FASTBUILD_CALLBACK_TOKEN: "test-token-0123456789",
+      }),
+    );
     const result = assertResultLine(run);
     assert.equal(run.code, EXIT_CODES.usage);
     assert.equal(result.exitReason, "usage");
+    assert.match(result.message ?? "", /^nothing was run: FASTBUILD_BUILD_ID is invalid/);
+    const posted = buildResultSchema.parse(
+      JSON.parse(files.posts.filter((post) => callback.endsWith(post.path)).at(-1)!.body),
+    );
     for (const name of ["BUILD_ID", "SOURCE_URL", "SOURCE_DIGEST", "BASE_KEY", "REBUILD_BASE"]) {
-      assert.match(result.message ?? "", new RegExp(`FASTBUILD_${name} is invalid`));
+      assert.match(run.output, new RegExp(`invalid input: FASTBUILD_${name} is invalid`));
+      assert.match(posted.message ?? "", new RegExp(`FASTBUILD_${name} is invalid`));
     }
     assert.equal(
       [...files.hits.values()].reduce((a, b) => a + b, 0),

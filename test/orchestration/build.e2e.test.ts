@@ -5,7 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { createArchive } from "../../src/cli/archive.js";
 import { createComputeGateway } from "../../src/azure/compute.js";
 import { createContainerAppsGateway } from "../../src/azure/containerApps.js";
 import { TableLeaseStore } from "../../src/azure/tables.js";
@@ -17,16 +21,26 @@ import {
 } from "../../src/config/index.js";
 import type { BuildStatus } from "../../src/core/api.js";
 import { ACTIVITIES, BUILD_ORCHESTRATOR } from "../../src/core/activityContract.js";
-import { BUILD_EVENTS, builderKey, type BuildInput } from "../../src/core/buildInput.js";
+import {
+  computeBaseKey,
+  KIT_DIR_IN_ARCHIVE,
+  recipeFiles,
+  RECIPE_DIR_IN_ARCHIVE,
+} from "../../src/core/baseKey.js";
+import { BUILD_EVENTS, builderKey, sourceBlobName, type BuildInput } from "../../src/core/buildInput.js";
+import { EXIT_CODES } from "../../src/core/buildResult.js";
 import { decideAcquire, mutateRecord } from "../../src/core/lease.js";
 import type { VmRef } from "../../src/core/ports.js";
 import {
+  localShellExecutor,
   startArmEmulator,
   type ArmEmulator,
   type ContainerAppInit,
   type RunCommandExecutor,
 } from "@fast-build/local-cloud/arm";
 import { startAzurite, type Azurite } from "@fast-build/local-cloud/azurite";
+import { LOCAL_DOCKERFILES, prepareLocalBuilder } from "@fast-build/local-cloud/builder";
+import { startRegistry, type LocalRegistry } from "@fast-build/local-cloud/registry";
 import {
   checkReplayPrefixes,
   OrchestrationDriver,
@@ -74,6 +88,8 @@ function scenario(
     profile?: ComputeProfile;
     /** How the app routes traffic (default: Single revision mode). */
     app?: Pick<ContainerAppInit, "activeRevisionsMode" | "traffic">;
+    registry?: string;
+    publicBaseUrl?: string;
   } = {},
 ): Scenario {
   const emulator = options.emulator ?? arm;
@@ -83,7 +99,7 @@ function scenario(
     subscriptionId: SUB,
     resourceGroup: "rg-build",
     builderVm: `builder${n}`,
-    registry: "registry.example.test",
+    registry: options.registry ?? "registry.example.test",
     imageRepository: "team/app",
     containerApp: `app${n}`,
     containerName: "web",
@@ -107,6 +123,7 @@ function scenario(
     FASTBUILD_CONTAINERAPPS_ENDPOINT: emulator.endpoint,
     FASTBUILD_COMPUTE_PROFILE: options.profile ?? "latest",
     FASTBUILD_MAX_UPLOAD_BYTES: String(1024 * 1024),
+    ...(options.publicBaseUrl ? { FASTBUILD_PUBLIC_BASE_URL: options.publicBaseUrl } : {}),
   });
   const config: Config = { ...settings, builds: { ...settings.builds, ...options.builds } };
   return { arm: emulator, env, vm, config };
@@ -947,5 +964,117 @@ describe("build orchestration end to end", () => {
     assert.equal(status.phase, "succeeded");
     assert.equal(status.image?.reference, `registry.example.test/team/app:${input.buildId}`);
     await assertRunCommandGone(s, input.buildId);
+  });
+});
+
+describe("a failed build whose callback is lost, on the real build.sh", () => {
+  let scratch: string;
+  let registry: LocalRegistry;
+  let machineEnv: Record<string, string>;
+
+  before(async () => {
+    scratch = await mkdtemp(join(tmpdir(), "fb-e2e-lost-"));
+    registry = await startRegistry({ storageDir: join(scratch, "registry") });
+    const builder = await prepareLocalBuilder(join(scratch, "builder"), registry);
+    // The VM keeps no Dockerfiles: the archive's kit must serve.
+    const { FASTBUILD_DOCKERFILES_DIR: _override, ...rest } = builder.env;
+    machineEnv = rest;
+  });
+  after(async () => {
+    await registry?.stop();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  });
+
+  /** A workspace whose "compiler" fails after 60 long error lines, archived as `fast-build dev` does. */
+  async function failingArchive() {
+    const root = join(scratch, "ws");
+    const files: Record<string, string> = {
+      "Cargo.toml": '[package]\nname = "app"\nversion = "0.1.0"\n',
+      "src/main.rs": "fn main() { COMPILE_ERROR }\n",
+      "Cargo.lock": 'version = 4\n\n[[package]]\nname = "app"\nversion = "0.1.0"\n',
+      "local-compile.sh": `for i in $(seq 1 60); do echo "error[E0425]: cannot find value $i ${"x".repeat(120)}" >&2; done\nexit 7\n`,
+    };
+    for (const [path, content] of Object.entries(files)) {
+      await mkdir(dirname(join(root, path)), { recursive: true });
+      await writeFile(join(root, path), content);
+    }
+    const [dockerfileBase, dockerfileApp] = await Promise.all(
+      ["Dockerfile.base", "Dockerfile.app"].map((name) => readFile(join(LOCAL_DOCKERFILES, name))),
+    );
+    const { key, recipe } = await computeBaseKey(root, { dockerfileBase: dockerfileBase! });
+    const archive = await createArchive(root, {
+      generated: [
+        { prefix: RECIPE_DIR_IN_ARCHIVE, files: recipeFiles(recipe) },
+        {
+          prefix: KIT_DIR_IN_ARCHIVE,
+          files: [
+            { path: "Dockerfile.app", content: dockerfileApp! },
+            { path: "Dockerfile.base", content: dockerfileBase! },
+          ],
+        },
+      ],
+      outputDir: scratch,
+    });
+    return { archive, baseKey: key };
+  }
+
+  it("still reports the failed step, exit code and message, read from the instance view's last 4 KB", async () => {
+    // The callback points at a closed port: every heartbeat and the result POST are lost.
+    const s = scenario({
+      powerState: "running",
+      registry: registry.host,
+      publicBaseUrl: "http://127.0.0.1:9",
+      builds: { buildTimeoutMinutes: 120 },
+    });
+    const { archive, baseKey } = await failingArchive();
+    const input = newInput(s, { sourceDigest: archive.digest, baseKey, deploy: false });
+    const deps = createDeps({ ...testWiring(s.arm), config: s.config });
+    const upload = await deps.sources.createUploadUrl(sourceBlobName(input.buildId), 10);
+    const put = await fetch(upload.url, {
+      method: "PUT",
+      body: await readFile(archive.path),
+      headers: { "x-ms-blob-type": "BlockBlob" },
+    });
+    assert.equal(put.status, 201);
+    let printed = "";
+    const shell = localShellExecutor({ env: machineEnv });
+    s.arm.setRunCommandExecutor((run) =>
+      shell({
+        ...run,
+        stdout: (text) => {
+          printed += text;
+          run.stdout(text);
+        },
+      }),
+    );
+    const driver = new OrchestrationDriver({
+      name: BUILD_ORCHESTRATOR,
+      orchestrator: buildOrchestrator,
+      instanceId: input.buildId,
+      input,
+      activities: createActivities(deps, { vmReadyTimeoutMs: 5 * 60_000 }),
+      schema: "V3",
+      // Real time for each poll: the script runs for real (buildah) meanwhile.
+      clock: { kind: "virtual", start: START, realDelayMs: 500 },
+      stallTimeoutMs: 20_000,
+    });
+    driver.raiseEvent(BUILD_EVENTS.sourceUploaded, {});
+
+    const instance = await driver.run();
+
+    const status = instance.output as BuildStatus;
+    assert.ok(Buffer.byteLength(printed) > 4096, "the output outgrew what the instance view keeps");
+    assert.match(printed, /could not post the result to the callback/);
+    assert.equal(status.phase, "failed", JSON.stringify(status.error));
+    assert.equal(status.error?.code, "BuildFailed");
+    assert.match(
+      status.error?.message ?? "",
+      new RegExp(
+        `in step app \\(app-build, exit code ${EXIT_CODES.appBuild}\\): the app build failed \\(exit \\d+\\)`,
+      ),
+    );
+    assert.equal(status.cache?.base, "miss");
+    assert.ok(status.logTail?.some((line) => line.includes("error[E0425]: cannot find value 60")));
+    assert.ok(status.logTail?.some((line) => line.includes("FAILED: the app build failed")));
   });
 });

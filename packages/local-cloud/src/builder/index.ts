@@ -87,6 +87,7 @@ export async function prepareLocalBuilder(
       FASTBUILD_REGISTRY_LOGIN: "none",
       FASTBUILD_REGISTRY_SCHEME: "http",
       FASTBUILD_DOCKERFILES_DIR: LOCAL_DOCKERFILES,
+      FASTBUILD_READY_MARKER: join(rootfs, "bin", "busybox"), // exists once set up, like cloud-init's marker
       FASTBUILD_TOOLCHAIN_IMAGE: images.toolchain,
       FASTBUILD_RUNTIME_IMAGE: images.runtime,
       FASTBUILD_WORK_ROOT: join(scratch, "work"),
