@@ -524,9 +524,14 @@ end
 # ---------------------------------------------------------------- 4. extract
 begin extract
 src=$BUILD_DIR/src
-if ! python3 "$EXTRACTOR" "$archive" "$src" >"$STEP_LOG" 2>&1; then
-  reason=$(sed -n 's/^refused: //p' "$STEP_LOG" | head -n 1)
-  fail extract "$EXIT_EXTRACT" "the source archive was refused: ${reason:-see the log}. Nothing was built."
+rc=0
+python3 "$EXTRACTOR" "$archive" "$src" >"$STEP_LOG" 2>&1 || rc=$?
+if [ "$rc" -ne 0 ]; then
+  cat "$STEP_LOG"
+  # The extractor's one-line reason (`refused: <code>: …`, or `failed: …` for a bug of its own)
+  # goes into the result's message, kept short: the printed result line is bounded.
+  reason=$(sed -n -E 's/^(refused|failed): //p' "$STEP_LOG" | head -n 1 | cut -c1-240)
+  fail extract "$EXIT_EXTRACT" "the source archive was refused: ${reason:-the extractor ended with exit $rc}. Nothing was built."
 fi
 cat "$STEP_LOG"
 rm -f "$archive"

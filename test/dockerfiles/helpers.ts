@@ -20,22 +20,49 @@ export const SAFE_EXTRACT = join(BUILD_KIT_DIR, "safe_extract.py");
 
 export interface TarEntry {
   name: string;
-  type?: "file" | "dir" | "symlink" | "hardlink" | "chardev" | "fifo" | "longname";
+  type?: TarType;
   content?: Buffer | string;
   linkname?: string;
-  /** Overrides the header's size (for files whose data is given separately). */
   mode?: number;
+  /** The size the header declares, when it is to lie about its data (header bombs). */
+  size?: number;
 }
 
-const TYPEFLAG: Record<NonNullable<TarEntry["type"]>, string> = {
+export type TarType = keyof typeof TYPEFLAG;
+
+const TYPEFLAG = {
   file: "0",
   hardlink: "1",
   symlink: "2",
   chardev: "3",
+  blockdev: "4",
   dir: "5",
   fifo: "6",
+  /** GNU long name / long link name of the next member. */
   longname: "L",
-};
+  longlink: "K",
+  /** pax extended header of the next member / global pax header. */
+  pax: "x",
+  globalpax: "g",
+  /** Old GNU sparse file. */
+  sparse: "S",
+  /** GNU volume header: a type we never extract. */
+  volume: "V",
+} as const;
+
+/** Types whose data follows the header. */
+const HAS_DATA = new Set<TarType>(["file", "longname", "longlink", "pax", "globalpax", "sparse"]);
+
+/** The body of a pax header with these records (`<length> <key>=<value>\n` each). */
+export function paxRecords(records: Record<string, string>): Buffer {
+  const parts = Object.entries(records).map(([key, value]) => {
+    const body = ` ${key}=${value}\n`;
+    let length = Buffer.byteLength(body) + 1;
+    while (String(length).length + Buffer.byteLength(body) !== length) length++;
+    return Buffer.from(`${length}${body}`);
+  });
+  return Buffer.concat(parts);
+}
 
 function header(entry: TarEntry, size: number): Buffer {
   const block = Buffer.alloc(512);
@@ -63,14 +90,23 @@ function header(entry: TarEntry, size: number): Buffer {
 export function makeTarGz(entries: readonly TarEntry[]): Buffer {
   const parts: Buffer[] = [];
   for (const entry of entries) {
+    // Names and targets the ustar fields cannot hold travel in a pax header, as tar writes them.
+    const long: Record<string, string> = {};
+    if (Buffer.byteLength(entry.name) > 100) long.path = entry.name;
+    if (Buffer.byteLength(entry.linkname ?? "") > 100) long.linkpath = entry.linkname ?? "";
+    if (Object.keys(long).length > 0) {
+      const records = paxRecords(long);
+      parts.push(header({ name: "././@PaxHeader", type: "pax" }, records.length), records);
+      parts.push(Buffer.alloc((512 - (records.length % 512)) % 512));
+    }
     const data =
       typeof entry.content === "string" ? Buffer.from(entry.content) : (entry.content ?? Buffer.alloc(0));
     const type = entry.type ?? "file";
-    const size = type === "file" || type === "longname" ? data.length : 0;
-    parts.push(header(entry, size));
-    if (size > 0) {
+    const length = HAS_DATA.has(type) ? data.length : 0;
+    parts.push(header(entry, entry.size ?? length));
+    if (length > 0) {
       parts.push(data);
-      const pad = (512 - (size % 512)) % 512;
+      const pad = (512 - (length % 512)) % 512;
       if (pad > 0) parts.push(Buffer.alloc(pad));
     }
   }

@@ -505,6 +505,24 @@ describe("dockerfiles/build.sh with buildah and a local registry", () => {
       makeTarGz(Array.from({ length: 250 }, (_, i) => ({ name: `f${i}`, content: "" }))),
       /more than 200 members/,
     ],
+    // A long chain was once a RecursionError traceback and "see the log" as the only reason.
+    [
+      "a chain of 150 symlinks",
+      makeTarGz([
+        { name: "target", content: "x" },
+        ...Array.from({ length: 150 }, (_, i) => ({
+          name: `l${i}`,
+          type: "symlink" as const,
+          linkname: i === 149 ? "target" : `l${i + 1}`,
+        })),
+      ]),
+      /link-chain: symlink 'l0' goes through more than 40 links/,
+    ],
+    [
+      "a GNU long-name header claiming 1 GiB",
+      makeTarGz([{ name: "././@LongLink", type: "longname", size: 1 << 30, content: Buffer.alloc(1 << 20) }]),
+      /header-too-large: a GNU long name header of 1073741824 bytes/,
+    ],
   ];
   for (const [name, archive, message] of hostile) {
     it(`refuses an archive with ${name} before building anything`, async () => {
