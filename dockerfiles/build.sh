@@ -18,7 +18,9 @@
 #                                 build.sh is run by hand next to its safe_extract.py.
 # Optional:
 #   FASTBUILD_SOURCE_MAX_BYTES    archive size limit (default 536870912)
-#   FASTBUILD_EXTRACT_MAX_BYTES / FASTBUILD_EXTRACT_MAX_FILES   extraction limits (safe_extract.py)
+#   FASTBUILD_EXTRACT_MAX_BYTES / _MAX_FILES / _MAX_FILE_BYTES / _MAX_PATH_BYTES / _MAX_LINKS /
+#   FASTBUILD_EXTRACT_MAX_LINK_DEPTH   extraction limits (safe_extract.py; the activity sends every
+#                                 one, from the app's settings: src/core/extractLimits.ts)
 #   FASTBUILD_REBUILD_BASE        true|false (default false): build the base even if the registry has it
 #   FASTBUILD_COMMIT              git commit (hex), also an image tag commit-<hex>
 #   FASTBUILD_BASE_REPOSITORY     base image repository (default <image repository>-base)
@@ -279,6 +281,10 @@ need FASTBUILD_BINARY_NAME '^[A-Za-z0-9_-]{1,64}$' "give the cargo binary name (
 optional FASTBUILD_SOURCE_MAX_BYTES '^[1-9][0-9]{0,11}$' "give a positive number of bytes"
 optional FASTBUILD_EXTRACT_MAX_BYTES '^[1-9][0-9]{0,12}$' "give a positive number of bytes"
 optional FASTBUILD_EXTRACT_MAX_FILES '^[1-9][0-9]{0,8}$' "give a positive number of files"
+optional FASTBUILD_EXTRACT_MAX_FILE_BYTES '^[1-9][0-9]{0,12}$' "give a positive number of bytes"
+optional FASTBUILD_EXTRACT_MAX_PATH_BYTES '^[1-9][0-9]{0,4}$' "give a positive number of bytes"
+optional FASTBUILD_EXTRACT_MAX_LINKS '^[0-9]{1,9}$' "give a number of links"
+optional FASTBUILD_EXTRACT_MAX_LINK_DEPTH '^[1-9][0-9]{0,3}$' "give a positive number of links"
 optional FASTBUILD_REBUILD_BASE '^(true|false|1|0)$' "use true or false"
 optional FASTBUILD_COMMIT '^[0-9a-f]{7,64}$' "give the hex commit id"
 optional FASTBUILD_BASE_REPOSITORY '^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$' "give a lower-case repository"

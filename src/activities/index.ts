@@ -27,6 +27,7 @@ import {
   sourceBlobName,
 } from "../core/buildInput.js";
 import { NotFoundError, PermanentError } from "../core/errors.js";
+import { EXTRACT_LIMITS } from "../core/extractLimits.js";
 import { decideAcquire, decideRelease, decideRenew, mutateRecord, type LeaseStore } from "../core/lease.js";
 import type { ComputeGateway, ContainerAppsGateway, LogStore, SourceStore } from "../core/ports.js";
 import { encodeActivityError } from "../core/retry.js";
@@ -121,6 +122,7 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
           vmReadyTimeoutMs: deps.vmReadyTimeoutMs ?? 10 * 60_000,
         },
         sourceMaxBytes: b.maxUploadBytes,
+        extractLimits: b.extractLimits,
         callbackBaseUrl: deps.config.publicBaseUrl,
       };
       return Promise.resolve(resolved);
@@ -198,10 +200,13 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
       parameters.FASTBUILD_BASE_KEY = input.baseKey;
       if (input.commit) parameters.FASTBUILD_COMMIT = input.commit;
       parameters.FASTBUILD_BINARY_NAME = env.binaryName;
+      // Every limit, on every build: the extractor's own defaults are for runs by hand only.
+      const limits = env.extractLimits ?? deps.config.builds.extractLimits;
+      for (const limit of EXTRACT_LIMITS) parameters[limit.variable] = String(limits[limit.key]);
       // The extractor runs before the archive is opened, so it cannot come in it (nor may an
       // archive bring its own), and the VM keeps no kit: it travels with the script. Base64 has
       // no character a shell would read (the action Run Command exports parameters unquoted);
-      // script + parameters stay near 40 KB, far below Run Command's 256 KB for an inline script.
+      // script + parameters stay near 60 KB, far below Run Command's 256 KB for an inline script.
       parameters.FASTBUILD_EXTRACTOR_B64 = Buffer.from(extractor, "utf8").toString("base64");
       // SAS URLs and the callback token are hidden from run-command GETs.
       const protectedParameters: Record<string, string> = { FASTBUILD_SOURCE_URL: source.url };

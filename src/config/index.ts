@@ -6,6 +6,12 @@
  */
 import { z } from "zod";
 import { ConfigError } from "../core/errors.js";
+import {
+  DEFAULT_MAX_UPLOAD_BYTES,
+  EXTRACT_BYTES_FACTOR,
+  EXTRACT_LIMITS,
+  type ExtractLimits,
+} from "../core/extractLimits.js";
 import { BINARY_NAME, CALLBACK_BASE_URL, IMAGE_REPOSITORY, REGISTRY, ruleSchema } from "../core/rules.js";
 
 /** Names of environments and Azure resources in settings (also what the CLI accepts for --env). */
@@ -71,6 +77,8 @@ export interface Config {
     deployTimeoutMinutes: number;
     leaseMinutes: number;
     idleShutdownMinutes: number;
+    /** What the builder's extractor allows (src/core/extractLimits.ts); sent with every build. */
+    extractLimits: ExtractLimits;
   };
   /** Base URL the builder VM calls back (e.g. `https://myapp.azurewebsites.net`). */
   publicBaseUrl: string | undefined;
@@ -112,7 +120,16 @@ const settingsSchema = z.object({
   FASTBUILD_CONTAINERAPPS_AUDIENCE: audienceSetting.optional(),
   FASTBUILD_COMPUTE_PROFILE: z.enum(["latest", "2020-09-01-hybrid"]).default("latest"),
   AZURE_CLIENT_ID: z.string().optional(),
-  FASTBUILD_MAX_UPLOAD_BYTES: intSetting(1, 10 * 1024 ** 3).default(512 * 1024 ** 2),
+  FASTBUILD_MAX_UPLOAD_BYTES: intSetting(1, 10 * 1024 ** 3).default(DEFAULT_MAX_UPLOAD_BYTES),
+  [EXTRACT_BYTES_FACTOR.setting]: intSetting(EXTRACT_BYTES_FACTOR.min, EXTRACT_BYTES_FACTOR.max).default(
+    EXTRACT_BYTES_FACTOR.default,
+  ),
+  ...Object.fromEntries(
+    EXTRACT_LIMITS.filter((limit) => limit.key !== "maxBytes").map((limit) => [
+      limit.setting,
+      intSetting(limit.min, limit.max).default(limit.default),
+    ]),
+  ),
   // A SAS that outlives the upload is a standing write grant: keep it short (≤ 30 min).
   FASTBUILD_UPLOAD_SAS_MINUTES: intSetting(1, 30).default(15),
   FASTBUILD_SOURCE_TIMEOUT_MINUTES: intSetting(1, 120).default(20),
@@ -183,12 +200,24 @@ export function loadConfig(env: Env = process.env): Config {
       deployTimeoutMinutes: s.FASTBUILD_DEPLOY_TIMEOUT_MINUTES,
       leaseMinutes: s.FASTBUILD_LEASE_MINUTES,
       idleShutdownMinutes: s.FASTBUILD_IDLE_SHUTDOWN_MINUTES,
+      extractLimits: extractLimits(s),
     },
     publicBaseUrl:
       (s.FASTBUILD_PUBLIC_BASE_URL && trimUrl(s.FASTBUILD_PUBLIC_BASE_URL)) ??
       (s.WEBSITE_HOSTNAME ? `https://${s.WEBSITE_HOSTNAME}` : undefined),
     taskHubName: s.TASK_HUB_NAME,
   };
+}
+
+function extractLimits(settings: Readonly<Record<string, unknown>>): ExtractLimits {
+  const value = (setting: string) => settings[setting] as number;
+  const factor = value(EXTRACT_BYTES_FACTOR.setting);
+  return Object.fromEntries(
+    EXTRACT_LIMITS.map((limit) => [
+      limit.key,
+      limit.key === "maxBytes" ? factor * value("FASTBUILD_MAX_UPLOAD_BYTES") : value(limit.setting),
+    ]),
+  ) as Record<keyof ExtractLimits, number>;
 }
 
 function trimUrl(url: string): string {

@@ -17,6 +17,7 @@ import type {
   VmRef,
   VmStatus,
 } from "./ports.js";
+import type { ExtractLimits } from "./extractLimits.js";
 
 /** The build orchestrator's registered name. */
 export const BUILD_ORCHESTRATOR = "fb_BuildOrchestrator";
@@ -68,6 +69,11 @@ export interface ResolvedEnvironment {
   };
   /** The archive size limit the builder enforces again after download (the API's own limit). */
   sourceMaxBytes: number;
+  /**
+   * The extractor's limits, fixed when the build starts. Optional: an orchestration that began
+   * before they were sent has none in its history, and `startBuild` then uses the app's current ones.
+   */
+  extractLimits?: ExtractLimits;
   /** Where the builder posts its completion callback; without it the orchestrator polls only. */
   callbackBaseUrl: string | undefined;
 }

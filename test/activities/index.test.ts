@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { loadConfig, type EnvironmentConfig } from "../../src/config/index.js";
+import { EXTRACT_LIMITS } from "../../src/core/extractLimits.js";
 import {
   ACTIVITIES,
   type BuildCommandHandle,
@@ -178,6 +179,35 @@ describe("startBuild activity", () => {
       Buffer.byteLength(run?.script ?? "") +
       Object.entries(values).reduce((sum, [k, v]) => sum + Buffer.byteLength(`export ${k}=${v}\n`), 0);
     assert.ok(total < 64 * 1024, `${total} bytes`);
+  });
+
+  it("sends every extraction limit, as fixed in the orchestration's history", async () => {
+    const { env, config, call } = activitiesFor({});
+    const fixed = { ...config.builds.extractLimits, maxBytes: 12345, maxLinkDepth: 7 };
+    config.builds.extractLimits = fixed;
+    const environment = (await call(ACTIVITIES.resolveEnvironment, {
+      environment: env.name,
+    })) as ResolvedEnvironment;
+    config.builds.extractLimits = { ...fixed, maxBytes: 1, maxLinkDepth: 1 };
+
+    await call(ACTIVITIES.startBuild, startInput("build-limits-1", environment));
+
+    const run = await runFor("build-limits-1");
+    for (const limit of EXTRACT_LIMITS) {
+      assert.equal(run?.parameters[limit.variable], String(fixed[limit.key]), limit.variable);
+    }
+  });
+
+  it("sends the current extraction limits for a build whose history has none (started before them)", async () => {
+    const { env, config, call } = activitiesFor({});
+    const { extractLimits: _none, ...environment } = (await call(ACTIVITIES.resolveEnvironment, {
+      environment: env.name,
+    })) as ResolvedEnvironment;
+
+    await call(ACTIVITIES.startBuild, startInput("build-limits-2", environment));
+
+    const run = await runFor("build-limits-2");
+    assert.equal(run?.parameters.FASTBUILD_EXTRACT_MAX_BYTES, String(config.builds.extractLimits.maxBytes));
   });
 
   it("takes the source limit and callback URL from the environment in its input, not the live settings", async () => {

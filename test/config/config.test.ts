@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { loadConfig, redact, redactConfig } from "../../src/config/index.js";
 import { ConfigError } from "../../src/core/errors.js";
+import { defaultExtractLimits } from "../../src/core/extractLimits.js";
 import { ENVIRONMENT, MINIMAL_SETTINGS } from "./settings.js";
 
 const minimal = MINIMAL_SETTINGS;
@@ -17,6 +18,44 @@ describe("loadConfig", () => {
     assert.equal(config.arm.computeProfile, "latest");
     assert.equal(config.builds.idleShutdownMinutes, 30);
     assert.equal(config.environments.dev?.name, "dev");
+  });
+
+  it("derives the extraction limits from the settings: expanded bytes as a factor of the upload limit", () => {
+    assert.deepEqual(loadConfig(minimal).builds.extractLimits, defaultExtractLimits());
+    const config = loadConfig({
+      ...minimal,
+      FASTBUILD_MAX_UPLOAD_BYTES: "1000",
+      FASTBUILD_EXTRACT_MAX_BYTES_FACTOR: "3",
+      FASTBUILD_EXTRACT_MAX_LINKS: "0",
+      FASTBUILD_EXTRACT_MAX_LINK_DEPTH: "8",
+    });
+    assert.equal(config.builds.extractLimits.maxBytes, 3000);
+    assert.equal(config.builds.extractLimits.maxLinks, 0);
+    assert.equal(config.builds.extractLimits.maxLinkDepth, 8);
+  });
+
+  it("reports every bad extraction limit together", () => {
+    assert.throws(
+      () =>
+        loadConfig({
+          ...minimal,
+          FASTBUILD_EXTRACT_MAX_BYTES_FACTOR: "0",
+          FASTBUILD_EXTRACT_MAX_FILES: "many",
+          FASTBUILD_EXTRACT_MAX_PATH_BYTES: "5000",
+          FASTBUILD_EXTRACT_MAX_LINK_DEPTH: "1.5",
+        }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        const named = error.problems.map((problem) => problem.split(":")[0]).sort();
+        assert.deepEqual(named, [
+          "FASTBUILD_EXTRACT_MAX_BYTES_FACTOR",
+          "FASTBUILD_EXTRACT_MAX_FILES",
+          "FASTBUILD_EXTRACT_MAX_LINK_DEPTH",
+          "FASTBUILD_EXTRACT_MAX_PATH_BYTES",
+        ]);
+        return true;
+      },
+    );
   });
 
   it("reports every problem in one error", () => {

@@ -13,6 +13,7 @@ import { baseKeySchema, commitSchema, sourceDigestSchema } from "../../src/core/
 import { createBuildId, createCallbackToken } from "../../src/core/buildId.js";
 import { buildIdSchema, buildInputSchema, callbackPath } from "../../src/core/buildInput.js";
 import { EXIT_CODES } from "../../src/core/buildResult.js";
+import { EXTRACT_BYTES_FACTOR, EXTRACT_LIMITS, type ExtractLimit } from "../../src/core/extractLimits.js";
 import { MINIMAL_SETTINGS } from "../config/settings.js";
 import { runBuildScript } from "./helpers.js";
 
@@ -119,6 +120,32 @@ const INPUTS: Input[] = [
     bad: ["http://myapp.example.com", "http://127.0.0.2:7071", "ftp://myapp.example.com"],
   },
 ];
+
+/** The extraction limits as the app sends them: every value the settings take passes build.sh. */
+function extractLimitInput(limit: ExtractLimit): Input {
+  const setting = limit.key === "maxBytes" ? EXTRACT_BYTES_FACTOR : limit;
+  const config = (value: string) => {
+    try {
+      return loadConfig({ ...MINIMAL_SETTINGS, [setting.setting]: value });
+    } catch {
+      return undefined;
+    }
+  };
+  return {
+    variable: limit.variable,
+    app: (value) => config(value) !== undefined,
+    sent: (value) => {
+      const sent = config(value)?.builds.extractLimits[limit.key];
+      return sent === undefined ? value : String(sent);
+    },
+    good: [setting.min, setting.default, setting.max].map(String),
+    bad: ["-1", "1.5", "x", "12abc", ...(setting.min === 1 ? ["0"] : [])],
+    // Outside the settings' range but well-formed: build.sh checks the form only.
+    builderOnly: [String(setting.max + 1), ...(setting.min > 1 ? [String(setting.min - 1)] : [])],
+  };
+}
+
+INPUTS.push(...EXTRACT_LIMITS.map(extractLimitInput));
 
 /** build.sh's verdict per variable for one run: the variables it named in a problem. */
 type Verdicts = Map<string, Set<string>>;
