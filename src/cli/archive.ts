@@ -15,13 +15,21 @@ import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { lstat, mkdtemp, readdir, readFile, readlink, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { isAbsolute, join, posix, win32 } from "node:path";
+import { join, posix } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import { createGzip } from "node:zlib";
 import ignore, { type Ignore } from "ignore";
 import { Header, Pax } from "tar";
 import { InvalidInputError } from "../core/errors.js";
+import { defaultExtractLimits } from "../core/extractLimits.js";
+import {
+  checkLinkTree,
+  checkSymlink,
+  LinkRuleError,
+  type LinkLimits,
+  type LinkRefusal,
+} from "../core/linkRules.js";
 
 const run = promisify(execFile);
 
@@ -50,6 +58,8 @@ export interface ArchiveOptions {
    * has under that prefix.
    */
   generated?: readonly GeneratedFiles[];
+  /** The builder's link limits (default: the app's defaults, src/core/extractLimits.ts). */
+  linkLimits?: LinkLimits;
 }
 
 export interface GeneratedFiles {
@@ -97,9 +107,10 @@ export async function createArchive(root: string, options: ArchiveOptions = {}):
   const sha = createHash("sha256");
   const md5 = createHash("md5");
   const stats = { bytes: 0, fileCount: 0, contentBytes: 0, skipped: [] as string[] };
+  const links = new LinkChecker(options.linkLimits ?? defaultExtractLimits());
   try {
     await pipeline(
-      tarEntries(root, mergeGenerated(list.files, options.generated), stats),
+      tarEntries(root, mergeGenerated(list.files, options.generated), stats, links),
       createGzip({ level: GZIP_LEVEL }),
       async function* (chunks: AsyncIterable<Buffer>) {
         for await (const chunk of chunks) {
@@ -117,6 +128,7 @@ export async function createArchive(root: string, options: ArchiveOptions = {}):
       },
       createWriteStream(path),
     );
+    links.checkTree();
   } catch (error) {
     await dispose();
     throw error;
@@ -153,6 +165,7 @@ async function* tarEntries(
   root: string,
   entries: readonly Entry[],
   stats: { fileCount: number; contentBytes: number; skipped: string[] },
+  links: LinkChecker,
 ): AsyncGenerator<Buffer> {
   for (const entry of entries) {
     if (typeof entry !== "string") {
@@ -166,7 +179,7 @@ async function* tarEntries(
     if (!info) continue;
     if (info.isSymbolicLink()) {
       const target = await readlink(full);
-      checkSymlink(rel, target);
+      links.add(rel, target);
       yield* header({ path: rel, type: "SymbolicLink", mode: 0o777, size: 0, linkpath: target });
     } else if (info.isFile()) {
       // Read whole, so the header's size matches the bytes even if the file changes meanwhile.
@@ -213,15 +226,51 @@ function* header(entry: {
   yield block.block ?? Buffer.alloc(512);
 }
 
-/** A link is kept only when it stays inside the tree: the builder must not see the developer's disk. */
-function checkSymlink(rel: string, target: string): void {
-  const normalised = target.replaceAll("\\", "/");
-  const resolved = posix.normalize(posix.join(posix.dirname(rel), normalised));
-  if (isAbsolute(target) || win32.isAbsolute(target) || resolved === ".." || resolved.startsWith("../")) {
-    throw new InvalidInputError(`symlink ${rel} points outside the source tree (to ${target})`, {
-      code: "SymlinkOutsideTree",
-      hint: "Replace it with a relative link inside the project or a copy of what it points to, or add it to .gitignore.",
-    });
+/**
+ * The builder's link rules, applied here first (src/core/linkRules.ts): each symlink as it is
+ * met, then the whole tree's chains once every link is known. The builder must not see the
+ * developer's disk, and an archive it would refuse is better refused before the upload.
+ */
+class LinkChecker {
+  private readonly links = new Map<string, string>();
+
+  constructor(private readonly limits: LinkLimits) {}
+
+  add(rel: string, target: string): void {
+    this.links.set(rel, target);
+    guarded(() => checkSymlink(rel, target, this.links.size, this.limits));
+  }
+
+  checkTree(): void {
+    guarded(() => checkLinkTree(this.links, this.limits.maxLinkDepth));
+  }
+}
+
+const OUTSIDE_TREE = {
+  code: "SymlinkOutsideTree",
+  hint: "Replace it with a relative link inside the project or a copy of what it points to, or add it to .gitignore.",
+};
+
+const LINK_ERRORS: Record<LinkRefusal, { code: string; hint: string }> = {
+  "absolute-symlink": OUTSIDE_TREE,
+  "symlink-escape": OUTSIDE_TREE,
+  "link-chain": {
+    code: "SymlinkChainTooDeep",
+    hint: "Point the link at its final target directly (the builder follows a bounded number of links).",
+  },
+  "too-many-links": {
+    code: "TooManySymlinks",
+    hint: "Replace symlinks with the files they point to, or add them to .gitignore.",
+  },
+  "path-too-long": { code: "SymlinkTargetTooLong", hint: "Shorten the link's target." },
+};
+
+function guarded(check: () => void): void {
+  try {
+    check();
+  } catch (error) {
+    if (!(error instanceof LinkRuleError)) throw error;
+    throw new InvalidInputError(error.message, { ...LINK_ERRORS[error.refusal], cause: error });
   }
 }
 
