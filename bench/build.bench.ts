@@ -21,6 +21,9 @@ const CRATES = 40;
 const FILES_PER_CRATE = 75;
 const LOCK_PACKAGES = 300;
 const SAFE_EXTRACT = join(import.meta.dirname, "..", "dockerfiles", "safe_extract.py");
+/** The commit whose extractor the candidate is compared with. */
+const EXTRACTOR_BEFORE = "9015fbc";
+const ALTERNATING_RUNS = 11;
 
 async function generateWorkspace(root: string): Promise<number> {
   let files = 0;
@@ -79,6 +82,35 @@ async function median(label: string, fn: () => Promise<unknown>): Promise<number
   return m;
 }
 
+/**
+ * Runs the contestants in turn, round after round (never one block after another, so a drift of
+ * the machine — caches, other load — touches all alike); prints each one's median and spread.
+ */
+async function alternate(
+  contestants: Array<{ label: string; fn: () => Promise<unknown> }>,
+): Promise<number[]> {
+  const times = contestants.map(() => [] as number[]);
+  for (const c of contestants) await c.fn(); // warm the page cache
+  for (let round = 0; round < ALTERNATING_RUNS; round++) {
+    for (const [i, c] of contestants.entries()) {
+      const start = performance.now();
+      await c.fn();
+      times[i]!.push(performance.now() - start);
+    }
+  }
+  return contestants.map((c, i) => {
+    const sorted = times[i]!.sort((a, b) => a - b);
+    const m = sorted[Math.floor(sorted.length / 2)]!;
+    const q1 = sorted[Math.floor(sorted.length / 4)]!;
+    const q3 = sorted[Math.floor((3 * sorted.length) / 4)]!;
+    console.log(
+      `  ${c.label.padEnd(44)} median ${m.toFixed(1).padStart(8)} ms  ` +
+        `IQR ${q1.toFixed(1)}-${q3.toFixed(1)}  min-max ${sorted[0]!.toFixed(1)}-${sorted.at(-1)!.toFixed(1)}  (${sorted.length} runs, alternating)`,
+    );
+    return m;
+  });
+}
+
 const scratch = await mkdtemp(join(tmpdir(), "fb-bench-build-"));
 try {
   const root = join(scratch, "ws");
@@ -95,19 +127,33 @@ try {
   await exec("tar", ["czf", archive, "-C", root, "."]);
   // The interpreter itself, not a version-manager shim whose start-up would dominate.
   const python = (await exec("python3", ["-c", "import sys; print(sys.executable)"])).stdout.trim();
+  // The extractor before the hostile-archive work, as the second baseline (git history).
+  const before = join(scratch, "safe_extract_before.py");
+  await writeFile(
+    before,
+    (await exec("git", ["show", `${EXTRACTOR_BEFORE}:dockerfiles/safe_extract.py`])).stdout,
+  );
   let n = 0;
-  const plain = await median("baseline: tar xzf", async () => {
-    const dest = join(scratch, `plain${n++}`);
-    await mkdir(dest);
-    await exec("tar", ["xzf", archive, "-C", dest]);
-    await rm(dest, { recursive: true });
-  });
-  const safe = await median("safe_extract.py", async () => {
+  const extractWith = (script: string) => async () => {
     const dest = join(scratch, `safe${n++}`);
-    await exec(python, [SAFE_EXTRACT, archive, dest]);
+    await exec(python, [script, archive, dest]);
     await rm(dest, { recursive: true });
-  });
+  };
+  const [plain = NaN, old = NaN, safe = NaN] = await alternate([
+    {
+      label: "baseline: tar xzf",
+      fn: async () => {
+        const dest = join(scratch, `plain${n++}`);
+        await mkdir(dest);
+        await exec("tar", ["xzf", archive, "-C", dest]);
+        await rm(dest, { recursive: true });
+      },
+    },
+    { label: `baseline: safe_extract.py at ${EXTRACTOR_BEFORE}`, fn: extractWith(before) },
+    { label: "candidate: safe_extract.py", fn: extractWith(SAFE_EXTRACT) },
+  ]);
   console.log(`  ratio safe_extract / tar xzf: ${(safe / plain).toFixed(2)}`);
+  console.log(`  ratio safe_extract / safe_extract at ${EXTRACTOR_BEFORE}: ${(safe / old).toFixed(2)}`);
 } finally {
   await rm(scratch, { recursive: true, force: true });
 }
