@@ -28,7 +28,13 @@ import {
 } from "../core/buildInput.js";
 import { NotFoundError, PermanentError } from "../core/errors.js";
 import { decideAcquire, decideRelease, decideRenew, mutateRecord, type LeaseStore } from "../core/lease.js";
-import type { ComputeGateway, ContainerAppsGateway, LogStore, SourceStore } from "../core/ports.js";
+import type {
+  ComputeGateway,
+  ContainerAppsGateway,
+  LogStore,
+  RegistryGateway,
+  SourceStore,
+} from "../core/ports.js";
 import { encodeActivityError } from "../core/retry.js";
 import { redact, type Config } from "../config/index.js";
 
@@ -36,6 +42,8 @@ export interface ActivityDeps {
   config: Pick<Config, "environments" | "builds" | "publicBaseUrl">;
   compute: ComputeGateway;
   apps: ContainerAppsGateway;
+  /** The environments' registries: confirms the digest of a reported image before a deploy. */
+  registry: RegistryGateway;
   sources: SourceStore;
   logs: LogStore;
   leases: LeaseStore;
@@ -273,6 +281,10 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
     },
 
     [ACTIVITIES.routeTraffic]: ({ app, revisionName }) => deps.apps.sendAllTraffic(app, revisionName),
+
+    [ACTIVITIES.readImageDigest]: async ({ registry, repository, tag }) => ({
+      digest: await deps.registry.manifestDigest({ registry, repository }, tag),
+    }),
   };
 }
 
