@@ -35,6 +35,7 @@ import type {
   RegistryGateway,
   SourceStore,
 } from "../core/ports.js";
+import { quoted } from "../core/logText.js";
 import { encodeActivityError } from "../core/retry.js";
 import { redact, type Config } from "../config/index.js";
 
@@ -102,7 +103,7 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
     [ACTIVITIES.resolveEnvironment]: ({ environment }) => {
       const env = deps.config.environments[environment];
       if (!env) {
-        throw new NotFoundError(`unknown environment "${environment}"`, {
+        throw new NotFoundError(`unknown environment ${quoted(environment, 80)}`, {
           code: "UnknownEnvironment",
           hint: `Use one of: ${Object.keys(deps.config.environments).join(", ") || "(none configured)"}.`,
         });
