@@ -15,11 +15,18 @@ import type { ArmGatewayOptions } from "./azure/clientOptions.js";
 import { createComputeGateway } from "./azure/compute.js";
 import { createContainerAppsGateway } from "./azure/containerApps.js";
 import { createCredential, type TokenCredential } from "./azure/credentials.js";
+import { createRegistryGateway } from "./azure/registry.js";
 import { TableLeaseStore } from "./azure/tables.js";
 import type { ArmEndpointConfig, Config } from "./config/index.js";
 import { ConfigError } from "./core/errors.js";
 import type { LeaseStore } from "./core/lease.js";
-import type { ComputeGateway, ContainerAppsGateway, LogStore, SourceStore } from "./core/ports.js";
+import type {
+  ComputeGateway,
+  ContainerAppsGateway,
+  LogStore,
+  RegistryGateway,
+  SourceStore,
+} from "./core/ports.js";
 
 /** What the function app's handlers run on. */
 export interface Deps {
@@ -29,6 +36,8 @@ export interface Deps {
   compute: ComputeGateway;
   /** Container Apps (deploy); only the build activities need it, so tests of the API may leave it out. */
   apps?: ContainerAppsGateway;
+  /** The environments' container registries (the deploy's digest check); as for `apps`. */
+  registry?: RegistryGateway;
   /** Builder records (lease, queue, activity) in Table Storage. */
   leases: LeaseStore;
   /** The clock every handler reads (tests pass their own). */
@@ -55,7 +64,9 @@ export interface WiringOptions {
 }
 
 /** Every gateway and store, over one credential and one set of transport options. */
-export function createDeps(options: WiringOptions): Deps & { apps: ContainerAppsGateway } {
+export function createDeps(
+  options: WiringOptions,
+): Deps & { apps: ContainerAppsGateway; registry: RegistryGateway } {
   const { config } = options;
   const credential =
     options.credential ??
@@ -79,6 +90,7 @@ export function createDeps(options: WiringOptions): Deps & { apps: ContainerApps
     logs: blobs.logs,
     compute: createComputeGateway({ ...arm(config.arm.compute), profile: config.arm.computeProfile }),
     apps: createContainerAppsGateway(arm(config.arm.containerApps)),
+    registry: createRegistryGateway({ credential, ...(options.tlsCa ? { tlsCa: options.tlsCa } : {}) }),
     leases: new TableLeaseStore({
       tableName: config.storage.activityTable,
       connectionString: config.storage.connectionString,
@@ -98,8 +110,8 @@ export function createActivities(
   deps: Deps,
   options: ActivityOptions = {},
 ): ReadonlyMap<string, ActivityFunction> {
-  if (!deps.apps) {
-    throw new ConfigError(["the Container Apps gateway is missing from the app's dependencies"]);
+  if (!deps.apps || !deps.registry) {
+    throw new ConfigError(["the Container Apps or registry gateway is missing from the app's dependencies"]);
   }
-  return makeActivities({ ...deps, apps: deps.apps, ...options });
+  return makeActivities({ ...deps, apps: deps.apps, registry: deps.registry, ...options });
 }

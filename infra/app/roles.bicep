@@ -1,7 +1,8 @@
 // Least privilege, by identity:
 // - the function app: data access to its storage (blobs, queues, tables; user-delegation SAS),
 //   operate the builder VM (start, deallocate, Run Command), read and update the one Container App,
-//   send telemetry to Application Insights (local auth is disabled there);
+//   send telemetry to Application Insights (local auth is disabled there), read the registry's
+//   manifests (a deploy runs only a digest the registry confirms for the build's tag);
 // - the builder VM: push images; the Container App: pull them.
 // test/infra/permissions.test.ts checks every call in test/infra/requiredActions.ts against these.
 param functionPrincipalId string
@@ -121,6 +122,18 @@ resource builderPush 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: builderPrincipalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.acrPush)
+  }
+}
+
+// The deploy's digest check (src/azure/registry.ts): a forged build result cannot name an image
+// the registry does not have for the build's tag. Pull is read-only: the app never pushes.
+resource functionPull 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(registry.id, functionPrincipalId, roles.acrPull)
+  scope: registry
+  properties: {
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.acrPull)
   }
 }
 

@@ -29,7 +29,14 @@ import {
 import { NotFoundError, PermanentError } from "../core/errors.js";
 import { EXTRACT_LIMITS } from "../core/extractLimits.js";
 import { decideAcquire, decideRelease, decideRenew, mutateRecord, type LeaseStore } from "../core/lease.js";
-import type { ComputeGateway, ContainerAppsGateway, LogStore, SourceStore } from "../core/ports.js";
+import type {
+  ComputeGateway,
+  ContainerAppsGateway,
+  LogStore,
+  RegistryGateway,
+  SourceStore,
+} from "../core/ports.js";
+import { quoted } from "../core/logText.js";
 import { encodeActivityError } from "../core/retry.js";
 import { redact, type Config } from "../config/index.js";
 
@@ -37,6 +44,8 @@ export interface ActivityDeps {
   config: Pick<Config, "environments" | "builds" | "publicBaseUrl">;
   compute: ComputeGateway;
   apps: ContainerAppsGateway;
+  /** The environments' registries: confirms the digest of a reported image before a deploy. */
+  registry: RegistryGateway;
   sources: SourceStore;
   logs: LogStore;
   leases: LeaseStore;
@@ -95,7 +104,7 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
     [ACTIVITIES.resolveEnvironment]: ({ environment }) => {
       const env = deps.config.environments[environment];
       if (!env) {
-        throw new NotFoundError(`unknown environment "${environment}"`, {
+        throw new NotFoundError(`unknown environment ${quoted(environment, 80)}`, {
           code: "UnknownEnvironment",
           hint: `Use one of: ${Object.keys(deps.config.environments).join(", ") || "(none configured)"}.`,
         });
@@ -278,6 +287,10 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
     },
 
     [ACTIVITIES.routeTraffic]: ({ app, revisionName }) => deps.apps.sendAllTraffic(app, revisionName),
+
+    [ACTIVITIES.readImageDigest]: async ({ registry, repository, tag }) => ({
+      digest: await deps.registry.manifestDigest({ registry, repository }, tag),
+    }),
   };
 }
 

@@ -15,7 +15,7 @@ import {
   UnauthorizedError,
 } from "../core/errors.js";
 
-export type AzureService = "arm" | "blob" | "table";
+export type AzureService = "arm" | "blob" | "table" | "registry";
 
 interface ServiceRules {
   /** Error codes that describe a momentary shortage rather than a bad request: retry with backoff. */
@@ -37,6 +37,8 @@ interface ServiceRules {
   codeHints?: Readonly<Record<string, string>>;
 }
 
+const REGISTRY_ACCESS_HINT =
+  "The function app's identity needs AcrPull on the environment's registry (infra/app/roles.bicep).";
 const TABLE_ACCESS_HINT = "Check the storage settings and the function app's access to the table.";
 
 const SERVICES: Readonly<Record<AzureService, ServiceRules>> = {
@@ -92,6 +94,19 @@ const SERVICES: Readonly<Record<AzureService, ServiceRules>> = {
       401: TABLE_ACCESS_HINT,
       403: TABLE_ACCESS_HINT,
       permanent: TABLE_ACCESS_HINT,
+    },
+  },
+  // Container Registry's data plane (manifest reads, src/azure/registry.ts).
+  registry: {
+    retryableCodes: new Set(["TOOMANYREQUESTS"]),
+    conflictStatuses: new Set(),
+    unclassified: "transient",
+    quoteMessage: true,
+    unreachableCode: "RegistryUnavailable",
+    hints: {
+      401: REGISTRY_ACCESS_HINT,
+      403: REGISTRY_ACCESS_HINT,
+      network: "The connection to the container registry failed: retry.",
     },
   },
 };

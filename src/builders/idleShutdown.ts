@@ -5,7 +5,7 @@
  * shutdown and starts the VM again. Never while a lease is fresh. The timer trigger
  * (src/functions/idleShutdown.ts) only calls {@link runIdleShutdown} and logs the outcomes.
  */
-import type { Config, EnvironmentConfig } from "../config/index.js";
+import { safeLog, type Config, type EnvironmentConfig, type LogSink } from "../config/index.js";
 import { builderKey, builderVm } from "../core/buildInput.js";
 import { describeError } from "../core/errors.js";
 import { decideIdleShutdown, finishIdleShutdown, type IdlePolicy } from "../core/idle.js";
@@ -26,11 +26,7 @@ export interface BuildersDeps {
 }
 
 /** Where the builder functions log (an `InvocationContext` is one). */
-export interface BuildersLog {
-  info(message: string): void;
-  warn(message: string): void;
-  error(message: string): void;
-}
+export type BuildersLog = LogSink;
 
 export type IdleOutcome =
   | { builder: string; action: "kept"; reason: string }
@@ -59,7 +55,9 @@ export function builders(
 }
 
 /** One pass over every builder; one builder's failure does not stop the others. */
-export async function runIdleShutdown(deps: BuildersDeps, log: BuildersLog): Promise<IdleOutcome[]> {
+export async function runIdleShutdown(deps: BuildersDeps, sink: BuildersLog): Promise<IdleOutcome[]> {
+  // Redacted, one line per message: an SDK error can quote a URL with a signature.
+  const log = safeLog(sink);
   const policy = idlePolicy(deps);
   return Promise.all(
     builders(deps.config.environments).map(async ({ key, vm }): Promise<IdleOutcome> => {

@@ -2,6 +2,7 @@
  * The builder listing behind `GET /api/builders`: each environment's builder with its power state,
  * lease holder, queue, last activity and when the idle timer would deallocate it.
  */
+import { logLine } from "../config/index.js";
 import type { BuilderInfo } from "../core/api.js";
 import { builderKey, builderVm } from "../core/buildInput.js";
 import { idleShutdownAt } from "../core/idle.js";
@@ -11,8 +12,10 @@ import { idlePolicy, type BuildersDeps, type BuildersLog } from "./idleShutdown.
 /** One entry per environment (environments sharing a builder each show it). */
 export async function describeBuilders(
   deps: Omit<BuildersDeps, "compute"> & { compute: Pick<BuildersDeps["compute"], "getVmStatus"> },
-  log: Pick<BuildersLog, "warn">,
+  sink: Pick<BuildersLog, "warn">,
 ): Promise<BuilderInfo[]> {
+  // Redacted and on one line: the SDK's error text can quote a URL.
+  const log = { warn: (message: string) => sink.warn(logLine(message)) };
   const now = deps.now();
   const { idleMs } = idlePolicy(deps);
   return Promise.all(

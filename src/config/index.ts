@@ -5,6 +5,7 @@
  * their own.
  */
 import { z } from "zod";
+import { oneLine } from "../core/logText.js";
 import { ConfigError } from "../core/errors.js";
 import {
   DEFAULT_MAX_UPLOAD_BYTES,
@@ -247,11 +248,52 @@ function parseEnvironments(text: string, problems: string[]): Record<string, Env
   return Object.fromEntries(Object.entries(shape.data).map(([key, value]) => [key, { ...value, name: key }]));
 }
 
-const SECRET = /(AccountKey|SharedAccessSignature|sig)=([^;&\s]+)/gi;
+/** `sig=…` in a SAS URL, `AccountKey=…` / `SharedAccessSignature=…` in a connection string. */
+const SECRET = /(AccountKey|SharedAccessSignature|sig)=([^;&\s"']+)/gi;
+/** The same inside a URL-encoded URL (a SAS in another URL's query): `sig%3D…` up to `%26`. */
+const ENCODED_SECRET = /(AccountKey|SharedAccessSignature|sig)%3D(.+?)(?=%26|%3B|[&;\s"']|$)/gi;
+/** A secret as a JSON member: `"sig":"…"`, `"callbackToken":"…"`, `"x-fastbuild-token":"…"`. */
+const JSON_SECRET =
+  /"(sig|accountKey|callbackToken|token|access_token|refresh_token|password|x-fastbuild-token|authorization)"(\s*:\s*)"(?:[^"\\]|\\.)*"/gi;
+/** The callback token as a header (`x-fastbuild-token: …`) or any `Bearer …` / `Basic …` credential. */
+const TOKEN_HEADER = /(x-fastbuild-token)(\s*[:=]\s*)[^\s,;"']+/gi;
+const AUTH_SCHEME = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+/g;
 
-/** Hides keys and signatures in any string (connection strings, SAS URLs) before it is logged. */
+/**
+ * Hides keys, signatures and tokens in any string (connection strings, SAS URLs, plain or
+ * URL-encoded, JSON bodies, token headers) before it is logged.
+ */
 export function redact(text: string): string {
-  return text.replace(SECRET, "$1=***");
+  return text
+    .replace(SECRET, "$1=***")
+    .replace(ENCODED_SECRET, "$1%3D***")
+    .replace(JSON_SECRET, '"$1"$2"***"')
+    .replace(TOKEN_HEADER, "$1$2***")
+    .replace(AUTH_SCHEME, "$1 ***");
+}
+
+/**
+ * What every log sink writes: secrets redacted, and on one line (a client's newline cannot start
+ * a log line of its own; see core/logText.ts).
+ */
+export function logLine(text: string): string {
+  return oneLine(redact(text));
+}
+
+/** A log with `info`/`warn`/`error` (an `InvocationContext` is one). */
+export interface LogSink {
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+/** `sink`, writing each message through {@link logLine}. */
+export function safeLog(sink: LogSink): LogSink {
+  return {
+    info: (message) => sink.info(logLine(message)),
+    warn: (message) => sink.warn(logLine(message)),
+    error: (message) => sink.error(logLine(message)),
+  };
 }
 
 /** The config as it may be logged. */

@@ -12,6 +12,7 @@ import type {
   ContainerAppRef,
   ContainerAppStatus,
   ExecutionState,
+  ImageRepositoryRef,
   ImageUpdateStarted,
   RevisionStatus,
   VmRef,
@@ -44,6 +45,8 @@ export const ACTIVITIES = {
   readDeployment: "fb_ReadDeployment",
   /** Multiple revision mode: sends all ingress traffic to the deployed revision. */
   routeTraffic: "fb_RouteTraffic",
+  /** Asks the environment's registry which manifest digest a tag names (before any deploy). */
+  readImageDigest: "fb_ReadImageDigest",
 } as const;
 
 /** A registered activity name. */
@@ -166,6 +169,15 @@ export interface DeploymentView {
   app: ContainerAppStatus;
 }
 
+export interface ReadImageDigestInput extends ImageRepositoryRef {
+  tag: string;
+}
+
+export interface ImageDigest {
+  /** What the registry's manifest for the tag hashes to; undefined when it has no such tag. */
+  digest: string | undefined;
+}
+
 /**
  * Each activity's input and output, by registered name: the one type both sides use. The
  * orchestrator's `call` takes `ActivityInput<K>` and yields `ActivityOutput<K>`; the activities
@@ -189,6 +201,7 @@ export interface ActivityContract {
   [ACTIVITIES.getRevision]: { input: GetRevisionInput; output: RevisionStatus };
   [ACTIVITIES.readDeployment]: { input: GetRevisionInput; output: DeploymentView };
   [ACTIVITIES.routeTraffic]: { input: GetRevisionInput; output: void };
+  [ACTIVITIES.readImageDigest]: { input: ReadImageDigestInput; output: ImageDigest };
 }
 
 /** What activity `K` takes (fails to compile for a name the contract lacks). */

@@ -162,3 +162,18 @@ export interface LogStore {
   append(blobName: string, text: string): Promise<void>;
   read(blobName: string, offset: number, maxBytes: number): Promise<LogChunk>;
 }
+
+/** A repository in a container registry: `<registry>/<repository>`, as an environment names it. */
+export interface ImageRepositoryRef {
+  /** Login server, e.g. `myreg.azurecr.io` (or `127.0.0.1:5000` locally). */
+  registry: string;
+  repository: string;
+}
+
+export interface RegistryGateway {
+  /**
+   * The digest of the manifest the registry has for `tag` (its `Docker-Content-Digest`, checked
+   * against the manifest's bytes), or undefined when the repository has no such tag.
+   */
+  manifestDigest(repository: ImageRepositoryRef, tag: string): Promise<string | undefined>;
+}

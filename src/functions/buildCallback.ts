@@ -2,16 +2,19 @@
  * `POST /api/builds/{id}/callback`: the builder VM reports its result line. The VM has no function
  * key and must never get the durable system key, so this route is anonymous and trusts only the
  * random per-build token kept in the orchestration input (header `x-fastbuild-token`, compared in
- * constant time). A missing or wrong token is 401 and nothing is raised. Besides the final result
- * line, the script posts heartbeats here; those are acknowledged and change nothing.
+ * constant time). A missing or wrong token is 401 and nothing is raised. An unknown build is the
+ * same 401, after the same comparison against a dummy token: the anonymous route must not tell
+ * which build ids exist (issue 9, item 6). Besides the final result line, the script posts
+ * heartbeats here; those are acknowledged and change nothing.
  */
+import { randomBytes } from "node:crypto";
 import type { HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
 import { secretsEqual } from "../core/buildId.js";
 import { BUILD_EVENTS } from "../core/buildInput.js";
 import { buildHeartbeatSchema, buildResultSchema } from "../core/buildResult.js";
 import { InvalidInputError, UnauthorizedError } from "../core/errors.js";
 import { apiHandler, buildLog, json, parseWith, readJson, routeBuildId } from "./http.js";
-import { buildInstances, requireBuild, requireRunning } from "./instances.js";
+import { buildInstances, requireRunning, type KnownBuild } from "./instances.js";
 
 export const CALLBACK_TOKEN_HEADER = "x-fastbuild-token";
 /** The result line carries a log tail and step timings: larger than other requests, still bounded. */
@@ -23,15 +26,25 @@ const unauthorized = (): UnauthorizedError =>
     hint: `Send the build's token in the ${CALLBACK_TOKEN_HEADER} header.`,
   });
 
+/**
+ * What an unknown build's token is compared with: as long as a real one (24 random bytes,
+ * base64url), so the comparison costs the same, and never presented by anyone.
+ */
+const DUMMY_TOKEN = randomBytes(24).toString("base64url");
+
 async function run(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
   const buildId = routeBuildId(request);
   const token = request.headers.get(CALLBACK_TOKEN_HEADER);
   if (!token) throw unauthorized();
   const instances = buildInstances(context);
-  const build = requireBuild(await instances.get(buildId), buildId);
+  const found = await instances.get(buildId);
+  const build: KnownBuild | undefined = found?.input ? (found as KnownBuild) : undefined;
   const log = buildLog(context, buildId);
-  if (!secretsEqual(token, build.input.callbackToken)) {
-    log.warn("callback refused: wrong token");
+  // Compared either way (against the dummy when the build is unknown), and both refusals are the
+  // same 401: neither the answer nor its time says whether the build exists.
+  const matches = secretsEqual(token, build?.input.callbackToken ?? DUMMY_TOKEN);
+  if (!build || !matches) {
+    log.warn("callback refused: unknown build or wrong token");
     throw unauthorized();
   }
   const body = await readJson(request, MAX_CALLBACK_BYTES);

@@ -6,7 +6,8 @@
  */
 import type { HttpHandler, HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
 import type { z } from "zod";
-import { redact } from "../config/index.js";
+import { logLine } from "../config/index.js";
+import { quoted } from "../core/logText.js";
 import type { ErrorResponse } from "../core/api.js";
 import { buildIdSchema } from "../core/buildInput.js";
 import {
@@ -47,9 +48,9 @@ export interface BuildLog {
 export function buildLog(context: InvocationContext, buildId: string | undefined): BuildLog {
   const prefix = `[build ${buildId ?? "-"}]`;
   return {
-    info: (message) => context.info(`${prefix} ${redact(message)}`),
-    warn: (message) => context.warn(`${prefix} ${redact(message)}`),
-    error: (message) => context.error(`${prefix} ${redact(message)}`),
+    info: (message) => context.info(logLine(`${prefix} ${message}`)),
+    warn: (message) => context.warn(logLine(`${prefix} ${message}`)),
+    error: (message) => context.error(logLine(`${prefix} ${message}`)),
   };
 }
 
@@ -107,7 +108,7 @@ export function routeBuildId(request: HttpRequest): string {
   const id = request.params.id ?? "";
   const parsed = buildIdSchema.safeParse(id);
   if (!parsed.success) {
-    throw new InvalidInputError(`"${id.slice(0, 80)}" is not a build id.`, {
+    throw new InvalidInputError(`${quoted(id, 80)} is not a build id.`, {
       code: "InvalidBuildId",
       hint: "Use the buildId returned by POST /api/builds.",
     });

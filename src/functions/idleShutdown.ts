@@ -4,6 +4,7 @@
  */
 import type { InvocationContext, Timer } from "@azure/functions";
 import { runIdleShutdown } from "../builders/idleShutdown.js";
+import { logLine } from "../config/index.js";
 import { getDeps } from "./deps.js";
 
 /** The timer handler `register.ts` schedules. */
@@ -12,7 +13,9 @@ export async function idleShutdown(_timer: Timer, context: InvocationContext): P
   for (const outcome of outcomes) {
     if (outcome.action !== "deallocated")
       context.info(
-        `[builder ${outcome.builder}] ${outcome.action}: ${"reason" in outcome ? outcome.reason : ""}`,
+        logLine(
+          `[builder ${outcome.builder}] ${outcome.action}: ${"reason" in outcome ? outcome.reason : ""}`,
+        ),
       );
   }
 }

@@ -3,6 +3,7 @@
  * upload SAS, and starts the orchestration at once (instance id = build id), so the builder VM
  * starts while the client is still uploading.
  */
+import { quoted } from "../core/logText.js";
 import type { HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
 import { startBuildRequestSchema, type StartBuildResponse } from "../core/api.js";
 import { createBuildId, createCallbackToken } from "../core/buildId.js";
@@ -26,7 +27,7 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
 
   if (!Object.hasOwn(config.environments, req.environment)) {
     const known = Object.keys(config.environments).sort();
-    throw new InvalidInputError(`Unknown environment "${req.environment}".`, {
+    throw new InvalidInputError(`Unknown environment ${quoted(req.environment, 80)}.`, {
       code: "UnknownEnvironment",
       hint: `Use one of: ${known.join(", ")}.`,
     });

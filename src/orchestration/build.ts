@@ -13,6 +13,7 @@ import type { OrchestrationContext, OrchestrationHandler, Task } from "durable-f
 import { ACTIVITIES, type RecordBuildInput, type ResolvedEnvironment } from "../core/activityContract.js";
 import type { ApiError, BuildPhase, BuildStatus } from "../core/api.js";
 import { buildInputSchema, type BuildInput } from "../core/buildInput.js";
+import { quoted } from "../core/logText.js";
 import { RETRY } from "../core/retry.js";
 import { finished, initialStatus } from "../core/status.js";
 import { ensureBuilderReady } from "./builder.js";
@@ -49,7 +50,7 @@ class BuildRun {
     const { run } = this;
     const input = run.input;
     run.publish();
-    run.log(`started for environment ${input.environment}`);
+    run.log(`started for environment ${quoted(input.environment)}`);
 
     // 1. The environment must exist in configuration; its settings are fixed in history from here on.
     const env = yield* run.call(

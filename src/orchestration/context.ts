@@ -9,6 +9,7 @@ import type { BuildPhase, BuildStatus } from "../core/api.js";
 import { BUILD_EVENTS, type BuildInput } from "../core/buildInput.js";
 import { decodeActivityFailure, nextRetryDelayMs, type RetryPolicy } from "../core/retry.js";
 import { initialStatus, withPhase, withStep, type StepName } from "../core/status.js";
+import { logLine } from "../config/index.js";
 import { EventLatch } from "./eventLatch.js";
 import { ActivityFailed, BuildEnded } from "./failures.js";
 
@@ -37,9 +38,12 @@ export class RunContext {
     return this.df.currentUtcDateTime.toISOString();
   }
 
-  /** Log lines carry the build id (Application Insights correlates on it) and no secrets. */
+  /**
+   * Log lines carry the build id (Application Insights correlates on it), no secrets, and stay one
+   * line whatever a message quotes (`logLine`: pure string work, deterministic).
+   */
   log(message: string): void {
-    if (!this.df.isReplaying) this.context.log(`build=${this.input.buildId} ${message}`);
+    if (!this.df.isReplaying) this.context.log(logLine(`build=${this.input.buildId} ${message}`));
   }
 
   publish(): void {

@@ -2,7 +2,7 @@
 import type { Task } from "durable-functions";
 import { ACTIVITIES, type ResolvedEnvironment } from "../core/activityContract.js";
 import { revisionSuffix } from "../core/buildInput.js";
-import { deployReference, isDigestReference } from "../core/imageReference.js";
+import { checkReportedImage } from "../core/imageReference.js";
 import { RETRY } from "../core/retry.js";
 import type { RunContext } from "./context.js";
 import { BuildEnded } from "./failures.js";
@@ -20,14 +20,8 @@ export function* deploy(
   image: string,
   digest: string | undefined,
 ): Generator<Task, boolean, unknown> {
-  const reference = deployReference(image, digest);
-  if (!isDigestReference(reference)) {
-    // The builder reported no digest (an older build.sh, or a registry that did not say): deploy
-    // the tag. A tag can move, so such a deploy is never skipped as "unchanged".
-    run.log(`no image digest reported; deploying the tag ${reference}`);
-  } else if (yield* keepsRunning(run, env, reference)) {
-    return false;
-  }
+  const reference = yield* confirmedReference(run, env, image, digest);
+  if (yield* keepsRunning(run, env, reference)) return false;
   const started = yield* run.call(
     ACTIVITIES.deployImage,
     {
@@ -112,6 +106,52 @@ export function* deploy(
   run.publish();
   run.log(message);
   return true;
+}
+
+/**
+ * The reference to deploy: `<registry>/<repository>@<digest>`, with the digest the environment's
+ * registry has for the tag this build pushed. The build's result comes from the builder, and its
+ * callback from anyone who holds the build's token: a result naming another registry, another
+ * repository, a tag this build does not push, or a digest the registry does not have for that tag
+ * ends the build here, before the app is touched. With no digest reported (an older build.sh),
+ * the registry's digest for the tag is deployed: never a movable tag.
+ */
+function* confirmedReference(
+  run: RunContext,
+  env: ResolvedEnvironment,
+  image: string,
+  digest: string | undefined,
+): Generator<Task, string, unknown> {
+  const { buildId, sourceDigest, commit } = run.input;
+  const forged = (reason: string) =>
+    new BuildEnded("failed", {
+      code: "ForgedResult",
+      message: `the build's result was refused, nothing was deployed: ${reason}`,
+      hint: `Only an image the builder pushed to ${env.registry}/${env.imageRepository} for this build is deployed. Build again; if this repeats, the build's callback token may have leaked or the builder VM is not running fast-build's build.sh.`,
+    });
+  const check = checkReportedImage(
+    {
+      registry: env.registry,
+      repository: env.imageRepository,
+      tags: [buildId, `src-${sourceDigest.replace(/^sha256:/, "")}`, ...(commit ? [`commit-${commit}`] : [])],
+    },
+    image,
+    digest,
+  );
+  if (!check.ok) throw forged(check.reason);
+  const confirmed = yield* run.call(
+    ACTIVITIES.readImageDigest,
+    { registry: env.registry, repository: env.imageRepository, tag: check.tag },
+    RETRY.arm,
+  );
+  const tagged = `${env.registry}/${env.imageRepository}:${check.tag}`;
+  if (confirmed.digest === undefined) throw forged(`the registry has no image tagged ${tagged}`);
+  if (check.digest !== undefined && check.digest !== confirmed.digest) {
+    throw forged(`the registry's ${tagged} is ${confirmed.digest}, not the reported ${check.digest}`);
+  }
+  if (check.digest === undefined)
+    run.log(`no image digest reported; the registry's ${tagged} is ${confirmed.digest}`);
+  return `${env.registry}/${env.imageRepository}@${confirmed.digest}`;
 }
 
 /**

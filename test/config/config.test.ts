@@ -176,3 +176,22 @@ describe("redact", () => {
     assert.doesNotMatch(JSON.stringify(redactConfig(config)), /secret/);
   });
 });
+
+describe("redact: every form a secret takes in a log line (issue 9, item 5)", () => {
+  // input | what must be gone | what stays
+  const cases: [string, string, string][] = [
+    ["https://a/b?sv=1&sig=abc%2Bdef&se=2", "abc%2Bdef", "sig=***"],
+    ["url=https%3A%2F%2Fa%2Fb%3Fsv%3D1%26sig%3Dabc%252Bdef%26se%3D2", "abc%252Bdef", "sig%3D***%26se"],
+    ['{"sig":"abc+def","sv":"1"}', "abc+def", '"sig":"***"'],
+    ['{"callbackToken": "tok-123"}', "tok-123", '"callbackToken": "***"'],
+    ["x-fastbuild-token: tok-456", "tok-456", "x-fastbuild-token: ***"],
+    ["Authorization: Bearer eyJhbGciOi.payload.sig", "eyJhbGciOi", "Bearer ***"],
+  ];
+  for (const [input, secret, kept] of cases) {
+    it(`hides ${JSON.stringify(input)}`, () => {
+      const out = redact(input);
+      assert.ok(!out.includes(secret), out);
+      assert.ok(out.includes(kept), out);
+    });
+  }
+});

@@ -489,13 +489,14 @@ describe("HTTP API", () => {
       assert.equal(cloud.engine.events.filter((e) => e.instanceId === build.buildId).length, 0);
     });
 
-    it("answers 404 for an unknown build", async () => {
-      const res = await callback(
-        "20200101000000-dddddddddd",
-        "whatever-token",
-        JSON.stringify(result("20200101000000-dddddddddd")),
-      );
-      assert.equal(res.status, 404);
+    it("answers an unknown build exactly as a known one with a wrong token (no existence oracle)", async () => {
+      const build = await started();
+      const unknown = "20200101000000-dddddddddd";
+      const wrong = await callback(build.buildId, "whatever-token", JSON.stringify(result(build.buildId)));
+      const missing = await callback(unknown, "whatever-token", JSON.stringify(result(unknown)));
+      assert.equal(missing.status, 401);
+      assert.equal(missing.status, wrong.status);
+      assert.deepEqual(missing.body, wrong.body);
     });
   });
 

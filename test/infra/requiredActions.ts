@@ -168,6 +168,14 @@ export const REQUIRED: readonly Requirement[] = [
     "Functions host telemetry, APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD (infra/app/functions.bicep)",
   ),
 
+  // ---- function app → the registry (src/azure/registry.ts, activity readImageDigest)
+  fn(
+    REGISTRY,
+    "action",
+    `${REGISTRY}/pull/read`,
+    "registry.ts manifestDigest: ContainerRegistryContentClient.getManifest (the deploy's digest check)",
+  ),
+
   // ---- builder VM → the registry (dockerfiles/build.sh)
   builder(
     REGISTRY,

@@ -52,21 +52,34 @@ import { NotFoundError } from "../../src/core/errors.js";
 import { buildOrchestrator } from "../../src/orchestration/build.js";
 import { createActivities, createDeps } from "../../src/wiring.js";
 import { gatewayOptions, SUB, testWiring } from "../azure/armHelpers.js";
+import { pushImage } from "../azure/registryImages.js";
 
 let azurite: Azurite;
 let arm: ArmEmulator;
 let leases: TableLeaseStore;
+/** The environments' registry: the deploy deploys only a digest it confirms. */
+let images: LocalRegistry;
+/** `127.0.0.1:PORT`, the environments' registry. */
+let REG: string;
+/** The digest of the image `succeed` pushes (the same bytes under every tag). */
+let DIGEST: string;
+/** What a deploy of `resultLine`'s image points the app at. */
+let DIGEST_REF: string;
 const START = new Date(Date.UTC(2030, 0, 1, 12));
 
 before(async () => {
-  [azurite, arm] = await Promise.all([
+  [azurite, arm, images] = await Promise.all([
     startAzurite(),
     startArmEmulator({ failRevisionsWithImage: /unhealthy/, revisionReadyMs: 30 }),
+    startRegistry(),
   ]);
   leases = new TableLeaseStore({ connectionString: azurite.connectionString, tableName: "builders" });
+  REG = images.host;
+  DIGEST = await pushImage(images.url, "team/app", "warm-up");
+  DIGEST_REF = `${REG}/team/app@${DIGEST}`;
 });
 after(async () => {
-  await Promise.all([azurite?.stop(), arm?.stop()]);
+  await Promise.all([azurite?.stop(), arm?.stop(), images?.stop()]);
 });
 
 let counter = 0;
@@ -89,6 +102,7 @@ function scenario(
     /** How the app routes traffic (default: Single revision mode). */
     app?: Pick<ContainerAppInit, "activeRevisionsMode" | "traffic">;
     registry?: string;
+    imageRepository?: string;
     publicBaseUrl?: string;
   } = {},
 ): Scenario {
@@ -99,8 +113,8 @@ function scenario(
     subscriptionId: SUB,
     resourceGroup: "rg-build",
     builderVm: `builder${n}`,
-    registry: options.registry ?? "registry.example.test",
-    imageRepository: "team/app",
+    registry: options.registry ?? REG,
+    imageRepository: options.imageRepository ?? "team/app",
     containerApp: `app${n}`,
     containerName: "web",
     binaryName: "app",
@@ -137,8 +151,8 @@ function resultLine(buildId: string, extra: Record<string, unknown> = {}): strin
     status: "succeeded",
     exitReason: "ok",
     exitCode: 0,
-    image: `registry.example.test/team/app:${buildId}`,
-    digest: `sha256:${"a".repeat(64)}`,
+    image: `${REG}/team/app:${buildId}`,
+    digest: DIGEST,
     baseCacheHit: true,
     skipped: false,
     timings: { app: 1200 },
@@ -146,25 +160,34 @@ function resultLine(buildId: string, extra: Record<string, unknown> = {}): strin
   });
 }
 
-/** What a deploy of `resultLine`'s image points the app at. */
-const DIGEST_REF = `registry.example.test/team/app@sha256:${"a".repeat(64)}`;
-
 /** The result build.sh prints when the registry already has an image for the source digest. */
 const skippedBuild = (digest: string) => () => ({
-  image: `registry.example.test/team/app:src-${"b".repeat(64)}`,
+  image: `${REG}/team/app:src-${"b".repeat(64)}`,
   digest,
   skipped: true,
   message: "source unchanged: image reused",
   timings: {},
 });
 
-/** The "VM": prints a few log lines and the result line, as build.sh does. */
+/**
+ * The "VM": pushes the image its result names to the local registry (when it names that registry),
+ * then prints a few log lines and the result line, as build.sh does.
+ */
 const succeed =
-  (extra: (buildId: string) => Record<string, unknown> = () => ({})): RunCommandExecutor =>
+  (extra: (buildId: string) => Record<string, unknown> = () => ({}), push = true): RunCommandExecutor =>
   (run) => {
     const buildId = run.parameters.FASTBUILD_BUILD_ID ?? "";
-    run.stdout(`12:00:00 fastbuild[app] building ${buildId}\n${resultLine(buildId, extra(buildId))}\n`);
-    return Promise.resolve({ exitCode: 0 });
+    const fields = extra(buildId);
+    const image = typeof fields.image === "string" ? fields.image : `${REG}/team/app:${buildId}`;
+    const at = image.indexOf(":", REG.length + 1);
+    const print = () => {
+      run.stdout(`12:00:00 fastbuild[app] building ${buildId}\n${resultLine(buildId, fields)}\n`);
+      return { exitCode: 0 };
+    };
+    // Without a push the output is written at once (the emulator's action Run Command reads it
+    // when the executor is called, in the hybrid profile's tests).
+    if (!push || !image.startsWith(`${REG}/`) || at < 0) return Promise.resolve(print());
+    return pushImage(images.url, image.slice(REG.length + 1, at), image.slice(at + 1)).then(print);
   };
 
 function newInput(s: Scenario, overrides: Partial<BuildInput> = {}): BuildInput {
@@ -322,7 +345,7 @@ describe("build orchestration end to end", () => {
         d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}),
       );
       assert.equal(status.phase, "succeeded");
-      assert.equal(status.image?.reference, `registry.example.test/team/app:${input.buildId}`);
+      assert.equal(status.image?.reference, `${REG}/team/app:${input.buildId}`);
       assert.equal(status.revision?.healthState, "Healthy");
       assert.match(status.revision?.name ?? "", new RegExp(`^${s.env.containerApp}--b`));
       assert.deepEqual(
@@ -356,6 +379,56 @@ describe("build orchestration end to end", () => {
     });
   }
 
+  describe("deploys only an image the environment's registry confirms for this build (issue 9, item 4)", () => {
+    const forged: [string, (buildId: string) => Promise<Record<string, unknown>>, RegExp][] = [
+      [
+        "an image in another registry",
+        () => Promise.resolve({ image: `docker.io/attacker/pwn:latest`, digest: `sha256:${"e".repeat(64)}` }),
+        /registry "docker\.io", not the environment's/,
+      ],
+      [
+        "an image in another repository of the same registry",
+        async (buildId) => ({
+          digest: await pushImage(images.url, "team/other", buildId),
+          image: `${REG}/team/other:${buildId}`,
+        }),
+        /repository "team\/other", not the environment's team\/app/,
+      ],
+      [
+        "a digest the registry does not have for the tag",
+        async (buildId) => {
+          await pushImage(images.url, "team/app", buildId);
+          return { digest: await pushImage(images.url, "team/app", "evil", "evil") };
+        },
+        /the registry's .*:build-[0-9a-f]+ is sha256:[0-9a-f]{64}, not the reported sha256:/,
+      ],
+      [
+        "a tag the registry does not have",
+        () => Promise.resolve({}),
+        /the registry has no image tagged .*team\/app:build-/,
+      ],
+    ];
+    for (const [what, result, reason] of forged) {
+      it(`fails a build whose result names ${what}, and deploys nothing`, async () => {
+        const s = scenario({ powerState: "running" });
+        const input = newInput(s);
+        const fields = await result(input.buildId);
+        // Pushed before the run: the "VM" prints the result at once and pushes nothing itself.
+        arm.setRunCommandExecutor(succeed(() => fields, false));
+        const patchesBefore = appPatches(s);
+        const { status } = await runBuild(s, input, "V3", (d) =>
+          d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}),
+        );
+        assert.equal(status.phase, "failed");
+        assert.equal(status.error?.code, "ForgedResult");
+        assert.match(status.error?.message ?? "", reason);
+        assert.match(status.error?.hint ?? "", /Only an image the builder pushed to .*team\/app/);
+        assert.equal(appPatches(s), patchesBefore, "the app was not patched");
+        assert.equal(arm.getContainerApp(appRef(s))?.images.web, "registry.example.test/team/app:old");
+      });
+    }
+  });
+
   it("gives the builder back as soon as its command is retired, before the deploy", async () => {
     const s = scenario({ powerState: "running" });
     arm.setRunCommandExecutor(succeed());
@@ -374,15 +447,14 @@ describe("build orchestration end to end", () => {
     assert.equal(scheduled.filter((name) => name === ACTIVITIES.releaseLease).length, 1);
   });
 
-  it("deploys the tag when the builder reported no digest", async () => {
+  it("deploys the registry's digest for the tag when the builder reported no digest (never the movable tag)", async () => {
     const s = scenario({ powerState: "running" });
     arm.setRunCommandExecutor(succeed(() => ({ digest: undefined })));
     const input = newInput(s);
     const { status } = await runBuild(s, input, "V3", (d) => d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}));
     assert.equal(status.phase, "succeeded");
-    const tag = `registry.example.test/team/app:${input.buildId}`;
-    assert.equal(arm.getContainerApp(appRef(s))?.images.web, tag);
-    assert.equal(status.deployment?.reference, tag);
+    assert.equal(arm.getContainerApp(appRef(s))?.images.web, DIGEST_REF);
+    assert.equal(status.deployment?.reference, DIGEST_REF);
     assert.equal(status.steps.find((step) => step.name === "deploy")?.state, "succeeded");
   });
 
@@ -396,7 +468,7 @@ describe("build orchestration end to end", () => {
     const revisionsBefore = arm.getContainerApp(appRef(s))?.revisions.length;
 
     // The same source again: the builder finds its image in the registry (same digest).
-    arm.setRunCommandExecutor(succeed(skippedBuild(`sha256:${"a".repeat(64)}`)));
+    arm.setRunCommandExecutor(succeed(skippedBuild(DIGEST)));
     const input = newInput(s);
     const { status, driver } = await runBuild(s, input, "V3", (d) =>
       d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}),
@@ -416,7 +488,10 @@ describe("build orchestration end to end", () => {
     assert.equal(app?.latestReadyRevisionName, deployed);
     assert.equal(status.steps.find((step) => step.name === "deploy")?.state, "skipped");
     assert.equal(status.deployment?.unchanged, true);
-    assert.match(status.deployment?.message ?? "", /already runs .*@sha256:a{64}: nothing to deploy/);
+    assert.match(
+      status.deployment?.message ?? "",
+      new RegExp(`already runs .*@${DIGEST}: nothing to deploy`),
+    );
     await checkReplayPrefixes(buildOrchestrator, {
       instanceId: input.buildId,
       history: driver.getHistory(),
@@ -439,7 +514,7 @@ describe("build orchestration end to end", () => {
     await until(() => arm.getContainerApp(appRef(s))?.latestReadyRevisionName === byHand, "ready");
     const patchesBefore = appPatches(s);
 
-    arm.setRunCommandExecutor(succeed(skippedBuild(`sha256:${"a".repeat(64)}`)));
+    arm.setRunCommandExecutor(succeed(skippedBuild(DIGEST)));
     const input = newInput(s);
     const { status } = await runBuild(s, input, "V1", (d) => d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}));
 
@@ -455,8 +530,8 @@ describe("build orchestration end to end", () => {
   });
 
   it("deploys again when the app has the image only in a revision that failed", async () => {
-    const s = scenario({ powerState: "running" });
-    const unhealthy = () => ({ image: "registry.example.test/team/unhealthy:x" });
+    const s = scenario({ powerState: "running", imageRepository: "team/unhealthy" });
+    const unhealthy = () => ({ image: `${REG}/team/unhealthy:src-${"b".repeat(64)}` });
     arm.setRunCommandExecutor(succeed(unhealthy));
     const first = await runBuild(s, newInput(s), "V3", (d) => d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}));
     assert.equal(first.status.error?.code, "DeployFailed");
@@ -605,10 +680,8 @@ describe("build orchestration end to end", () => {
   });
 
   it("reports a deploy whose new revision is unhealthy, saying the previous one keeps serving", async () => {
-    const s = scenario({ powerState: "running" });
-    arm.setRunCommandExecutor(
-      succeed((buildId) => ({ image: `registry.example.test/team/unhealthy:${buildId}` })),
-    );
+    const s = scenario({ powerState: "running", imageRepository: "team/unhealthy" });
+    arm.setRunCommandExecutor(succeed((buildId) => ({ image: `${REG}/team/unhealthy:${buildId}` })));
     const { status } = await runBuild(s, newInput(s), "V3", (d) =>
       d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}),
     );
@@ -656,10 +729,12 @@ describe("build orchestration end to end", () => {
   });
 
   it("in multiple revision mode, leaves traffic alone when the new revision fails", async () => {
-    const s = scenario({ powerState: "running", app: { activeRevisionsMode: "Multiple" } });
-    arm.setRunCommandExecutor(
-      succeed((buildId) => ({ image: `registry.example.test/team/unhealthy:${buildId}` })),
-    );
+    const s = scenario({
+      powerState: "running",
+      imageRepository: "team/unhealthy",
+      app: { activeRevisionsMode: "Multiple" },
+    });
+    arm.setRunCommandExecutor(succeed((buildId) => ({ image: `${REG}/team/unhealthy:${buildId}` })));
     const patchesBefore = appPatches(s);
     const { status } = await runBuild(s, newInput(s), "V3", (d) =>
       d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}),
@@ -962,7 +1037,7 @@ describe("build orchestration end to end", () => {
       d.raiseEvent(BUILD_EVENTS.sourceUploaded, {});
     });
     assert.equal(status.phase, "succeeded");
-    assert.equal(status.image?.reference, `registry.example.test/team/app:${input.buildId}`);
+    assert.equal(status.image?.reference, `${REG}/team/app:${input.buildId}`);
     await assertRunCommandGone(s, input.buildId);
   });
 });
