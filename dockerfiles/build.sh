@@ -83,8 +83,10 @@ log() {
   printf '%s fastbuild[%s] %s\n' "$(date -u +%H:%M:%S)" "$STEP" "$*"
 }
 
+# Every curl here runs with --globoff: curl would otherwise read {} and [] in a URL (a SAS, an IPv6
+# callback host such as [::1]) as its own URL globs and fetch something else.
 post_callback() { # post_callback FILE RETRIES
-  curl --fail --silent --show-error --max-time 15 --retry "$2" --retry-delay 1 \
+  curl --globoff --fail --silent --show-error --max-time 15 --retry "$2" --retry-delay 1 \
     -H @"$PRIVATE_DIR/callback-headers" -H 'content-type: application/json' \
     --data-binary @"$1" "$FASTBUILD_CALLBACK_URL" >/dev/null
 }
@@ -399,7 +401,7 @@ registry_headers() { # registry_headers REPO
   # ACR's token exchange: the refresh token from `az acr login --expose-token` buys a
   # repository-scoped access token. Form values are read from files to keep them off argv.
   printf '%s' "repository:$1:pull,push" >"$PRIVATE_DIR/scope"
-  curl --fail --silent --show-error --max-time 30 --retry 3 \
+  curl --globoff --fail --silent --show-error --max-time 30 --retry 3 \
     --data-urlencode grant_type=refresh_token --data-urlencode "service=$REGISTRY" \
     --data-urlencode "scope@$PRIVATE_DIR/scope" --data-urlencode "refresh_token@$PRIVATE_DIR/acr-refresh-token" \
     "https://$REGISTRY/oauth2/token" >"$PRIVATE_DIR/access.json" || return 1
@@ -411,7 +413,7 @@ registry_headers() { # registry_headers REPO
 manifest_digest() {
   local code
   registry_headers "$1" || return 2
-  code=$(curl --silent --show-error --max-time 30 --retry 3 --head --output /dev/null \
+  code=$(curl --globoff --silent --show-error --max-time 30 --retry 3 --head --output /dev/null \
     --dump-header "$PRIVATE_DIR/manifest-headers" --write-out '%{http_code}' \
     -H @"$PRIVATE_DIR/registry-headers" -H "Accept: $MANIFEST_ACCEPT" \
     "$SCHEME://$REGISTRY/v2/$1/manifests/$2") || return 2
@@ -507,7 +509,7 @@ archive=$BUILD_DIR/source.tar.gz
 # The URL (a SAS) goes to curl through its config on stdin, not on its command line.
 set +e
 printf 'url = "%s"\n' "$FASTBUILD_SOURCE_URL" |
-  curl --config - --fail --silent --show-error --location --retry 5 --retry-all-errors --retry-delay 2 \
+  curl --config - --globoff --fail --silent --show-error --location --retry 5 --retry-all-errors --retry-delay 2 \
     --connect-timeout 20 --max-time 1800 --max-filesize "$MAX_BYTES" --output "$archive" 2>>"$STEP_LOG"
 rc=$?
 set -e

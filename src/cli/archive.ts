@@ -178,12 +178,12 @@ async function* tarEntries(
     // Deleted since listing (git still tracks it): the working tree is what we archive.
     if (!info) continue;
     if (info.isSymbolicLink()) {
-      const target = await readlink(full);
+      const target = await readable(rel, () => readlink(full));
       links.add(rel, target);
       yield* header({ path: rel, type: "SymbolicLink", mode: 0o777, size: 0, linkpath: target });
     } else if (info.isFile()) {
       // Read whole, so the header's size matches the bytes even if the file changes meanwhile.
-      const data = await readFile(full);
+      const data = await readable(rel, () => readFile(full));
       yield* fileEntry(rel, data, info.mode & 0o111 ? 0o755 : 0o644, stats);
       continue;
     } else {
@@ -296,7 +296,7 @@ async function gitFiles(root: string, prefix: string): Promise<string[]> {
     ["-C", join(root, prefix), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
     { maxBuffer: GIT_MAX_BUFFER, encoding: "buffer" },
   );
-  const entries = [...new Set(stdout.toString("utf8").split("\0").filter(Boolean))];
+  const entries = [...new Set(splitNul(stdout).map((name) => utf8Name(name, prefix)))];
   const files: string[] = [];
   for (const entry of entries) {
     // "dir/": an untracked nested repository, opaque to git; not part of this tree's sources.
@@ -323,14 +323,19 @@ async function gitFiles(root: string, prefix: string): Promise<string[]> {
 async function walkFiles(root: string): Promise<string[]> {
   const files: string[] = [];
   const visit = async (dirRel: string, rules: ReadonlyArray<{ base: string; rules: Ignore }>) => {
-    const entries = await readdir(join(root, dirRel), { withFileTypes: true });
+    const entries = (
+      await readable(dirRel || ".", () =>
+        readdir(join(root, dirRel), { withFileTypes: true, encoding: "buffer" }),
+      )
+    ).map((entry) => ({ entry, name: utf8Name(entry.name, dirRel) }));
     let own = rules;
-    if (entries.some((e) => e.name === ".gitignore" && e.isFile())) {
-      const text = await readFile(join(root, dirRel, ".gitignore"), "utf8");
+    if (entries.some(({ entry, name }) => name === ".gitignore" && entry.isFile())) {
+      const gitignore = dirRel ? `${dirRel}/.gitignore` : ".gitignore";
+      const text = await readable(gitignore, () => readFile(join(root, gitignore), "utf8"));
       own = [...rules, { base: dirRel, rules: ignore().add(text) }];
     }
-    for (const entry of entries) {
-      const rel = dirRel ? `${dirRel}/${entry.name}` : entry.name;
+    for (const { entry, name } of entries) {
+      const rel = dirRel ? `${dirRel}/${name}` : name;
       const isDir = entry.isDirectory();
       if (isIgnored(own, rel, isDir)) continue;
       if (isDir) await visit(rel, own);
@@ -383,6 +388,58 @@ function sortBytes<T>(items: T[], path: (item: T) => string = String): T[] {
     .map((item) => ({ item, key: Buffer.from(path(item), "utf8") }))
     .sort((a, b) => Buffer.compare(a.key, b.key))
     .map(({ item }) => item);
+}
+
+/** NUL-separated names (git's `-z` output), as raw bytes. */
+function splitNul(bytes: Buffer): Buffer[] {
+  const names: Buffer[] = [];
+  for (let start = 0; start < bytes.length;) {
+    let end = bytes.indexOf(0, start);
+    if (end < 0) end = bytes.length;
+    if (end > start) names.push(bytes.subarray(start, end));
+    start = end + 1;
+  }
+  return names;
+}
+
+const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * A file name as text, or a refusal naming it. The archive's names, the base key and the builder's
+ * extractor all work on UTF-8 names; a name in another encoding would be dropped (it cannot be
+ * opened by its lossy decoding) or renamed on the way, so the tree is refused instead of archived
+ * without it.
+ */
+function utf8Name(name: Buffer, dir: string): string {
+  try {
+    return STRICT_UTF8.decode(name);
+  } catch {
+    const shown = [...name]
+      .map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, "0")}`))
+      .join("");
+    const path = dir ? `${dir}/${shown}` : shown;
+    throw new InvalidInputError(`the file name "${path}" is not valid UTF-8`, {
+      code: "FileNameNotUtf8",
+      hint: "Rename it to a UTF-8 name (e.g. convmv -f latin1 -t utf8), or add it to .gitignore.",
+    });
+  }
+}
+
+/** Runs a read of `rel`; a file we may not read stops the archive with its name and what to do. */
+async function readable<T>(rel: string, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "EACCES" || code === "EPERM") {
+      throw new InvalidInputError(`cannot read ${rel}: permission denied`, {
+        code: "FileUnreadable",
+        hint: `Make it readable (chmod u+r ${JSON.stringify(rel)}), or add it to .gitignore so it is not sent.`,
+        cause: error,
+      });
+    }
+    throw error;
+  }
 }
 
 async function checkDirectory(root: string): Promise<void> {

@@ -329,3 +329,65 @@ describe("symlinks and limits", () => {
     await assert.rejects(createArchive(join(root, "missing")), /not a directory/);
   });
 });
+
+describe("archive: names and files it cannot send faithfully", () => {
+  // "caf\xe9.rs": Latin-1, not UTF-8. Linux keeps a file name's bytes as given.
+  const latin1Name = Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x2e, 0x72, 0x73]);
+  const withLatin1File = async (root: string) => {
+    await mkdir(join(root, "src"), { recursive: true });
+    await writeFile(Buffer.concat([Buffer.from(join(root, "src") + "/"), latin1Name]), "// old\n");
+  };
+  const refusesName = (error: unknown) =>
+    error instanceof InvalidInputError &&
+    error.code === "FileNameNotUtf8" &&
+    error.message.includes("src/caf\\xe9.rs") &&
+    /Rename it/.test(error.hint ?? "");
+
+  it("stops at a file name that is not UTF-8, naming it, outside git", async () => {
+    const root = await tempDir();
+    await writeTree(root, { "Cargo.toml": "[package]\n" });
+    await withLatin1File(root);
+    await assert.rejects(createArchive(root), refusesName);
+  });
+
+  it("stops at a file name that is not UTF-8, naming it, in a git repository", async () => {
+    const root = await gitRepo({ "Cargo.toml": "[package]\n" });
+    await withLatin1File(root);
+    await assert.rejects(createArchive(root), refusesName);
+  });
+
+  it("stops at a file it may not read, naming it and saying what to do", async () => {
+    // Root reads everything: the archive runs as an unprivileged user, as a developer would.
+    const root = await tempDir();
+    await writeTree(root, { "Cargo.toml": "[package]\n", "secret.key": "k\n" });
+    await chmod(join(root, "secret.key"), 0o000);
+    const script = `import { createArchive } from ${JSON.stringify(new URL("../../src/cli/archive.ts", import.meta.url).href)};
+try { await createArchive(${JSON.stringify(root)}, { outputDir: ${JSON.stringify(root)} }); console.log("archived"); }
+catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message, hint: e.hint })); }`;
+    // mkdtemp made it private to root; the archive writes next to the tree.
+    await chmod(root, 0o777);
+    const out = execFileSync(
+      "setpriv",
+      [
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        process.execPath,
+        "--import",
+        "tsx",
+        "--input-type=module",
+        "-e",
+        script,
+      ],
+      { encoding: "utf8", env: { PATH: process.env.PATH ?? "", HOME: root } },
+    );
+    const refusal = JSON.parse(out.trim().split("\n").pop() ?? "{}") as {
+      code?: string;
+      message?: string;
+      hint?: string;
+    };
+    assert.equal(refusal.code, "FileUnreadable");
+    assert.match(refusal.message ?? "", /cannot read secret\.key: permission denied/);
+    assert.match(refusal.hint ?? "", /chmod u\+r "secret\.key"|\.gitignore/);
+  });
+});

@@ -119,8 +119,8 @@ export function sha256Digest(data: Buffer): string {
 }
 
 export interface FileServer {
-  /** Serves `data` at a fresh path and returns its URL. */
-  serve(data: Buffer): string;
+  /** Serves `data` at a fresh path (with `query` as its query string, if given) and returns its URL. */
+  serve(data: Buffer, query?: string): string;
   /** How many GETs each path received. */
   hits: Map<string, number>;
   /** POSTs received (callback bodies and headers). */
@@ -161,8 +161,8 @@ export async function startFileServer(): Promise<FileServer> {
   const { port } = server.address() as AddressInfo;
   let counter = 0;
   return {
-    serve(data) {
-      const path = `/blobs/source-${counter++}.tar.gz?sv=2025-01-01&sig=test`;
+    serve(data, query = "sv=2025-01-01&sig=test") {
+      const path = `/blobs/source-${counter++}.tar.gz?${query}`;
       files.set(path, data);
       return `http://127.0.0.1:${port}${path}`;
     },

@@ -566,6 +566,16 @@ describe("dockerfiles/build.sh with buildah and a local registry", () => {
     );
   });
 
+  it("downloads a URL with {} and [] literally (curl's URL globbing is off)", async () => {
+    const p = await prepare({ "app/src/main.rs": 'fn main() { println!("globs"); }\n' });
+    // The same archive at a URL curl would expand as globs: [1-2] and {a,b} name other URLs.
+    const archive = Buffer.from(await (await fetch(p.url)).arrayBuffer());
+    const literal = files.serve(archive, "sig=[1-2]{a,b}");
+    const run = await runBuildScript(env({ ...p, url: literal }, "b-globs"));
+    assertResultLine(run);
+    assert.equal(run.code, 0, run.output);
+  });
+
   it("a wrong digest fails the download step", async () => {
     const p = await prepare({ "app/src/main.rs": 'fn main() { println!("v9"); }\n' });
     const run = await runBuildScript(env({ ...p, digest: `sha256:${"0".repeat(64)}` }, "b7"));
