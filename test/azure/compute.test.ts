@@ -125,7 +125,7 @@ describe("compute gateway against the ARM emulator", () => {
     assert.equal(done.error, "cargo failed\n");
   });
 
-  it("stops a script that outlives timeoutInSeconds as TimedOut", async () => {
+  it("reports a script Linux killed at timeoutInSeconds (Failed, exit code -1) as TimedOut", async () => {
     emulator.setRunCommandExecutor(scriptedExecutor({ durationMs: 60_000 }));
     const gateway = createComputeGateway(gatewayOptions(emulator));
     const vm = newVm();
@@ -134,7 +134,22 @@ describe("compute gateway against the ARM emulator", () => {
       () => gateway.readBuildCommand(vm, handle),
       (v) => v.executionState !== "Running",
     );
+    // The emulator answers as Linux does (Failed, -1); the gateway tells a timeout from a failure.
     assert.equal(done.executionState, "TimedOut");
+    assert.equal(done.exitCode, -1);
+  });
+
+  it("reports a script killed by something else (exit code -1 before its timeout) as Failed", async () => {
+    emulator.setRunCommandExecutor(scriptedExecutor({ exitCode: -1 }));
+    const gateway = createComputeGateway(gatewayOptions(emulator));
+    const vm = newVm();
+    const handle = await gateway.startBuildCommand(vm, spec("fb-killed", { timeoutInSeconds: 60 }));
+    const done = await waitFor(
+      () => gateway.readBuildCommand(vm, handle),
+      (v) => v.executionState !== "Running",
+    );
+    assert.equal(done.executionState, "Failed");
+    assert.equal(done.exitCode, -1);
   });
 
   it("cancels a running build command: the executor is aborted and the command is gone", async () => {
