@@ -23,12 +23,20 @@ import {
   callbackPath,
   errorLogBlobName,
   logBlobName,
+  RUN_COMMAND_PREFIX,
   runCommandName,
   sourceBlobName,
 } from "../core/buildInput.js";
 import { NotFoundError, PermanentError } from "../core/errors.js";
 import { decideAcquire, decideRelease, decideRenew, mutateRecord, type LeaseStore } from "../core/lease.js";
-import type { ComputeGateway, ContainerAppsGateway, LogStore, SourceStore } from "../core/ports.js";
+import type {
+  ComputeGateway,
+  ContainerAppsGateway,
+  LogStore,
+  RemovedCommands,
+  SourceStore,
+  VmRef,
+} from "../core/ports.js";
 import { encodeActivityError } from "../core/retry.js";
 import { redact, type Config } from "../config/index.js";
 
@@ -202,8 +210,10 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
         protectedParameters.FASTBUILD_CALLBACK_URL = `${env.callbackBaseUrl}${callbackPath(input.buildId)}`;
         protectedParameters.FASTBUILD_CALLBACK_TOKEN = input.callbackToken;
       }
+      const name = runCommandName(input.buildId);
+      const stale = await removeStaleCommands(deps.compute, env.vm, name);
       const handle = await deps.compute.startBuildCommand(env.vm, {
-        name: runCommandName(input.buildId),
+        name,
         script: text,
         parameters,
         protectedParameters,
@@ -211,7 +221,7 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
         outputBlobUri: output.url,
         errorBlobUri: error.url,
       });
-      return handle;
+      return stale.removed.length + stale.failed.length > 0 ? { ...handle, staleCommands: stale } : handle;
     },
 
     [ACTIVITIES.readBuild]: async (input) => {
@@ -253,6 +263,16 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
 
     [ACTIVITIES.getRevision]: (input) => deps.apps.getRevision(input.app, input.revisionName),
   };
+}
+
+/**
+ * Azure refuses a VM's 26th managed run command, and a build's own command is deleted only best
+ * effort when it ends, so failed deletes would pile up until no build can start. The lease gives
+ * one build at a time the VM, so every other command of ours on it is stale: remove them first.
+ * Best effort too (the build's log says what failed); the start itself reports a full VM.
+ */
+function removeStaleCommands(compute: ComputeGateway, vm: VmRef, keep: string): Promise<RemovedCommands> {
+  return compute.removeBuildCommands(vm, { prefix: RUN_COMMAND_PREFIX, keep });
 }
 
 /** SAS signatures or keys inside an SDK message must not reach history or logs. */

@@ -33,6 +33,8 @@ export interface BuildCommandHandle {
   name: string;
   /** For the action Run Command: the serialized LRO poller state, to resume polling later. */
   resumeState?: string;
+  /** Set by the start only: older build commands it removed from the VM first (for the build's log). */
+  staleCommands?: RemovedCommands;
 }
 
 export interface BuildCommandSpec {
@@ -73,6 +75,17 @@ export interface ComputeGateway {
   readBuildCommand(vm: VmRef, handle: BuildCommandHandle): Promise<BuildCommandView>;
   /** Deletes the managed run command (stops the script); the action Run Command cannot be cancelled. */
   cancelBuildCommand(vm: VmRef, handle: BuildCommandHandle): Promise<void>;
+  /**
+   * Best effort: deletes the VM's managed run commands whose name starts with `prefix`, except
+   * `keep`, and waits until they are gone. Never throws; says what it removed and what it could not.
+   */
+  removeBuildCommands(vm: VmRef, selection: { prefix: string; keep: string }): Promise<RemovedCommands>;
+}
+
+export interface RemovedCommands {
+  removed: string[];
+  /** `name: reason` for each command (or the listing) that could not be removed. */
+  failed: string[];
 }
 
 export interface ContainerAppStatus {

@@ -59,6 +59,8 @@ interface Scenario {
   config: Config;
   /** Per-run-command behaviour; default: succeed with an image. */
   executor?: RunCommandExecutor;
+  /** The orchestrator's and activities' log lines, from every build of this scenario. */
+  logs: string[];
 }
 
 function scenario(
@@ -97,7 +99,7 @@ function scenario(
     FASTBUILD_MAX_UPLOAD_BYTES: String(1024 * 1024),
   });
   const config: Config = { ...settings, builds: { ...settings.builds, ...options.builds } };
-  return { arm: emulator, env, vm, config };
+  return { arm: emulator, env, vm, config, logs: [] };
 }
 
 function resultLine(buildId: string, extra: Record<string, unknown> = {}): string {
@@ -171,6 +173,7 @@ function driverFor(
     // A little real time per virtual timer lets the emulator's VM and run command move on.
     clock: { kind: "virtual", start: START, realDelayMs: 3 },
     stallTimeoutMs: 20_000,
+    log: (_level, message) => s.logs.push(message),
   });
 }
 
@@ -866,6 +869,39 @@ describe("build orchestration end to end", () => {
       /was deallocated to stop the build script \(its run command could not be deleted\)/,
     );
     assert.equal(arm.getVm(s.vm)?.powerState, "deallocated");
+  });
+
+  it("keeps building past Azure's 25 run commands per VM when every build's own delete fails once", async () => {
+    const s = scenario({ powerState: "running" });
+    arm.setRunCommandExecutor(succeed());
+    const inputs = Array.from({ length: 30 }, () => newInput(s, { deploy: false }));
+    for (const input of inputs) {
+      arm.inject({
+        method: "DELETE",
+        path: new RegExp(`/runCommands/fb-${input.buildId}$`, "i"),
+        times: 1,
+        response: {
+          status: 403,
+          body: { error: { code: "AuthorizationFailed", message: "delete refused once" } },
+        },
+      });
+    }
+    for (const input of inputs) {
+      const { status } = await runBuild(s, input, "V3", (d) => d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}));
+      assert.equal(status.phase, "succeeded", JSON.stringify(status.error));
+    }
+    // Each build's delete failed; the next build removed that command before starting its own.
+    for (const input of inputs)
+      assert.equal(runCommandDeletes(input.buildId), input === inputs.at(-1) ? 1 : 2);
+    assert.ok(s.logs.some((line) => line.includes(`removed stale build commands fb-${inputs[0]!.buildId}`)));
+    assert.ok(
+      s.logs.some((line) => line.includes(`could not delete build command fb-${inputs[0]!.buildId}`)),
+    );
+    const left = await createComputeGateway(gatewayOptions(s.arm)).removeBuildCommands(s.vm, {
+      prefix: "fb-",
+      keep: "",
+    });
+    assert.deepEqual(left, { removed: [`fb-${inputs.at(-1)!.buildId}`], failed: [] });
   });
 
   it("ignores a completion callback that is not this build's result and keeps waiting for it", async () => {
