@@ -89,10 +89,10 @@ export function makeActivities(deps: ActivityDeps): ReadonlyMap<string, Activity
  */
 export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
   const now = deps.now ?? (() => new Date());
-  let script: Promise<string> | undefined;
+  let script: Promise<BuildKit> | undefined;
   // A failed read is not kept: the next build tries again (the deployment may have been fixed).
   const loadScript = () =>
-    (script ??= readBuildScript(deps.buildScriptPath).catch((error: unknown) => {
+    (script ??= readBuildKit(deps.buildScriptPath).catch((error: unknown) => {
       script = undefined;
       throw error;
     }));
@@ -185,7 +185,7 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
     [ACTIVITIES.startBuild]: async (input) => {
       const env = input.environment;
       const minutes = Math.ceil(input.timeoutSeconds / 60) + 30;
-      const [text, output, error, source] = await Promise.all([
+      const [kit, output, error, source] = await Promise.all([
         loadScript(),
         deps.logs.createAppendLog(logBlobName(input.buildId), minutes),
         deps.logs.createAppendLog(errorLogBlobName(input.buildId), minutes),
@@ -214,7 +214,8 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
       const stale = await removeStaleCommands(deps.compute, env.vm, name);
       const handle = await deps.compute.startBuildCommand(env.vm, {
         name,
-        script: text,
+        script: kit.script,
+        launcher: kit.launcher,
         parameters,
         protectedParameters,
         timeoutInSeconds: input.timeoutSeconds,
@@ -281,12 +282,26 @@ function redactError(error: Error): Error {
   return error;
 }
 
-async function readBuildScript(path: string | undefined): Promise<string> {
+/** build.sh, and the launcher the action Run Command (hybrid profile) runs it with. */
+interface BuildKit {
+  script: string;
+  launcher: string;
+}
+
+async function readBuildKit(scriptPath: string | undefined): Promise<BuildKit> {
+  const [script, launcher] = await Promise.all([
+    readBuildScript(scriptPath, "build.sh"),
+    readBuildScript(undefined, "launcher.sh"),
+  ]);
+  return { script, launcher };
+}
+
+async function readBuildScript(path: string | undefined, file: string): Promise<string> {
   const here = dirname(fileURLToPath(import.meta.url));
   // src/activities → ../../dockerfiles; dist/src/activities → ../../../dockerfiles.
   const candidates = path
     ? [path]
-    : [join(here, "../../dockerfiles/build.sh"), join(here, "../../../dockerfiles/build.sh")];
+    : [join(here, "../../dockerfiles", file), join(here, "../../../dockerfiles", file)];
   for (const candidate of candidates) {
     try {
       return await readFile(candidate, "utf8");
@@ -294,7 +309,7 @@ async function readBuildScript(path: string | undefined): Promise<string> {
       // Try the next layout.
     }
   }
-  throw new PermanentError("the builder script dockerfiles/build.sh is missing from the deployment", {
+  throw new PermanentError(`the builder script dockerfiles/${file} is missing from the deployment`, {
     code: "BuildScriptMissing",
     hint: "Deploy the function app with its dockerfiles/ folder.",
   });

@@ -116,15 +116,18 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
         // parameters (Azure does not echo action parameters back). We return as soon as Azure accepted
         // it; the serialized poller lets any later call (another activity, another host) read the result.
         const what = `start build command ${spec.name} (action Run Command) on VM ${name(vm)}`;
+        const launcher = spec.launcher;
+        if (!launcher) {
+          throw new PermanentError(`${what}: no launcher script`, {
+            code: "LauncherMissing",
+            hint: "Deploy the function app with dockerfiles/launcher.sh.",
+          });
+        }
         return callAzure("arm", what, async () => {
           const poller = client(vm.subscriptionId).virtualMachines.runCommand(
             vm.resourceGroup,
             vm.vmName,
-            {
-              commandId: "RunShellScript",
-              script: spec.script.split("\n"),
-              parameters: [...parameters, ...toParameters(spec.protectedParameters)],
-            },
+            { commandId: "RunShellScript", script: launcher.split("\n"), parameters: actionParameters(spec) },
             poll,
           );
           await poller.submitted();
@@ -303,6 +306,28 @@ function killedAtTimeout(
   if (!view.startTime || !view.endTime) return false;
   const ranMs = view.endTime.getTime() - view.startTime.getTime();
   return ranMs >= (timeoutInSeconds - 1) * 1000;
+}
+
+/**
+ * The action Run Command on Linux writes its parameters into the script as unquoted
+ * `export NAME=value` lines (run with /bin/sh), so a value with a space or `&` breaks the script.
+ * Each value (and build.sh itself) therefore travels base64url-encoded, padded, whose alphabet
+ * survives unquoted; dockerfiles/launcher.sh decodes them and runs build.sh with bash.
+ */
+function actionParameters(spec: BuildCommandSpec): { name: string; value: string }[] {
+  const values = { ...spec.parameters, ...spec.protectedParameters };
+  return [
+    ...Object.entries(values).map(([key, value]) => ({
+      name: `FASTBUILD_B64_${key}`,
+      value: base64url(value),
+    })),
+    { name: "FASTBUILD_BUILD_SCRIPT_B64", value: base64url(spec.script) },
+  ];
+}
+
+function base64url(text: string): string {
+  const encoded = Buffer.from(text, "utf8").toString("base64url");
+  return encoded + "=".repeat((4 - (encoded.length % 4)) % 4);
 }
 
 function toParameters(values: Readonly<Record<string, string>>): { name: string; value: string }[] {

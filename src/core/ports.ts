@@ -42,6 +42,11 @@ export interface BuildCommandSpec {
   name: string;
   /** The script text: fixed, from `dockerfiles/`; never contains client values. */
   script: string;
+  /**
+   * The action Run Command's (hybrid profile) script, `dockerfiles/launcher.sh`: it decodes the
+   * values and runs `script` with bash. Unused by the managed Run Command.
+   */
+  launcher?: string;
   /** Values handed to the script as environment/parameters (never substituted into its text). */
   parameters: Readonly<Record<string, string>>;
   /** Like `parameters`, but hidden from GETs (tokens, SAS URLs). */

@@ -9,7 +9,11 @@ import {
   type ArmEmulator,
   type RunCommandExecutor,
 } from "@fast-build/local-cloud/arm";
+import { readFileSync } from "node:fs";
 import { gatewayOptions, SUB, waitFor } from "./armHelpers.js";
+import { scriptView } from "./scriptEnvironment.js";
+
+const LAUNCHER = readFileSync(new URL("../../dockerfiles/launcher.sh", import.meta.url), "utf8");
 
 const spec = (name: string, extra: Partial<BuildCommandSpec> = {}): BuildCommandSpec => ({
   name,
@@ -19,6 +23,7 @@ const spec = (name: string, extra: Partial<BuildCommandSpec> = {}): BuildCommand
   timeoutInSeconds: 60,
   outputBlobUri: "",
   errorBlobUri: "",
+  launcher: LAUNCHER,
   ...extra,
 });
 
@@ -168,9 +173,10 @@ describe("compute gateway against the ARM emulator", () => {
   });
 
   it("runs the action Run Command under the hybrid profile and reads it back from the serialized poller", async () => {
-    emulator.setRunCommandExecutor(
-      scriptedExecutor((run) => ({ stdout: `id=${run.parameters.BUILD_ID}\n`, stderr: "", durationMs: 40 })),
-    );
+    emulator.setRunCommandExecutor(async (run) => {
+      const { env } = await scriptView(run);
+      return scriptedExecutor({ stdout: `id=${env.BUILD_ID}\n`, stderr: "", durationMs: 40 })(run);
+    });
     const gateway = createComputeGateway(gatewayOptions(emulator, { profile: "2020-09-01-hybrid" }));
     const vm = newVm();
     const handle = await gateway.startBuildCommand(vm, spec("fb-hybrid"));
@@ -188,6 +194,40 @@ describe("compute gateway against the ARM emulator", () => {
       (r) => r.method === "POST" && r.path.endsWith(`/${vm.vmName}/runCommand`),
     );
     assert.equal((JSON.parse(post!.body) as { commandId: string }).commandId, "RunShellScript");
+  });
+
+  it("hands build.sh every value intact through the action's unquoted export prelude, leaving no script file", async () => {
+    let seen: Awaited<ReturnType<typeof scriptView>> | undefined;
+    let run: Parameters<RunCommandExecutor>[0] | undefined;
+    emulator.setRunCommandExecutor(async (r) => {
+      run = r;
+      seen = await scriptView(r);
+      return { exitCode: 0 };
+    });
+    const gateway = createComputeGateway(gatewayOptions(emulator, { profile: "2020-09-01-hybrid" }));
+    const vm = newVm();
+    const sas = "https://acct.blob.core.windows.net/c/b?sv=2024&sp=r&sig=a%2Bb/c=&x=$HOME;echo pwned";
+    const handle = await gateway.startBuildCommand(
+      vm,
+      spec("fb-hybrid-values", {
+        parameters: { BUILD_ID: "b1", SPACED: "two words\nand a line", EMPTY: "" },
+        protectedParameters: { SOURCE_URL: sas },
+      }),
+    );
+    await waitFor(
+      () => gateway.readBuildCommand(vm, handle),
+      (v) => v.executionState !== "Running",
+    );
+    assert.equal(run?.shell, "/bin/sh");
+    assert.deepEqual(run?.parameters, {}, "the action's parameters live in the script text only");
+    assert.ok(!run?.script.includes("sig=a"), "no value appears in clear in the script text");
+    assert.deepEqual(seen?.env, {
+      BUILD_ID: "b1",
+      SPACED: "two words\nand a line",
+      EMPTY: "",
+      SOURCE_URL: sas,
+    });
+    assert.equal(seen?.scriptFileRemoved, true);
   });
 
   it("stops a running action Run Command when its VM is deallocated (the only way to stop it)", async () => {
