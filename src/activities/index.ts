@@ -187,8 +187,8 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
       const minutes = Math.ceil(input.timeoutSeconds / 60) + 30;
       const [kit, output, error, source] = await Promise.all([
         loadScript(),
-        deps.logs.createAppendLog(logBlobName(input.buildId), minutes),
-        deps.logs.createAppendLog(errorLogBlobName(input.buildId), minutes),
+        deps.logs.runCommandLog(logBlobName(input.buildId), minutes),
+        deps.logs.runCommandLog(errorLogBlobName(input.buildId), minutes),
         // The script downloads first thing, so the read grant can be short.
         deps.sources.createReadUrl(sourceBlobName(input.buildId), 60),
       ]);
@@ -221,6 +221,7 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
         timeoutInSeconds: input.timeoutSeconds,
         outputBlobUri: output.url,
         errorBlobUri: error.url,
+        ...(output.managedIdentity ? { blobManagedIdentity: {} } : {}),
       });
       return stale.removed.length + stale.failed.length > 0 ? { ...handle, staleCommands: stale } : handle;
     },

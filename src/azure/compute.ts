@@ -145,6 +145,12 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
         timeoutInSeconds: spec.timeoutInSeconds,
         outputBlobUri: spec.outputBlobUri,
         errorBlobUri: spec.errorBlobUri,
+        ...(spec.blobManagedIdentity
+          ? {
+              outputBlobManagedIdentity: spec.blobManagedIdentity,
+              errorBlobManagedIdentity: spec.blobManagedIdentity,
+            }
+          : {}),
         // A failed build is reported through executionState/exitCode, not as a failed deployment.
         treatFailureAsDeploymentFailure: false,
       };

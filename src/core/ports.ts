@@ -52,9 +52,11 @@ export interface BuildCommandSpec {
   /** Like `parameters`, but hidden from GETs (tokens, SAS URLs). */
   protectedParameters: Readonly<Record<string, string>>;
   timeoutInSeconds: number;
-  /** Append-blob SAS URLs (racw) the VM streams stdout/stderr into: the live log. */
+  /** Append blobs the VM streams stdout/stderr into (the live log): SAS URLs (racw), or plain ones … */
   outputBlobUri: string;
   errorBlobUri: string;
+  /** … that the VM's own identity writes (`{}`: system-assigned). No SAS then in public properties. */
+  blobManagedIdentity?: { clientId?: string };
 }
 
 export type ExecutionState =
@@ -158,6 +160,13 @@ export interface LogChunk {
 export interface LogStore {
   /** Creates the append blob (idempotent) and returns a racw SAS URL the VM appends to. */
   createAppendLog(blobName: string, minutes: number): Promise<SignedUrl>;
+  /**
+   * Where a managed Run Command writes a log. The handler creates or replaces the blob itself, so
+   * the app creates nothing (the logs API reads a missing log as empty). On an identity-only
+   * account the VM's managed identity writes (a plain URL); with an account key (local emulators,
+   * which take no VM token) a racw SAS.
+   */
+  runCommandLog(blobName: string, minutes: number): Promise<{ url: string; managedIdentity: boolean }>;
   append(blobName: string, text: string): Promise<void>;
   read(blobName: string, offset: number, maxBytes: number): Promise<LogChunk>;
 }

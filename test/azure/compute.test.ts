@@ -116,6 +116,25 @@ describe("compute gateway against the ARM emulator", () => {
     assert.match(get!.query, /(%24|\$)expand=instanceView/);
   });
 
+  it("lets the VM's managed identity write the log blobs: no SAS in the run command's public properties", async () => {
+    emulator.setRunCommandExecutor(scriptedExecutor());
+    const gateway = createComputeGateway(gatewayOptions(emulator));
+    const vm = newVm();
+    const blob = "https://127.0.0.1:1/devstoreaccount1/build-logs/b1.log";
+    await gateway.startBuildCommand(
+      vm,
+      spec("fb-identity", { outputBlobUri: blob, errorBlobUri: `${blob}.err`, blobManagedIdentity: {} }),
+    );
+    const put = emulator.requests.find(
+      (r) => r.method === "PUT" && r.path.endsWith("/runCommands/fb-identity"),
+    );
+    const props = (JSON.parse(put!.body) as { properties: Record<string, unknown> }).properties;
+    assert.deepEqual(props.outputBlobManagedIdentity, {});
+    assert.deepEqual(props.errorBlobManagedIdentity, {});
+    assert.equal(props.outputBlobUri, blob);
+    assert.ok(!JSON.stringify(props.parameters).includes("sig="));
+  });
+
   it("reports a failing script as Failed with its exit code", async () => {
     emulator.setRunCommandExecutor(scriptedExecutor({ exitCode: 21, stderr: "cargo failed\n" }));
     const gateway = createComputeGateway(gatewayOptions(emulator));
