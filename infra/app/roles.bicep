@@ -3,12 +3,15 @@
 //   operate the builder VM (start, deallocate, Run Command), read and update the one Container App,
 //   send telemetry to Application Insights (local auth is disabled there), read the registry's
 //   manifests (a deploy runs only a digest the registry confirms for the build's tag);
-// - the builder VM: push images; the Container App: pull them.
+// - the builder VM: push images, and write its build logs (managed Run Command output and error
+//   blobs through the VM's identity, so no SAS sits in the run command); the Container App: pull.
 // test/infra/permissions.test.ts checks every call in test/infra/requiredActions.ts against these.
 param functionPrincipalId string
 param builderPrincipalId string
 param containerAppPrincipalId string
 param storageAccountName string
+@description('The build-log container: the builder VM writes Run Command output there with its identity.')
+param logContainerName string = 'build-logs'
 param registryName string
 param builderVmName string
 param containerAppName string
@@ -18,6 +21,7 @@ var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   virtualMachineContributor: '9980e02c-c2be-4d73-94e8-173b1dc7cf3c'
   acrPush: '8311e382-0749-4cb8-b61a-304f252e45ec'
   acrPull: '7f951dda-4ed3-4680-a7ca-43fe172d538d'
@@ -26,6 +30,16 @@ var roles = {
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
+  parent: storage
+  name: 'default'
+}
+
+resource logContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: blobService
+  name: logContainerName
 }
 
 resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' existing = {
@@ -144,5 +158,17 @@ resource appPull 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: containerAppPrincipalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.acrPull)
+  }
+}
+
+// The managed Run Command handler creates or replaces the output and error blobs and appends to
+// them with the VM's identity (outputBlobManagedIdentity / errorBlobManagedIdentity): only there.
+resource builderLogs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(logContainer.id, builderPrincipalId, roles.storageBlobDataContributor)
+  scope: logContainer
+  properties: {
+    principalId: builderPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
   }
 }

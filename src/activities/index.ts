@@ -23,6 +23,7 @@ import {
   callbackPath,
   errorLogBlobName,
   logBlobName,
+  RUN_COMMAND_PREFIX,
   runCommandName,
   sourceBlobName,
 } from "../core/buildInput.js";
@@ -34,7 +35,9 @@ import type {
   ContainerAppsGateway,
   LogStore,
   RegistryGateway,
+  RemovedCommands,
   SourceStore,
+  VmRef,
 } from "../core/ports.js";
 import { quoted } from "../core/logText.js";
 import { encodeActivityError } from "../core/retry.js";
@@ -99,6 +102,8 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
     "safe_extract.py",
     deps.buildScriptPath && join(dirname(deps.buildScriptPath), "safe_extract.py"),
   );
+  // The action Run Command (hybrid profile) runs build.sh through this POSIX sh launcher.
+  const loadLauncher = kitFileLoader("launcher.sh", undefined);
 
   return {
     [ACTIVITIES.resolveEnvironment]: ({ environment }) => {
@@ -189,11 +194,12 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
     [ACTIVITIES.startBuild]: async (input) => {
       const env = input.environment;
       const minutes = Math.ceil(input.timeoutSeconds / 60) + 30;
-      const [text, extractor, output, error, source] = await Promise.all([
+      const [text, extractor, launcher, output, error, source] = await Promise.all([
         loadScript(),
         loadExtractor(),
-        deps.logs.createAppendLog(logBlobName(input.buildId), minutes),
-        deps.logs.createAppendLog(errorLogBlobName(input.buildId), minutes),
+        loadLauncher(),
+        deps.logs.runCommandLog(logBlobName(input.buildId), minutes),
+        deps.logs.runCommandLog(errorLogBlobName(input.buildId), minutes),
         // The script downloads first thing, so the read grant can be short.
         deps.sources.createReadUrl(sourceBlobName(input.buildId), 60),
       ]);
@@ -223,16 +229,20 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
         protectedParameters.FASTBUILD_CALLBACK_URL = `${env.callbackBaseUrl}${callbackPath(input.buildId)}`;
         protectedParameters.FASTBUILD_CALLBACK_TOKEN = input.callbackToken;
       }
+      const name = runCommandName(input.buildId);
+      const stale = await removeStaleCommands(deps.compute, env.vm, name);
       const handle = await deps.compute.startBuildCommand(env.vm, {
-        name: runCommandName(input.buildId),
+        name,
         script: text,
+        launcher,
         parameters,
         protectedParameters,
         timeoutInSeconds: input.timeoutSeconds,
         outputBlobUri: output.url,
         errorBlobUri: error.url,
+        ...(output.managedIdentity ? { blobManagedIdentity: {} } : {}),
       });
-      return handle;
+      return stale.removed.length + stale.failed.length > 0 ? { ...handle, staleCommands: stale } : handle;
     },
 
     [ACTIVITIES.readBuild]: async (input) => {
@@ -305,13 +315,23 @@ function viewLines(text: string): string[] {
   return lines;
 }
 
+/**
+ * Azure refuses a VM's 26th managed run command, and a build's own command is deleted only best
+ * effort when it ends, so failed deletes would pile up until no build can start. The lease gives
+ * one build at a time the VM, so every other command of ours on it is stale: remove them first.
+ * Best effort too (the build's log says what failed); the start itself reports a full VM.
+ */
+function removeStaleCommands(compute: ComputeGateway, vm: VmRef, keep: string): Promise<RemovedCommands> {
+  return compute.removeBuildCommands(vm, { prefix: RUN_COMMAND_PREFIX, keep });
+}
+
 /** SAS signatures or keys inside an SDK message must not reach history or logs. */
 function redactError(error: Error): Error {
   error.message = redact(error.message);
   return error;
 }
 
-type KitFile = "build.sh" | "safe_extract.py";
+type KitFile = "build.sh" | "safe_extract.py" | "launcher.sh";
 
 /**
  * A file of the build kit the activity sends with every build (`dockerfiles/<name>` of this
@@ -327,6 +347,12 @@ function kitFileLoader(name: KitFile, path: string | undefined): () => Promise<s
     }));
 }
 
+const KIT_FILE_MISSING: Record<KitFile, string> = {
+  "build.sh": "BuildScriptMissing",
+  "safe_extract.py": "ExtractorMissing",
+  "launcher.sh": "LauncherMissing",
+};
+
 async function readKitFile(name: KitFile, path: string | undefined): Promise<string> {
   const here = dirname(fileURLToPath(import.meta.url));
   // src/activities → ../../dockerfiles; dist/src/activities → ../../../dockerfiles.
@@ -341,7 +367,7 @@ async function readKitFile(name: KitFile, path: string | undefined): Promise<str
     }
   }
   throw new PermanentError(`the build kit's dockerfiles/${name} is missing from the deployment`, {
-    code: name === "build.sh" ? "BuildScriptMissing" : "ExtractorMissing",
-    hint: "Deploy the function app with its dockerfiles/ folder (build.sh and safe_extract.py).",
+    code: KIT_FILE_MISSING[name],
+    hint: "Deploy the function app with its dockerfiles/ folder (build.sh, safe_extract.py, launcher.sh).",
   });
 }

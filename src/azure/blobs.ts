@@ -109,6 +109,11 @@ class BlobAccount {
     return new BlobAccount(service, sharedKey, sasProtocolFor(service.url), now);
   }
 
+  /** SAS are signed with the account key (else user delegation: an identity-only account). */
+  get keyBased(): boolean {
+    return this.sharedKey !== undefined;
+  }
+
   /** The container, created on first use (once per process; a failed attempt is retried next time). */
   container(name: string): Promise<ContainerClient> {
     let ready = this.containers.get(name);
@@ -255,6 +260,15 @@ export class BlobLogStore implements LogStore {
       throw toTypedError(error, "blob", `log ${blobName}`);
     }
     return this.account.sign(this.containerName, blobName, "racw", minutes);
+  }
+
+  async runCommandLog(blobName: string, minutes: number): Promise<{ url: string; managedIdentity: boolean }> {
+    checkBlobName(blobName);
+    checkMinutes(minutes, MAX_SAS_MINUTES, "log SAS");
+    const container = await this.account.container(this.containerName);
+    if (!this.account.keyBased) return { url: container.getBlobClient(blobName).url, managedIdentity: true };
+    const signed = await this.account.sign(this.containerName, blobName, "racw", minutes);
+    return { url: signed.url, managedIdentity: false };
   }
 
   /** Appends text (split into ≤ 4 MiB blocks at character boundaries). The log must exist. */

@@ -18,6 +18,7 @@ import type {
   ComputeGateway,
   ExecutionState,
   PowerState,
+  RemovedCommands,
   VmRef,
   VmStatus,
 } from "../core/ports.js";
@@ -116,15 +117,18 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
         // parameters (Azure does not echo action parameters back). We return as soon as Azure accepted
         // it; the serialized poller lets any later call (another activity, another host) read the result.
         const what = `start build command ${spec.name} (action Run Command) on VM ${name(vm)}`;
+        const launcher = spec.launcher;
+        if (!launcher) {
+          throw new PermanentError(`${what}: no launcher script`, {
+            code: "LauncherMissing",
+            hint: "Deploy the function app with dockerfiles/launcher.sh.",
+          });
+        }
         return callAzure("arm", what, async () => {
           const poller = client(vm.subscriptionId).virtualMachines.runCommand(
             vm.resourceGroup,
             vm.vmName,
-            {
-              commandId: "RunShellScript",
-              script: spec.script.split("\n"),
-              parameters: [...parameters, ...toParameters(spec.protectedParameters)],
-            },
+            { commandId: "RunShellScript", script: launcher.split("\n"), parameters: actionParameters(spec) },
             poll,
           );
           await poller.submitted();
@@ -142,6 +146,12 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
         timeoutInSeconds: spec.timeoutInSeconds,
         outputBlobUri: spec.outputBlobUri,
         errorBlobUri: spec.errorBlobUri,
+        ...(spec.blobManagedIdentity
+          ? {
+              outputBlobManagedIdentity: spec.blobManagedIdentity,
+              errorBlobManagedIdentity: spec.blobManagedIdentity,
+            }
+          : {}),
         // A failed build is reported through executionState/exitCode, not as a failed deployment.
         treatFailureAsDeploymentFailure: false,
       };
@@ -164,9 +174,10 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
         ),
       );
       const view = command.instanceView;
-      const state = (EXECUTION_STATES as readonly string[]).includes(view?.executionState ?? "")
+      const reported = (EXECUTION_STATES as readonly string[]).includes(view?.executionState ?? "")
         ? (view!.executionState as ExecutionState)
         : "Unknown";
+      const state = killedAtTimeout(reported, view, command.timeoutInSeconds) ? "TimedOut" : reported;
       return {
         executionState: state,
         // Azure reports exitCode 0 while a script is still running: only a finished one has an exit code.
@@ -195,6 +206,43 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
         // Already gone is what we wanted.
         if (!(typed instanceof NotFoundError)) throw typed;
       }
+    },
+
+    async removeBuildCommands(vm: VmRef, { prefix, keep }): Promise<RemovedCommands> {
+      // The action Run Command (hybrid) leaves no resource behind.
+      if (pinned) return { removed: [], failed: [] };
+      const vmClient = client(vm.subscriptionId).virtualMachineRunCommands;
+      const names: string[] = [];
+      try {
+        for await (const command of vmClient.listByVirtualMachine(vm.resourceGroup, vm.vmName)) {
+          const found = command.name ?? "";
+          if (found.startsWith(prefix) && found.toLowerCase() !== keep.toLowerCase()) names.push(found);
+        }
+      } catch (error) {
+        return {
+          removed: [],
+          failed: [`(list): ${toTypedError(error, "arm", `list run commands on VM ${name(vm)}`).message}`],
+        };
+      }
+      // In parallel, and waiting for each to be gone: a command being deleted still counts.
+      const outcomes = await Promise.allSettled(
+        names.map((found) =>
+          Promise.resolve().then(() =>
+            vmClient.delete(vm.resourceGroup, vm.vmName, found, poll).pollUntilDone(),
+          ),
+        ),
+      );
+      const result: RemovedCommands = { removed: [], failed: [] };
+      outcomes.forEach((outcome, i) => {
+        const found = names[i]!;
+        if (outcome.status === "fulfilled") result.removed.push(found);
+        else {
+          const typed = toTypedError(outcome.reason, "arm", `delete run command ${found} on VM ${name(vm)}`);
+          if (typed instanceof NotFoundError) result.removed.push(found);
+          else result.failed.push(`${found}: ${typed.message}`);
+        }
+      });
+      return result;
     },
   };
 }
@@ -247,6 +295,46 @@ export function splitActionOutput(result: RunCommandResult | undefined): { outpu
   const message = statuses[0]?.message ?? "";
   const match = /\[stdout\]\n([\s\S]*?)\n\[stderr\]\n([\s\S]*)$/.exec(message);
   return match ? { output: match[1] ?? "", error: match[2] ?? "" } : { output: message, error: "" };
+}
+
+/**
+ * Linux has no `TimedOut`: at `timeoutInSeconds` the handler kills bash and reports `Failed` with
+ * exit code -1 (Go's status for a signalled process; run-command-handler-linux
+ * `internal/exec/exec.go`), the same message as any other exit. A script killed by something else
+ * (the OOM killer) also ends -1, so the command must also have run for its whole timeout. The
+ * instance view's times have whole seconds: allow one second of rounding.
+ */
+function killedAtTimeout(
+  state: ExecutionState,
+  view: { exitCode?: number; startTime?: Date; endTime?: Date } | undefined,
+  timeoutInSeconds: number | undefined,
+): boolean {
+  if (state !== "Failed" || view?.exitCode !== -1 || !timeoutInSeconds) return false;
+  if (!view.startTime || !view.endTime) return false;
+  const ranMs = view.endTime.getTime() - view.startTime.getTime();
+  return ranMs >= (timeoutInSeconds - 1) * 1000;
+}
+
+/**
+ * The action Run Command on Linux writes its parameters into the script as unquoted
+ * `export NAME=value` lines (run with /bin/sh), so a value with a space or `&` breaks the script.
+ * Each value (and build.sh itself) therefore travels base64url-encoded, padded, whose alphabet
+ * survives unquoted; dockerfiles/launcher.sh decodes them and runs build.sh with bash.
+ */
+function actionParameters(spec: BuildCommandSpec): { name: string; value: string }[] {
+  const values = { ...spec.parameters, ...spec.protectedParameters };
+  return [
+    ...Object.entries(values).map(([key, value]) => ({
+      name: `FASTBUILD_B64_${key}`,
+      value: base64url(value),
+    })),
+    { name: "FASTBUILD_BUILD_SCRIPT_B64", value: base64url(spec.script) },
+  ];
+}
+
+function base64url(text: string): string {
+  const encoded = Buffer.from(text, "utf8").toString("base64url");
+  return encoded + "=".repeat((4 - (encoded.length % 4)) % 4);
 }
 
 function toParameters(values: Readonly<Record<string, string>>): { name: string; value: string }[] {

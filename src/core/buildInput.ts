@@ -47,7 +47,9 @@ export const errorLogBlobName = (buildId: string): string => `${buildId}/build.e
 /** The route the builder posts its result to (served by the HTTP functions). */
 export const callbackPath = (buildId: string): string => `/api/builds/${buildId}/callback`;
 /** One managed run command per build, so a cancel deletes exactly this build's script. */
-export const runCommandName = (buildId: string): string => `fb-${buildId}`.slice(0, 64);
+/** Every build command this product starts is named with this prefix (and nothing else is). */
+export const RUN_COMMAND_PREFIX = "fb-";
+export const runCommandName = (buildId: string): string => `${RUN_COMMAND_PREFIX}${buildId}`.slice(0, 64);
 
 /**
  * Container Apps revision suffix: lower-case alphanumerics and dashes, starting with a letter;

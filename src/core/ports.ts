@@ -33,6 +33,8 @@ export interface BuildCommandHandle {
   name: string;
   /** For the action Run Command: the serialized LRO poller state, to resume polling later. */
   resumeState?: string;
+  /** Set by the start only: older build commands it removed from the VM first (for the build's log). */
+  staleCommands?: RemovedCommands;
 }
 
 export interface BuildCommandSpec {
@@ -40,14 +42,21 @@ export interface BuildCommandSpec {
   name: string;
   /** The script text: fixed, from `dockerfiles/`; never contains client values. */
   script: string;
+  /**
+   * The action Run Command's (hybrid profile) script, `dockerfiles/launcher.sh`: it decodes the
+   * values and runs `script` with bash. Unused by the managed Run Command.
+   */
+  launcher?: string;
   /** Values handed to the script as environment/parameters (never substituted into its text). */
   parameters: Readonly<Record<string, string>>;
   /** Like `parameters`, but hidden from GETs (tokens, SAS URLs). */
   protectedParameters: Readonly<Record<string, string>>;
   timeoutInSeconds: number;
-  /** Append-blob SAS URLs (racw) the VM streams stdout/stderr into: the live log. */
+  /** Append blobs the VM streams stdout/stderr into (the live log): SAS URLs (racw), or plain ones … */
   outputBlobUri: string;
   errorBlobUri: string;
+  /** … that the VM's own identity writes (`{}`: system-assigned). No SAS then in public properties. */
+  blobManagedIdentity?: { clientId?: string };
 }
 
 export type ExecutionState =
@@ -73,6 +82,17 @@ export interface ComputeGateway {
   readBuildCommand(vm: VmRef, handle: BuildCommandHandle): Promise<BuildCommandView>;
   /** Deletes the managed run command (stops the script); the action Run Command cannot be cancelled. */
   cancelBuildCommand(vm: VmRef, handle: BuildCommandHandle): Promise<void>;
+  /**
+   * Best effort: deletes the VM's managed run commands whose name starts with `prefix`, except
+   * `keep`, and waits until they are gone. Never throws; says what it removed and what it could not.
+   */
+  removeBuildCommands(vm: VmRef, selection: { prefix: string; keep: string }): Promise<RemovedCommands>;
+}
+
+export interface RemovedCommands {
+  removed: string[];
+  /** `name: reason` for each command (or the listing) that could not be removed. */
+  failed: string[];
 }
 
 export interface ContainerAppStatus {
@@ -159,6 +179,13 @@ export interface LogChunk {
 export interface LogStore {
   /** Creates the append blob (idempotent) and returns a racw SAS URL the VM appends to. */
   createAppendLog(blobName: string, minutes: number): Promise<SignedUrl>;
+  /**
+   * Where a managed Run Command writes a log. The handler creates or replaces the blob itself, so
+   * the app creates nothing (the logs API reads a missing log as empty). On an identity-only
+   * account the VM's managed identity writes (a plain URL); with an account key (local emulators,
+   * which take no VM token) a racw SAS.
+   */
+  runCommandLog(blobName: string, minutes: number): Promise<{ url: string; managedIdentity: boolean }>;
   append(blobName: string, text: string): Promise<void>;
   read(blobName: string, offset: number, maxBytes: number): Promise<LogChunk>;
 }

@@ -68,8 +68,13 @@ export class BuildCommand {
       timeoutSeconds: Math.ceil(env.limits.buildTimeoutMs / 1000),
       ...(input.commit ? { commit: input.commit } : {}),
     };
-    const handle = yield* run.call(ACTIVITIES.startBuild, startInput, RETRY.arm);
+    const { staleCommands, ...handle } = yield* run.call(ACTIVITIES.startBuild, startInput, RETRY.arm);
     this.handle = handle;
+    if (staleCommands?.removed.length)
+      run.log(`removed stale build commands ${staleCommands.removed.join(", ")}`);
+    if (staleCommands?.failed.length) {
+      run.log(`could not remove stale build commands (best effort): ${staleCommands.failed.join("; ")}`);
+    }
     run.log(`build command ${handle.name} started`);
     const result = yield* this.awaitResult(handle, run.now() + env.limits.buildTimeoutMs);
     return this.acceptResult(result);

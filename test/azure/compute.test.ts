@@ -9,7 +9,11 @@ import {
   type ArmEmulator,
   type RunCommandExecutor,
 } from "@fast-build/local-cloud/arm";
+import { readFileSync } from "node:fs";
 import { gatewayOptions, SUB, waitFor } from "./armHelpers.js";
+import { scriptView } from "./scriptEnvironment.js";
+
+const LAUNCHER = readFileSync(new URL("../../dockerfiles/launcher.sh", import.meta.url), "utf8");
 
 const spec = (name: string, extra: Partial<BuildCommandSpec> = {}): BuildCommandSpec => ({
   name,
@@ -19,6 +23,7 @@ const spec = (name: string, extra: Partial<BuildCommandSpec> = {}): BuildCommand
   timeoutInSeconds: 60,
   outputBlobUri: "",
   errorBlobUri: "",
+  launcher: LAUNCHER,
   ...extra,
 });
 
@@ -111,6 +116,25 @@ describe("compute gateway against the ARM emulator", () => {
     assert.match(get!.query, /(%24|\$)expand=instanceView/);
   });
 
+  it("lets the VM's managed identity write the log blobs: no SAS in the run command's public properties", async () => {
+    emulator.setRunCommandExecutor(scriptedExecutor());
+    const gateway = createComputeGateway(gatewayOptions(emulator));
+    const vm = newVm();
+    const blob = "https://127.0.0.1:1/devstoreaccount1/build-logs/b1.log";
+    await gateway.startBuildCommand(
+      vm,
+      spec("fb-identity", { outputBlobUri: blob, errorBlobUri: `${blob}.err`, blobManagedIdentity: {} }),
+    );
+    const put = emulator.requests.find(
+      (r) => r.method === "PUT" && r.path.endsWith("/runCommands/fb-identity"),
+    );
+    const props = (JSON.parse(put!.body) as { properties: Record<string, unknown> }).properties;
+    assert.deepEqual(props.outputBlobManagedIdentity, {});
+    assert.deepEqual(props.errorBlobManagedIdentity, {});
+    assert.equal(props.outputBlobUri, blob);
+    assert.ok(!JSON.stringify(props.parameters).includes("sig="));
+  });
+
   it("reports a failing script as Failed with its exit code", async () => {
     emulator.setRunCommandExecutor(scriptedExecutor({ exitCode: 21, stderr: "cargo failed\n" }));
     const gateway = createComputeGateway(gatewayOptions(emulator));
@@ -125,7 +149,7 @@ describe("compute gateway against the ARM emulator", () => {
     assert.equal(done.error, "cargo failed\n");
   });
 
-  it("stops a script that outlives timeoutInSeconds as TimedOut", async () => {
+  it("reports a script Linux killed at timeoutInSeconds (Failed, exit code -1) as TimedOut", async () => {
     emulator.setRunCommandExecutor(scriptedExecutor({ durationMs: 60_000 }));
     const gateway = createComputeGateway(gatewayOptions(emulator));
     const vm = newVm();
@@ -134,7 +158,22 @@ describe("compute gateway against the ARM emulator", () => {
       () => gateway.readBuildCommand(vm, handle),
       (v) => v.executionState !== "Running",
     );
+    // The emulator answers as Linux does (Failed, -1); the gateway tells a timeout from a failure.
     assert.equal(done.executionState, "TimedOut");
+    assert.equal(done.exitCode, -1);
+  });
+
+  it("reports a script killed by something else (exit code -1 before its timeout) as Failed", async () => {
+    emulator.setRunCommandExecutor(scriptedExecutor({ exitCode: -1 }));
+    const gateway = createComputeGateway(gatewayOptions(emulator));
+    const vm = newVm();
+    const handle = await gateway.startBuildCommand(vm, spec("fb-killed", { timeoutInSeconds: 60 }));
+    const done = await waitFor(
+      () => gateway.readBuildCommand(vm, handle),
+      (v) => v.executionState !== "Running",
+    );
+    assert.equal(done.executionState, "Failed");
+    assert.equal(done.exitCode, -1);
   });
 
   it("cancels a running build command: the executor is aborted and the command is gone", async () => {
@@ -153,9 +192,10 @@ describe("compute gateway against the ARM emulator", () => {
   });
 
   it("runs the action Run Command under the hybrid profile and reads it back from the serialized poller", async () => {
-    emulator.setRunCommandExecutor(
-      scriptedExecutor((run) => ({ stdout: `id=${run.parameters.BUILD_ID}\n`, stderr: "", durationMs: 40 })),
-    );
+    emulator.setRunCommandExecutor(async (run) => {
+      const { env } = await scriptView(run);
+      return scriptedExecutor({ stdout: `id=${env.BUILD_ID}\n`, stderr: "", durationMs: 40 })(run);
+    });
     const gateway = createComputeGateway(gatewayOptions(emulator, { profile: "2020-09-01-hybrid" }));
     const vm = newVm();
     const handle = await gateway.startBuildCommand(vm, spec("fb-hybrid"));
@@ -173,6 +213,40 @@ describe("compute gateway against the ARM emulator", () => {
       (r) => r.method === "POST" && r.path.endsWith(`/${vm.vmName}/runCommand`),
     );
     assert.equal((JSON.parse(post!.body) as { commandId: string }).commandId, "RunShellScript");
+  });
+
+  it("hands build.sh every value intact through the action's unquoted export prelude, leaving no script file", async () => {
+    let seen: Awaited<ReturnType<typeof scriptView>> | undefined;
+    let run: Parameters<RunCommandExecutor>[0] | undefined;
+    emulator.setRunCommandExecutor(async (r) => {
+      run = r;
+      seen = await scriptView(r);
+      return { exitCode: 0 };
+    });
+    const gateway = createComputeGateway(gatewayOptions(emulator, { profile: "2020-09-01-hybrid" }));
+    const vm = newVm();
+    const sas = "https://acct.blob.core.windows.net/c/b?sv=2024&sp=r&sig=a%2Bb/c=&x=$HOME;echo pwned";
+    const handle = await gateway.startBuildCommand(
+      vm,
+      spec("fb-hybrid-values", {
+        parameters: { BUILD_ID: "b1", SPACED: "two words\nand a line", EMPTY: "" },
+        protectedParameters: { SOURCE_URL: sas },
+      }),
+    );
+    await waitFor(
+      () => gateway.readBuildCommand(vm, handle),
+      (v) => v.executionState !== "Running",
+    );
+    assert.equal(run?.shell, "/bin/sh");
+    assert.deepEqual(run?.parameters, {}, "the action's parameters live in the script text only");
+    assert.ok(!run?.script.includes("sig=a"), "no value appears in clear in the script text");
+    assert.deepEqual(seen?.env, {
+      BUILD_ID: "b1",
+      SPACED: "two words\nand a line",
+      EMPTY: "",
+      SOURCE_URL: sas,
+    });
+    assert.equal(seen?.scriptFileRemoved, true);
   });
 
   it("stops a running action Run Command when its VM is deallocated (the only way to stop it)", async () => {

@@ -124,12 +124,18 @@ describe("role assignments in the compiled infra/main.bicep", () => {
   for (const need of REQUIRED) {
     it(`${need.identity} may ${need.operation} on the ${need.on.split("/").pop()} (${need.by})`, () => {
       const principal = principalOf(need.identity);
-      const target = only(resources, need.on).id;
-      const mine = assignments.filter((a) => a.principal === principal && scopeCovers(a.scope, target));
+      const target = need.named
+        ? resources.filter(
+            (r) => r.type.toLowerCase() === need.on.toLowerCase() && r.id.endsWith(`/${need.named}`),
+          )
+        : [only(resources, need.on)];
+      assert.equal(target.length, 1, `one ${need.on} named ${need.named ?? "(any)"}`);
+      const targetId = target[0]!.id;
+      const mine = assignments.filter((a) => a.principal === principal && scopeCovers(a.scope, targetId));
       const granting = mine.filter((a) => roleGrants(a.role, need.plane, need.operation));
       assert.ok(
         granting.length > 0,
-        `${need.identity} has ${mine.map((a) => a.role.roleName).join(", ") || "no role"} at ${target}: none grants ${need.plane} ${need.operation}`,
+        `${need.identity} has ${mine.map((a) => a.role.roleName).join(", ") || "no role"} at ${targetId}: none grants ${need.plane} ${need.operation}`,
       );
     });
   }

@@ -8,9 +8,9 @@
  * mapping: https://learn.microsoft.com/rest/api/storageservices/authorize-with-azure-active-directory
  * ("Permissions for calling data operations").
  *
- * Not listed because no identity is involved: the builder downloads the source archive and Run
- * Command writes the build logs through SAS URLs the function app signs (user-delegation SAS,
- * src/activities/index.ts startBuild); the CLI uploads through a SAS (src/azure/storageUpload.ts).
+ * Not listed because no identity is involved: the builder downloads the source archive through a
+ * SAS URL the function app signs (user-delegation SAS, src/activities/index.ts startBuild); the CLI
+ * uploads through a SAS (src/azure/storageUpload.ts).
  */
 import type { Plane } from "./rbac.js";
 
@@ -25,8 +25,10 @@ export type Identity = keyof typeof IDENTITIES;
 
 export interface Requirement {
   identity: Identity;
-  /** The resource type the call acts on; the template must deploy exactly one. */
+  /** The resource type the call acts on; the template must deploy exactly one (of that name). */
   on: string;
+  /** The resource's name, where the template deploys several of its type. */
+  named?: string;
   plane: Plane;
   operation: string;
   /** The code that makes the call. */
@@ -189,6 +191,27 @@ export const REQUIRED: readonly Requirement[] = [
     `${REGISTRY}/push/write`,
     "build.sh 7. push (after 1. login: az acr login --expose-token with the VM's identity)",
   ),
+
+  // ---- builder VM → the build logs: the managed Run Command handler, with the VM's identity
+  // (compute.ts startBuildCommand outputBlobManagedIdentity; blobs.ts runCommandLog)
+  {
+    ...builder(
+      BLOBS,
+      "dataAction",
+      `${BLOBS}/blobs/write`,
+      "Run Command handler: creates or replaces the log blobs",
+    ),
+    named: "build-logs",
+  },
+  {
+    ...builder(
+      BLOBS,
+      "dataAction",
+      `${BLOBS}/blobs/add/action`,
+      "Run Command handler: appends the script's output",
+    ),
+    named: "build-logs",
+  },
 
   // ---- Container App → the registry (infra/app/containerapp.bicep registries: identity 'system')
   containerApp(

@@ -53,6 +53,7 @@ import { buildOrchestrator } from "../../src/orchestration/build.js";
 import { createActivities, createDeps } from "../../src/wiring.js";
 import { gatewayOptions, SUB, testWiring } from "../azure/armHelpers.js";
 import { pushImage } from "../azure/registryImages.js";
+import { scriptEnvironment } from "../azure/scriptEnvironment.js";
 
 let azurite: Azurite;
 let arm: ArmEmulator;
@@ -91,6 +92,8 @@ interface Scenario {
   config: Config;
   /** Per-run-command behaviour; default: succeed with an image. */
   executor?: RunCommandExecutor;
+  /** The orchestrator's and activities' log lines, from every build of this scenario. */
+  logs: string[];
 }
 
 function scenario(
@@ -140,7 +143,7 @@ function scenario(
     ...(options.publicBaseUrl ? { FASTBUILD_PUBLIC_BASE_URL: options.publicBaseUrl } : {}),
   });
   const config: Config = { ...settings, builds: { ...settings.builds, ...options.builds } };
-  return { arm: emulator, env, vm, config };
+  return { arm: emulator, env, vm, config, logs: [] };
 }
 
 function resultLine(buildId: string, extra: Record<string, unknown> = {}): string {
@@ -175,8 +178,9 @@ const skippedBuild = (digest: string) => () => ({
  */
 const succeed =
   (extra: (buildId: string) => Record<string, unknown> = () => ({}), push = true): RunCommandExecutor =>
-  (run) => {
-    const buildId = run.parameters.FASTBUILD_BUILD_ID ?? "";
+  async (run) => {
+    // Managed: the parameters; hybrid: what the action's script text hands build.sh.
+    const buildId = (await scriptEnvironment(run)).FASTBUILD_BUILD_ID ?? "";
     const fields = extra(buildId);
     const image = typeof fields.image === "string" ? fields.image : `${REG}/team/app:${buildId}`;
     const at = image.indexOf(":", REG.length + 1);
@@ -223,6 +227,7 @@ function driverFor(
     // A little real time per virtual timer lets the emulator's VM and run command move on.
     clock: { kind: "virtual", start: START, realDelayMs: 3 },
     stallTimeoutMs: 20_000,
+    log: (_level, message) => s.logs.push(message),
   });
 }
 
@@ -986,7 +991,12 @@ describe("build orchestration end to end", () => {
       // The next build starts the builder again and runs.
       arm.setRunCommandExecutor(succeed());
       const next = newInput(s, { deploy: false });
-      const { status: nextStatus } = await runBuild(s, next, "V3", (dr) =>
+      // Running the action's script text takes real time, which the virtual clock runs fast.
+      const patient = {
+        ...s,
+        config: { ...s.config, builds: { ...s.config.builds, buildTimeoutMinutes: 30 } },
+      };
+      const { status: nextStatus } = await runBuild(patient, next, "V3", (dr) =>
         dr.raiseEvent(BUILD_EVENTS.sourceUploaded, {}),
       );
       assert.equal(nextStatus.phase, "succeeded");
@@ -1020,6 +1030,39 @@ describe("build orchestration end to end", () => {
       /was deallocated to stop the build script \(its run command could not be deleted\)/,
     );
     assert.equal(arm.getVm(s.vm)?.powerState, "deallocated");
+  });
+
+  it("keeps building past Azure's 25 run commands per VM when every build's own delete fails once", async () => {
+    const s = scenario({ powerState: "running" });
+    arm.setRunCommandExecutor(succeed());
+    const inputs = Array.from({ length: 30 }, () => newInput(s, { deploy: false }));
+    for (const input of inputs) {
+      arm.inject({
+        method: "DELETE",
+        path: new RegExp(`/runCommands/fb-${input.buildId}$`, "i"),
+        times: 1,
+        response: {
+          status: 403,
+          body: { error: { code: "AuthorizationFailed", message: "delete refused once" } },
+        },
+      });
+    }
+    for (const input of inputs) {
+      const { status } = await runBuild(s, input, "V3", (d) => d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}));
+      assert.equal(status.phase, "succeeded", JSON.stringify(status.error));
+    }
+    // Each build's delete failed; the next build removed that command before starting its own.
+    for (const input of inputs)
+      assert.equal(runCommandDeletes(input.buildId), input === inputs.at(-1) ? 1 : 2);
+    assert.ok(s.logs.some((line) => line.includes(`removed stale build commands fb-${inputs[0]!.buildId}`)));
+    assert.ok(
+      s.logs.some((line) => line.includes(`could not delete build command fb-${inputs[0]!.buildId}`)),
+    );
+    const left = await createComputeGateway(gatewayOptions(s.arm)).removeBuildCommands(s.vm, {
+      prefix: "fb-",
+      keep: "",
+    });
+    assert.deepEqual(left, { removed: [`fb-${inputs.at(-1)!.buildId}`], failed: [] });
   });
 
   it("ignores a completion callback that is not this build's result and keeps waiting for it", async () => {
