@@ -1,5 +1,6 @@
 import {
   MAX_UPLOAD_BYTES,
+  builderResult,
   call,
   cancelRunningBuilds,
   runsUntilStopped,
@@ -21,7 +22,7 @@ import type {
 } from "../../src/core/api.js";
 import { BUILD_ORCHESTRATOR } from "../../src/core/activityContract.js";
 import { BUILD_EVENTS, buildIdSchema, builderKey, type BuildInput } from "../../src/core/buildInput.js";
-import { BUILD_RESULT_VERSION, type BuildResult } from "../../src/core/buildResult.js";
+import type { BuildResult } from "../../src/core/buildResult.js";
 import { emptyRecord } from "../../src/core/lease.js";
 import { loadConfig } from "../../src/config/index.js";
 import { buildCallback } from "../../src/functions/buildCallback.js";
@@ -409,17 +410,11 @@ describe("HTTP API", () => {
   });
 
   describe("POST /api/builds/{id}/callback", () => {
-    const result = (buildId: string): BuildResult => ({
-      fastbuild: "result",
-      version: BUILD_RESULT_VERSION,
-      buildId,
-      status: "succeeded",
-      exitReason: "ok",
-      exitCode: 0,
-      image: "127.0.0.1:5000/apps/demo:abc",
-      skipped: false,
-      timings: { download: 120, app: 3000 },
-    });
+    const result = (buildId: string): BuildResult =>
+      builderResult(buildId, {
+        image: "127.0.0.1:5000/apps/demo:abc",
+        timings: { download: 120, app: 3000 },
+      });
     const callback = (id: string, token: string | undefined, body: string) =>
       invoke(buildCallback, "buildCallback", {
         method: "POST",
@@ -542,16 +537,9 @@ describe("HTTP API", () => {
 
       // The builder has no function key: only its build's token.
       const token = ((await cloud.engine.getStatus(build.buildId))?.input as BuildInput).callbackToken;
-      const line = JSON.stringify({
-        fastbuild: "result",
-        version: BUILD_RESULT_VERSION,
-        buildId: build.buildId,
-        status: "failed",
-        exitReason: "app-build",
-        exitCode: 21,
-        skipped: false,
-        timings: {},
-      });
+      const line = JSON.stringify(
+        builderResult(build.buildId, { status: "failed", exitReason: "app-build", exitCode: 21 }),
+      );
       assert.equal(
         (await api(`builds/${build.buildId}/callback`, { method: "POST", body: line }, null)).status,
         401,

@@ -14,7 +14,14 @@ import { getBuild } from "../../src/functions/getBuild.js";
 import { getLogs } from "../../src/functions/getLogs.js";
 import { sourceUploaded } from "../../src/functions/sourceUploaded.js";
 import { startBuild } from "../../src/functions/startBuild.js";
-import { call, cancelRunningBuilds, runsUntilStopped, startTestCloud, type TestCloud } from "./support.js";
+import {
+  builderResult,
+  call,
+  cancelRunningBuilds,
+  runsUntilStopped,
+  startTestCloud,
+  type TestCloud,
+} from "./support.js";
 
 const DIGEST = `sha256:${"a".repeat(64)}`;
 const BASE_KEY = "b".repeat(64);
@@ -23,18 +30,7 @@ const FORGED = "\n[build x] succeeded\r\nfake";
 const TOKEN = "t".repeat(32);
 const start = (body: Record<string, unknown>) =>
   JSON.stringify({ environment: "dev", sourceDigest: DIGEST, baseKey: BASE_KEY, ...body });
-const result = (buildId: string, extra: Record<string, unknown> = {}) =>
-  JSON.stringify({
-    fastbuild: "result",
-    version: 1,
-    buildId,
-    status: "succeeded",
-    exitReason: "ok",
-    exitCode: 0,
-    skipped: false,
-    timings: {},
-    ...extra,
-  });
+const result = (buildId: string) => JSON.stringify(builderResult(buildId));
 
 type Route = "start" | "source" | "status" | "logs" | "cancel" | "callback";
 const ROUTES: Record<Route, { handler: HttpHandler; method: string; path: (id: string) => string }> = {
