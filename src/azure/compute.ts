@@ -216,7 +216,7 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
       try {
         for await (const command of vmClient.listByVirtualMachine(vm.resourceGroup, vm.vmName)) {
           const found = command.name ?? "";
-          if (found.startsWith(prefix) && found.toLowerCase() !== keep.toLowerCase()) names.push(found);
+          if (found.startsWith(prefix) && found.toLowerCase() !== keep?.toLowerCase()) names.push(found);
         }
       } catch (error) {
         return {

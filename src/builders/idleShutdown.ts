@@ -1,15 +1,26 @@
 /**
- * Idle shutdown: deallocates builders nobody has used for the configured idle time. The decision
- * is `decideIdleShutdown` (src/core/idle.ts); it goes through the builder lease by compare-and-set,
- * so a build taking the lease at the same moment either wins (no shutdown) or queues behind the
- * shutdown and starts the VM again. Never while a lease is fresh. The timer trigger
+ * The idle timer's pass over every builder:
+ * - **Orphans.** A fresh lease held by a build whose orchestration has ended (it crashed or was
+ *   terminated, so its cleanup never ran) is taken back: the build's command is stopped by its
+ *   name and the builder goes to the next build in the queue at once, not when the lease expires.
+ * - **Idle shutdown.** Deallocates builders nobody has used for the configured idle time.
+ * Both go through the builder lease by compare-and-set (src/core/idle.ts decides), so a build
+ * taking the lease at the same moment either wins or queues behind them. The timer trigger
  * (src/functions/idleShutdown.ts) only calls {@link runIdleShutdown} and logs the outcomes.
  */
 import { safeLog, type Config, type EnvironmentConfig, type LogSink } from "../config/index.js";
-import { builderKey, builderVm } from "../core/buildInput.js";
+import { ENDED_RUNTIME_STATUSES } from "../core/api.js";
+import { builderKey, builderVm, runCommandName } from "../core/buildInput.js";
 import { describeError } from "../core/errors.js";
-import { decideIdleShutdown, finishIdleShutdown, type IdlePolicy } from "../core/idle.js";
-import { emptyRecord, mutateRecord, type LeaseStore } from "../core/lease.js";
+import {
+  decideIdleShutdown,
+  decideRecovery,
+  finishIdleShutdown,
+  finishRecovery,
+  leaseHoldingBuild,
+  type IdlePolicy,
+} from "../core/idle.js";
+import { emptyRecord, mutateRecord, type LeaseStore, type StoredRecord } from "../core/lease.js";
 import type { ComputeGateway, VmRef } from "../core/ports.js";
 
 /** Deallocation is a long-running ARM operation (minutes); the shutdown's lease must outlast it. */
@@ -19,11 +30,18 @@ const QUEUE_STALE_MS = 10 * 60_000;
 
 /** What the builder functions read: the environments, the idle time, the leases, the VMs, a clock. */
 export interface BuildersDeps {
-  config: { environments: Config["environments"]; builds: Pick<Config["builds"], "idleShutdownMinutes"> };
+  config: {
+    environments: Config["environments"];
+    builds: Pick<Config["builds"], "idleShutdownMinutes">;
+    arm: Pick<Config["arm"], "computeProfile">;
+  };
   leases: LeaseStore;
-  compute: Pick<ComputeGateway, "getVmStatus" | "deallocate">;
+  compute: Pick<ComputeGateway, "getVmStatus" | "deallocate" | "removeBuildCommands">;
   now(): Date;
 }
+
+/** The durable runtime status of a build's orchestration; undefined when there is no such instance. */
+export type OrchestrationState = (buildId: string) => Promise<string | undefined>;
 
 /** Where the builder functions log (an `InvocationContext` is one). */
 export type BuildersLog = LogSink;
@@ -31,6 +49,7 @@ export type BuildersLog = LogSink;
 export type IdleOutcome =
   | { builder: string; action: "kept"; reason: string }
   | { builder: string; action: "deallocated" }
+  | { builder: string; action: "recovered"; reason: string }
   | { builder: string; action: "skipped"; reason: string }
   | { builder: string; action: "failed"; reason: string };
 
@@ -55,14 +74,26 @@ export function builders(
 }
 
 /** One pass over every builder; one builder's failure does not stop the others. */
-export async function runIdleShutdown(deps: BuildersDeps, sink: BuildersLog): Promise<IdleOutcome[]> {
+export async function runIdleShutdown(
+  deps: BuildersDeps,
+  sink: BuildersLog,
+  orchestrationState: OrchestrationState,
+): Promise<IdleOutcome[]> {
   // Redacted, one line per message: an SDK error can quote a URL with a signature.
   const log = safeLog(sink);
   const policy = idlePolicy(deps);
   return Promise.all(
     builders(deps.config.environments).map(async ({ key, vm }): Promise<IdleOutcome> => {
       try {
-        return await shutdownIfIdle(deps, key, vm, policy, log);
+        const stored = await deps.leases.read(key);
+        const holder = leaseHoldingBuild(stored?.record ?? emptyRecord(key), deps.now());
+        if (holder === undefined) return await shutdownIfIdle(deps, key, vm, stored, policy, log);
+        // A build holds the builder: nothing to shut down, but is that build still running?
+        const state = await orchestrationState(holder);
+        if (state !== undefined && !ENDED_RUNTIME_STATUSES.has(state)) {
+          return { builder: vm.vmName, action: "kept", reason: `leased by ${holder}` };
+        }
+        return await recoverOrphan(deps, key, vm, stored!, state, log);
       } catch (error) {
         log.error(`[builder ${vm.vmName}] idle check failed: ${describeError(error)}`);
         return { builder: vm.vmName, action: "failed", reason: describeError(error) };
@@ -75,10 +106,10 @@ async function shutdownIfIdle(
   deps: BuildersDeps,
   key: string,
   vm: VmRef,
+  stored: StoredRecord | undefined,
   policy: IdlePolicy,
   log: BuildersLog,
 ): Promise<IdleOutcome> {
-  const stored = await deps.leases.read(key);
   const { powerState } = await deps.compute.getVmStatus(vm);
   const decision = decideIdleShutdown(stored?.record ?? emptyRecord(key), powerState, deps.now(), policy);
   if (decision.kind === "keep") return { builder: vm.vmName, action: "kept", reason: decision.reason };
@@ -103,4 +134,56 @@ async function shutdownIfIdle(
   }
   log.info(`[builder ${vm.vmName}] deallocated`);
   return { builder: vm.vmName, action: "deallocated" };
+}
+
+/**
+ * Frees a builder whose lease holder's orchestration ended without releasing it: takes the lease,
+ * stops the orphaned build command by its name (managed Run Command: delete it; the hybrid
+ * profile's action Run Command cannot be stopped but by deallocating the VM, nor can a command
+ * whose delete failed), and gives the lease back so the queue moves on now.
+ */
+async function recoverOrphan(
+  deps: BuildersDeps,
+  key: string,
+  vm: VmRef,
+  stored: StoredRecord,
+  state: string | undefined,
+  log: BuildersLog,
+): Promise<IdleOutcome> {
+  const orphan = stored.record.holder!;
+  const takeover = decideRecovery(stored.record, deps.now(), SHUTDOWN_LEASE_MS);
+  if (!(await deps.leases.write(takeover.record, stored.etag))) {
+    return {
+      builder: vm.vmName,
+      action: "skipped",
+      reason: "the builder record changed; the next run decides",
+    };
+  }
+  const ended = state === undefined ? "has no orchestration" : `ended (${state})`;
+  log.warn(
+    `[builder ${vm.vmName}] build ${orphan} ${ended} without giving the builder back: stopping its command`,
+  );
+  let stopped: string;
+  try {
+    const removed =
+      deps.config.arm.computeProfile === "latest"
+        ? await deps.compute.removeBuildCommands(vm, { prefix: runCommandName(orphan) })
+        : undefined;
+    if (removed && removed.failed.length === 0) {
+      stopped = removed.removed.length > 0 ? "its run command was deleted" : "it had no run command left";
+    } else {
+      await deps.compute.deallocate(vm);
+      stopped = removed
+        ? `its run command could not be deleted (${removed.failed.join("; ")}), so the builder was deallocated`
+        : "the builder was deallocated to stop its Run Command (the hybrid profile's cannot be cancelled)";
+    }
+  } finally {
+    await mutateRecord(deps.leases, key, (record) => ({
+      record: finishRecovery(record, takeover.generation, deps.now()),
+      result: undefined,
+    }));
+  }
+  const reason = `build ${orphan} ${ended} while holding the builder: ${stopped}, and the builder is free`;
+  log.info(`[builder ${vm.vmName}] ${reason}`);
+  return { builder: vm.vmName, action: "recovered", reason };
 }

@@ -63,6 +63,17 @@ export const BUILD_PHASES = [
   "timed-out",
 ] as const;
 export type BuildPhase = (typeof BUILD_PHASES)[number];
+/**
+ * The durable runtime statuses of an orchestration that has ended: it will run no more code (no
+ * cleanup either). `Canceled` is an older runtime's spelling of `Terminated`.
+ */
+export const ENDED_RUNTIME_STATUSES: ReadonlySet<string> = new Set([
+  "Completed",
+  "Failed",
+  "Terminated",
+  "Canceled",
+]);
+
 export const TERMINAL_PHASES: ReadonlySet<BuildPhase> = new Set([
   "succeeded",
   "failed",

@@ -7,6 +7,7 @@
  */
 import {
   IDLE_SHUTDOWN_HOLDER,
+  RECOVERY_HOLDER,
   decideRelease,
   isLeaseFresh,
   isQueueEntryLive,
@@ -78,4 +79,52 @@ export function finishIdleShutdown(record: BuilderRecord, generation: number, no
     return released;
   }
   return { ...released, lastActivityAt: record.lastActivityAt, vmMinutesTotal: record.vmMinutesTotal };
+}
+
+/**
+ * The build holding a fresh lease on this builder, if a build holds it (not the builder functions
+ * themselves). The idle timer asks whether that build's orchestration still runs.
+ */
+export function leaseHoldingBuild(record: BuilderRecord, now: Date): string | undefined {
+  const holder = record.holder;
+  if (holder === undefined || holder === IDLE_SHUTDOWN_HOLDER || holder === RECOVERY_HOLDER) return undefined;
+  return isLeaseFresh(record, now) ? holder : undefined;
+}
+
+/**
+ * Takes the lease from a build whose orchestration ended without giving it back (it crashed, or
+ * was terminated: neither runs the build's cleanup). The recovery holds it while it stops that
+ * build's command, then gives it back; queued builds wait behind it and never beside the orphaned
+ * script. The orphan's minutes on the VM count as build minutes.
+ */
+export function decideRecovery(
+  record: BuilderRecord,
+  now: Date,
+  leaseMs: number,
+): { record: BuilderRecord; generation: number } {
+  const orphan = record.holder;
+  const generation = record.generation + 1;
+  const minutes = (now.getTime() - Date.parse(record.acquiredAt ?? "")) / 60_000;
+  return {
+    generation,
+    record: {
+      ...record,
+      holder: RECOVERY_HOLDER,
+      generation,
+      leaseExpiresAt: new Date(now.getTime() + leaseMs).toISOString(),
+      acquiredAt: now.toISOString(),
+      queue: record.queue.filter((entry) => entry.buildId !== orphan),
+      vmMinutesTotal: record.vmMinutesTotal + (Number.isFinite(minutes) && minutes > 0 ? minutes : 0),
+    },
+  };
+}
+
+/**
+ * Gives the recovery's lease back. The orphaned build's end is the builder's last activity (the
+ * idle clock starts from now); the recovery's own minutes are not build minutes.
+ */
+export function finishRecovery(record: BuilderRecord, generation: number, now: Date): BuilderRecord {
+  const released = decideRelease(record, RECOVERY_HOLDER, generation, now).record;
+  if (record.holder !== RECOVERY_HOLDER || record.generation !== generation) return released;
+  return { ...released, vmMinutesTotal: record.vmMinutesTotal };
 }

@@ -8,6 +8,8 @@ import { TransientError } from "./errors.js";
 
 /** The holder name the idle shutdown uses while it deallocates a builder. */
 export const IDLE_SHUTDOWN_HOLDER = "idle-shutdown";
+/** The holder name the idle timer uses while it frees a builder from a build that ended without releasing it. */
+export const RECOVERY_HOLDER = "orphan-recovery";
 
 export interface QueueEntry {
   buildId: string;

@@ -84,9 +84,9 @@ export interface ComputeGateway {
   cancelBuildCommand(vm: VmRef, handle: BuildCommandHandle): Promise<void>;
   /**
    * Best effort: deletes the VM's managed run commands whose name starts with `prefix`, except
-   * `keep`, and waits until they are gone. Never throws; says what it removed and what it could not.
+   * `keep` (if given), and waits until they are gone. Never throws; says what it removed and what it could not.
    */
-  removeBuildCommands(vm: VmRef, selection: { prefix: string; keep: string }): Promise<RemovedCommands>;
+  removeBuildCommands(vm: VmRef, selection: { prefix: string; keep?: string }): Promise<RemovedCommands>;
 }
 
 export interface RemovedCommands {

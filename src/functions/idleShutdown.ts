@@ -1,15 +1,22 @@
 /**
- * Timer `idleShutdown` (every 5 minutes): runs the idle shutdown (src/builders/idleShutdown.ts)
- * over every builder and logs what it did.
+ * Timer `idleShutdown` (every minute): frees builders held by builds whose orchestration ended
+ * and deallocates idle ones (src/builders/idleShutdown.ts), and logs what it did. Its durable
+ * client input reads the lease holders' orchestrations.
  */
 import type { InvocationContext, Timer } from "@azure/functions";
 import { runIdleShutdown } from "../builders/idleShutdown.js";
 import { logLine } from "../config/index.js";
 import { getDeps } from "./deps.js";
+import { buildInstances } from "./instances.js";
 
 /** The timer handler `register.ts` schedules. */
 export async function idleShutdown(_timer: Timer, context: InvocationContext): Promise<void> {
-  const outcomes = await runIdleShutdown(await getDeps(), context);
+  const instances = buildInstances(context);
+  const outcomes = await runIdleShutdown(
+    await getDeps(),
+    context,
+    async (buildId) => (await instances.get(buildId))?.runtimeStatus,
+  );
   for (const outcome of outcomes) {
     if (outcome.action !== "deallocated")
       context.info(

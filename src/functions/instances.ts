@@ -6,7 +6,7 @@
  */
 import type { InvocationContext } from "@azure/functions";
 import * as df from "durable-functions";
-import { TERMINAL_PHASES, type BuildStatus } from "../core/api.js";
+import { ENDED_RUNTIME_STATUSES, TERMINAL_PHASES, type BuildStatus } from "../core/api.js";
 import { BUILD_ORCHESTRATOR } from "../core/activityContract.js";
 import { buildInputSchema, type BuildInput } from "../core/buildInput.js";
 import { ConflictError, NotFoundError, TransientError } from "../core/errors.js";
@@ -27,8 +27,6 @@ export interface BuildInstances {
   get(buildId: string): Promise<BuildInstance | undefined>;
   raise(buildId: string, eventName: string, data: unknown): Promise<void>;
 }
-
-const ENDED = new Set(["Completed", "Failed", "Terminated", "Canceled"]);
 
 export function buildInstances(context: InvocationContext): BuildInstances {
   const client = df.getClient(context);
@@ -61,7 +59,7 @@ export function buildInstances(context: InvocationContext): BuildInstances {
         buildId,
         input,
         status,
-        ended: ENDED.has(view.runtimeStatus) || TERMINAL_PHASES.has(status.phase),
+        ended: ENDED_RUNTIME_STATUSES.has(view.runtimeStatus) || TERMINAL_PHASES.has(status.phase),
       };
     },
     async raise(buildId, eventName, data) {

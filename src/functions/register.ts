@@ -12,7 +12,12 @@ import { app, input, type HttpHandler, type InvocationContext, type Timer } from
  */
 export const durableClientInput = input.generic({ type: "durableClient" });
 
-export const IDLE_SHUTDOWN_SCHEDULE = "0 */5 * * * *";
+/**
+ * Every minute: a builder held by a build whose orchestration ended is freed within a minute
+ * (queued builds wait behind a dead holder no longer); idle checks are a table read per builder,
+ * and ARM is asked only for builders nobody holds.
+ */
+export const IDLE_SHUTDOWN_SCHEDULE = "0 * * * * *";
 
 /** A handler that imports its module on first use; a failed import is retried on the next call. */
 function lazy<A extends unknown[], R>(
@@ -86,6 +91,7 @@ app.timer("idleShutdown", {
   // A missed tick is not worth catching up: the next one decides with fresh data.
   runOnStartup: false,
   useMonitor: true,
+  extraInputs: [durableClientInput],
   handler: lazy<[Timer, InvocationContext], void>(
     async () => (await import("./idleShutdown.js")).idleShutdown,
   ),

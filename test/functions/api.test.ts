@@ -5,6 +5,7 @@ import {
   cancelRunningBuilds,
   runsUntilStopped,
   startTestCloud,
+  SUB,
   timerContext,
   type CallInit,
   type TestCloud,
@@ -12,7 +13,7 @@ import {
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
-import type { HttpHandler } from "@azure/functions";
+import type { HttpHandler, Timer } from "@azure/functions";
 import type {
   BuildStatus,
   ErrorResponse,
@@ -21,7 +22,15 @@ import type {
   BuilderInfo,
 } from "../../src/core/api.js";
 import { BUILD_ORCHESTRATOR } from "../../src/core/activityContract.js";
-import { BUILD_EVENTS, buildIdSchema, builderKey, type BuildInput } from "../../src/core/buildInput.js";
+import {
+  BUILD_EVENTS,
+  buildIdSchema,
+  builderKey,
+  runCommandName,
+  type BuildInput,
+} from "../../src/core/buildInput.js";
+import { NotFoundError } from "../../src/core/errors.js";
+import { idleShutdown } from "../../src/functions/idleShutdown.js";
 import type { BuildResult } from "../../src/core/buildResult.js";
 import { emptyRecord } from "../../src/core/lease.js";
 import { loadConfig } from "../../src/config/index.js";
@@ -655,7 +664,10 @@ describe("HTTP API", () => {
 
     it("the idle timer deallocates an idle builder, never one whose lease is fresh, and gives the lease back", async () => {
       const logs: string[] = [];
-      const outcomes = await runIdleShutdown(fleet, timerContext("idleShutdown", logs));
+      // The dev builder's holder is a live build (as far as the timer can tell).
+      const outcomes = await runIdleShutdown(fleet, timerContext("idleShutdown", logs), () =>
+        Promise.resolve("Running"),
+      );
       assert.deepEqual(outcomes.map((o) => [o.builder, o.action]).sort(), [
         ["builder-dev", "kept"],
         ["builder-prod", "deallocated"],
@@ -665,6 +677,57 @@ describe("HTTP API", () => {
       const record = (await fleet.leases.read(builderKey(prod)))?.record;
       assert.equal(record?.holder, undefined);
       assert.equal(record?.lastActivityAt, old, "a shutdown is not activity");
+    });
+  });
+
+  describe("a builder held by a build whose orchestration ended", () => {
+    const vm = { subscriptionId: SUB, resourceGroup: "rg-builds", vmName: "builder-dev" };
+    const timer = { isPastDue: false, schedule: { adjustForDST: true }, scheduleStatus: {} } as Timer;
+
+    it("is freed by the next timer run: its run command is deleted and the queued build starts", async () => {
+      const first = await started();
+      await withSource(first);
+      await cloud.published(first.buildId, (status) => status.phase === "building");
+      const second = await started();
+      await withSource(second);
+      await cloud.published(second.buildId, (status) => status.queuePosition === 1);
+
+      // Terminating an orchestration runs none of its code: no cleanup, the lease stays held.
+      await cloud.engine.terminate(first.buildId, "operator terminated it");
+      assert.equal((await cloud.engine.waitForCompletion(first.buildId, 10_000)).runtimeStatus, "Terminated");
+      assert.equal((await cloud.deps.leases.read(builderKey(vm)))?.record.holder, first.buildId);
+
+      const logs: string[] = [];
+      await idleShutdown(timer, timerContext("idleShutdown", logs, cloud.rpc));
+
+      assert.ok(
+        logs.some((line) =>
+          line.includes(
+            `build ${first.buildId} ended (Terminated) while holding the builder: its run command was deleted`,
+          ),
+        ),
+        logs.join("\n"),
+      );
+      await assert.rejects(
+        cloud.deps.compute.readBuildCommand(vm, { kind: "managed", name: runCommandName(first.buildId) }),
+        (error: unknown) => error instanceof NotFoundError,
+        "the orphaned run command is gone",
+      );
+      await cloud.published(second.buildId, (status) => status.phase === "building");
+      assert.equal((await cloud.deps.leases.read(builderKey(vm)))?.record.holder, second.buildId);
+    });
+
+    it("is left alone while that build's orchestration runs", async () => {
+      const build = await started();
+      await withSource(build);
+      await cloud.published(build.buildId, (status) => status.phase === "building");
+      const logs: string[] = [];
+      await idleShutdown(timer, timerContext("idleShutdown", logs, cloud.rpc));
+      assert.ok(
+        logs.some((line) => line.includes(`kept: leased by ${build.buildId}`)),
+        logs.join("\n"),
+      );
+      assert.equal((await cloud.deps.leases.read(builderKey(vm)))?.record.holder, build.buildId);
     });
   });
 });

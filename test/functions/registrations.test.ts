@@ -69,9 +69,14 @@ describe("the function app's registrations", () => {
     assert.deepEqual(host.registrations.get("listBuilders")?.extraInputs, []);
   });
 
-  it("registers the idle timer every 5 minutes, the orchestrator and its activities", () => {
+  it("registers the idle timer every minute with a durable client, the orchestrator and its activities", () => {
     const idle = host.registrations.timers.find((timer) => timer.name === "idleShutdown");
-    assert.equal(idle?.schedule, "0 */5 * * * *");
+    assert.equal(idle?.schedule, "0 * * * * *");
+    assert.deepEqual(
+      idle?.extraInputs.map((input) => input.type),
+      ["durableClient"],
+      "it reads the lease holders' orchestrations",
+    );
     assert.equal(idle?.trigger.type, "timerTrigger");
     assert.ok(host.registrations.activities.some((activity) => activity.name === ACTIVITIES.startBuild));
     assert.ok(host.registrations.get(BUILD_ORCHESTRATOR));

@@ -293,12 +293,21 @@ export async function call(
   return { status: response.status, headers: response.headers, body, text, logs };
 }
 
-/** A timer context, for calling timer handlers directly. */
-export function timerContext(functionName: string, logs: string[]): InstanceType<typeof InvocationContext> {
-  return new InvocationContext({
+/** A timer context, for calling timer handlers directly; with `rpc`, it has the durable client input. */
+export function timerContext(
+  functionName: string,
+  logs: string[],
+  rpc?: DurableRpcServer,
+): InstanceType<typeof InvocationContext> {
+  const context = new InvocationContext({
     invocationId: randomUUID(),
     functionName,
     logHandler: (level, ...args) => logs.push(`${level} ${args.map(String).join(" ")}`),
-    options: { trigger: { type: "timerTrigger", name: "timer" } },
+    options: {
+      trigger: { type: "timerTrigger", name: "timer" },
+      extraInputs: rpc ? [durableClientInput] : [],
+    },
   });
+  if (rpc) context.extraInputs.set(durableClientInput, rpc.clientBindingData());
+  return context;
 }
