@@ -28,7 +28,11 @@ describe("recorded build histories replay on the current orchestrator", () => {
   it("has recordings of this release's builds to check against", () => {
     assert.ok(fixtures.length >= 12, `found ${fixtures.length}; record them with npm run record-histories`);
     for (const fixture of fixtures) {
-      assert.equal(fixture.orchestrator, BUILD_ORCHESTRATOR, `${fixture.release}/${fixture.name}`);
+      assert.equal(
+        fixture.orchestrator,
+        BUILD_ORCHESTRATOR,
+        `${fixture.release}/${fixture.name} was recorded on ${fixture.orchestrator}: replay it on the handler registered under that name`,
+      );
     }
   });
 
