@@ -38,7 +38,7 @@ import {
 } from "durable-functions/lib/src/util/testingUtils.js";
 import { VirtualClock } from "./clock.js";
 import { TERMINAL_STATUSES, type InstanceStatus, type RuntimeStatus } from "./engine.js";
-import { events, HistoryEventType, type HistoryEvent } from "./history.js";
+import { events, HistoryEventType, inFlightCuts, type HistoryEvent } from "./history.js";
 import {
   activityFailure,
   activityTimeout,
@@ -317,11 +317,7 @@ export async function checkReplayPrefixes(
   orchestrator: OrchestrationHandler,
   options: { instanceId: string; history: readonly HistoryEvent[]; input: unknown; schema: ReplaySchemaName },
 ): Promise<number> {
-  const cuts: number[] = [];
-  options.history.forEach((event, index) => {
-    if (index > 0 && event.EventType === HistoryEventType.OrchestratorStarted) cuts.push(index);
-  });
-  cuts.push(options.history.length);
+  const cuts = [...inFlightCuts(options.history), options.history.length];
   const full = await replayOnce(orchestrator, options);
   const fullSigs = flattenActions(full.state.actions).map(signature);
   for (const cut of cuts) {

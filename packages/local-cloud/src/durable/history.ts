@@ -83,3 +83,12 @@ export const events = {
     Input: json(data),
   }),
 };
+
+/** Indices of every `OrchestratorStarted` after the first: each is a state a deploy can land on. */
+export function inFlightCuts(history: readonly HistoryEvent[]): number[] {
+  const cuts: number[] = [];
+  history.forEach((event, index) => {
+    if (index > 0 && event.EventType === HistoryEventType.OrchestratorStarted) cuts.push(index);
+  });
+  return cuts;
+}

@@ -26,7 +26,9 @@
  */
 import type { OrchestrationHandler } from "durable-functions";
 import { flattenActions, NonDeterminismError, replayOnce, type ReplaySchemaName } from "./driver.js";
-import { HistoryEventType, type HistoryEvent } from "./history.js";
+import { HistoryEventType, inFlightCuts, type HistoryEvent } from "./history.js";
+
+export { inFlightCuts };
 
 /** One recorded instance, as a fixture holds it. */
 export interface RecordedRun {
@@ -60,15 +62,6 @@ export interface ReplayBreak {
   /** The recorded event the new code contradicts, when it is one event. */
   eventIndex: number | undefined;
   message: string;
-}
-
-/** Indices of every `OrchestratorStarted` after the first: each is a state a deploy can land on. */
-export function inFlightCuts(history: readonly HistoryEvent[]): number[] {
-  const cuts: number[] = [];
-  history.forEach((event, index) => {
-    if (index > 0 && event.EventType === HistoryEventType.OrchestratorStarted) cuts.push(index);
-  });
-  return cuts;
 }
 
 /** What the host writes for the orchestrator's own actions: not delivered to it, checked against it. */
