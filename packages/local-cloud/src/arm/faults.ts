@@ -19,6 +19,14 @@ export const HTTP_FAULT_KINDS: readonly HttpFaultKind[] = [
   "replyLost",
 ];
 
+/** The ARM error code each refusing kind answers with (a reset connection has none). */
+export const FAULT_CODES = {
+  throttled: "SubscriptionRequestsThrottled",
+  internalError: "InternalServerError",
+  unavailable: "ServiceUnavailable",
+  gatewayTimeout: "GatewayTimeout",
+} as const;
+
 /** What the emulator does with a request: answer this instead of processing it, or process it first. */
 export type FaultAction = { before: Reply | "reset" } | { after: LostReply } | { delayMs: number };
 
@@ -41,7 +49,7 @@ export function faultAction(
           headers: { "Retry-After": String(options.retryAfterSeconds ?? 1) },
           body: {
             error: {
-              code: "SubscriptionRequestsThrottled",
+              code: FAULT_CODES.throttled,
               message: `Number of requests for subscription exceeded the limit. Please try again after '${options.retryAfterSeconds ?? 1}' seconds.`,
             },
           },
@@ -53,7 +61,9 @@ export function faultAction(
       return {
         before: {
           status: 503,
-          body: { error: { code: "ServiceUnavailable", message: "The service is temporarily unavailable." } },
+          body: {
+            error: { code: FAULT_CODES.unavailable, message: "The service is temporarily unavailable." },
+          },
         },
       };
     case "connectionReset":
@@ -76,7 +86,7 @@ export function lostReply(how: Exclude<LostReply, "reset">, path: string): Reply
     headers: { "x-ms-failure-cause": "service" },
     body: {
       error: {
-        code: "GatewayTimeout",
+        code: FAULT_CODES.gatewayTimeout,
         message: `The gateway did not receive a response from '${provider}' within the specified time period.`,
       },
     },
@@ -86,7 +96,7 @@ export function lostReply(how: Exclude<LostReply, "reset">, path: string): Reply
 function internalError(): Reply {
   return {
     status: 500,
-    body: { error: { code: "InternalServerError", message: "Encountered internal server error." } },
+    body: { error: { code: FAULT_CODES.internalError, message: "Encountered internal server error." } },
   };
 }
 

@@ -34,7 +34,7 @@ export type * from "./types.js";
 export { ARM_OPERATIONS, AZURE_PUBLIC_AUDIENCES, requiredPermission } from "./auth.js";
 export type { ArmOperation } from "./auth.js";
 export { localShellExecutor, scriptedExecutor } from "./executors.js";
-export { HTTP_FAULT_KINDS } from "./faults.js";
+export { FAULT_CODES, HTTP_FAULT_KINDS } from "./faults.js";
 export type { LocalShellOptions, ScriptedResult } from "./executors.js";
 
 /** Oldest api-version each provider accepts here (2020-06-01 is the Azure Stack hybrid one). */
