@@ -19,29 +19,12 @@ import { randomBytes } from "node:crypto";
 import { cp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Writable } from "node:stream";
-import {
-  activityHandlers,
-  startLocalHost,
-  type HostLogEntry,
-  type LocalHost,
-} from "@fast-build/local-cloud/host";
-import type { TokenCredential } from "../src/azure/credentials.js";
-import { loadConfig } from "../src/config/index.js";
-import { BUILD_ORCHESTRATOR } from "../src/core/activityContract.js";
 import type { BuildStatus } from "../src/core/api.js";
-import { setDeps } from "../src/functions/deps.js";
-import { buildOrchestrator } from "../src/orchestration/build.js";
-import { createDeps } from "../src/wiring.js";
-import {
-  localShellExecutor,
-  startArmEmulator,
-  type ArmEmulator,
-  type ContainerAppView,
-} from "@fast-build/local-cloud/arm";
-import { startAzurite, type Azurite } from "@fast-build/local-cloud/azurite";
+import { localShellExecutor, startArmEmulator, type ContainerAppView } from "@fast-build/local-cloud/arm";
+import { startAzurite } from "@fast-build/local-cloud/azurite";
 import { prepareLocalBuilder, type LocalBuilder } from "@fast-build/local-cloud/builder";
-import { LocalDurableEngine } from "@fast-build/local-cloud/durable/localEngine";
-import { startRegistry, type LocalRegistry } from "@fast-build/local-cloud/registry";
+import { startRegistry } from "@fast-build/local-cloud/registry";
+import { startFunctionApp } from "./functionApp.js";
 
 const REPO_ROOT = resolve(import.meta.dirname, "..");
 /** The real build kit: build.sh and safe_extract.py run unchanged on the local "builder". */
@@ -126,7 +109,12 @@ export async function runSimulation(options: SimOptions = {}): Promise<SimReport
     say(`  builder VM         ${ENVIRONMENT.builderVm} (deallocated; buildah plays Docker)`);
 
     const functionKey = randomBytes(18).toString("base64url");
-    const host = await startFunctions(azurite, arm, registry, functionKey, hostLog);
+    const host = await startFunctionApp(azurite, arm, {
+      environments: { sim: { ...ENVIRONMENT, registry: registry.host } },
+      functionKey,
+      logFile: hostLog,
+      taskHub: "fastbuildsim",
+    });
     cleanups.push(() => host.stop());
     say(`  function app       ${host.url}/api (log: ${hostLog})`);
 
@@ -176,7 +164,6 @@ export async function runSimulation(options: SimOptions = {}): Promise<SimReport
     say(`   the deployed image says: ${deployedOutput.trim()}`);
     return { builds, app, deployedOutput, scratch };
   } finally {
-    setDeps(undefined);
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
   }
 }
@@ -194,75 +181,6 @@ function appRef() {
     subscriptionId: SUBSCRIPTION,
     resourceGroup: ENVIRONMENT.resourceGroup,
     appName: ENVIRONMENT.containerApp,
-  };
-}
-
-/** The function app, wired exactly as in Azure but pointed at the local services. */
-async function startFunctions(
-  azurite: Azurite,
-  arm: ArmEmulator,
-  registry: LocalRegistry,
-  functionKey: string,
-  logFile: string,
-): Promise<LocalHost> {
-  let publicUrl = "";
-  // Built on first use, after the host is listening, so the callback URL is known.
-  setDeps(() =>
-    createDeps({
-      config: loadConfig({
-        FASTBUILD_ENVIRONMENTS: JSON.stringify({ sim: { ...ENVIRONMENT, registry: registry.host } }),
-        AzureWebJobsStorage: azurite.connectionString,
-        FASTBUILD_COMPUTE_ENDPOINT: arm.endpoint,
-        FASTBUILD_CONTAINERAPPS_ENDPOINT: arm.endpoint,
-        FASTBUILD_PUBLIC_BASE_URL: publicUrl,
-        TASK_HUB_NAME: "fastbuildsim",
-      }),
-      credential: appServiceIdentity(arm),
-      tlsCa: arm.ca,
-      arm: { pollIntervalMs: 250 },
-    }),
-  );
-  const lines: string[] = [];
-  const host = await startLocalHost({
-    entry: join(REPO_ROOT, "src", "functions", "index.ts"),
-    functionKey,
-    engine: (registrations) =>
-      new LocalDurableEngine({
-        orchestrators: new Map([[BUILD_ORCHESTRATOR, buildOrchestrator]]),
-        activities: activityHandlers(registrations),
-        log: (level, message) => lines.push(`${new Date().toISOString()} ${level} durable: ${message}`),
-      }),
-    log: (entry: HostLogEntry) => {
-      lines.push(`${new Date().toISOString()} ${entry.level} ${entry.functionName}: ${entry.message}`);
-      if (lines.length >= 50) void flush();
-    },
-  });
-  publicUrl = host.url;
-  const flush = () => writeFile(logFile, `${lines.splice(0).join("\n")}\n`, { flag: "a" });
-  return { ...host, stop: () => host.stop().finally(flush) };
-}
-
-/**
- * The app's managed identity as App Service hands it to a function app: a token from the emulator's
- * identity endpoint (`IDENTITY_ENDPOINT` with the `X-IDENTITY-HEADER` secret, the protocol of
- * https://learn.microsoft.com/azure/app-service/overview-managed-identity#rest-endpoint-reference).
- * Spoken here rather than through ManagedIdentityCredential, which reads that endpoint only from
- * process.env: the simulation shares its process with the developer's environment and the tests, so
- * it hands its endpoints to the wiring instead of changing the process's environment.
- * (test/azure/credentials.test.ts runs the real ManagedIdentityCredential against the same endpoint.)
- */
-function appServiceIdentity(arm: ArmEmulator): TokenCredential {
-  return {
-    async getToken(scopes) {
-      const resource = (Array.isArray(scopes) ? scopes[0] : scopes)?.replace(/\/\.default$/, "") ?? "";
-      const url = new URL(arm.identityEndpoint);
-      url.searchParams.set("resource", resource);
-      url.searchParams.set("api-version", "2019-08-01");
-      const response = await fetch(url, { headers: { "X-IDENTITY-HEADER": arm.identityHeader } });
-      if (!response.ok) throw new Error(`identity endpoint answered ${response.status}`);
-      const body = (await response.json()) as { access_token: string; expires_on: string };
-      return { token: body.access_token, expiresOnTimestamp: Number(body.expires_on) * 1000 };
-    },
   };
 }
 

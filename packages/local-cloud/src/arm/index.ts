@@ -16,6 +16,7 @@ import { ContainerAppsProvider } from "./containerApps.js";
 import { scriptedExecutor } from "./executors.js";
 import { ArmHttpError, Timers, newId, type ArmRequest, type Reply } from "./http.js";
 import { AZURE_PUBLIC_AUDIENCES, authenticate, authorize, metadataEndpoints } from "./auth.js";
+import { FaultCounter, RandomFaultPicker, faultAction, lostReply, type FaultAction } from "./faults.js";
 import type {
   ArmEmulator,
   ArmEmulatorOptions,
@@ -33,6 +34,7 @@ export type * from "./types.js";
 export { ARM_OPERATIONS, AZURE_PUBLIC_AUDIENCES, requiredPermission } from "./auth.js";
 export type { ArmOperation } from "./auth.js";
 export { localShellExecutor, scriptedExecutor } from "./executors.js";
+export { FAULT_CODES, HTTP_FAULT_KINDS } from "./faults.js";
 export type { LocalShellOptions, ScriptedResult } from "./executors.js";
 
 /** Oldest api-version each provider accepts here (2020-06-01 is the Azure Stack hybrid one). */
@@ -50,6 +52,8 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
   const requests: RecordedRequest[] = [];
   const faults: (HttpFault & { left: number })[] = [];
   const operationFaults: (OperationFault & { left: number })[] = [];
+  let randomFaults: RandomFaultPicker | undefined;
+  const counter = new FaultCounter();
   let executor: RunCommandExecutor = options.executor ?? scriptedExecutor();
   let endpoint = "";
   const audiences = options.audiences ?? AZURE_PUBLIC_AUDIENCES;
@@ -73,9 +77,10 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
           f.operation === operation &&
           (!f.vmName || f.vmName.toLowerCase() === vmName.toLowerCase()),
       );
-      if (!fault) return undefined;
-      fault.left--;
-      return fault.error;
+      const error = fault ? fault.error : randomFaults?.pickOperation(operation);
+      if (fault) fault.left--;
+      if (error) counter.operationFault(error.code);
+      return error;
     },
     timers,
   });
@@ -97,24 +102,52 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
     const apiVersion = url.searchParams.get("api-version") ?? undefined;
     requests.push({ method, path, query: url.search.replace(/^\?/, ""), apiVersion, headers, body: raw });
 
+    counter.request();
+    let action = takeFault(method, path);
+    if (action && "delayMs" in action) {
+      await timers.sleep(action.delayMs);
+      action = undefined;
+    }
+    if (action && "before" in action) {
+      if (action.before === "reset") req.socket.destroy();
+      else send(res, action.before);
+      return;
+    }
+    const reply = route(method, path, url.searchParams, apiVersion, headers, raw);
+    if (!action) send(res, reply);
+    // Carried out, then its answer lost on the way back.
+    else if (action.after === "reset") req.socket.destroy();
+    else send(res, lostReply(action.after, path));
+  };
+
+  /** The injected fault that matches first, else a random one; counts what it picks. */
+  const takeFault = (method: string, path: string): FaultAction | undefined => {
     const fault = faults.find(
       (f) => f.left > 0 && (!f.method || f.method.toUpperCase() === method) && (!f.path || f.path.test(path)),
     );
     if (fault) {
       fault.left--;
       const response = fault.response;
+      if ("delayMs" in response) return response;
+      if ("kind" in response) {
+        counter.httpFault(response.kind);
+        return faultAction(response.kind, { retryAfterSeconds: response.retryAfterSeconds });
+      }
+      if ("replyLost" in response) {
+        counter.httpFault("replyLost");
+        return { after: response.replyLost };
+      }
       if ("reset" in response) {
-        req.socket.destroy();
-        return;
+        counter.httpFault("connectionReset");
+        return { before: "reset" };
       }
-      if ("delayMs" in response) {
-        await timers.sleep(response.delayMs);
-      } else {
-        send(res, { status: response.status, headers: response.headers, body: response.body });
-        return;
-      }
+      counter.httpFault(`status ${response.status}`);
+      return { before: response };
     }
-    send(res, route(method, path, url.searchParams, apiVersion, headers, raw));
+    const kind = randomFaults?.pick(method, path);
+    if (!kind || !randomFaults) return undefined;
+    counter.httpFault(kind);
+    return faultAction(kind, randomFaults.config);
   };
 
   const route = (
@@ -254,10 +287,15 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
       if ("operation" in fault) operationFaults.push({ ...fault, left: fault.times ?? 1 });
       else faults.push({ ...fault, left: fault.times ?? 1 });
     },
+    setRandomFaults: (config) => {
+      randomFaults = config && new RandomFaultPicker(config);
+    },
     clearFaults: () => {
       faults.length = 0;
       operationFaults.length = 0;
+      randomFaults = undefined;
     },
+    faultStats: () => counter.stats(),
     stop: async () => {
       timers.clear();
       // Stop accepting first, then drop what is open, so no new keep-alive connection slips in.

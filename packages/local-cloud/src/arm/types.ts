@@ -123,11 +123,54 @@ export interface VmIdentity {
   tenantId?: string;
 }
 
-/** A canned HTTP answer, a dropped connection, or a delay before the normal answer. */
+/**
+ * A canned HTTP answer, a dropped connection, a delay before the normal answer, one of the kinds
+ * random faults use, or a lost reply: the request is carried out, then the client gets `replyLost`
+ * instead of the real answer.
+ */
 export type FaultResponse =
   | { status: number; headers?: Record<string, string>; body?: unknown }
   | { reset: true }
-  | { delayMs: number };
+  | { delayMs: number }
+  | { kind: HttpFaultKind; retryAfterSeconds?: number }
+  | { replyLost: LostReply };
+
+/**
+ * How ARM fails a request, as a client sees it: `throttled` 429 with `Retry-After`,
+ * `internalError` 500, `unavailable` 503, `connectionReset` (the socket is destroyed before an
+ * answer), `replyLost` (the request is carried out, then its answer is lost: see {@link LostReply}).
+ */
+export type HttpFaultKind = "throttled" | "internalError" | "unavailable" | "connectionReset" | "replyLost";
+
+/** What replaces a carried-out request's answer: a reset connection, a 500, or ARM's 504 GatewayTimeout. */
+export type LostReply = "reset" | "internalError" | "gatewayTimeout";
+
+/** Faults at random, reproducible from a seed: each matching request draws once. */
+export interface RandomFaults {
+  /** Per kind, the share (0-1) of matching requests that get it; the shares add up to at most 1. */
+  rates: Partial<Record<HttpFaultKind, number>>;
+  /** The same seed makes the same decisions over the same sequence of matching requests. */
+  seed: number;
+  /** Only these methods (default: all). */
+  methods?: string[];
+  /** Only paths (no query) this matches (default: all). */
+  path?: RegExp;
+  /** `Retry-After` of a `throttled` reply, in seconds (default 1). */
+  retryAfterSeconds?: number;
+  /** How a `replyLost` fault reaches the client (default `reset`). */
+  lostReply?: LostReply;
+  /** Long-running VM operations that end `Failed` at random (e.g. half the starts `AllocationFailed`). */
+  operations?: (Omit<OperationFault, "times" | "vmName"> & { rate: number })[];
+}
+
+/** Requests received and the faults they got, by kind (injected and random alike). */
+export interface FaultStats {
+  requests: number;
+  /** By {@link HttpFaultKind}; an injected canned answer counts as `status <n>`, a delay not at all. */
+  httpFaults: Record<string, number>;
+  /** Long-running operations failed on purpose, by error code. */
+  operationFaults: Record<string, number>;
+}
 
 export interface HttpFault {
   /** Matches any method when absent. */
@@ -217,7 +260,11 @@ export interface ArmEmulator {
   getContainerApp(ref: ContainerAppRef): ContainerAppView | undefined;
   setRunCommandExecutor(fn: RunCommandExecutor): void;
   inject(fault: Fault): void;
-  /** Drops all pending faults. */
+  /** Starts random faults (replacing earlier ones), or stops them (`undefined`). Throws on bad rates. */
+  setRandomFaults(faults: RandomFaults | undefined): void;
+  /** Drops all pending faults, random ones included. */
   clearFaults(): void;
+  /** Requests and faults so far. */
+  faultStats(): FaultStats;
   stop(): Promise<void>;
 }

@@ -24,21 +24,33 @@ export function tokenCredential(
   };
 }
 
-const common = (emulator: ArmEmulator) => ({
+/** The SDK pipeline's retries (`retryOptions`); off unless a test is about them. */
+export interface SdkRetries {
+  maxRetries?: number;
+  retryDelayInMs?: number;
+}
+const NO_RETRIES: SdkRetries = { maxRetries: 0 };
+
+const common = (emulator: ArmEmulator, retryOptions: SdkRetries) => ({
   endpoint: emulator.endpoint,
   tlsOptions: { ca: emulator.ca },
-  retryOptions: { maxRetries: 0 },
+  retryOptions,
 });
 
 export function computeClient(
   emulator: ArmEmulator,
   credential = tokenCredential(),
+  retries = NO_RETRIES,
 ): ComputeManagementClient {
-  return new ComputeManagementClient(credential, SUB, common(emulator));
+  return new ComputeManagementClient(credential, SUB, common(emulator, retries));
 }
 
-export function appsClient(emulator: ArmEmulator, credential = tokenCredential()): ContainerAppsAPIClient {
-  return new ContainerAppsAPIClient(credential, SUB, common(emulator));
+export function appsClient(
+  emulator: ArmEmulator,
+  credential = tokenCredential(),
+  retries = NO_RETRIES,
+): ContainerAppsAPIClient {
+  return new ContainerAppsAPIClient(credential, SUB, common(emulator, retries));
 }
 
 /** Polls `read` until `done` (only a generous give-up, no timing assertions). */
