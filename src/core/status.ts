@@ -186,8 +186,9 @@ const REDUCTIONS: readonly ((status: BuildStatus) => BuildStatus)[] = [
 ];
 
 /**
- * `status` fitted into `budget` (UTF-16 bytes of its JSON): every field first cut to its limit
- * (`RESULT_LIMITS`), then, while it is too large, the oldest log lines go (down to
+ * `status` fitted into `budget` (UTF-16 bytes of its JSON): the log tail first cut to its own
+ * budget and the error to its limits (the builder's other fields were bounded where they entered,
+ * `RESULT_LIMITS`); then, while it is too large, the oldest log lines go (down to
  * FIT_TAIL_LINES), then each of {@link REDUCTIONS} in turn. Phase, steps, terminal and the
  * error's code always stay. Every publish goes through this (orchestration/context.ts).
  */
