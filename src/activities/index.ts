@@ -6,6 +6,7 @@
  * Activities throw typed errors; the wrapper encodes them (see core/retry.ts) so the orchestrator
  * can tell a transient failure (retry) from a permanent one (fail the build with the hint).
  */
+import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,8 +16,8 @@ import {
   type ActivityHandlers,
   type BuildProgress,
   type ResolvedEnvironment,
+  TERMINAL_EXECUTION_STATES,
 } from "../core/activityContract.js";
-import { parseBuildResult } from "../core/buildResult.js";
 import {
   builderKey,
   builderVm,
@@ -40,6 +41,8 @@ import type {
   VmRef,
 } from "../core/ports.js";
 import { quoted } from "../core/logText.js";
+import { fitTail, LOG_TAIL_BUDGET_BYTES, POLL_LOG_TAIL_BUDGET_BYTES } from "../core/status.js";
+import { parseBuildResult, RESULT_LIMITS, truncateText } from "../core/buildResult.js";
 import { encodeActivityError } from "../core/retry.js";
 import { redact, type Config } from "../config/index.js";
 
@@ -65,8 +68,6 @@ export interface ActivityDeps {
 
 /** A queued build that stopped asking (cancelled, crashed) leaves the queue after this long. */
 const QUEUE_STALE_MS = 3 * 60_000;
-/** Log lines shown in the status while a build runs. */
-const TAIL_LINES = 20;
 
 export type ActivityFunction = (input: unknown) => Promise<unknown>;
 
@@ -252,12 +253,25 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
       const lines = [...viewLines(view.output), ...viewLines(view.error)]
         .map((line) => redact(line.trimEnd()))
         .filter((line) => line.length > 0 && !line.startsWith('{"fastbuild"'));
+      // Every poll's result stays in history: the tail only when it changed, small while running,
+      // and the execution message (the same "in progress" at every poll) only once it ended.
+      const exited = TERMINAL_EXECUTION_STATES.has(view.executionState);
+      const budget = exited ? LOG_TAIL_BUDGET_BYTES : POLL_LOG_TAIL_BUDGET_BYTES;
+      const logTail = fitTail(lines, budget);
+      const logTailDigest = createHash("sha256")
+        .update(JSON.stringify(logTail))
+        .digest("base64url")
+        .slice(0, 16);
       const progress: BuildProgress = {
         executionState: view.executionState,
         exitCode: view.exitCode,
         result: result && result.buildId === input.buildId ? result : undefined,
-        logTail: lines.slice(-TAIL_LINES),
-        message: view.executionMessage ? redact(view.executionMessage) : undefined,
+        ...(logTailDigest === input.logTailDigest ? {} : { logTail }),
+        logTailDigest,
+        message:
+          exited && view.executionMessage
+            ? truncateText(redact(view.executionMessage), RESULT_LIMITS.messageChars)
+            : undefined,
       };
       return progress;
     },

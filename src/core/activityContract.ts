@@ -123,6 +123,14 @@ export interface StartBuildInput {
   timeoutSeconds: number;
 }
 
+/** Run Command's execution states once its script has exited. */
+export const TERMINAL_EXECUTION_STATES: ReadonlySet<ExecutionState> = new Set([
+  "Succeeded",
+  "Failed",
+  "TimedOut",
+  "Canceled",
+]);
+
 export interface BuildCommandInput {
   vm: VmRef;
   handle: BuildCommandHandle;
@@ -131,15 +139,26 @@ export interface BuildCommandInput {
 export interface ReadBuildInput extends BuildCommandInput {
   /** A result line from another build (a stale script) is not this build's result. */
   buildId: string;
+  /** `logTailDigest` of the tail the orchestrator has: the same tail is not sent again. */
+  logTailDigest?: string;
 }
 
+/**
+ * One read of the build command. Every poll's result stays in history (and is replayed at every
+ * later episode), so it is small: the log tail comes only when it changed, within a byte budget.
+ */
 export interface BuildProgress {
   executionState: ExecutionState;
   exitCode: number | undefined;
   /** The script's result line, once it printed one. */
   result: BuildResult | undefined;
-  /** Last lines of output (secrets redacted), for the status and failures. */
-  logTail: string[];
+  /**
+   * Last lines of output (secrets redacted), for the status and failures; absent when their
+   * digest is the input's. (Results in histories written before the digest always have it.)
+   */
+  logTail?: string[];
+  /** Names the current tail; absent only in results written before it existed. */
+  logTailDigest?: string;
   message: string | undefined;
 }
 

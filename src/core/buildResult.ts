@@ -33,6 +33,50 @@ export const EXIT_CODES = {
   push: 22,
 } as const;
 
+/**
+ * How much of each builder-reported field the functions keep (issue 14). Everything the builder
+ * sends enters history and the published status, so every field is bounded where it enters.
+ * Texts shown to people are cut (with an ellipsis): build.sh posts up to 40 lines of 500
+ * characters and a 4,000-character message, more than is shown. Values something acts on (an
+ * image reference the deploy pulls, a digest, a cache key, tags) are refused when too long,
+ * since a cut one would name something else; so is a timings map no script of ours writes.
+ */
+export const RESULT_LIMITS = {
+  /** Log lines kept (the last ones) and characters per line: the status's log tail. */
+  logTailLines: 20,
+  logLineChars: 300,
+  messageChars: 1000,
+  failedInstructionChars: 500,
+  /** Step and reason names are short words (build.sh: `app`, `app-build`). */
+  nameChars: 40,
+  /** A registry host, repository and tag or digest (Docker's own name limit is 255). */
+  referenceChars: 512,
+  tags: 16,
+  /** build.sh records one timing per step (about ten). */
+  timings: 32,
+} as const;
+
+/** `text` cut to `max` UTF-16 units plus an ellipsis; never splits a surrogate pair. */
+export function truncateText(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const cut = /[\ud800-\udbff]/.test(text.charAt(max - 1)) ? max - 1 : max;
+  return `${text.slice(0, cut)}…`;
+}
+
+const shownText = (max: number) => z.string().transform((text) => truncateText(text, max));
+const reference = (what: string) =>
+  z
+    .string()
+    .max(RESULT_LIMITS.referenceChars, `${what} longer than ${RESULT_LIMITS.referenceChars} characters`);
+const name = shownText(RESULT_LIMITS.nameChars);
+
+/** The last lines of a log, each cut to the line limit (what the status shows). */
+export function tailLines(lines: readonly string[]): string[] {
+  return lines
+    .slice(-RESULT_LIMITS.logTailLines)
+    .map((line) => truncateText(line, RESULT_LIMITS.logLineChars));
+}
+
 export const buildResultSchema = z.object({
   fastbuild: z.literal("result"),
   version: z.literal(BUILD_RESULT_VERSION),
@@ -42,28 +86,40 @@ export const buildResultSchema = z.object({
    * `ok`, or the failure class: usage, not-ready, login, download, extract, kit, base-build,
    * app-build, push, internal.
    */
-  exitReason: z.string(),
+  exitReason: name,
   exitCode: z.number().int(),
-  failedStep: z.string().optional(),
+  failedStep: name.optional(),
   /** The Dockerfile instruction that failed, as the container CLI logged it (`STEP 4/6: RUN …`). */
-  failedInstruction: z.string().optional(),
+  failedInstruction: shownText(RESULT_LIMITS.failedInstructionChars).optional(),
   /** Exit status of the failing command inside the build (e.g. the compiler's), when known. */
   stepExitCode: z.number().int().optional(),
   /** Full image reference pushed (or found, when skipped). */
-  image: z.string().optional(),
-  digest: z.string().optional(),
-  baseKey: z.string().optional(),
-  baseImage: z.string().optional(),
+  image: reference("an image reference").optional(),
+  digest: reference("a digest").optional(),
+  baseKey: reference("a base key").optional(),
+  baseImage: reference("a base image reference").optional(),
   baseCacheHit: z.boolean().optional(),
   /** Tags pushed for the app image: build id, `commit-<sha>`, `src-<source digest hex>`. */
-  tags: z.array(z.string()).optional(),
+  tags: z
+    .array(reference("a tag"))
+    .max(RESULT_LIMITS.tags, `more than ${RESULT_LIMITS.tags} tags`)
+    .optional(),
   /** The registry already had an image for this source digest: nothing was built. */
   skipped: z.boolean(),
-  message: z.string().optional(),
-  /** Only in the callback's POST (bounded); never in the printed line. */
-  logTail: z.array(z.string()).optional(),
+  message: shownText(RESULT_LIMITS.messageChars).optional(),
+  /** Only in the callback's POST (the last lines kept, each cut); never in the printed line. */
+  logTail: z.array(z.string()).transform(tailLines).optional(),
   /** Milliseconds per step, e.g. download, extract, base, app, push. */
-  timings: z.record(z.string(), z.number()),
+  timings: z
+    .record(z.string(), z.number())
+    .refine(
+      (timings) =>
+        Object.keys(timings).length <= RESULT_LIMITS.timings &&
+        Object.keys(timings).every((step) => step.length <= RESULT_LIMITS.nameChars),
+      {
+        message: `more than ${RESULT_LIMITS.timings} step timings, or a step name longer than ${RESULT_LIMITS.nameChars} characters (build.sh writes one short name per step)`,
+      },
+    ),
 });
 export type BuildResult = z.infer<typeof buildResultSchema>;
 
@@ -92,7 +148,7 @@ export const buildHeartbeatSchema = z.object({
   version: z.literal(BUILD_RESULT_VERSION),
   buildId: z.string(),
   /** The script's current step: setup (waiting for cloud-init), login, check, download, extract, base, app, push. */
-  step: z.string().max(80),
+  step: z.string().max(RESULT_LIMITS.nameChars),
   elapsedMs: z.number().int().nonnegative(),
 });
 export type BuildHeartbeat = z.infer<typeof buildHeartbeatSchema>;

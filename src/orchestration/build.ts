@@ -15,7 +15,7 @@ import type { ApiError, BuildPhase, BuildStatus } from "../core/api.js";
 import { buildInputSchema, type BuildInput } from "../core/buildInput.js";
 import { quoted } from "../core/logText.js";
 import { RETRY } from "../core/retry.js";
-import { finished, initialStatus } from "../core/status.js";
+import { finished, fitStatus, initialStatus } from "../core/status.js";
 import { ensureBuilderReady } from "./builder.js";
 import { BuildCommand } from "./buildCommand.js";
 import { RunContext } from "./context.js";
@@ -168,8 +168,10 @@ export const buildOrchestrator: OrchestrationHandler = function* (context: Orche
         message: `invalid build input: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
       },
     );
-    context.df.setCustomStatus(status);
-    return status;
+    // The issues list can be as long as the input: fitted like every other published status.
+    const fitted = fitStatus(status);
+    context.df.setCustomStatus(fitted);
+    return fitted;
   }
 
   const build = new BuildRun(context, parsed.data);

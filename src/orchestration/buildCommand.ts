@@ -9,20 +9,20 @@ import {
   type BuildCommandHandle,
   type BuildProgress,
   type ResolvedEnvironment,
+  type ReadBuildInput,
   type StartBuildInput,
+  TERMINAL_EXECUTION_STATES,
 } from "../core/activityContract.js";
 import type { BuildResult } from "../core/buildResult.js";
 import { BUILD_EVENTS, buildCompletedSchema } from "../core/buildInput.js";
 import { backoffDelayMs } from "../core/backoff.js";
 import { RETRY } from "../core/retry.js";
-import { clampLines } from "../core/status.js";
 import type { RunContext } from "./context.js";
 import { EventLatch } from "./eventLatch.js";
 import { BuildEnded, describe } from "./failures.js";
 import type { BuilderLease } from "./lease.js";
 import { EXIT_POLL, POLL, pollUntil } from "./poll.js";
 
-const TERMINAL_EXECUTION = new Set(["Succeeded", "Failed", "TimedOut", "Canceled"]);
 /**
  * The builder posts its completion callback just before it prints its result line and removes its
  * workspace (and the private folder with its callback token). Deleting the run command stops the
@@ -40,6 +40,8 @@ export class BuildCommand {
   /** What stopping the build command did to the builder, for the build's reason (hybrid: deallocated). */
   stopNote: string | undefined;
   private readonly callback: EventLatch;
+  /** Names the log tail the status shows: a read sends the tail only when it changed. */
+  private logTailDigest: string | undefined;
 
   constructor(
     private readonly run: RunContext,
@@ -116,14 +118,11 @@ export class BuildCommand {
       }
       yield* this.lease.keep();
       if (run.now() >= deadline) continue;
-      const progress = yield* run.call(
-        ACTIVITIES.readBuild,
-        { vm: env.vm, handle, buildId: run.input.buildId },
-        RETRY.arm,
-      );
-      if (progress.logTail.length > 0) run.status = { ...run.status, logTail: clampLines(progress.logTail) };
+      const progress = yield* this.read(handle, true);
+      if (progress.logTail && progress.logTail.length > 0)
+        run.status = { ...run.status, logTail: progress.logTail };
       run.publish();
-      if (TERMINAL_EXECUTION.has(progress.executionState)) {
+      if (TERMINAL_EXECUTION_STATES.has(progress.executionState)) {
         this.finished = true;
         this.exited = true;
         if (progress.result) return progress.result;
@@ -132,12 +131,30 @@ export class BuildCommand {
     }
   }
 
+  /**
+   * Reads the build command once, naming the log tail the status has, so that an unchanged tail
+   * is not sent (and kept in history) again. A result written before the digest existed always
+   * has its tail.
+   */
+  private *read(handle: BuildCommandHandle, interruptible: boolean): Generator<Task, BuildProgress, unknown> {
+    const { run, env } = this;
+    const input: ReadBuildInput = {
+      vm: env.vm,
+      handle,
+      buildId: run.input.buildId,
+      ...(this.logTailDigest === undefined ? {} : { logTailDigest: this.logTailDigest }),
+    };
+    const progress = yield* run.call(ACTIVITIES.readBuild, input, RETRY.arm, interruptible);
+    if (progress.logTailDigest !== undefined) this.logTailDigest = progress.logTailDigest;
+    return progress;
+  }
+
   /** 6. The script's one-line result decides. */
   private acceptResult(result: BuildResult): BuildResult {
     const { run } = this;
     run.status = {
       ...run.status,
-      ...(result.logTail && result.logTail.length > 0 ? { logTail: clampLines(result.logTail) } : {}),
+      ...(result.logTail && result.logTail.length > 0 ? { logTail: result.logTail } : {}),
       ...(result.image
         ? { image: { reference: result.image, ...(result.digest ? { digest: result.digest } : {}) } }
         : {}),
@@ -229,31 +246,29 @@ export class BuildCommand {
 
   /** After a callback: waits (at most COMMAND_EXIT_GRACE_MS) until the instance view shows the script ended. */
   private *awaitExit(handle: BuildCommandHandle): Generator<Task, void, unknown> {
-    const { run, env } = this;
+    const { run } = this;
     try {
       yield* pollUntil(run, {
         policy: EXIT_POLL,
         // The lease is not renewed here: the grace is short and ends with the lease going back.
-        probe: function* () {
-          try {
-            const progress = yield* run.call(
-              ACTIVITIES.readBuild,
-              { vm: env.vm, handle, buildId: run.input.buildId },
-              RETRY.arm,
-              false,
-            );
-            return TERMINAL_EXECUTION.has(progress.executionState) ? true : undefined;
-          } catch (error) {
-            run.log(`could not read build command ${handle.name}: ${describe(error)}`);
-            return true;
-          }
-        },
+        probe: () => this.exitedProbe(handle),
         deadline: { at: run.now() + COMMAND_EXIT_GRACE_MS, expired: () => false },
       });
     } catch (error) {
       // A cancel request ends the grace at once: deleting the command stops the script.
       if (error instanceof BuildEnded) return;
       throw error;
+    }
+  }
+
+  /** True once the script has exited, or when the command cannot be read (nothing to wait for). */
+  private *exitedProbe(handle: BuildCommandHandle): Generator<Task, true | undefined, unknown> {
+    try {
+      const progress = yield* this.read(handle, false);
+      return TERMINAL_EXECUTION_STATES.has(progress.executionState) ? true : undefined;
+    } catch (error) {
+      this.run.log(`could not read build command ${handle.name}: ${describe(error)}`);
+      return true;
     }
   }
 }

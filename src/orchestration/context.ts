@@ -8,7 +8,7 @@ import type { ActivityInput, ActivityName, ActivityOutput } from "../core/activi
 import type { BuildPhase, BuildStatus } from "../core/api.js";
 import { BUILD_EVENTS, type BuildInput } from "../core/buildInput.js";
 import { decodeActivityFailure, nextRetryDelayMs, type RetryPolicy } from "../core/retry.js";
-import { initialStatus, withPhase, withStep, type StepName } from "../core/status.js";
+import { fitStatus, initialStatus, withPhase, withStep, type StepName } from "../core/status.js";
 import { logLine } from "../config/index.js";
 import { EventLatch } from "./eventLatch.js";
 import { ActivityFailed, BuildEnded } from "./failures.js";
@@ -46,7 +46,13 @@ export class RunContext {
     if (!this.df.isReplaying) this.context.log(logLine(`build=${this.input.buildId} ${message}`));
   }
 
+  /**
+   * Publishes the status fitted into its budget (`fitStatus`): a custom status over Azure's limit
+   * fails the instance, and a failed instance runs no cleanup. The fitted status is kept, so the
+   * build's output is what was published last.
+   */
   publish(): void {
+    this.status = fitStatus(this.status);
     this.df.setCustomStatus(this.status);
   }
 

@@ -17,7 +17,8 @@ import {
   type StartBuildInput,
 } from "../../src/core/activityContract.js";
 import { callbackPath } from "../../src/core/buildInput.js";
-import { EXIT_CODES } from "../../src/core/buildResult.js";
+import { EXIT_CODES, RESULT_LIMITS, truncateText } from "../../src/core/buildResult.js";
+import { jsonUtf16Bytes, LOG_TAIL_BUDGET_BYTES, POLL_LOG_TAIL_BUDGET_BYTES } from "../../src/core/status.js";
 import { startArmEmulator, type ArmEmulator, type RunCommandRun } from "@fast-build/local-cloud/arm";
 import { startAzurite, type Azurite } from "@fast-build/local-cloud/azurite";
 import { createActivities, createDeps } from "../../src/wiring.js";
@@ -29,7 +30,7 @@ let folder: string;
 /** The run commands the "VM" was given, in order. */
 const runs: RunCommandRun[] = [];
 /** What the "VM" prints for a build id (default: nothing), before it exits with `exitCode`. */
-const scripted = new Map<string, { stdout: string; exitCode: number }>();
+const scripted = new Map<string, { stdout: string; exitCode: number; runUntilStopped?: boolean }>();
 const REPO_ROOT = join(import.meta.dirname, "..", "..");
 
 before(async () => {
@@ -42,6 +43,9 @@ before(async () => {
     runs.push(run);
     const script = scripted.get(run.parameters.FASTBUILD_BUILD_ID ?? "");
     if (script) run.stdout(script.stdout);
+    if (script?.runUntilStopped) {
+      return new Promise((resolve) => run.signal.addEventListener("abort", () => resolve({ exitCode: 137 })));
+    }
     return Promise.resolve({ exitCode: script?.exitCode ?? 0 });
   });
 });
@@ -268,12 +272,70 @@ describe("readBuild activity", () => {
 
     assert.deepEqual(progress.result, result);
     assert.equal(progress.exitCode, EXIT_CODES.appBuild);
-    assert.equal(progress.logTail.at(-1), "FAILED: the app build failed");
-    assert.ok(progress.logTail.length > 1);
-    // Every line shown is whole: the view's first (cut) line is not among them.
+    const tail = progress.logTail ?? [];
+    assert.equal(tail.at(-1), "FAILED: the app build failed");
+    assert.ok(tail.length > 1);
+    assert.ok(jsonUtf16Bytes(tail) <= LOG_TAIL_BUDGET_BYTES);
+    // Every line shown is whole (cut only to the line limit): the view's first (cut) line is not among them.
+    const shown = noise.map((line) => truncateText(line, RESULT_LIMITS.logLineChars));
     assert.ok(
-      progress.logTail.slice(0, -1).every((line) => noise.includes(line)),
-      progress.logTail.join("\n"),
+      tail.slice(0, -1).every((line) => shown.includes(line)),
+      tail.join("\n"),
     );
+  });
+
+  it("sends the log tail only when it changed: a read naming the current tail's digest gets none", async () => {
+    const { env, call } = activitiesFor();
+    const environment = (await call(ACTIVITIES.resolveEnvironment, {
+      environment: env.name,
+    })) as ResolvedEnvironment;
+    const buildId = "build-tail-digest";
+    scripted.set(buildId, { stdout: "compiling a\ncompiling b\n", exitCode: 0, runUntilStopped: true });
+    const handle = (await call(
+      ACTIVITIES.startBuild,
+      startInput(buildId, environment),
+    )) as BuildCommandHandle;
+    const read = (logTailDigest?: string) =>
+      call(ACTIVITIES.readBuild, {
+        vm: environment.vm,
+        handle,
+        buildId,
+        ...(logTailDigest ? { logTailDigest } : {}),
+      }) as Promise<BuildProgress>;
+    const first = await waitFor(read, (p) => (p.logTail?.length ?? 0) === 2);
+
+    const again = await read(first.logTailDigest);
+    const stale = await read("not-the-digest");
+
+    assert.deepEqual(first.logTail, ["compiling a", "compiling b"]);
+    assert.equal(again.logTail, undefined);
+    assert.equal(again.logTailDigest, first.logTailDigest);
+    assert.deepEqual(stale.logTail, first.logTail);
+    await call(ACTIVITIES.cancelBuild, { vm: environment.vm, handle });
+  });
+
+  it("keeps a running build's log tail within the poll budget however its lines escape", async () => {
+    const { env, call } = activitiesFor();
+    const environment = (await call(ACTIVITIES.resolveEnvironment, {
+      environment: env.name,
+    })) as ResolvedEnvironment;
+    const buildId = "build-tail-escapes";
+    const lines = Array.from({ length: 12 }, (_, i) => `${i} ${'"\t\u0001'.repeat(100)}`);
+    scripted.set(buildId, { stdout: `${lines.join("\n")}\n`, exitCode: 0, runUntilStopped: true });
+    const handle = (await call(
+      ACTIVITIES.startBuild,
+      startInput(buildId, environment),
+    )) as BuildCommandHandle;
+
+    const progress = await waitFor(
+      () => call(ACTIVITIES.readBuild, { vm: environment.vm, handle, buildId }) as Promise<BuildProgress>,
+      (p) => (p.logTail?.length ?? 0) > 0,
+    );
+
+    const tail = progress.logTail ?? [];
+    assert.equal(progress.executionState, "Running");
+    assert.ok(jsonUtf16Bytes(tail) <= POLL_LOG_TAIL_BUDGET_BYTES, `${jsonUtf16Bytes(tail)} bytes`);
+    assert.ok((tail.at(-1) ?? "").startsWith(`11 "\t\u0001`), "the newest line is kept");
+    await call(ACTIVITIES.cancelBuild, { vm: environment.vm, handle });
   });
 });

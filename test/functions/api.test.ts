@@ -31,7 +31,7 @@ import {
 } from "../../src/core/buildInput.js";
 import { NotFoundError } from "../../src/core/errors.js";
 import { idleShutdown } from "../../src/functions/idleShutdown.js";
-import type { BuildResult } from "../../src/core/buildResult.js";
+import { RESULT_LIMITS, type BuildResult } from "../../src/core/buildResult.js";
 import { emptyRecord } from "../../src/core/lease.js";
 import { loadConfig } from "../../src/config/index.js";
 import { buildCallback } from "../../src/functions/buildCallback.js";
@@ -478,6 +478,44 @@ describe("HTTP API", () => {
       assert.equal(errorOf(other.body).code, "BuildIdMismatch");
       assert.equal(cloud.engine.events.filter((e) => e.instanceId === build.buildId).length, 0);
     });
+
+    it("cuts a result's over-long message and log lines before raising it", async () => {
+      const build = await started();
+      const body = JSON.stringify({
+        ...result(build.buildId),
+        message: "m".repeat(40_000),
+        logTail: Array.from({ length: 40 }, (_, i) => `${i} ${"x".repeat(500)}`),
+      });
+      const res = await callback(build.buildId, build.input.callbackToken, body);
+      assert.equal(res.status, 202, res.text);
+      const data = cloud.engine.events.find((e) => e.instanceId === build.buildId)?.data as BuildResult;
+      assert.equal(data.message, `${"m".repeat(RESULT_LIMITS.messageChars)}…`);
+      assert.equal(data.logTail?.length, RESULT_LIMITS.logTailLines);
+      assert.ok(data.logTail?.[0]?.startsWith("20 "), "the last lines are kept");
+      assert.ok(data.logTail?.every((line) => line.length === RESULT_LIMITS.logLineChars + 1));
+    });
+
+    for (const [what, extra, problem] of [
+      [
+        "1,000 step timings",
+        { timings: Object.fromEntries(Array.from({ length: 1_000 }, (_, i) => [`s${i}`, i])) },
+        /more than 32 step timings/,
+      ],
+      [
+        "an image reference of 600 characters",
+        { image: `r.example.test/${"a".repeat(585)}` },
+        /image reference longer/,
+      ],
+    ] as const) {
+      it(`refuses a result with ${what}, saying so, and raises nothing`, async () => {
+        const build = await started();
+        const body = JSON.stringify({ ...result(build.buildId), ...extra });
+        const res = await callback(build.buildId, build.input.callbackToken, body);
+        assert.equal(res.status, 400, res.text);
+        assert.match(errorOf(res.body).message, problem);
+        assert.equal(cloud.engine.events.filter((e) => e.instanceId === build.buildId).length, 0);
+      });
+    }
 
     it("acknowledges the script's heartbeats without raising anything", async () => {
       const build = await started();

@@ -37,6 +37,7 @@ import { startRegistry, type LocalRegistry } from "@fast-build/local-cloud/regis
 import {
   OrchestrationDriver,
   type ActivityHandler,
+  type DriverOptions,
   type ReplaySchemaName,
 } from "@fast-build/local-cloud/durable/driver";
 
@@ -208,6 +209,8 @@ export function driverFor(
   input: BuildInput,
   schema: ReplaySchemaName = "V3",
   wrap?: (activities: ReadonlyMap<string, ActivityHandler>) => ReadonlyMap<string, ActivityHandler>,
+  /** Driver options a suite adds (e.g. `onUpdate`, to see every custom status). */
+  extra: Pick<DriverOptions, "onUpdate"> = {},
 ) {
   // The scenario's own wiring; its lease store is the suite's `leases` table ("builders").
   const deps = createDeps({ ...testWiring(s.arm), config: s.config });
@@ -223,6 +226,7 @@ export function driverFor(
     clock: { kind: "virtual", start: START, realDelayMs: 3 },
     stallTimeoutMs: 20_000,
     log: (_level, message) => s.logs.push(message),
+    ...extra,
   });
 }
 
