@@ -21,7 +21,7 @@ import {
 import type { BuildStatus } from "../../src/core/api.js";
 import { BUILD_ORCHESTRATOR } from "../../src/core/activityContract.js";
 
-import { builderKey, type BuildInput } from "../../src/core/buildInput.js";
+import { builderKey, ORCHESTRATOR_VERSION, type BuildInput } from "../../src/core/buildInput.js";
 
 import { decideAcquire, mutateRecord } from "../../src/core/lease.js";
 import type { VmRef } from "../../src/core/ports.js";
@@ -199,8 +199,17 @@ export function newInput(s: Scenario, overrides: Partial<BuildInput> = {}): Buil
     deploy: true,
     callbackToken: randomBytes(24).toString("base64url"),
     createdAt: START.toISOString(),
+    // What the API's start writes; tests of the older path pass their own.
+    orchestratorVersion: ORCHESTRATOR_VERSION,
     ...overrides,
   };
+}
+
+/** The build activities of a scenario (name → handler), as the host would run them. */
+export function activitiesFor(s: Scenario): ReadonlyMap<string, ActivityHandler> {
+  // The scenario's own wiring; its lease store is the suite's `leases` table ("builders").
+  const deps = createDeps({ ...testWiring(s.arm), config: s.config });
+  return createActivities(deps, { vmReadyTimeoutMs: 5 * 60_000 });
 }
 
 export function driverFor(
@@ -209,9 +218,7 @@ export function driverFor(
   schema: ReplaySchemaName = "V3",
   wrap?: (activities: ReadonlyMap<string, ActivityHandler>) => ReadonlyMap<string, ActivityHandler>,
 ) {
-  // The scenario's own wiring; its lease store is the suite's `leases` table ("builders").
-  const deps = createDeps({ ...testWiring(s.arm), config: s.config });
-  const activities = createActivities(deps, { vmReadyTimeoutMs: 5 * 60_000 });
+  const activities = activitiesFor(s);
   return new OrchestrationDriver({
     name: BUILD_ORCHESTRATOR,
     orchestrator: buildOrchestrator,
