@@ -2,36 +2,75 @@
  * The local durable engine: many orchestration instances, each driven by an `OrchestrationDriver`
  * on durable-functions' own replay engine, behind the `DurableEngine` interface the local functions
  * host serves at the durable client's `rpcBaseUrl`. Status shapes follow the Durable HTTP API.
+ * The host can crash and restart: every running instance stops mid-run and resumes from its
+ * history (plus the events still queued for it), as the Durable host does after a restart.
  */
 import { describeError } from "../errors.js";
 import type { OrchestrationHandler } from "durable-functions";
+import { VirtualClock } from "./clock.js";
 import {
   OrchestrationDriver,
   type ActivityHandler,
+  type DeliveryOrdering,
   type DriverClock,
+  type DriverFaults,
   type ReplaySchemaName,
 } from "./driver.js";
 import { TERMINAL_STATUSES, type DurableEngine, type InstanceStatus } from "./engine.js";
+import type { DateStringMode } from "./hostRules.js";
 
 export interface LocalDurableEngineOptions {
   /** Orchestrator name → generator function (the same ones `df.app.orchestration` registers). */
   orchestrators: ReadonlyMap<string, OrchestrationHandler>;
   /** Activity name → handler (the same ones `df.app.activity` registers). */
   activities: ReadonlyMap<string, ActivityHandler>;
-  /** Default: real time (the simulation). Tests pass `{ kind: "virtual" }`. */
+  /**
+   * Default: real time (the simulation). Tests pass `{ kind: "virtual" }`; all instances then share
+   * one virtual clock (`clock`, or one the engine makes from `start`).
+   */
   clock?: DriverClock;
   schema?: ReplaySchemaName;
+  ordering?: DeliveryOrdering;
+  faults?: DriverFaults;
+  functionTimeoutMs?: number;
+  dateStrings?: DateStringMode;
+  /** Ms before the host picks up a new instance (virtual ms on a virtual clock); it reads `Pending` until then. */
+  pickupDelayMs?: number;
   stallTimeoutMs?: number;
   log?: (level: string, message: string) => void;
 }
 
-export class LocalDurableEngine implements DurableEngine {
-  private readonly instances = new Map<
-    string,
-    { driver: OrchestrationDriver; done: Promise<InstanceStatus> }
-  >();
+interface Instance {
+  name: string;
+  input: unknown;
+  driver: OrchestrationDriver;
+  /** Resolves at a terminal status, across restarts. */
+  done: Promise<InstanceStatus>;
+  settle: (status: InstanceStatus) => void;
+  /** Stopped by `crash()` and not restarted yet. */
+  crashed: boolean;
+}
 
-  constructor(private readonly options: LocalDurableEngineOptions) {}
+export class LocalDurableEngine implements DurableEngine {
+  private readonly instances = new Map<string, Instance>();
+  private readonly clock: DriverClock;
+
+  constructor(private readonly options: LocalDurableEngineOptions) {
+    const clock = options.clock ?? { kind: "real" };
+    this.clock =
+      clock.kind === "virtual" && !clock.clock
+        ? {
+            kind: "virtual",
+            clock: new VirtualClock(clock.start),
+            ...(clock.realDelayMs ? { realDelayMs: clock.realDelayMs } : {}),
+          }
+        : clock;
+  }
+
+  /** The host's clock (the shared virtual clock's time, or the wall clock). */
+  now(): Date {
+    return this.clock.kind === "virtual" ? this.clock.clock!.now() : new Date();
+  }
 
   startNew(name: string, instanceId: string, input: unknown): Promise<void> {
     const orchestrator = this.options.orchestrators.get(name);
@@ -42,32 +81,64 @@ export class LocalDurableEngine implements DurableEngine {
         new Error(`instance ${instanceId} already exists and is ${existing.driver.status().runtimeStatus}`),
       );
     }
-    const driver = new OrchestrationDriver({
+    let settle: (status: InstanceStatus) => void = () => undefined;
+    const done = new Promise<InstanceStatus>((resolve) => (settle = resolve));
+    const pickup = this.options.pickupDelayMs ? { pickupDelayMs: this.options.pickupDelayMs } : {};
+    const driver = this.driver(name, instanceId, input, pickup);
+    const instance: Instance = { name, input, driver, done, settle, crashed: false };
+    this.instances.set(instanceId, instance);
+    this.start(instanceId, instance);
+    return Promise.resolve();
+  }
+
+  private driver(
+    name: string,
+    instanceId: string,
+    input: unknown,
+    resume: Pick<
+      ConstructorParameters<typeof OrchestrationDriver>[0],
+      "history" | "undelivered" | "pickupDelayMs"
+    >,
+  ): OrchestrationDriver {
+    const o = this.options;
+    return new OrchestrationDriver({
       name,
-      orchestrator,
+      orchestrator: o.orchestrators.get(name)!,
       instanceId,
       input,
-      activities: this.options.activities,
-      clock: this.options.clock ?? { kind: "real" },
-      ...(this.options.schema ? { schema: this.options.schema } : {}),
-      ...(this.options.stallTimeoutMs ? { stallTimeoutMs: this.options.stallTimeoutMs } : {}),
-      ...(this.options.log ? { log: this.options.log } : {}),
+      activities: o.activities,
+      clock: this.clock,
+      ...(o.schema ? { schema: o.schema } : {}),
+      ...(o.ordering ? { ordering: o.ordering } : {}),
+      ...(o.faults ? { faults: o.faults } : {}),
+      ...(o.functionTimeoutMs !== undefined ? { functionTimeoutMs: o.functionTimeoutMs } : {}),
+      ...(o.dateStrings ? { dateStrings: o.dateStrings } : {}),
+      ...(o.stallTimeoutMs ? { stallTimeoutMs: o.stallTimeoutMs } : {}),
+      ...(o.log ? { log: o.log } : {}),
+      ...resume,
     });
+  }
+
+  private start(instanceId: string, instance: Instance): void {
+    const driver = instance.driver;
     // A driver error (non-determinism, a stuck instance) ends the instance as Failed, as the host would.
-    const done = driver.run().catch((error: unknown): InstanceStatus => {
-      const message = describeError(error);
-      this.options.log?.("error", `instance ${instanceId} failed in the driver: ${message}`);
-      return { ...driver.status(), runtimeStatus: "Failed", output: message };
-    });
-    this.instances.set(instanceId, { driver, done });
-    return Promise.resolve();
+    void driver.run().then(
+      (status) => {
+        if (TERMINAL_STATUSES.has(status.runtimeStatus)) instance.settle(status);
+      },
+      (error: unknown) => {
+        const message = describeError(error);
+        this.options.log?.("error", `instance ${instanceId} failed in the driver: ${message}`);
+        instance.settle({ ...driver.status(), runtimeStatus: "Failed", output: message });
+      },
+    );
   }
 
   async getStatus(instanceId: string): Promise<InstanceStatus | undefined> {
     const entry = this.instances.get(instanceId);
     if (!entry) return undefined;
     const status = entry.driver.status();
-    // Once the run promise settled, its status (which may record a driver failure) is final.
+    // Once the instance settled, its status (which may record a driver failure) is final.
     const settled = await Promise.race([entry.done, Promise.resolve(undefined)]);
     return settled ?? status;
   }
@@ -109,9 +180,47 @@ export class LocalDurableEngine implements DurableEngine {
     }
   }
 
+  /**
+   * The host goes down: every running instance stops where it is (an activity's result not yet
+   * recorded is lost). Events raised meanwhile queue up. `restart()` brings the host back.
+   */
+  async crash(): Promise<void> {
+    const running = [...this.instances.values()].filter(
+      (i) => !TERMINAL_STATUSES.has(i.driver.status().runtimeStatus),
+    );
+    for (const instance of running) {
+      instance.crashed = true;
+      instance.driver.crash();
+    }
+    await Promise.all(running.map((instance) => instance.driver.run().catch(() => undefined)));
+  }
+
+  /** The host comes back: each instance that did not end resumes from its history and queued events. */
+  restart(): void {
+    for (const [instanceId, instance] of this.instances) {
+      const old = instance.driver;
+      if (!instance.crashed) continue;
+      instance.driver = this.driver(instance.name, instanceId, instance.input, {
+        history: old.getHistory(),
+        undelivered: old.undeliveredEvents(),
+      });
+      instance.crashed = false;
+      this.start(instanceId, instance);
+    }
+  }
+
+  /** Resolves once no activity handler the host gave up on is still running. */
+  async settled(): Promise<void> {
+    await Promise.all([...this.instances.values()].map((i) => i.driver.settled()));
+  }
+
   /** Terminates every running instance and waits for them to stop. */
   async stop(): Promise<void> {
-    for (const { driver } of this.instances.values()) driver.terminate("engine stopped");
+    for (const instance of this.instances.values()) {
+      // A crashed host that never came back: its instances stay as they were.
+      if (instance.crashed) instance.settle(instance.driver.status());
+      else instance.driver.terminate("engine stopped");
+    }
     await Promise.all([...this.instances.values()].map((entry) => entry.done));
   }
 }

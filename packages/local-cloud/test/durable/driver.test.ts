@@ -160,7 +160,7 @@ for (const schema of SCHEMAS) {
         throw new Error("always");
       };
       const status = await drive(orchestrator, schema, { [FLAKY]: flaky }).run();
-      assert.equal(status.output, "caught: always ");
+      assert.equal(status.output, "caught: Activity function 'Flaky' failed:  always ");
     });
 
     it("reports an orchestrator that throws as Failed with its message", async () => {
