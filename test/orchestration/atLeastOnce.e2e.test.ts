@@ -316,6 +316,52 @@ describe("every activity is idempotent when it runs again (issue 14 item 2)", ()
   });
 });
 
+describe("on the durable driver's at-least-once faults (issue 14 item 2)", () => {
+  it("a build whose every activity the host runs twice (a stop before each checkpoint) has each effect once", async () => {
+    const s = scenario();
+    const { starts, executor } = countingStarts(succeed());
+    arm.setRunCommandExecutor(executor);
+    const input = newInput(s);
+    const { status, driver } = await runBuild(
+      s,
+      input,
+      "V3",
+      (d) => d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}),
+      {
+        faults: { redeliver: (call) => call.delivery === 1 },
+      },
+    );
+    await driver.settled();
+    assert.equal(status.phase, "succeeded", JSON.stringify(status.error));
+    assert.equal(starts.get(input.buildId), 1, "one script run");
+    assert.equal(commandPuts(s, input.buildId).length, 1, "one run command PUT");
+    assert.equal(appPatches(s), 1, "one deploy PATCH");
+    assert.equal(vmRequests(s, "POST", /\/start$/i).length, 1, "one VM start");
+    await assertRunCommandGone(s, input.buildId);
+  });
+
+  it("a cancelled build whose stop activities run twice deletes its command and deallocates nothing", async () => {
+    const s = scenario({ powerState: "running" });
+    const { starts, executor } = countingStarts(runUntilStopped(s));
+    arm.setRunCommandExecutor(executor);
+    const input = newInput(s);
+    const driver = driverFor(s, input, "V3", undefined, {
+      faults: { redeliver: (call) => call.delivery === 1 },
+    });
+    driver.raiseEvent(BUILD_EVENTS.sourceUploaded, {});
+    const done = driver.run();
+    await until(() => starts.get(input.buildId) === 1, "the script started");
+    driver.raiseEvent(BUILD_EVENTS.cancelRequested, { reason: "test" });
+    const instance = await done;
+    await driver.settled();
+    assert.equal((instance.output as { phase: string }).phase, "cancelled");
+    assert.equal(starts.get(input.buildId), 1);
+    assert.equal(vmRequests(s, "POST", /\/deallocate$/i).length, 0);
+    await assertRunCommandGone(s, input.buildId);
+    assert.equal((await leases.read(builderKey(s.vm)))?.record.holder, undefined);
+  });
+});
+
 describe("a failed start leaves no script running (issue 15.2)", () => {
   it("the cleanup deletes the command by its name before the lease goes back, though the start never returned a handle", async () => {
     const s = scenario({ powerState: "running" });

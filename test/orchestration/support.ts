@@ -36,7 +36,9 @@ import { startAzurite, type Azurite } from "@fast-build/local-cloud/azurite";
 import { startRegistry, type LocalRegistry } from "@fast-build/local-cloud/registry";
 import {
   OrchestrationDriver,
+  type VirtualClock,
   type ActivityHandler,
+  type DriverOptions,
   type ReplaySchemaName,
 } from "@fast-build/local-cloud/durable/driver";
 
@@ -205,20 +207,35 @@ export function newInput(s: Scenario, overrides: Partial<BuildInput> = {}): Buil
   };
 }
 
-/** The build activities of a scenario (name → handler), as the host would run them. */
-export function activitiesFor(s: Scenario): ReadonlyMap<string, ActivityHandler> {
+/**
+ * The build activities of a scenario (name → handler), as the host would run them; with `clock`,
+ * their wall clock (leases) is that virtual one.
+ */
+export function activitiesFor(s: Scenario, clock?: VirtualClock): ReadonlyMap<string, ActivityHandler> {
   // The scenario's own wiring; its lease store is the suite's `leases` table ("builders").
-  const deps = createDeps({ ...testWiring(s.arm), config: s.config });
+  const deps = createDeps({
+    ...testWiring(s.arm),
+    config: s.config,
+    ...(clock ? { now: () => clock.now() } : {}),
+  });
   return createActivities(deps, { vmReadyTimeoutMs: 5 * 60_000 });
 }
+
+/** The durable driver's own options a test may set (faults, ordering, a shared virtual clock). */
+export type DriverSettings = Pick<DriverOptions, "faults" | "ordering" | "functionTimeoutMs"> & {
+  /** One time line for the orchestration, its activities and other builds. */
+  clock?: VirtualClock;
+};
 
 export function driverFor(
   s: Scenario,
   input: BuildInput,
   schema: ReplaySchemaName = "V3",
   wrap?: (activities: ReadonlyMap<string, ActivityHandler>) => ReadonlyMap<string, ActivityHandler>,
+  settings: DriverSettings = {},
 ) {
-  const activities = activitiesFor(s);
+  const { clock, ...driverOptions } = settings;
+  const activities = activitiesFor(s, clock);
   return new OrchestrationDriver({
     name: BUILD_ORCHESTRATOR,
     orchestrator: buildOrchestrator,
@@ -227,7 +244,10 @@ export function driverFor(
     activities: wrap ? wrap(activities) : activities,
     schema,
     // A little real time per virtual timer lets the emulator's VM and run command move on.
-    clock: { kind: "virtual", start: START, realDelayMs: 3 },
+    clock: clock
+      ? { kind: "virtual", clock, realDelayMs: 3 }
+      : { kind: "virtual", start: START, realDelayMs: 3 },
+    ...driverOptions,
     stallTimeoutMs: 20_000,
     log: (_level, message) => s.logs.push(message),
   });
@@ -238,8 +258,9 @@ export async function runBuild(
   input: BuildInput,
   schema: ReplaySchemaName = "V3",
   prepare?: (d: OrchestrationDriver) => void,
+  settings: DriverSettings = {},
 ) {
-  const driver = driverFor(s, input, schema);
+  const driver = driverFor(s, input, schema, undefined, settings);
   prepare?.(driver);
   const instance = await driver.run();
   assert.equal(instance.runtimeStatus, "Completed", `instance output: ${JSON.stringify(instance.output)}`);
