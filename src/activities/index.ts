@@ -15,6 +15,7 @@ import {
   type AcquireLeaseResult,
   type ActivityHandlers,
   type BuildProgress,
+  type RenewLeaseInput,
   type ResolvedEnvironment,
   TERMINAL_EXECUTION_STATES,
 } from "../core/activityContract.js";
@@ -106,6 +107,19 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
   // The action Run Command (hybrid profile) runs build.sh through this POSIX sh launcher.
   const loadLauncher = kitFileLoader("launcher.sh", undefined);
 
+  /** Extends the lease of exactly this holder and generation; anyone else gets `LeaseLost` with its cause. */
+  const renewLease = (lease: RenewLeaseInput) =>
+    mutateRecord(deps.leases, lease.builderKey, (record) => {
+      const decision = decideRenew(record, lease.buildId, lease.generation, now(), lease.leaseMs);
+      if (decision.kind === "lost") {
+        throw new PermanentError(`the builder lease was lost: ${decision.cause}`, {
+          code: "LeaseLost",
+          hint: "Start the build again. If builds lose their lease while the function app is down or busy, raise FASTBUILD_LEASE_MINUTES.",
+        });
+      }
+      return { record: decision.record, result: { expiresAt: decision.expiresAt } };
+    });
+
   return {
     [ACTIVITIES.resolveEnvironment]: ({ environment }) => {
       const env = deps.config.environments[environment];
@@ -158,16 +172,7 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
         };
       }),
 
-    [ACTIVITIES.renewLease]: (input) =>
-      mutateRecord(deps.leases, input.builderKey, (record) => {
-        const decision = decideRenew(record, input.buildId, input.generation, now(), input.leaseMs);
-        if (decision.kind === "lost") {
-          throw new PermanentError(`build ${input.buildId} no longer holds builder ${input.builderKey}`, {
-            code: "LeaseLost",
-          });
-        }
-        return { record: decision.record, result: { expiresAt: decision.expiresAt } };
-      }),
+    [ACTIVITIES.renewLease]: (input) => renewLease(input),
 
     [ACTIVITIES.releaseLease]: (input) =>
       mutateRecord(deps.leases, input.builderKey, (record) => {
@@ -194,6 +199,13 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
 
     [ACTIVITIES.startBuild]: async (input) => {
       const env = input.environment;
+      const name = runCommandName(input.buildId);
+      // At least once: a start retried after a lost reply, re-delivered after a host stop, or run
+      // again after the host timed the last one out finds its command and never starts it twice.
+      // The lease is confirmed first: a build that lost the builder must not look at it at all.
+      if (input.lease) await renewLease(input.lease);
+      const existing = await deps.compute.findBuildCommand(env.vm, name);
+      if (existing) return existing;
       const minutes = Math.ceil(input.timeoutSeconds / 60) + 30;
       const [text, extractor, launcher, output, error, source] = await Promise.all([
         loadScript(),
@@ -230,8 +242,9 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
         protectedParameters.FASTBUILD_CALLBACK_URL = `${env.callbackBaseUrl}${callbackPath(input.buildId)}`;
         protectedParameters.FASTBUILD_CALLBACK_TOKEN = input.callbackToken;
       }
-      const name = runCommandName(input.buildId);
       const stale = await removeStaleCommands(deps.compute, env.vm, name);
+      // Confirmed again right before the PUT: removing stale commands may have taken a while.
+      if (input.lease) await renewLease(input.lease);
       const handle = await deps.compute.startBuildCommand(env.vm, {
         name,
         script: text,
@@ -280,9 +293,14 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
       await deps.compute.cancelBuildCommand(input.vm, input.handle);
     },
 
-    [ACTIVITIES.stopBuilder]: async ({ vm }) => {
+    [ACTIVITIES.stopBuilder]: async ({ vm, lease }) => {
       // Deallocation stops whatever runs on the VM (the action Run Command has no cancel); the
-      // next build starts the VM again, with its disks (and build caches) as they were.
+      // next build starts the VM again, with its disks (and build caches) as they were. Never
+      // under another build: a stop run again after the lease went back must not touch the VM.
+      if (lease) await renewLease(lease);
+      const before = await deps.compute.getVmStatus(vm);
+      // A stop run again (re-delivered, or retried after a lost reply) finds the VM deallocated.
+      if (before.powerState === "deallocated") return before;
       await deps.compute.deallocate(vm);
       return deps.compute.getVmStatus(vm);
     },

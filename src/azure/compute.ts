@@ -163,6 +163,26 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
       return { kind: "managed", name: spec.name };
     },
 
+    async findBuildCommand(vm: VmRef, commandName: string): Promise<BuildCommandHandle | undefined> {
+      if (pinned) return undefined;
+      try {
+        const found = await client(vm.subscriptionId).virtualMachineRunCommands.getByVirtualMachine(
+          vm.resourceGroup,
+          vm.vmName,
+          commandName,
+        );
+        // Failed provisioning: the handler never ran the script (download or blob set-up failed;
+        // run-command-handler-linux `internal/cmds/cmds.go` `enable`), so a new PUT is the retry.
+        // Creating/Updating/Succeeded/Deleting: a PUT was accepted; another would replace the
+        // command, and the handler would run the script again from the start.
+        return found.provisioningState === "Failed" ? undefined : { kind: "managed", name: commandName };
+      } catch (error) {
+        const typed = toTypedError(error, "arm", `read build command ${commandName} on VM ${name(vm)}`);
+        if (typed instanceof NotFoundError) return undefined;
+        throw typed;
+      }
+    },
+
     async readBuildCommand(vm: VmRef, handle: BuildCommandHandle): Promise<BuildCommandView> {
       if (handle.kind === "action") return readActionCommand(client(vm.subscriptionId), vm, handle, poll);
       const command = await callAzure("arm", `read build command ${handle.name} on VM ${name(vm)}`, () =>
@@ -191,7 +211,9 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
     },
 
     async cancelBuildCommand(vm: VmRef, handle: BuildCommandHandle): Promise<void> {
-      if (handle.kind === "action") {
+      // The hybrid profile starts only action Run Commands, also behind a handle made from the
+      // build's name alone (a start that never answered): none of them can be cancelled.
+      if (handle.kind === "action" || pinned) {
         throw new PermanentError(`build command ${handle.name} on VM ${name(vm)} cannot be cancelled`, {
           code: "RunCommandNotCancellable",
           hint: "The action Run Command (hybrid profile) runs to its end (90 minutes at most); deallocate the VM to stop it.",

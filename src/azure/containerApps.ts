@@ -3,8 +3,13 @@
  * image with a revision suffix (so the deploy can follow exactly the revision it created), read a
  * revision, send all traffic to one revision (multiple revision mode).
  */
-import { ContainerAppsAPIClient, type ContainerApp, type Container } from "@azure/arm-appcontainers";
-import { PermanentError } from "../core/errors.js";
+import {
+  ContainerAppsAPIClient,
+  type ContainerApp,
+  type Container,
+  type Revision,
+} from "@azure/arm-appcontainers";
+import { isFastBuildError, NotFoundError, PermanentError } from "../core/errors.js";
 import type {
   ContainerAppRef,
   ContainerAppStatus,
@@ -35,6 +40,35 @@ export function createContainerAppsGateway(options: ArmGatewayOptions): Containe
       client(app.subscriptionId).containerApps.get(app.resourceGroup, app.appName),
     );
 
+  /**
+   * True when revision `revisionName` exists and runs `update.image` in its container: this
+   * build's deploy made it. A revision of that name with another image is not ours to report on.
+   */
+  const ownRevision = async (app: ContainerAppRef, revisionName: string, update: ImageUpdate) => {
+    let revision: Revision;
+    try {
+      revision = await callAzure("arm", `read revision ${revisionName} of container app ${label(app)}`, () =>
+        client(app.subscriptionId).containerAppsRevisions.getRevision(
+          app.resourceGroup,
+          app.appName,
+          revisionName,
+        ),
+      );
+    } catch (error) {
+      if (error instanceof NotFoundError) return false;
+      throw error;
+    }
+    const image = revision.template?.containers?.find((c) => c.name === update.containerName)?.image;
+    if (image === update.image) return true;
+    throw new PermanentError(
+      `container app ${label(app)} already has a revision ${revisionName}, running ${image ?? "no image"} in container '${update.containerName}', not ${update.image}`,
+      {
+        code: SUFFIX_CONFLICT,
+        hint: "Something other than this build made a revision with this build's suffix: start the build again (a new build has a new suffix).",
+      },
+    );
+  };
+
   return {
     async getApp(app: ContainerAppRef): Promise<ContainerAppStatus> {
       return statusOf(await read(app));
@@ -63,6 +97,13 @@ export function createContainerAppsGateway(options: ArmGatewayOptions): Containe
           },
         );
       }
+      const revisionName = `${app.appName}--${update.revisionSuffix}`;
+      const started = { revisionName, activeRevisionsMode, ingress };
+      // At least once: a retry (or a re-delivered or timed-out deploy) whose earlier PATCH was
+      // accepted finds its own revision, and Azure refuses a suffix that exists ("revision with
+      // suffix already exists": microsoft/azure-container-apps issue 1278) even when another
+      // build's deploy has changed the template since. Its revision is the deploy's outcome.
+      if (await ownRevision(app, revisionName, update)) return started;
       // Merge-patch replaces arrays: send every container, with only the named one's image changed.
       const patched = containers.map((c) =>
         c.name === update.containerName ? { ...c, image: update.image } : c,
@@ -70,21 +111,32 @@ export function createContainerAppsGateway(options: ArmGatewayOptions): Containe
       // Only until Azure accepted the PATCH: its operation lasts until the new revision is
       // provisioned (minutes, or never) and fails with it. The orchestrator's health poll, bounded
       // by the deploy timeout, follows the revision instead, so no activity outlives that timeout.
-      await callAzure("arm", `update image of container app ${label(app)}`, () =>
-        client(app.subscriptionId)
-          .containerApps.update(
-            app.resourceGroup,
-            app.appName,
-            {
-              location: found.location,
-              template: { revisionSuffix: update.revisionSuffix, containers: patched },
-            },
-            poll,
-          )
-          .submitted(),
-      );
+      try {
+        await callAzure("arm", `update image of container app ${label(app)}`, () =>
+          client(app.subscriptionId)
+            .containerApps.update(
+              app.resourceGroup,
+              app.appName,
+              {
+                location: found.location,
+                template: { revisionSuffix: update.revisionSuffix, containers: patched },
+              },
+              poll,
+            )
+            .submitted(),
+        );
+      } catch (error) {
+        // An earlier attempt's PATCH landed between the read above and this one.
+        if (
+          isFastBuildError(error) &&
+          error.code === SUFFIX_CONFLICT &&
+          (await ownRevision(app, revisionName, update))
+        )
+          return started;
+        throw error;
+      }
       // Azure names a revision made with a suffix `<app>--<suffix>`.
-      return { revisionName: `${app.appName}--${update.revisionSuffix}`, activeRevisionsMode, ingress };
+      return started;
     },
 
     async getRevision(app: ContainerAppRef, revisionName: string): Promise<RevisionStatus> {
@@ -125,6 +177,8 @@ export function createContainerAppsGateway(options: ArmGatewayOptions): Containe
 }
 
 const DEPLOYABLE_MODES = ["Single", "Multiple"];
+/** Azure's code for a revision suffix that is taken. */
+const SUFFIX_CONFLICT = "ContainerAppRevisionSuffixConflict";
 
 function statusOf(found: ContainerApp): ContainerAppStatus {
   return {

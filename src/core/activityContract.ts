@@ -112,6 +112,11 @@ export interface VmInput {
   vm: VmRef;
 }
 
+/** Stops the builder; with `lease`, only while that lease is still this build's (confirmed by renewing it). */
+export interface StopBuilderInput extends VmInput {
+  lease?: RenewLeaseInput;
+}
+
 export interface StartBuildInput {
   buildId: string;
   environment: ResolvedEnvironment;
@@ -121,6 +126,12 @@ export interface StartBuildInput {
   rebuildBase: boolean;
   callbackToken: string;
   timeoutSeconds: number;
+  /**
+   * The lease this build holds: confirmed (renewed, with its generation) right before the command
+   * starts, so a build that lost its builder never starts a script beside another build's.
+   * Optional: a start scheduled by an orchestrator before this field existed has none.
+   */
+  lease?: RenewLeaseInput;
 }
 
 /** Run Command's execution states once its script has exited. */
@@ -214,7 +225,7 @@ export interface ActivityContract {
   [ACTIVITIES.startBuild]: { input: StartBuildInput; output: BuildCommandHandle };
   [ACTIVITIES.readBuild]: { input: ReadBuildInput; output: BuildProgress };
   [ACTIVITIES.cancelBuild]: { input: BuildCommandInput; output: void };
-  [ACTIVITIES.stopBuilder]: { input: VmInput; output: VmStatus };
+  [ACTIVITIES.stopBuilder]: { input: StopBuilderInput; output: VmStatus };
   [ACTIVITIES.readApp]: { input: ReadAppInput; output: ContainerAppStatus };
   [ACTIVITIES.deployImage]: { input: DeployInput; output: ImageUpdateStarted };
   [ACTIVITIES.getRevision]: { input: GetRevisionInput; output: RevisionStatus };

@@ -19,6 +19,13 @@ export const BUILD_EVENTS = {
 
 export const buildIdSchema = ruleSchema(BUILD_ID);
 
+/**
+ * The orchestrator version new builds start with. Raise it when a change alters the sequence of
+ * activities or timers on an existing path, and keep the old path for builds of older versions.
+ * 2: a failed start stops the command by its name; retry waits renew the builder lease.
+ */
+export const ORCHESTRATOR_VERSION = 2;
+
 export const buildInputSchema = z
   .object({
     buildId: buildIdSchema,
@@ -35,6 +42,11 @@ export const buildInputSchema = z
      */
     callbackToken: ruleSchema(CALLBACK_TOKEN),
     createdAt: z.iso.datetime(),
+    /**
+     * The orchestrator's shape this build began with, fixed in its history: a build replays on
+     * newer code along the path it started on (absent: 1, before versions were written).
+     */
+    orchestratorVersion: z.number().int().min(1).max(ORCHESTRATOR_VERSION).optional(),
   })
   .strict();
 export type BuildInput = z.infer<typeof buildInputSchema>;

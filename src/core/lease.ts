@@ -150,9 +150,13 @@ export function decideAcquire(
   };
 }
 
-export type RenewDecision = { kind: "renewed"; record: BuilderRecord; expiresAt: string } | { kind: "lost" };
+export type RenewDecision =
+  { kind: "renewed"; record: BuilderRecord; expiresAt: string } | { kind: "lost"; cause: string };
 
-/** Extends the lease of the holder of exactly this generation; anyone else has lost it. */
+/**
+ * Extends the lease of the holder of exactly this generation; anyone else has lost it, and
+ * `cause` says to whom (a lease goes to another holder only once it expired or was released).
+ */
 export function decideRenew(
   record: BuilderRecord,
   holder: string,
@@ -160,9 +164,19 @@ export function decideRenew(
   now: Date,
   leaseMs: number,
 ): RenewDecision {
-  if (record.holder !== holder || record.generation !== generation) return { kind: "lost" };
+  if (record.holder !== holder || record.generation !== generation) {
+    return { kind: "lost", cause: lossCause(record, holder, generation) };
+  }
   const expiresAt = new Date(now.getTime() + leaseMs).toISOString();
   return { kind: "renewed", record: { ...record, leaseExpiresAt: expiresAt }, expiresAt };
+}
+
+function lossCause(record: BuilderRecord, holder: string, generation: number): string {
+  const mine = `build ${holder}'s lease (generation ${generation})`;
+  if (record.holder === undefined) return `${mine} was released, and nobody holds the builder now`;
+  if (record.holder === holder) return `${mine} was replaced by its own generation ${record.generation}`;
+  const taker = record.holder === IDLE_SHUTDOWN_HOLDER ? "the idle shutdown" : `build ${record.holder}`;
+  return `${mine} expired and ${taker} took the builder (generation ${record.generation}) at ${record.acquiredAt ?? "an unknown time"}`;
 }
 
 /**

@@ -79,6 +79,13 @@ export interface ComputeGateway {
   start(vm: VmRef): Promise<void>;
   deallocate(vm: VmRef): Promise<void>;
   startBuildCommand(vm: VmRef, spec: BuildCommandSpec): Promise<BuildCommandHandle>;
+  /**
+   * The handle of build command `name` when a start of it already took: its script is starting,
+   * runs or ran (a retried or re-delivered start must not start it again). Undefined when there is
+   * none, or its start failed before the script ran; always undefined for the action Run Command,
+   * which leaves no resource to find.
+   */
+  findBuildCommand(vm: VmRef, name: string): Promise<BuildCommandHandle | undefined>;
   readBuildCommand(vm: VmRef, handle: BuildCommandHandle): Promise<BuildCommandView>;
   /** Deletes the managed run command (stops the script); the action Run Command cannot be cancelled. */
   cancelBuildCommand(vm: VmRef, handle: BuildCommandHandle): Promise<void>;

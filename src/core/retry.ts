@@ -71,6 +71,12 @@ export const RETRY = {
   arm: { maxAttempts: 6, firstMs: 2_000, factor: 2, maxMs: 60_000 },
   vmStart: { maxAttempts: 6, firstMs: 15_000, factor: 2, maxMs: 120_000 },
   storage: { maxAttempts: 5, firstMs: 1_000, factor: 2, maxMs: 15_000 },
+  /**
+   * Starting a deploy: another build's update of the same app answers 409
+   * `ContainerAppOperationInProgress` until its revision is provisioned (minutes), so the later
+   * deploy waits its turn (about 5 minutes in all) instead of failing.
+   */
+  deploy: { maxAttempts: 10, firstMs: 5_000, factor: 1.5, maxMs: 60_000 },
 } as const satisfies Record<string, RetryPolicy>;
 
 /** Delay before attempt `failures + 1`, or undefined when the failure is final. */

@@ -7,7 +7,7 @@ import { quoted } from "../core/logText.js";
 import type { HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
 import { startBuildRequestSchema, type StartBuildResponse } from "../core/api.js";
 import { createBuildId, createCallbackToken } from "../core/buildId.js";
-import { sourceBlobName, type BuildInput } from "../core/buildInput.js";
+import { ORCHESTRATOR_VERSION, sourceBlobName, type BuildInput } from "../core/buildInput.js";
 import { InvalidInputError, PayloadTooLargeError } from "../core/errors.js";
 import { getDeps } from "./deps.js";
 import { apiHandler, buildLog, json, parseWith, readJson } from "./http.js";
@@ -56,6 +56,7 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
     deploy: req.options?.deploy ?? true,
     callbackToken: createCallbackToken(),
     createdAt: createdAt.toISOString(),
+    orchestratorVersion: ORCHESTRATOR_VERSION,
   };
   const log = buildLog(context, buildId);
 

@@ -14,12 +14,12 @@ import {
   TERMINAL_EXECUTION_STATES,
 } from "../core/activityContract.js";
 import type { BuildResult } from "../core/buildResult.js";
-import { BUILD_EVENTS, buildCompletedSchema } from "../core/buildInput.js";
+import { BUILD_EVENTS, buildCompletedSchema, runCommandName } from "../core/buildInput.js";
 import { backoffDelayMs } from "../core/backoff.js";
-import { RETRY } from "../core/retry.js";
+import { RETRY, type ActivityFailure } from "../core/retry.js";
 import type { RunContext } from "./context.js";
 import { EventLatch } from "./eventLatch.js";
-import { BuildEnded, describe } from "./failures.js";
+import { ActivityFailed, BuildEnded, describe } from "./failures.js";
 import type { BuilderLease } from "./lease.js";
 import { EXIT_POLL, POLL, pollUntil } from "./poll.js";
 
@@ -33,6 +33,8 @@ const COMMAND_EXIT_GRACE_MS = 60_000;
 /** The build command of one build, from start to stopped or retired. */
 export class BuildCommand {
   private handle: BuildCommandHandle | undefined;
+  /** The start was called: its command may run even when no handle came back. */
+  private startAttempted = false;
   /** The build command's result was read (callback or instance view): nothing left to stop. */
   private finished = false;
   /** The instance view showed the command in a terminal state (the script has exited). */
@@ -69,8 +71,19 @@ export class BuildCommand {
       callbackToken: input.callbackToken,
       timeoutSeconds: Math.ceil(env.limits.buildTimeoutMs / 1000),
       ...(input.commit ? { commit: input.commit } : {}),
+      // The start confirms the lease (renewing this generation) right before the command starts.
+      ...(this.lease.renewal ? { lease: this.lease.renewal } : {}),
     };
-    const { staleCommands, ...handle } = yield* run.call(ACTIVITIES.startBuild, startInput, RETRY.arm);
+    // From here the command may exist whatever the start answers (its PUT accepted, the reply
+    // lost): a stop must look for it by name.
+    this.startAttempted = true;
+    let started: BuildCommandHandle;
+    try {
+      started = yield* run.call(ACTIVITIES.startBuild, startInput, RETRY.arm, true, this.lease);
+    } catch (error) {
+      throw this.lease.lostOr(error);
+    }
+    const { staleCommands, ...handle } = started;
     this.handle = handle;
     if (staleCommands?.removed.length)
       run.log(`removed stale build commands ${staleCommands.removed.join(", ")}`);
@@ -195,12 +208,15 @@ export class BuildCommand {
    * stops it (the next build starts the VM again). `stopNote` says what was done, for the reason.
    */
   private *stop(): Generator<Task, void, unknown> {
-    const { run, env, handle } = this;
+    const { run, env } = this;
+    const handle = this.handle ?? this.commandByName();
     this.handle = undefined;
+    this.startAttempted = false;
     if (!handle) return;
-    if (handle.kind === "managed" && (yield* this.deleteCommand(handle, ""))) return;
+    const failure = handle.kind === "managed" ? yield* this.deleteCommand(handle, "") : undefined;
+    if (handle.kind === "managed" && failure === undefined) return;
     const why =
-      handle.kind === "action"
+      handle.kind === "action" || failure?.code === "RunCommandNotCancellable"
         ? "the hybrid profile's Run Command cannot be cancelled"
         : "its run command could not be deleted";
     if (!this.lease.held) {
@@ -208,7 +224,13 @@ export class BuildCommand {
       this.stopNote = `the build script could not be stopped (${why}) and the builder lease was lost, so builder ${env.vm.vmName} was left running`;
     } else {
       try {
-        const vm = yield* run.call(ACTIVITIES.stopBuilder, { vm: env.vm }, RETRY.arm, false);
+        const lease = this.lease.renewal;
+        const vm = yield* run.call(
+          ACTIVITIES.stopBuilder,
+          { vm: env.vm, ...(lease ? { lease } : {}) },
+          RETRY.arm,
+          false,
+        );
         run.status = { ...run.status, builder: { ...run.status.builder, powerState: vm.powerState } };
         this.stopNote = `builder ${env.vm.vmName} was deallocated to stop the build script (${why}); the next build starts it again`;
       } catch (error) {
@@ -216,6 +238,16 @@ export class BuildCommand {
       }
     }
     run.log(this.stopNote);
+  }
+
+  /**
+   * A start that never answered (it failed, timed out, or was cancelled in its retries) may
+   * still have started the script: its command is known by the build's name. Version 1 builds
+   * did not stop it, and keep that path.
+   */
+  private commandByName(): BuildCommandHandle | undefined {
+    if (!this.startAttempted || this.run.version < 2) return undefined;
+    return { kind: "managed", name: runCommandName(this.run.input.buildId) };
   }
 
   /**
@@ -231,16 +263,24 @@ export class BuildCommand {
     yield* this.deleteCommand(handle, " (it stays on the VM)");
   }
 
-  /** Deletes the managed run command (which stops its script); false when that failed. */
-  private *deleteCommand(handle: BuildCommandHandle, onFailure: string): Generator<Task, boolean, unknown> {
+  /**
+   * Deletes the managed run command (which stops its script; one already gone counts as
+   * deleted); the failure when that failed.
+   */
+  private *deleteCommand(
+    handle: BuildCommandHandle,
+    onFailure: string,
+  ): Generator<Task, ActivityFailure | undefined, unknown> {
     const { run, env } = this;
     try {
       yield* run.call(ACTIVITIES.cancelBuild, { vm: env.vm, handle }, RETRY.arm, false);
       run.log(`build command ${handle.name} deleted`);
-      return true;
+      return undefined;
     } catch (error) {
       run.log(`could not delete build command ${handle.name}${onFailure}: ${describe(error)}`);
-      return false;
+      return error instanceof ActivityFailed
+        ? error.failure
+        : { code: "Unexpected", message: describe(error), retryable: false };
     }
   }
 

@@ -13,7 +13,8 @@ export function* ensureBuilderReady(
   env: ResolvedEnvironment,
   lease: BuilderLease,
 ): Generator<Task, void, unknown> {
-  let vm = yield* run.call(ACTIVITIES.startVm, { vm: env.vm }, RETRY.vmStart);
+  // The lease is renewed during the retries too: AllocationFailed backs off for minutes.
+  let vm = yield* run.call(ACTIVITIES.startVm, { vm: env.vm }, RETRY.vmStart, true, lease);
   const deadline = run.now() + env.limits.vmReadyTimeoutMs;
   yield* pollUntil(run, {
     policy: POLL,
@@ -23,8 +24,8 @@ export function* ensureBuilderReady(
         vm =
           vm.powerState === "deallocated" || vm.powerState === "stopped"
             ? // Someone stopped it again while we waited (a manual stop): start it once more.
-              yield* run.call(ACTIVITIES.startVm, { vm: env.vm }, RETRY.vmStart)
-            : yield* run.call(ACTIVITIES.getVmStatus, { vm: env.vm }, RETRY.arm);
+              yield* run.call(ACTIVITIES.startVm, { vm: env.vm }, RETRY.vmStart, true, lease)
+            : yield* run.call(ACTIVITIES.getVmStatus, { vm: env.vm }, RETRY.arm, true, lease);
       }
       run.status = { ...run.status, builder: { ...run.status.builder, powerState: vm.powerState } };
       run.publish();

@@ -13,6 +13,11 @@ import { logLine } from "../config/index.js";
 import { EventLatch } from "./eventLatch.js";
 import { ActivityFailed, BuildEnded } from "./failures.js";
 
+/** A lease that a wait renews as it passes (lease.ts). */
+export interface LeaseKeeper {
+  wait(ms: number, interruptible: boolean): Generator<Task, void, unknown>;
+}
+
 /** The shared context of one build's phases. */
 export class RunContext {
   readonly df: OrchestrationContext["df"];
@@ -27,6 +32,11 @@ export class RunContext {
     this.df = context.df;
     this.status = initialStatus(input.buildId, input.environment, "", input.createdAt);
     this.cancel = new EventLatch(this.df, BUILD_EVENTS.cancelRequested);
+  }
+
+  /** The orchestrator version this build started with (see `ORCHESTRATOR_VERSION`). */
+  get version(): number {
+    return this.input.orchestratorVersion ?? 1;
   }
 
   /** The orchestration's clock (epoch ms): the same on every replay. */
@@ -119,13 +129,15 @@ export class RunContext {
   /**
    * Calls an activity, retrying per `policy` what the activity reported as transient (after a
    * backoff that honours the server's Retry-After). A permanent failure ends the build at once.
-   * Input and output are the contract's for `name`.
+   * Input and output are the contract's for `name`. With `lease` (version 2 on), the waits
+   * between attempts renew it: VM-start retries alone can outlast a short lease.
    */
   *call<K extends ActivityName>(
     name: K,
     input: ActivityInput<K>,
     policy: RetryPolicy,
     interruptible = true,
+    lease?: LeaseKeeper,
   ): Generator<Task, ActivityOutput<K>, unknown> {
     for (let failures = 1; ; failures++) {
       try {
@@ -137,7 +149,8 @@ export class RunContext {
         const delay = nextRetryDelayMs(policy, failures, failure);
         if (delay === undefined) throw new ActivityFailed(name, failure);
         this.log(`${name} failed (${failure.code}), attempt ${failures}; retrying in ${delay} ms`);
-        yield* this.sleep(delay, interruptible);
+        if (lease && this.version >= 2) yield* lease.wait(delay, interruptible);
+        else yield* this.sleep(delay, interruptible);
       }
     }
   }

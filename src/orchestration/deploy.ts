@@ -30,7 +30,8 @@ export function* deploy(
       image: reference,
       revisionSuffix: revisionSuffix(run.input.buildId),
     },
-    RETRY.arm,
+    // Version 2 on: a deploy behind another build's waits long enough for that one to finish.
+    run.version >= 2 ? RETRY.deploy : RETRY.arm,
   );
   const { revisionName } = started;
   // Single revision mode moves all traffic to a new revision once it is ready; Multiple mode
@@ -61,6 +62,7 @@ export function* deploy(
   // No lease to renew while waiting: the builder went back before the deploy (it never touches the VM).
   // Azure's update operation lasts until the revision is provisioned and fails with it; this poll
   // follows the revision (and the app's operation state) under the deploy timeout instead.
+  let latestRevision: string | undefined;
   yield* pollUntil(run, {
     policy: POLL,
     probe: function* () {
@@ -68,6 +70,7 @@ export function* deploy(
       const view = yield* run.call(ACTIVITIES.readDeployment, { app: env.app, revisionName }, RETRY.arm);
       const healthState = view.revision?.healthState ?? "None";
       const provisioningState = view.revision?.provisioningState ?? "Provisioning";
+      latestRevision = view.app.latestRevisionName;
       run.status = { ...run.status, revision: { name: revisionName, healthState, provisioningState } };
       if (provisioningState === "Provisioned" && healthState === "Healthy") return true;
       run.publish();
@@ -101,7 +104,14 @@ export function* deploy(
   } else {
     traffic = "single revision mode: Azure moved all traffic to it";
   }
-  const message = `container app ${app} now runs ${reference} in revision ${revisionName} (${traffic})`;
+  // Deploys to one app are ordered by Azure: in single revision mode the one made last serves.
+  const superseded =
+    started.activeRevisionsMode === "Single" &&
+    latestRevision !== undefined &&
+    latestRevision !== revisionName;
+  const message = superseded
+    ? `container app ${app} ran ${reference} in revision ${revisionName}, healthy; a later deploy's revision ${latestRevision} has replaced it since (single revision mode: the newest revision serves)`
+    : `container app ${app} now runs ${reference} in revision ${revisionName} (${traffic})`;
   run.status = { ...run.status, deployment: { reference, unchanged: false, message } };
   run.publish();
   run.log(message);

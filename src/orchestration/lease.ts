@@ -3,16 +3,23 @@
  * the build waits, given back as soon as the builder's part is done and again in the cleanup.
  */
 import type { Task } from "durable-functions";
-import { ACTIVITIES, type LeaseRef, type ResolvedEnvironment } from "../core/activityContract.js";
-import { RETRY } from "../core/retry.js";
-import type { RunContext } from "./context.js";
+import {
+  ACTIVITIES,
+  type LeaseRef,
+  type RenewLeaseInput,
+  type ResolvedEnvironment,
+} from "../core/activityContract.js";
+import { RETRY, type ActivityFailure } from "../core/retry.js";
+import type { LeaseKeeper, RunContext } from "./context.js";
 import { ActivityFailed, BuildEnded, describe } from "./failures.js";
 import { pollUntil, QUEUE_POLL } from "./poll.js";
 
 /** This build's hold on its builder (or its place in the builder's queue). */
-export class BuilderLease {
+export class BuilderLease implements LeaseKeeper {
   private ref: LeaseRef | undefined;
   private renewAt = 0;
+  /** When the lease was last taken or renewed (orchestration time). */
+  private renewedAt = 0;
   /** The lease went back (after the build command, or in the final cleanup). */
   private released = false;
   /** VM minutes the lease store counted for this build, once released. */
@@ -26,6 +33,11 @@ export class BuilderLease {
   /** False before it is taken, once it is lost, and once it went back. */
   get held(): boolean {
     return this.ref !== undefined;
+  }
+
+  /** What an activity renews to confirm the builder is still this build's; undefined unless held. */
+  get renewal(): RenewLeaseInput | undefined {
+    return this.ref && { ...this.ref, leaseMs: this.env.limits.leaseMs };
   }
 
   /** Takes the lease, or waits in the visible queue until it can. */
@@ -52,6 +64,7 @@ export class BuilderLease {
       },
     });
     this.ref = { builderKey: env.builderKey, buildId, generation: lease.generation };
+    this.renewedAt = run.now();
     this.renewAt = run.now() + env.limits.leaseMs / 2;
     // A cancel raised while that last acquire ran is delivered only to a waiter: look before using
     // the builder, so a build cancelled in the queue never starts it (cleanup gives the lease back).
@@ -65,17 +78,48 @@ export class BuilderLease {
     try {
       yield* run.call(ACTIVITIES.renewLease, { ...this.ref, leaseMs: env.limits.leaseMs }, RETRY.storage);
     } catch (error) {
-      if (error instanceof ActivityFailed && error.failure.code === "LeaseLost") {
-        this.ref = undefined;
-        throw new BuildEnded("failed", {
-          code: "LeaseLost",
-          message: "the builder lease was lost (the build ran past its lease without renewing)",
-          hint: "Start the build again.",
-        });
-      }
-      throw error;
+      throw this.lostOr(error);
     }
+    this.renewedAt = run.now();
     this.renewAt = run.now() + env.limits.leaseMs / 2;
+  }
+
+  /** Sleeps `ms` (a durable timer), renewing the lease whenever half of its term has passed. */
+  *wait(ms: number, interruptible = true): Generator<Task, void, unknown> {
+    const { run } = this;
+    const end = run.now() + ms;
+    while (run.now() < end) {
+      const slice = this.ref ? Math.max(1_000, this.renewAt - run.now()) : Infinity;
+      yield* run.sleep(Math.min(end - run.now(), slice), interruptible);
+      yield* this.keep();
+    }
+  }
+
+  /**
+   * `error` as the build's end when an activity reported the lease lost (renewing it, or
+   * confirming it before the builder is used): the lease is no longer held, and the reason
+   * says who has the builder now and, after a gap longer than the lease, that the function app
+   * did not run this build meanwhile. Any other error is returned as it is.
+   */
+  lostOr(error: unknown): unknown {
+    if (!(error instanceof ActivityFailed) || error.failure.code !== "LeaseLost") return error;
+    this.ref = undefined;
+    return this.lostError(error.failure);
+  }
+
+  private lostError(failure: ActivityFailure): BuildEnded {
+    const { run, env } = this;
+    const leaseMinutes = env.limits.leaseMs / 60_000;
+    const gapMs = run.now() - this.renewedAt;
+    const stalled =
+      gapMs > env.limits.leaseMs
+        ? `; this build last renewed it ${Math.round(gapMs / 60_000)} minutes before, more than its ${leaseMinutes}-minute term, so the function app did not run the build in between (an outage, a deploy or a scale-in)`
+        : "";
+    return new BuildEnded("failed", {
+      code: "LeaseLost",
+      message: `${failure.message}${stalled}`,
+      hint: failure.hint ?? "Start the build again.",
+    });
   }
 
   /** Gives the builder back (or leaves its queue); once per build, never throws. */

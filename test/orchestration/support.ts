@@ -21,7 +21,7 @@ import {
 import type { BuildStatus } from "../../src/core/api.js";
 import { BUILD_ORCHESTRATOR } from "../../src/core/activityContract.js";
 
-import { builderKey, type BuildInput } from "../../src/core/buildInput.js";
+import { builderKey, ORCHESTRATOR_VERSION, type BuildInput } from "../../src/core/buildInput.js";
 
 import { decideAcquire, mutateRecord } from "../../src/core/lease.js";
 import type { VmRef } from "../../src/core/ports.js";
@@ -36,6 +36,7 @@ import { startAzurite, type Azurite } from "@fast-build/local-cloud/azurite";
 import { startRegistry, type LocalRegistry } from "@fast-build/local-cloud/registry";
 import {
   OrchestrationDriver,
+  type VirtualClock,
   type ActivityHandler,
   type DriverOptions,
   type ReplaySchemaName,
@@ -200,21 +201,41 @@ export function newInput(s: Scenario, overrides: Partial<BuildInput> = {}): Buil
     deploy: true,
     callbackToken: randomBytes(24).toString("base64url"),
     createdAt: START.toISOString(),
+    // What the API's start writes; tests of the older path pass their own.
+    orchestratorVersion: ORCHESTRATOR_VERSION,
     ...overrides,
   };
 }
+
+/**
+ * The build activities of a scenario (name → handler), as the host would run them; with `clock`,
+ * their wall clock (leases) is that virtual one.
+ */
+export function activitiesFor(s: Scenario, clock?: VirtualClock): ReadonlyMap<string, ActivityHandler> {
+  // The scenario's own wiring; its lease store is the suite's `leases` table ("builders").
+  const deps = createDeps({
+    ...testWiring(s.arm),
+    config: s.config,
+    ...(clock ? { now: () => clock.now() } : {}),
+  });
+  return createActivities(deps, { vmReadyTimeoutMs: 5 * 60_000 });
+}
+
+/** Driver options a suite adds: faults, ordering, `onUpdate` (to see every custom status), a shared clock. */
+export type DriverSettings = Pick<DriverOptions, "faults" | "ordering" | "functionTimeoutMs" | "onUpdate"> & {
+  /** One time line for the orchestration, its activities and other builds. */
+  clock?: VirtualClock;
+};
 
 export function driverFor(
   s: Scenario,
   input: BuildInput,
   schema: ReplaySchemaName = "V3",
   wrap?: (activities: ReadonlyMap<string, ActivityHandler>) => ReadonlyMap<string, ActivityHandler>,
-  /** Driver options a suite adds (e.g. `onUpdate`, to see every custom status). */
-  extra: Pick<DriverOptions, "onUpdate"> = {},
+  settings: DriverSettings = {},
 ) {
-  // The scenario's own wiring; its lease store is the suite's `leases` table ("builders").
-  const deps = createDeps({ ...testWiring(s.arm), config: s.config });
-  const activities = createActivities(deps, { vmReadyTimeoutMs: 5 * 60_000 });
+  const { clock, ...driverOptions } = settings;
+  const activities = activitiesFor(s, clock);
   return new OrchestrationDriver({
     name: BUILD_ORCHESTRATOR,
     orchestrator: buildOrchestrator,
@@ -223,10 +244,12 @@ export function driverFor(
     activities: wrap ? wrap(activities) : activities,
     schema,
     // A little real time per virtual timer lets the emulator's VM and run command move on.
-    clock: { kind: "virtual", start: START, realDelayMs: 3 },
+    clock: clock
+      ? { kind: "virtual", clock, realDelayMs: 3 }
+      : { kind: "virtual", start: START, realDelayMs: 3 },
+    ...driverOptions,
     stallTimeoutMs: 20_000,
     log: (_level, message) => s.logs.push(message),
-    ...extra,
   });
 }
 
@@ -235,8 +258,9 @@ export async function runBuild(
   input: BuildInput,
   schema: ReplaySchemaName = "V3",
   prepare?: (d: OrchestrationDriver) => void,
+  settings: DriverSettings = {},
 ) {
-  const driver = driverFor(s, input, schema);
+  const driver = driverFor(s, input, schema, undefined, settings);
   prepare?.(driver);
   const instance = await driver.run();
   assert.equal(instance.runtimeStatus, "Completed", `instance output: ${JSON.stringify(instance.output)}`);
