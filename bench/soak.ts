@@ -5,12 +5,18 @@
  * reset connections, replies lost after the request was carried out — and VM starts end
  * `AllocationFailed`. The builder "VM" is a fast fake script (bench/soak/vm.ts).
  *
+ * With `--crash-restarts N` the host's durable engine crashes N times at seeded moments mid-run and
+ * comes back after `--crash-down-ms`, its orchestrations resuming from their histories
+ * (bench/soak/crash.ts); meanwhile the API answers 503.
+ *
  * It prints what issue 15 asks a soak to show, beside the goal: succeeded / failed by reason / stuck,
  * scripts run per build, overlapping scripts on one VM, run commands and leases left, requests and
- * the fault share, the makespan and the spread of build times.
+ * the fault share, the crashes and what became of the builds they cut, the makespan and the spread
+ * of build times.
  *
- * Durable timers run on the driver's virtual clock (a short real pause before each fires): backoffs
- * of minutes take milliseconds, so 10 builds finish in about a minute. Leases and the API use real time.
+ * Durable timers run on the driver's virtual clock, with `--timer-real-ms` of real time before each
+ * fires (the client's upload must fit in it: README, Reliability): backoffs of minutes take a
+ * fraction of a second. Leases and the API use real time.
  */
 import { randomBytes, createHash } from "node:crypto";
 import { mkdir, rm, writeFile } from "node:fs/promises";
@@ -28,10 +34,13 @@ import { startRegistry } from "@fast-build/local-cloud/registry";
 import { uploadFileToSas } from "../src/azure/storageUpload.js";
 import { TableLeaseStore } from "../src/azure/tables.js";
 import { ApiClient } from "../src/cli/apiClient.js";
-import type { BuildStatus } from "../src/core/api.js";
+import { MAX_TRANSIENT_FAILURES, pollDelayMs } from "../src/cli/follow.js";
+import type { BuildStatus, StartBuildResponse } from "../src/core/api.js";
 import { builderKey } from "../src/core/buildInput.js";
-import { describeError } from "../src/core/errors.js";
+import { describeError, TransientError } from "../src/core/errors.js";
+import { LocalDurableEngine } from "@fast-build/local-cloud/durable/localEngine";
 import { startFunctionApp } from "../sim/functionApp.js";
+import { crashMoments, runCrashes, startFrontDoor, type CrashRecord } from "./soak/crash.js";
 import { parseSoakOptions, SoakUsage, type SoakOptions } from "./soak/options.js";
 import { overlaps, soakVm } from "./soak/vm.js";
 
@@ -54,7 +63,12 @@ interface BuildOutcome {
   /** Why the client could not start or follow it. */
   clientError?: string;
   elapsedMs: number;
+  /** Real ms from startBuild's answer to sourceComplete's (the upload), when it got that far. */
+  uploadMs?: number;
 }
+
+/** Requests the soak's client sent again because the API answered 503 while the host was down. */
+let clientRetries = 0;
 
 let options: SoakOptions;
 try {
@@ -109,9 +123,13 @@ const host = await startFunctionApp(azurite, arm, {
   logFile: join(scratch, "functions.log"),
   taskHub: "fastbuildsoak",
   ...(options.sdkRetries ? {} : { armRetry: { maxRetries: 0 } }),
-  clock: { kind: "virtual", realDelayMs: 20 },
+  clock: { kind: "virtual", realDelayMs: options.timerRealMs },
 });
-const api = new ApiClient({ baseUrl: host.url, apiKey: functionKey });
+if (!(host.engine instanceof LocalDurableEngine)) throw new Error("the soak needs the local durable engine");
+const engine = host.engine;
+// The client talks to the public endpoint, which answers 503 while the host is down.
+const door = await startFrontDoor(host.url);
+const api = new ApiClient({ baseUrl: door.url, apiKey: functionKey });
 
 const perKind = options.faults / HTTP_FAULT_KINDS.length;
 arm.setRandomFaults({
@@ -135,7 +153,10 @@ arm.setRandomFaults({
 console.log(
   `soak: ${options.builds} builds, ${options.concurrency} at a time over ${ENVIRONMENTS.length} environments; ` +
     `${pct(options.faults)} of ARM requests fail (${HTTP_FAULT_KINDS.join(", ")}), ` +
-    `${pct(options.allocationFailures)} of VM starts AllocationFailed; SDK retries ${options.sdkRetries ? "on" : "off"}; seed ${options.seed}`,
+    `${pct(options.allocationFailures)} of VM starts AllocationFailed; SDK retries ${options.sdkRetries ? "on" : "off"}; ` +
+    `${options.crashRestarts} crash-restart${options.crashRestarts === 1 ? "" : "s"} ` +
+    `(API down ${options.crashDownMs} ms, orchestrations resume ${options.crashResumeLagMs} ms after); ` +
+    `${options.timerRealMs} ms real before each durable timer; seed ${options.seed}`,
 );
 
 const started = Date.now();
@@ -145,13 +166,22 @@ const worker = async () => {
   while (next < options.builds) {
     const n = next++;
     outcomes.push(await runBuild(ENVIRONMENTS[n % ENVIRONMENTS.length]!, n));
-    // HOOK (issue 15): crash-restarts of the local host mid-build go here once the durable driver
-    // resumes orchestrations from their history: stop the host at a random step of a running build,
-    // start it again on the same task hub, and count the crashed builds that resume and finish.
   }
 };
+const crashes = runCrashes({
+  engine,
+  door,
+  // Within the first few seconds after the chosen build started: somewhere along a build's steps.
+  moments: crashMoments(options.seed, options.crashRestarts, options.builds, 4_000),
+  downMs: options.crashDownMs,
+  resumeLagMs: options.crashResumeLagMs,
+  started,
+  buildsStarted: () => next,
+  finished: () => outcomes.length === options.builds,
+});
 await Promise.all(Array.from({ length: Math.min(options.concurrency, options.builds) }, worker));
 const makespanMs = Date.now() - started;
+const crashRecords = await crashes;
 
 // The end state, read with faults off: what the emulator and the lease table still hold.
 arm.clearFaults();
@@ -174,8 +204,9 @@ for (const name of ENVIRONMENTS) {
   if ((await leases.read(builderKey(vmRef(name))))?.record.holder) leasesLeft++;
 }
 
-report(outcomes, { makespanMs, commandsLeft, leasesLeft, stats });
+report(outcomes, { makespanMs, commandsLeft, leasesLeft, stats, crashes: crashRecords });
 
+await door.stop().catch(() => undefined);
 await host.stop().catch(() => undefined);
 await Promise.all([azurite.stop(), arm.stop(), registry.stop()]).catch(() => undefined);
 console.log(`the function app's log: ${join(scratch, "functions.log")}`);
@@ -188,25 +219,40 @@ async function runBuild(environment: string, n: number): Promise<BuildOutcome> {
   await writeFile(archive, bytes);
   let buildId = `(build ${n})`;
   let status: BuildStatus | undefined;
+  let uploadMs: number | undefined;
+  let start: StartBuildResponse | undefined;
   try {
-    const start = await api.startBuild({
-      environment,
-      sourceDigest: `sha256:${createHash("sha256").update(bytes).digest("hex")}`,
-      sourceBytes: bytes.length,
-      baseKey: createHash("sha256").update("soak").digest("hex"),
-    });
+    start = await whileHostDown(() =>
+      api.startBuild({
+        environment,
+        sourceDigest: `sha256:${createHash("sha256").update(bytes).digest("hex")}`,
+        sourceBytes: bytes.length,
+        baseKey: createHash("sha256").update("soak").digest("hex"),
+      }),
+    );
     buildId = start.buildId;
-    await uploadFileToSas(archive, start.upload.url);
-    await api.sourceComplete(start.sourceCompleteUrl);
-    for (;;) {
-      status = await api.status(start.statusUrl);
-      if (TERMINAL.has(status.phase)) break;
+    const answered = Date.now();
+    const { upload, sourceCompleteUrl, statusUrl } = start;
+    await uploadFileToSas(archive, upload.url);
+    await whileHostDown(() => api.sourceComplete(sourceCompleteUrl));
+    uploadMs = Date.now() - answered;
+    // Following as the CLI's follow loop does: it rides out transient API failures in a row.
+    for (let failures = 0; ;) {
+      try {
+        status = await api.status(statusUrl);
+        failures = 0;
+      } catch (error) {
+        if (!(error instanceof TransientError) || ++failures > MAX_TRANSIENT_FAILURES) throw error;
+      }
+      if (status && TERMINAL.has(status.phase)) break;
       if (Date.now() - begin > options.stuckAfterMs)
-        return { buildId, environment, status, stuck: true, elapsedMs: Date.now() - begin };
-      await new Promise((resolve) => setTimeout(resolve, STATUS_POLL_MS));
+        return { buildId, environment, status, stuck: true, elapsedMs: Date.now() - begin, uploadMs };
+      await sleep(pollDelayMs(STATUS_POLL_MS, failures));
     }
-    return { buildId, environment, status, stuck: false, elapsedMs: Date.now() - begin };
+    return { buildId, environment, status, stuck: false, elapsedMs: Date.now() - begin, uploadMs };
   } catch (error) {
+    // What the build itself says, for the report (a 409 to "source uploaded" names only the phase).
+    if (start) status = await api.status(start.statusUrl).catch(() => status);
     return {
       buildId,
       environment,
@@ -214,8 +260,32 @@ async function runBuild(environment: string, n: number): Promise<BuildOutcome> {
       stuck: false,
       clientError: describeError(error),
       elapsedMs: Date.now() - begin,
+      ...(uploadMs !== undefined ? { uploadMs } : {}),
     };
   }
+}
+
+/**
+ * The CLI's ApiClient does not retry, and the CLI retries only its status polls. The soak's client
+ * also sends a start or a "source uploaded" again when the front end answered 503 with its page
+ * (`Http503`: the host was down and the request never reached the app, so sending it again cannot
+ * start a second build), waiting as the follow loop does between tries.
+ */
+async function whileHostDown<T>(call: () => Promise<T>): Promise<T> {
+  for (let failures = 0; ;) {
+    try {
+      return await call();
+    } catch (error) {
+      const hostDown = error instanceof TransientError && error.code === "Http503";
+      if (!hostDown || ++failures > MAX_TRANSIENT_FAILURES) throw error;
+      clientRetries++;
+      await sleep(pollDelayMs(STATUS_POLL_MS, failures));
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function report(
@@ -225,6 +295,7 @@ function report(
     commandsLeft: number;
     leasesLeft: number;
     stats: ReturnType<ArmEmulator["faultStats"]>;
+    crashes: CrashRecord[];
   },
 ): void {
   const succeeded = all.filter((b) => b.status?.phase === "succeeded").length;
@@ -234,9 +305,10 @@ function report(
   let unexplained = 0;
   for (const b of failures) {
     const error = b.status?.error;
-    const reason = b.clientError
-      ? `client: ${b.clientError}`
-      : `${b.status?.phase ?? "?"} ${error?.code ?? "(no code)"}${error?.hint ? " (hint)" : " (no hint)"}`;
+    const reason =
+      b.clientError && !(b.status && TERMINAL.has(b.status.phase))
+        ? `client: ${b.clientError}`
+        : `${b.status?.phase ?? "?"} ${error?.code ?? "(no code)"}${error?.hint ? " (hint)" : " (no hint)"}`;
     reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
     if (!error?.hint || !TRANSIENT_CODES.has(error.code)) unexplained++;
   }
@@ -252,6 +324,19 @@ function report(
   const stillRunning = vm.runs.filter((r) => r.endedAt === undefined).length;
   const faulted = Object.values(end.stats.httpFaults).reduce((a, b) => a + b, 0);
   const times = all.map((b) => b.elapsedMs).sort((a, b) => a - b);
+  const uploads = all.flatMap((b) => (b.uploadMs !== undefined ? [b.uploadMs] : [])).sort((a, b) => a - b);
+  const neverUploaded = all.filter((b) => b.status?.error?.code === "SourceNeverUploaded").length;
+  // Every build a crash cut, and what became of it: resumed and finished = a terminal phase.
+  const byId = new Map(all.map((b) => [b.buildId, b]));
+  const crashed = [...new Set(end.crashes.flatMap((c) => c.inFlight))].map((id) => byId.get(id));
+  const finished = crashed.filter((b) => b && !b.stuck && b.status && TERMINAL.has(b.status.phase));
+  const crashedSucceeded = finished.filter((b) => b?.status?.phase === "succeeded").length;
+  const crashedFailures = new Map<string, number>();
+  for (const b of finished) {
+    if (b?.status?.phase === "succeeded") continue;
+    const reason = `${b?.status?.phase} ${b?.status?.error?.code ?? "(no code)"}`;
+    crashedFailures.set(reason, (crashedFailures.get(reason) ?? 0) + 1);
+  }
 
   const line = (label: string, value: string) => console.log(`  ${label.padEnd(22)} ${value}`);
   line("succeeded", String(succeeded));
@@ -283,6 +368,29 @@ function report(
       .map(([k, v]) => `${k} ${v}`)
       .join(", ") || "none",
   );
+  if (options.crashRestarts > 0) {
+    line(
+      "crash-restarts",
+      `${end.crashes.length} of ${options.crashRestarts}` +
+        (end.crashes.length ? ": " : " (the builds ended first)") +
+        end.crashes.map((c) => `at ${seconds(c.atMs)} with ${c.inFlight.length} builds in flight`).join("; "),
+    );
+    line(
+      "crashed builds",
+      `${crashed.length}: ${finished.length} resumed and finished (${crashedSucceeded} succeeded` +
+        [...crashedFailures].map(([reason, count]) => `, ${count} ${reason}`).join("") +
+        `), ${crashed.length - finished.length} did not finish`,
+    );
+    line(
+      "client retries",
+      `${clientRetries} (API answered 503 while the host was down: ${door.refused()} requests)`,
+    );
+  }
+  line(
+    "source upload",
+    `median ${ms(quantile(uploads, 0.5))}, max ${ms(uploads.at(-1) ?? 0)} (${uploads.length} builds; ` +
+      `${options.timerRealMs} ms real before each durable timer); SourceNeverUploaded: ${neverUploaded}`,
+  );
   line("makespan", `${seconds(end.makespanMs)}`);
   line(
     "build time",
@@ -298,6 +406,12 @@ function report(
   ];
   console.log("goal (issue 15): 100 builds at 20% faults with SDK retries off →");
   for (const [what, met] of goal) console.log(`  ${met ? "met    " : "NOT MET"} ${what}`);
+  if (options.crashRestarts > 0) {
+    const met = end.crashes.length > 0 && finished.length === crashed.length;
+    console.log(
+      `  ${met ? "met    " : "NOT MET"} with crash-restarts, every crashed build resumes and finishes`,
+    );
+  }
 }
 
 function armToken(emulator: ArmEmulator) {
@@ -315,6 +429,10 @@ function quantile(sorted: number[], q: number): number {
 
 function pct(share: number): string {
   return `${(share * 100).toFixed(1)}%`;
+}
+
+function ms(value: number): string {
+  return `${Math.round(value)} ms`;
 }
 
 function seconds(ms: number): string {

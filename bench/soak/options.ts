@@ -16,11 +16,26 @@ export interface SoakOptions {
   scriptMs: number;
   /** A build not terminal this long after it started counts as stuck. */
   stuckAfterMs: number;
+  /** Crashes of the local host's durable engine, at seeded moments while builds run. */
+  crashRestarts: number;
+  /** How long (real ms) the host stays down after each crash (the API answers 503). */
+  crashDownMs: number;
+  /** Real ms from the API answering again to the orchestrations resuming (bench/soak/crash.ts). */
+  crashResumeLagMs: number;
+  /**
+   * Real ms the durable driver lets pass before each virtual timer fires (its `realDelayMs`): the
+   * client's upload and the emulator's work must fit in it, or a wait's deadline passes before
+   * they land (README: Reliability).
+   */
+  timerRealMs: number;
 }
 
 const USAGE = `usage: npm run soak -- [--builds N] [--concurrency N] [--faults 0-1] [--allocation-failures 0-1]
                        [--sdk-retries on|off] [--seed N] [--script-ms N] [--stuck-after-s N]
-(or FASTBUILD_SOAK_BUILDS, _CONCURRENCY, _FAULTS, _ALLOCATION_FAILURES, _SDK_RETRIES, _SEED, _SCRIPT_MS, _STUCK_AFTER_S)`;
+                       [--crash-restarts N] [--crash-down-ms N] [--crash-resume-lag-ms N]
+                       [--timer-real-ms N]
+(or FASTBUILD_SOAK_BUILDS, _CONCURRENCY, _FAULTS, _ALLOCATION_FAILURES, _SDK_RETRIES, _SEED, _SCRIPT_MS,
+ _STUCK_AFTER_S, _CRASH_RESTARTS, _CRASH_DOWN_MS, _CRASH_RESUME_LAG_MS, _TIMER_REAL_MS)`;
 
 export function parseSoakOptions(argv: string[], env: NodeJS.ProcessEnv): SoakOptions {
   const { values } = parseArgs({
@@ -35,6 +50,9 @@ export function parseSoakOptions(argv: string[], env: NodeJS.ProcessEnv): SoakOp
       "script-ms": { type: "string" },
       "stuck-after-s": { type: "string" },
       "crash-restarts": { type: "string" },
+      "crash-down-ms": { type: "string" },
+      "crash-resume-lag-ms": { type: "string" },
+      "timer-real-ms": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -53,15 +71,10 @@ export function parseSoakOptions(argv: string[], env: NodeJS.ProcessEnv): SoakOp
   };
   const share = (n: number) => n >= 0 && n <= 1;
   const count = (n: number) => Number.isInteger(n) && n >= 1;
+  const wholeMs = (n: number) => Number.isInteger(n) && n >= 0;
   const retries = read("sdk-retries", "off");
   if (retries !== "on" && retries !== "off")
     problems.push(`--sdk-retries must be on or off, got '${retries}'`);
-  // HOOK (issue 15): crash-restarts of the local host mid-build, the orchestration resuming from its
-  // history. The durable driver cannot resume yet; once it can, parse the rate here and see soak.ts.
-  if (read("crash-restarts", "0") !== "0")
-    problems.push(
-      "--crash-restarts is not available yet: the local durable driver cannot resume an orchestration from its history (issue 15)",
-    );
   const options: SoakOptions = {
     builds: number("builds", "100", count, "a whole number of at least 1"),
     concurrency: number("concurrency", "8", count, "a whole number of at least 1"),
@@ -69,8 +82,12 @@ export function parseSoakOptions(argv: string[], env: NodeJS.ProcessEnv): SoakOp
     allocationFailures: number("allocation-failures", "0.5", share, "a share from 0 to 1"),
     sdkRetries: retries === "on",
     seed: number("seed", "1", Number.isSafeInteger, "a whole number"),
-    scriptMs: number("script-ms", "300", (n) => Number.isInteger(n) && n >= 0, "a whole number of ms"),
+    scriptMs: number("script-ms", "300", wholeMs, "a whole number of ms"),
     stuckAfterMs: number("stuck-after-s", "120", (n) => n > 0, "a number of seconds above 0") * 1000,
+    crashRestarts: number("crash-restarts", "0", wholeMs, "a whole number"),
+    crashDownMs: number("crash-down-ms", "2000", wholeMs, "a whole number of ms"),
+    crashResumeLagMs: number("crash-resume-lag-ms", "2000", wholeMs, "a whole number of ms"),
+    timerRealMs: number("timer-real-ms", "250", wholeMs, "a whole number of ms"),
   };
   if (problems.length > 0) throw new SoakUsage(`${problems.join("\n")}\n${USAGE}`);
   return options;
