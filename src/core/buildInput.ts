@@ -23,8 +23,10 @@ export const buildIdSchema = ruleSchema(BUILD_ID);
  * The orchestrator version new builds start with. Raise it when a change alters the sequence of
  * activities or timers on an existing path, and keep the old path for builds of older versions.
  * 2: a failed start stops the command by its name; retry waits renew the builder lease.
+ * 3: past the source deadline, one more wait for an upload reported by the deadline whose event
+ *    comes after the deadline's timer (orchestration/source.ts).
  */
-export const ORCHESTRATOR_VERSION = 2;
+export const ORCHESTRATOR_VERSION = 3;
 
 export const buildInputSchema = z
   .object({

@@ -53,7 +53,12 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
     );
   }
 
-  await instances.raise(buildId, BUILD_EVENTS.sourceUploaded, { size: stat.size });
+  // `reportedAt`: an upload reported by the source deadline counts even when its event is
+  // delivered after the deadline's timer (orchestration/source.ts).
+  await instances.raise(buildId, BUILD_EVENTS.sourceUploaded, {
+    size: stat.size,
+    reportedAt: new Date().toISOString(),
+  });
   buildLog(context, buildId).info(`source received (${stat.size} bytes, digest verified)`);
   return json(202, { buildId, size: stat.size, statusUrl: `/api/builds/${buildId}` });
 }

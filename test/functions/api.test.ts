@@ -259,12 +259,20 @@ describe("HTTP API", () => {
     it("raises SourceUploaded once the archive is there and matches the digest", async () => {
       const build = await started();
       await upload(build.upload.url, SOURCE);
+      const before = Date.now();
       const res = await complete(build.buildId);
       assert.equal(res.status, 202, res.text);
-      assert.deepEqual(
-        cloud.engine.events.filter((e) => e.instanceId === build.buildId),
-        [{ instanceId: build.buildId, name: BUILD_EVENTS.sourceUploaded, data: { size: SOURCE.length } }],
-      );
+      const events = cloud.engine.events.filter((e) => e.instanceId === build.buildId);
+      const reportedAt = (events[0]?.data as { reportedAt?: string } | undefined)?.reportedAt ?? "";
+      // When the API saw it: an upload reported by the source deadline counts (orchestration/source.ts).
+      assert.ok(Date.parse(reportedAt) >= before - 1 && Date.parse(reportedAt) <= Date.now(), reportedAt);
+      assert.deepEqual(events, [
+        {
+          instanceId: build.buildId,
+          name: BUILD_EVENTS.sourceUploaded,
+          data: { size: SOURCE.length, reportedAt },
+        },
+      ]);
     });
 
     it("says to upload first when no archive is there", async () => {

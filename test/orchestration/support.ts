@@ -222,7 +222,10 @@ export function activitiesFor(s: Scenario, clock?: VirtualClock): ReadonlyMap<st
 }
 
 /** Driver options a suite adds: faults, ordering, `onUpdate` (to see every custom status), a shared clock. */
-export type DriverSettings = Pick<DriverOptions, "faults" | "ordering" | "functionTimeoutMs" | "onUpdate"> & {
+export type DriverSettings = Pick<
+  DriverOptions,
+  "faults" | "ordering" | "functionTimeoutMs" | "timeoutGraceMs" | "onUpdate"
+> & {
   /** One time line for the orchestration, its activities and other builds. */
   clock?: VirtualClock;
 };
@@ -259,8 +262,9 @@ export async function runBuild(
   schema: ReplaySchemaName = "V3",
   prepare?: (d: OrchestrationDriver) => void,
   settings: DriverSettings = {},
+  wrap?: (activities: ReadonlyMap<string, ActivityHandler>) => ReadonlyMap<string, ActivityHandler>,
 ) {
-  const driver = driverFor(s, input, schema, undefined, settings);
+  const driver = driverFor(s, input, schema, wrap, settings);
   prepare?.(driver);
   const instance = await driver.run();
   assert.equal(instance.runtimeStatus, "Completed", `instance output: ${JSON.stringify(instance.output)}`);

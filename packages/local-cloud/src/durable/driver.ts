@@ -98,7 +98,8 @@ export interface DriverFaults {
   redeliver?: (call: ActivityCall) => boolean;
   /**
    * True = this run exceeds host.json's functionTimeout: the host records the timeout failure at
-   * start + `functionTimeoutMs` while the handler keeps running (await `driver.settled()`).
+   * start + `functionTimeoutMs` while the handler keeps running (await `driver.settled()`). On a
+   * virtual clock the handler first works up to `timeoutGraceMs` of real time at its start.
    */
   timeout?: (call: ActivityCall) => boolean;
   /** Ms the host is down before the next episode (virtual ms on a virtual clock). 0 = none. */
@@ -127,6 +128,12 @@ export interface DriverOptions {
   faults?: DriverFaults;
   /** host.json functionTimeout in ms (`"00:10:00"` = 600,000); needed by `faults.timeout`. */
   functionTimeoutMs?: number;
+  /**
+   * Virtual clock, `faults.timeout`: real ms a timed-out run may work (until it settles) before
+   * the clock moves to its deadline and the host records the timeout; it runs on after that as a
+   * straggler. Default 5,000.
+   */
+  timeoutGraceMs?: number;
   /** Default `json.net`, what the current extension bundle does (see `hostRules.ts`). */
   dateStrings?: DateStringMode;
   /** Continue the instance from this history (another driver's `getHistory()`), as after a host restart. */
@@ -712,8 +719,20 @@ export class OrchestrationDriver {
       if (timeoutMs !== undefined && faults?.timeout?.(call)) {
         // The host fails the call at its deadline; the handler runs on (Azure does not stop it either).
         this.track(invocation);
-        if (this.clock) this.clock.advanceTo(new Date(startedAt + timeoutMs));
-        else await this.race(new Promise((resolve) => setTimeout(resolve, timeoutMs)));
+        if (this.clock) {
+          // A handler's work takes no virtual time: what it does before it blocks (or all of it,
+          // when its reply is what came too late) happens at its start, before the host's deadline.
+          // Jumping the clock first would run the orchestrator's retry alongside the first run's
+          // opening steps, a race Azure never has 10 minutes apart (and, on the emulator, two PUTs
+          // of one run command whose first operation never ends: a straggler that never settles).
+          let timer: NodeJS.Timeout | undefined;
+          const grace = new Promise(
+            (resolve) => (timer = setTimeout(resolve, this.options.timeoutGraceMs ?? 5_000)),
+          );
+          await this.race(Promise.race([invocation, grace]));
+          clearTimeout(timer);
+          this.clock.advanceTo(new Date(startedAt + timeoutMs));
+        } else await this.race(new Promise((resolve) => setTimeout(resolve, timeoutMs)));
         outcome = { ok: false, ...activityTimeout(activity.name, timeoutMs) };
       } else if (timeoutMs !== undefined && !this.clock) {
         let timer: NodeJS.Timeout | undefined;

@@ -153,6 +153,7 @@ for (const schema of SCHEMAS) {
         {
           clock: { kind: "virtual", clock },
           functionTimeoutMs: TEN_MINUTES,
+          timeoutGraceMs: 50,
           faults: { timeout: (call) => call.name === "Slow" },
         },
       );
@@ -166,6 +167,55 @@ for (const schema of SCHEMAS) {
       release();
       await d.settled();
       assert.equal(finished, true);
+    });
+
+    it("a timed-out run's work before it blocks lands before its deadline, so the retry sees it (virtual clock)", async () => {
+      const clock = new VirtualClock(START);
+      const seen: string[] = [];
+      let release: () => void = () => undefined;
+      const blocked = new Promise<void>((resolve) => (release = resolve));
+      let runs = 0;
+      const orchestrator: OrchestrationHandler = function* (context: OrchestrationContext) {
+        for (;;) {
+          try {
+            return (yield context.df.callActivity("Put", null)) as number;
+          } catch {
+            // Retried as an orchestrator retries a timed-out call.
+          }
+        }
+      };
+      const d = driver(
+        orchestrator,
+        schema,
+        {
+          Put: async () => {
+            const run = ++runs;
+            seen.push(`run ${run} starts at ${clock.now().toISOString()}`);
+            // Some real time of work (a few HTTPS calls), then the first run blocks.
+            await new Promise((resolve) => setTimeout(resolve, 30));
+            seen.push(`run ${run} put at ${clock.now().toISOString()}`);
+            if (run === 1) await blocked;
+            return run;
+          },
+        },
+        {
+          clock: { kind: "virtual", clock },
+          functionTimeoutMs: TEN_MINUTES,
+          timeoutGraceMs: 200,
+          faults: { timeout: (call) => call.delivery === 1 && call.id === 0 },
+        },
+      );
+      const status = await d.run();
+      const deadline = new Date(START.getTime() + TEN_MINUTES).toISOString();
+      assert.equal(status.output, 2);
+      assert.deepEqual(seen, [
+        `run 1 starts at ${START.toISOString()}`,
+        `run 1 put at ${START.toISOString()}`,
+        `run 2 starts at ${deadline}`,
+        `run 2 put at ${deadline}`,
+      ]);
+      release();
+      await d.settled();
     });
 
     it("shares one virtual clock with activities and lets the host stall on it", async () => {
