@@ -25,8 +25,11 @@ export const buildIdSchema = ruleSchema(BUILD_ID);
  * 2: a failed start stops the command by its name; retry waits renew the builder lease.
  * 3: past the source deadline, one more wait for an upload reported by the deadline whose event
  *    comes after the deadline's timer (orchestration/source.ts).
+ * 4: a cancel that arrived with or after the build's result, before the deploy, ends the build
+ *    cancelled with nothing deployed; once the app was patched, the deploy's wait is not cancelled
+ *    (orchestration/deploy.ts).
  */
-export const ORCHESTRATOR_VERSION = 3;
+export const ORCHESTRATOR_VERSION = 4;
 
 export const buildInputSchema = z
   .object({

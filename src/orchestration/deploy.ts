@@ -20,6 +20,9 @@ export function* deploy(
   image: string,
   digest: string | undefined,
 ): Generator<Task, boolean, unknown> {
+  // A cancel that came with the build's result (or while its command was retired) wins while
+  // nothing is deployed: stopping the deploy is what a cancel is for. Older builds deployed.
+  if (run.version >= 4) run.throwIfCancelled();
   const reference = yield* confirmedReference(run, env, image, digest);
   if (yield* keepsRunning(run, env, reference)) return false;
   const started = yield* run.call(
@@ -65,6 +68,10 @@ export function* deploy(
   let latestRevision: string | undefined;
   yield* pollUntil(run, {
     policy: POLL,
+    // Once the app is patched its new revision comes up whatever the build does, so from version 4
+    // a cancel no longer ends this wait: the build ends as its revision does, never "cancelled"
+    // over a revision it created.
+    interruptible: run.version < 4,
     probe: function* () {
       // Report on the revision this build created, never on whichever one happens to be active.
       const view = yield* run.call(ACTIVITIES.readDeployment, { app: env.app, revisionName }, RETRY.arm);

@@ -29,6 +29,8 @@ export interface PollOptions<T> {
   deadline?: { at: number; expired: () => T };
   /** Renewed between waits while the builder is this build's. */
   lease?: BuilderLease;
+  /** A cancel request ends the waits (default); false: the poll runs to its end. */
+  interruptible?: boolean;
 }
 
 /** Polls until `probe` gives a value or the deadline passes; see {@link PollOptions}. */
@@ -40,7 +42,10 @@ export function* pollUntil<T>(run: RunContext, options: PollOptions<T>): Generat
     if (deadline && run.now() >= deadline.at) return deadline.expired();
     const delay = backoffDelayMs(options.policy, attempt);
     // The last wait ends at the deadline, yet lasts a second at least: the probe after it decides.
-    yield* run.sleep(deadline ? Math.min(delay, Math.max(1_000, deadline.at - run.now())) : delay);
+    yield* run.sleep(
+      deadline ? Math.min(delay, Math.max(1_000, deadline.at - run.now())) : delay,
+      options.interruptible ?? true,
+    );
     if (options.lease) yield* options.lease.keep();
   }
 }
