@@ -225,6 +225,13 @@ function isBuildStatus(value: unknown): value is BuildStatus {
 }
 
 /**
+ * What became of the builder of an orchestration that ended without its cleanup: the idle timer
+ * frees a builder whose holder's orchestration has ended (src/builders/idleShutdown.ts).
+ */
+const ORPHAN_BUILDER =
+  "if it held its builder, the idle check stops its build command and gives the builder back within a minute";
+
+/**
  * What `GET /api/builds/{id}` shows. The orchestration's own status wins; when the instance
  * ended without publishing a terminal status (it crashed or was terminated), say so.
  */
@@ -238,18 +245,20 @@ export function projectStatus(buildId: string, environment: string, instance: In
     case "Failed":
       return finished(published, "failed", at, {
         code: "OrchestrationFailed",
-        message: "the build stopped unexpectedly",
+        message: `the build stopped unexpectedly; ${ORPHAN_BUILDER}`,
         hint: "Start the build again; if it keeps failing, check the function app's logs for this build id.",
       });
     case "Terminated":
       return finished(published, "cancelled", at, {
         code: "Terminated",
-        message: "the build was terminated",
+        message: `the build was terminated; ${ORPHAN_BUILDER}`,
+        hint: "Start the build again when you want it (fast-build's own cancel stops the build command and gives the builder back at once).",
       });
     case "Completed":
       return finished(published, "failed", at, {
         code: "NoResult",
-        message: "the build ended without a result",
+        message: `the build ended without a result; ${ORPHAN_BUILDER}`,
+        hint: "Start the build again; if it repeats, check the function app's logs for this build id.",
       });
     default:
       return published;

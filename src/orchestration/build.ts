@@ -20,7 +20,7 @@ import { ensureBuilderReady } from "./builder.js";
 import { BuildCommand } from "./buildCommand.js";
 import { RunContext } from "./context.js";
 import { deploy } from "./deploy.js";
-import { ActivityFailed, BuildEnded, describe } from "./failures.js";
+import { ActivityFailed, BuildEnded, describe, terminalError, type EndCause } from "./failures.js";
 import { BuilderLease } from "./lease.js";
 import { waitForSource } from "./source.js";
 
@@ -41,9 +41,18 @@ class BuildRun {
     return this.command?.resultRead === true;
   }
 
-  /** What stopping the build command did to the builder, for the build's reason (hybrid: deallocated). */
-  get stopNote(): string | undefined {
-    return this.command?.stopNote;
+  /** The lease went back when the build command was done, before the deploy. */
+  private releasedBeforeDeploy = false;
+
+  /** The terminal error for `cause`, saying what became of the builder so far (failures.ts decides). */
+  reason(cause: EndCause): ApiError {
+    return terminalError(cause, {
+      builder: this.env?.vm.vmName,
+      lease: this.lease?.fate ?? "never-held",
+      command: this.command?.fate ?? { kind: "not-started" },
+      beforeDeploy: this.releasedBeforeDeploy,
+      ...(this.env ? { leaseMinutes: Math.round(this.env.limits.leaseMs / 60_000) } : {}),
+    });
   }
 
   *execute(): Generator<Task, void, unknown> {
@@ -93,6 +102,7 @@ class BuildRun {
     // the queue now, instead of holding it through the deploy (which never touches the VM).
     yield* command.finish();
     yield* lease.release();
+    this.releasedBeforeDeploy = true;
 
     // 7. Deploy the image unless the caller asked not to.
     if (!input.deploy || !result.image) {
@@ -110,11 +120,15 @@ class BuildRun {
     if (this.command) yield* this.command.finish();
   }
 
-  /** 8. Always: give the builder back (or leave its queue) and record what the build used. */
-  *cleanup(outcome: BuildPhase, reason: string): Generator<Task, void, unknown> {
+  /** 8. Always: give the builder back (or leave its queue). */
+  *releaseLease(): Generator<Task, void, unknown> {
+    if (this.env && this.lease) yield* this.lease.release();
+  }
+
+  /** 8. Always, after the lease went back: record what the build used. */
+  *record(outcome: BuildPhase, reason: string): Generator<Task, void, unknown> {
     const { run, env, lease } = this;
     if (!env) return;
-    if (lease) yield* lease.release();
     const record: RecordBuildInput = {
       builderKey: env.builderKey,
       buildId: run.input.buildId,
@@ -163,10 +177,16 @@ export const buildOrchestrator: OrchestrationHandler = function* (context: Orche
       ),
       "failed",
       context.df.currentUtcDateTime.toISOString(),
-      {
-        code: "InvalidInput",
-        message: `invalid build input: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
-      },
+      terminalError(
+        {
+          kind: "ended",
+          error: {
+            code: "InvalidInput",
+            message: `invalid build input: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
+          },
+        },
+        { builder: undefined, lease: "never-held", command: { kind: "not-started" } },
+      ),
     );
     // The issues list can be as long as the input: fitted like every other published status.
     const fitted = fitStatus(status);
@@ -176,31 +196,28 @@ export const buildOrchestrator: OrchestrationHandler = function* (context: Orche
 
   const build = new BuildRun(context, parsed.data);
   let phase: BuildPhase = "succeeded";
-  let error: ApiError | undefined;
+  let cause: EndCause | undefined;
   try {
     yield* build.execute();
   } catch (thrown) {
     if (thrown instanceof BuildEnded) {
       phase = thrown.phase;
-      error = thrown.error;
+      if (thrown.error) cause = { kind: "ended", error: thrown.error };
     } else if (thrown instanceof ActivityFailed) {
       phase = "failed";
-      error = {
-        code: thrown.failure.code,
-        message: thrown.failure.message,
-        ...(thrown.failure.hint ? { hint: thrown.failure.hint } : {}),
-      };
+      cause = { kind: "activity", activity: thrown.activity, failure: thrown.failure };
     } else {
       // A bug of ours: keep the details in the log, give the user a generic reason.
       build.run.log(`unexpected error: ${describe(thrown)}`);
       phase = "failed";
-      error = { code: "InternalError", message: "the build orchestration hit an unexpected error" };
+      cause = { kind: "internal" };
     }
   }
   // When the build's result was read, the outcome is known: the developer sees it now, while the
   // finished command is retired and the lease goes back (a grace of up to a minute for the script
   // to exit). When it was not, stopping the command can change the reason, so the end waits.
   const outcomeKnown = build.resultRead;
+  let error = cause && build.reason(cause);
   if (outcomeKnown) build.end(phase, error);
   // Invariant: whatever happened above, the build command is stopped or retired, the lease goes
   // back and the build ends in a terminal phase with a reason. None of these steps may throw.
@@ -209,8 +226,10 @@ export const buildOrchestrator: OrchestrationHandler = function* (context: Orche
   } catch (thrown) {
     build.run.log(`unexpected error while finishing the build command: ${describe(thrown)}`);
   }
-  if (error && build.stopNote) error = { ...error, message: `${error.message}; ${build.stopNote}` };
-  yield* build.cleanup(phase, error ? `${error.code}: ${error.message}` : "ok");
+  yield* build.releaseLease();
+  // The reason says what became of the builder: known now that the command and the lease are settled.
+  if (cause && !outcomeKnown) error = build.reason(cause);
+  yield* build.record(phase, error ? `${error.code}: ${error.message}` : "ok");
   if (!outcomeKnown) build.end(phase, error);
   return build.status;
 };

@@ -19,7 +19,7 @@ import { backoffDelayMs } from "../core/backoff.js";
 import { RETRY, type ActivityFailure } from "../core/retry.js";
 import type { RunContext } from "./context.js";
 import { EventLatch } from "./eventLatch.js";
-import { ActivityFailed, BuildEnded, describe } from "./failures.js";
+import { ActivityFailed, BuildEnded, describe, type CommandFate } from "./failures.js";
 import type { BuilderLease } from "./lease.js";
 import { EXIT_POLL, POLL, pollUntil } from "./poll.js";
 
@@ -41,6 +41,8 @@ export class BuildCommand {
   private exited = false;
   /** What stopping the build command did to the builder, for the build's reason (hybrid: deallocated). */
   stopNote: string | undefined;
+  /** What became of the command once it was stopped or retired. */
+  private outcome: CommandFate | undefined;
   private readonly callback: EventLatch;
   /** Names the log tail the status shows: a read sends the tail only when it changed. */
   private logTailDigest: string | undefined;
@@ -56,6 +58,11 @@ export class BuildCommand {
   /** The build command's result was read (callback or instance view). */
   get resultRead(): boolean {
     return this.finished;
+  }
+
+  /** What became of the command, for the build's reason: retiring while its result is read and it is not retired yet. */
+  get fate(): CommandFate {
+    return this.outcome ?? (this.finished ? { kind: "retiring" } : { kind: "not-started" });
   }
 
   /** Starts the build command and waits for its result; returns it when the build succeeded. */
@@ -210,11 +217,20 @@ export class BuildCommand {
   private *stop(): Generator<Task, void, unknown> {
     const { run, env } = this;
     const handle = this.handle ?? this.commandByName();
+    const attempted = this.startAttempted;
     this.handle = undefined;
     this.startAttempted = false;
-    if (!handle) return;
+    if (!handle) {
+      // Stopped already (a timeout stops it, then the cleanup looks again), never started, or a
+      // version 1 start that never answered.
+      this.outcome ??= attempted ? { kind: "unknown" } : { kind: "not-started" };
+      return;
+    }
     const failure = handle.kind === "managed" ? yield* this.deleteCommand(handle, "") : undefined;
-    if (handle.kind === "managed" && failure === undefined) return;
+    if (handle.kind === "managed" && failure === undefined) {
+      this.outcome = { kind: "deleted", name: handle.name };
+      return;
+    }
     const why =
       handle.kind === "action" || failure?.code === "RunCommandNotCancellable"
         ? "the hybrid profile's Run Command cannot be cancelled"
@@ -237,6 +253,7 @@ export class BuildCommand {
         this.stopNote = `the build script may still be running on builder ${env.vm.vmName}: ${why} and deallocating the VM failed (${describe(error)})`;
       }
     }
+    this.outcome = { kind: "not-stopped", note: this.stopNote };
     run.log(this.stopNote);
   }
 
@@ -258,9 +275,13 @@ export class BuildCommand {
   private *retire(): Generator<Task, void, unknown> {
     const { handle } = this;
     this.handle = undefined;
-    if (!handle || handle.kind !== "managed") return;
+    if (!handle || handle.kind !== "managed") {
+      this.outcome ??= { kind: "retired" };
+      return;
+    }
     if (!this.exited) yield* this.awaitExit(handle);
-    yield* this.deleteCommand(handle, " (it stays on the VM)");
+    const failure = yield* this.deleteCommand(handle, " (it stays on the VM)");
+    this.outcome = failure ? { kind: "kept" } : { kind: "retired" };
   }
 
   /**

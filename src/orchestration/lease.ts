@@ -11,7 +11,7 @@ import {
 } from "../core/activityContract.js";
 import { RETRY, type ActivityFailure } from "../core/retry.js";
 import type { LeaseKeeper, RunContext } from "./context.js";
-import { ActivityFailed, BuildEnded, describe } from "./failures.js";
+import { ActivityFailed, BuildEnded, describe, type LeaseFate } from "./failures.js";
 import { pollUntil, QUEUE_POLL } from "./poll.js";
 
 /** This build's hold on its builder (or its place in the builder's queue). */
@@ -22,6 +22,9 @@ export class BuilderLease implements LeaseKeeper {
   private renewedAt = 0;
   /** The lease went back (after the build command, or in the final cleanup). */
   private released = false;
+  private everHeld = false;
+  private lost = false;
+  private releaseFailed = false;
   /** VM minutes the lease store counted for this build, once released. */
   vmMinutes = 0;
 
@@ -38,6 +41,13 @@ export class BuilderLease implements LeaseKeeper {
   /** What an activity renews to confirm the builder is still this build's; undefined unless held. */
   get renewal(): RenewLeaseInput | undefined {
     return this.ref && { ...this.ref, leaseMs: this.env.limits.leaseMs };
+  }
+
+  /** What became of the lease, for the build's reason. */
+  get fate(): LeaseFate {
+    if (this.lost) return "lost";
+    if (!this.everHeld) return "never-held";
+    return this.releaseFailed ? "release-failed" : "given-back";
   }
 
   /** Takes the lease, or waits in the visible queue until it can. */
@@ -64,6 +74,7 @@ export class BuilderLease implements LeaseKeeper {
       },
     });
     this.ref = { builderKey: env.builderKey, buildId, generation: lease.generation };
+    this.everHeld = true;
     this.renewedAt = run.now();
     this.renewAt = run.now() + env.limits.leaseMs / 2;
     // A cancel raised while that last acquire ran is delivered only to a waiter: look before using
@@ -104,6 +115,7 @@ export class BuilderLease implements LeaseKeeper {
   lostOr(error: unknown): unknown {
     if (!(error instanceof ActivityFailed) || error.failure.code !== "LeaseLost") return error;
     this.ref = undefined;
+    this.lost = true;
     return this.lostError(error.failure);
   }
 
@@ -137,6 +149,7 @@ export class BuilderLease implements LeaseKeeper {
       this.vmMinutes = released.vmMinutes;
     } catch (error) {
       // The lease expires on its own; say so rather than fail the cleanup.
+      this.releaseFailed = this.ref !== undefined;
       run.log(`could not release the builder lease (it expires by itself): ${describe(error)}`);
     }
     this.ref = undefined;

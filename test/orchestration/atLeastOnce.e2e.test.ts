@@ -20,6 +20,7 @@ import { BUILD_EVENTS, builderKey, revisionSuffix } from "../../src/core/buildIn
 import { decodeActivityFailure } from "../../src/core/retry.js";
 import { mutateRecord } from "../../src/core/lease.js";
 import type { BuildCommandHandle } from "../../src/core/ports.js";
+import type { BuildStatus } from "../../src/core/api.js";
 import { createContainerAppsGateway } from "../../src/azure/containerApps.js";
 import type { RunCommandExecutor } from "@fast-build/local-cloud/arm";
 import type { ActivityHandler } from "@fast-build/local-cloud/durable/driver";
@@ -30,6 +31,7 @@ import {
   appPatches,
   appRef,
   arm,
+  assertReason,
   assertRunCommandGone,
   DIGEST_REF,
   driverFor,
@@ -416,9 +418,16 @@ describe("a failed start leaves no script running (issue 15.2)", () => {
       const driver = driverFor(s, input, "V3", wrap);
       driver.raiseEvent(BUILD_EVENTS.sourceUploaded, {});
       const instance = await driver.run();
-      const status = instance.output as { phase: string; error?: { message: string } };
+      const status = instance.output as BuildStatus;
       assert.equal(status.phase, "failed");
       assert.match(status.error?.message ?? "", /500/);
+      // A 5xx that outlasts the retries: what it was, the command stopped by name, a hint.
+      assertReason(
+        status,
+        status.error?.code ?? "",
+        /still failed after every retry .*; its build command fb-\S+ was deleted, which stops its script; builder \S+ was given back$/,
+      );
+      assert.match(status.error?.hint ?? "", /through every retry: start the build again in a few minutes/);
       assert.equal(starts.get(input.buildId), 1);
       assert.deepEqual(runningAtRelease, [0], "the script was stopped before the lease went back");
     } finally {
@@ -458,6 +467,11 @@ describe("the lease is confirmed right before the command starts (issue 15.3)", 
     assert.equal(status.error?.code, "LeaseLost");
     assert.match(status.error?.message ?? "", new RegExp(`build ${other} took the builder`));
     assert.match(status.error?.hint ?? "", /FASTBUILD_LEASE_MINUTES/);
+    assertReason(
+      status as BuildStatus,
+      "LeaseLost",
+      /its lease on builder \S+ was lost \(another build may use the builder now\)$/,
+    );
     assert.equal(commandPuts(s, input.buildId).length, 0, "no run command was started");
     assert.equal(starts.get(input.buildId), undefined);
     assert.equal(

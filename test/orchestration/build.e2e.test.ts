@@ -66,6 +66,7 @@ import {
   holdLease,
   until,
   useLocalCloud,
+  assertReason,
 } from "./support.js";
 
 useLocalCloud();
@@ -158,6 +159,11 @@ describe("build orchestration end to end", () => {
         assert.equal(status.error?.code, "ForgedResult");
         assert.match(status.error?.message ?? "", reason);
         assert.match(status.error?.hint ?? "", /Only an image the builder pushed to .*team\/app/);
+        assertReason(
+          status,
+          "ForgedResult",
+          /builder \S+ was given back when its build command finished, before the deploy$/,
+        );
         assert.equal(appPatches(s), patchesBefore, "the app was not patched");
         assert.equal(arm.getContainerApp(appRef(s))?.images.web, "registry.example.test/team/app:old");
       });
@@ -379,6 +385,12 @@ describe("build orchestration end to end", () => {
     assert.equal(status.phase, "failed");
     assert.equal(status.error?.code, "BuildFailed");
     assert.match(status.error?.message ?? "", /step app/);
+    // Published as soon as the result was read, while the finished command is retired.
+    assertReason(
+      status,
+      "BuildFailed",
+      /its build command finished; builder \S+ goes back to the queue once the command is retired/,
+    );
     assert.deepEqual(status.logTail, ["error[E0425]: cannot find value `x` in this scope"]);
     assert.equal(status.steps.find((step) => step.name === "deploy")?.state, "skipped");
     await assertRunCommandGone(s, input.buildId);
@@ -393,7 +405,11 @@ describe("build orchestration end to end", () => {
     const input = newInput(s);
     const { status } = await runBuild(s, input, "V3", (d) => d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}));
     assert.equal(status.phase, "timed-out");
-    assert.equal(status.error?.code, "BuildTimeout");
+    assertReason(
+      status,
+      "BuildTimeout",
+      /its build command fb-\S+ was deleted, which stops its script; builder \S+ was given back$/,
+    );
     assert.ok(runCommandDeletes(input.buildId) >= 1, "the run command was deleted");
   });
 
@@ -411,6 +427,11 @@ describe("build orchestration end to end", () => {
     });
     assert.equal(status.phase, "cancelled");
     assert.match(status.error?.message ?? "", /changed my mind/);
+    assertReason(
+      status,
+      "Cancelled",
+      /its build command fb-\S+ was deleted, which stops its script; builder \S+ was given back$/,
+    );
     assert.ok(runCommandDeletes(input.buildId) >= 1, "the run command was deleted");
   });
 
@@ -424,6 +445,11 @@ describe("build orchestration end to end", () => {
     assert.equal(status.error?.code, "DeployFailed");
     assert.match(status.error?.message ?? "", /previous revision keeps serving/);
     assert.match(status.error?.hint ?? "", /Check the revision's logs/);
+    assertReason(
+      status,
+      "DeployFailed",
+      /builder \S+ was given back when its build command finished, before the deploy$/,
+    );
     const app = arm.getContainerApp({
       subscriptionId: SUB,
       resourceGroup: s.env.resourceGroup,
@@ -488,6 +514,7 @@ describe("build orchestration end to end", () => {
     assert.equal(status.phase, "failed");
     assert.equal(status.error?.code, "SourceNeverUploaded");
     assert.match(status.error?.message ?? "", /source never uploaded/);
+    assertReason(status, "SourceNeverUploaded", /no build command was started; builder \S+ was given back$/);
     assert.equal(
       arm.requests.some((r) => r.path.toLowerCase().includes(`fb-${input.buildId}`)),
       false,
@@ -503,6 +530,7 @@ describe("build orchestration end to end", () => {
     assert.equal(status.phase, "failed");
     assert.equal(status.error?.code, "UnknownEnvironment");
     assert.match(status.error?.hint ?? "", new RegExp(s.env.name));
+    assertReason(status, "UnknownEnvironment", /; no builder was used$/);
   });
 
   it("queues a second build for the same builder and runs it after the first", async () => {
@@ -566,6 +594,11 @@ describe("build orchestration end to end", () => {
     assert.equal(status.phase, "cancelled");
     assert.equal(status.terminal, true);
     assert.match(status.error?.message ?? "", /tired of waiting/);
+    assertReason(
+      status,
+      "Cancelled",
+      /it never held builder \S+ \(it left the builder's queue\) and nothing ran on it$/,
+    );
     assert.equal(status.queuePosition, undefined);
     const record = (await leases.read(builderKey(s.vm)))!.record;
     assert.equal(record.holder, holder, "the lease stays with the build ahead");
@@ -651,6 +684,11 @@ describe("build orchestration end to end", () => {
       assert.match(
         status.error?.message ?? "",
         /was not healthy within 2 minutes; the previous revision keeps serving/,
+      );
+      assertReason(
+        status,
+        "DeployTimeout",
+        /builder \S+ was given back when its build command finished, before the deploy$/,
       );
       assert.equal(status.revision?.provisioningState, "Provisioning");
       assert.equal(status.steps.find((step) => step.name === "build")?.state, "succeeded");
@@ -759,6 +797,7 @@ describe("build orchestration end to end", () => {
       status.error?.message ?? "",
       /was deallocated to stop the build script \(its run command could not be deleted\)/,
     );
+    assertReason(status, "Cancelled", /the next build starts it again; the lease was given back$/);
     assert.equal(arm.getVm(s.vm)?.powerState, "deallocated");
   });
 

@@ -366,3 +366,13 @@ export async function until(condition: () => boolean, what: string, limitMs = 10
     await new Promise((resolve) => setTimeout(resolve, 2));
   }
 }
+
+/**
+ * Issue 15: a terminal reason says what happened, what became of the builder (matched by
+ * `builder`), and what the user can do (a hint).
+ */
+export function assertReason(status: BuildStatus, code: string, builder: RegExp): void {
+  assert.equal(status.error?.code, code, JSON.stringify(status.error));
+  assert.ok(status.error?.hint, `${code} ends with a hint`);
+  assert.match(status.error?.message ?? "", builder, "the reason says what became of the builder");
+}
