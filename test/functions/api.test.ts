@@ -46,6 +46,10 @@ import type { Deps } from "../../src/functions/deps.js";
 import { sourceUploaded } from "../../src/functions/sourceUploaded.js";
 import { startBuild } from "../../src/functions/startBuild.js";
 import { startLocalHost, type LocalHost } from "@fast-build/local-cloud/host";
+import { startDurableRpcServer } from "@fast-build/local-cloud/host/durableRpc";
+import { LocalDurableEngine } from "@fast-build/local-cloud/durable/localEngine";
+import { createBuildId } from "../../src/core/buildId.js";
+import { buildOrchestrator } from "../../src/orchestration/build.js";
 import { waitFor } from "../azure/armHelpers.js";
 
 const SOURCE = Buffer.from("pretend this is a tar.gz of a cargo workspace\n".repeat(10));
@@ -361,6 +365,39 @@ describe("HTTP API", () => {
       assert.equal(body.phase, "failed");
       assert.equal(body.terminal, true);
       assert.ok(body.error?.hint);
+    });
+
+    it("shows a queued build while the host has not picked the instance up (Pending, no custom status yet)", async () => {
+      // The Durable host runs a new instance's first episode when it dequeues its start message;
+      // until then its status is Pending with no custom status (the local engine's pickupDelayMs).
+      const engine = new LocalDurableEngine({
+        orchestrators: new Map([[BUILD_ORCHESTRATOR, buildOrchestrator]]),
+        activities: new Map(),
+        clock: { kind: "real" },
+        pickupDelayMs: 2_000,
+      });
+      const rpc = await startDurableRpcServer(() => engine, { taskHubName: "fastbuild" });
+      try {
+        const { input } = await started();
+        const buildId = createBuildId();
+        await engine.startNew(BUILD_ORCHESTRATOR, buildId, { ...input, buildId });
+        assert.equal((await engine.getStatus(buildId))?.runtimeStatus, "Pending");
+        const res = await call(rpc, getBuild, "getBuild", {
+          method: "GET",
+          path: `builds/${buildId}`,
+          params: { id: buildId },
+        });
+        assert.equal(res.status, 200, res.text);
+        const shown = res.body as BuildStatus;
+        assert.equal(shown.buildId, buildId);
+        assert.equal(shown.environment, "dev");
+        assert.equal(shown.phase, "queued");
+        assert.equal(shown.terminal, false);
+        assert.equal(shown.error, undefined);
+      } finally {
+        await engine.stop();
+        await rpc.stop();
+      }
     });
 
     it("answers 404 for an unknown build", async () => {

@@ -320,12 +320,30 @@ describe("build orchestration end to end", () => {
       return new Promise((resolve) => run.signal.addEventListener("abort", () => resolve({ exitCode: 137 })));
     });
     const input = newInput(s, { deploy: false });
-    const { status } = await runBuild(s, input, "V3", (d) => {
+    const { status, driver: ran } = await runBuild(s, input, "V3", (d) => {
       driver = d;
       d.raiseEvent(BUILD_EVENTS.sourceUploaded, {});
     });
     assert.equal(status.phase, "succeeded");
     assert.equal(status.cache?.base, "miss");
+    // The poll timer the callback beat was cancelled, and fired all the same later on (as Azure's
+    // do): one more episode, which changed nothing.
+    const history = ran.getHistory();
+    const callbackAt = history.findIndex(
+      (e) => e.EventType === HistoryEventType.EventRaised && e.Name === BUILD_EVENTS.buildCompleted,
+    );
+    const createdBefore = new Set(
+      history
+        .slice(0, callbackAt)
+        .filter((e) => e.EventType === HistoryEventType.TimerCreated)
+        .map((e) => e.EventId),
+    );
+    assert.ok(
+      history
+        .slice(callbackAt)
+        .some((e) => e.EventType === HistoryEventType.TimerFired && createdBefore.has(e.TimerId ?? -1)),
+      "the cancelled poll timer fired after the callback",
+    );
     // The script had time to exit after its callback; then its run command was deleted all the same.
     await assertRunCommandGone(s, input.buildId);
   });

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { BuildStatus } from "../../src/core/api.js";
+import { ACTIVITIES } from "../../src/core/activityContract.js";
 import { BUILD_EVENTS } from "../../src/core/buildInput.js";
 import {
   VirtualClock,
@@ -129,3 +130,29 @@ for (const ordering of ORDERINGS) {
     }
   });
 }
+
+describe("a cancel once the app was patched", () => {
+  it("does not end the build cancelled over the revision it created: the build ends as its revision does", async () => {
+    const s = scenario({ powerState: "running" });
+    arm.setRunCommandExecutor(succeed());
+    const input = newInput(s);
+    // The wrapper runs only once the driver exists (the deploy comes long after it is made).
+    const driver: OrchestrationDriver = driverFor(s, input, "V3", (activities) => {
+      const wrapped = new Map(activities);
+      const deployImage = activities.get(ACTIVITIES.deployImage)!;
+      wrapped.set(ACTIVITIES.deployImage, async (...args) => {
+        const answer: unknown = await deployImage(...args);
+        driver.raiseEvent(BUILD_EVENTS.cancelRequested, { reason: "too late" });
+        return answer;
+      });
+      return wrapped;
+    });
+    driver.raiseEvent(BUILD_EVENTS.sourceUploaded, {});
+    const instance = await driver.run();
+    const status = instance.output as BuildStatus;
+    assert.equal(status.phase, "succeeded", JSON.stringify(status.error));
+    assert.equal(status.revision?.healthState, "Healthy");
+    assert.equal(appPatches(s), 1);
+    assert.equal((await leases.read(builderKey(s.vm)))?.record.holder, undefined, "the lease is released");
+  });
+});
