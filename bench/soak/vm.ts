@@ -4,7 +4,7 @@
  * records every script it runs, so the soak can count scripts per build and overlaps per VM.
  */
 import type { RunCommandExecutor } from "@fast-build/local-cloud/arm";
-import { BUILD_RESULT_VERSION, type BuildResult } from "../../src/core/buildResult.js";
+import { builderResult } from "../../test/fixtures/builderResult.js";
 import { pushImage } from "../../test/azure/registryImages.js";
 
 export interface ScriptRun {
@@ -42,19 +42,12 @@ export function soakVm(
       });
       if (stopped) return { exitCode: 137 };
       const digest = await pushImage(registry.url, imageRepository, buildId);
-      const result: BuildResult = {
-        fastbuild: "result",
-        version: BUILD_RESULT_VERSION,
-        buildId,
-        status: "succeeded",
-        exitReason: "ok",
-        exitCode: 0,
+      const result = builderResult(buildId, {
         image: `${registry.host}/${imageRepository}:${buildId}`,
         digest,
         baseCacheHit: true,
-        skipped: false,
         timings: { app: scriptMs },
-      };
+      });
       run.stdout(`fastbuild[app] building ${buildId}\n${JSON.stringify(result)}\n`);
       return { exitCode: 0 };
     } finally {

@@ -19,7 +19,7 @@ import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { main } from "../../src/cli/main.js";
 import type { BuilderInfo, BuildStatus, LogsResponse, StartBuildResponse } from "../../src/core/api.js";
 import { BUILD_EVENTS, type BuildInput } from "../../src/core/buildInput.js";
-import { BUILD_RESULT_VERSION } from "../../src/core/buildResult.js";
+import { builderResult } from "../fixtures/builderResult.js";
 import type { RunCommandExecutor } from "@fast-build/local-cloud/arm";
 import { cancelBuild } from "../../src/functions/cancelBuild.js";
 import { setDeps } from "../../src/functions/deps.js";
@@ -68,19 +68,14 @@ describe("fast-build follow, status, logs, cancel and builders against the real 
    */
   const succeeds: RunCommandExecutor = async (run) => {
     const buildId = run.parameters.FASTBUILD_BUILD_ID ?? "";
-    const result = JSON.stringify({
-      fastbuild: "result",
-      version: BUILD_RESULT_VERSION,
-      buildId,
-      status: "succeeded",
-      exitReason: "ok",
-      exitCode: 0,
-      image: `127.0.0.1:5000/apps/demo:${buildId}`,
-      digest: `sha256:${"a".repeat(64)}`,
-      baseCacheHit: true,
-      skipped: false,
-      timings: { app: 1200 },
-    });
+    const result = JSON.stringify(
+      builderResult(buildId, {
+        image: `127.0.0.1:5000/apps/demo:${buildId}`,
+        digest: `sha256:${"a".repeat(64)}`,
+        baseCacheHit: true,
+        timings: { app: 1200 },
+      }),
+    );
     run.stdout(`compiling app\nfinished release\n${result}\n`);
     const token = ((await cloud.engine.getStatus(buildId))?.input as BuildInput).callbackToken;
     const callback = await fetch(`${host.url}/api/builds/${buildId}/callback`, {

@@ -10,7 +10,6 @@ import functions, { type HttpHandler } from "@azure/functions";
 import { randomUUID } from "node:crypto";
 import { loadConfig, type Config } from "../../src/config/index.js";
 import { BUILD_ORCHESTRATOR } from "../../src/core/activityContract.js";
-import { BUILD_RESULT_VERSION, type BuildResult } from "../../src/core/buildResult.js";
 import type { BuildStatus } from "../../src/core/api.js";
 import type { Deps } from "../../src/functions/deps.js";
 import { durableClientInput } from "../../src/functions/register.js";
@@ -30,20 +29,7 @@ const { HttpRequest, HttpResponse, InvocationContext } = functions;
 export { SUB };
 export const MAX_UPLOAD_BYTES = 2048;
 
-/** A builder's result for `buildId`: a succeeded build, with `extra` on top (a test's own fields). */
-export function builderResult(buildId: string, extra: Partial<BuildResult> = {}): BuildResult {
-  return {
-    fastbuild: "result",
-    version: BUILD_RESULT_VERSION,
-    buildId,
-    status: "succeeded",
-    exitReason: "ok",
-    exitCode: 0,
-    skipped: false,
-    timings: {},
-    ...extra,
-  };
-}
+export { builderResult } from "../fixtures/builderResult.js";
 
 export interface RaisedEvent {
   instanceId: string;

@@ -4,6 +4,7 @@
  * Azurite for blobs and the lease table; the "VM" is the emulator's run-command executor. A suite
  * calls `useLocalCloud()` once, then builds scenarios with the helpers below.
  */
+import { builderResult } from "../fixtures/builderResult.js";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 
@@ -145,17 +146,12 @@ export function scenario(
 
 export function resultLine(buildId: string, extra: Record<string, unknown> = {}): string {
   return JSON.stringify({
-    fastbuild: "result",
-    version: 1,
-    buildId,
-    status: "succeeded",
-    exitReason: "ok",
-    exitCode: 0,
-    image: `${REG}/team/app:${buildId}`,
-    digest: DIGEST,
-    baseCacheHit: true,
-    skipped: false,
-    timings: { app: 1200 },
+    ...builderResult(buildId, {
+      image: `${REG}/team/app:${buildId}`,
+      digest: DIGEST,
+      baseCacheHit: true,
+      timings: { app: 1200 },
+    }),
     ...extra,
   });
 }
