@@ -2,8 +2,9 @@
  * Cold load of the function app: a fresh `node` process importing the entry that registers every
  * function (src/functions/index.ts, transpiled to plain JS as deployed, no tsx in the measured
  * process), with our `@azure/functions-core` preloaded so registration really happens, as in the
- * Azure worker. Reports the median wall time (spawn → exit) and peak RSS over fresh processes,
- * against a bare `node` process measured in the same run, and the goal (≤ 300 ms, ≤ 120 MB).
+ * Azure worker. Reports the median and spread of the wall time (spawn → exit) and peak RSS over
+ * fresh processes, alternating with a bare `node` process (bench/alternate.ts), the ratio to it,
+ * and the goal (≤ 300 ms, ≤ 120 MB).
  *
  * `npm run bench -- coldstart`; `COLDSTART_RUNS=N` changes the number of processes (default 15).
  */
@@ -12,10 +13,11 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "nod
 import { dirname, join, relative } from "node:path";
 import { pathToFileURL } from "node:url";
 import ts from "typescript";
+import { alternate, rounds, printGoal, printRatio, printSpread, spread } from "./alternate.js";
 
 const GOAL_MS = 300;
 const GOAL_MB = 120;
-const RUNS = Math.max(10, Number(process.env.COLDSTART_RUNS ?? 15));
+const RUNS = rounds(Math.max(10, Number(process.env.COLDSTART_RUNS ?? 15)));
 
 const root = join(import.meta.dirname, "..");
 // Inside the project so `node_modules` resolves from the transpiled files; ignored by git and lint.
@@ -86,12 +88,6 @@ function run(args: string[]): Sample {
   return { wallMs, ...reported };
 }
 
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-};
-
 const { entry, preload } = transpile();
 const measure = [
   "--import",
@@ -116,27 +112,26 @@ if (!first.functions) throw new Error("the entry registered no functions: the co
 
 const app: Sample[] = [];
 const baseline: Sample[] = [];
-// Interleaved, so drift in machine load hits both series alike.
-for (let i = 0; i < RUNS; i++) {
-  baseline.push(run(bare));
-  app.push(run(measure));
-}
-
-const wall = median(app.map((s) => s.wallMs));
-const wallBase = median(baseline.map((s) => s.wallMs));
-const rssMb = median(app.map((s) => s.rssKb)) / 1024;
-const rssBaseMb = median(baseline.map((s) => s.rssKb)) / 1024;
-const importMs = median(app.map((s) => s.importMs ?? 0));
-const verdict = (ok: boolean) => (ok ? "OK" : "MISSED");
-
 console.log(
   `cold load of src/functions/index (${first.functions} functions registered), ${RUNS} fresh processes each`,
 );
-console.log(
-  `  wall time (spawn → exit)  median ${wall.toFixed(0)} ms   baseline node: ${wallBase.toFixed(0)} ms   ratio ${(wall / wallBase).toFixed(2)}x   goal ≤ ${GOAL_MS} ms: ${verdict(wall <= GOAL_MS)}`,
+console.log("wall time (spawn → exit):");
+// The warm-up above already ran both once.
+const [wallBase, wall] = await alternate(
+  [
+    { label: "baseline: bare node", run: () => baseline.push(run(bare)) },
+    { label: "candidate: node importing the function app", run: () => app.push(run(measure)) },
+  ],
+  { rounds: RUNS, warmUp: false },
 );
-console.log(`  of which importing entry  median ${importMs.toFixed(0)} ms`);
-console.log(
-  `  peak RSS                  median ${rssMb.toFixed(1)} MB   baseline node: ${rssBaseMb.toFixed(1)} MB   ratio ${(rssMb / rssBaseMb).toFixed(2)}x   goal ≤ ${GOAL_MB} MB: ${verdict(rssMb <= GOAL_MB)}`,
-);
+printRatio("function app / bare node", wall!, wallBase!);
+printGoal("wall time", wall!, { atMost: GOAL_MS, unit: "ms" });
+printSpread("  of which importing the entry", spread(app.map((s) => s.importMs ?? 0)));
+console.log("peak RSS:");
+const rssBase = spread(baseline.map((s) => s.rssKb / 1024));
+const rss = spread(app.map((s) => s.rssKb / 1024));
+printSpread("baseline: bare node", rssBase, "MB");
+printSpread("candidate: node importing the function app", rss, "MB");
+printRatio("function app / bare node", rss, rssBase);
+printGoal("peak RSS", rss, { atMost: GOAL_MB, unit: "MB" });
 rmSync(out, { recursive: true, force: true });
