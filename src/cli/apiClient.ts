@@ -10,7 +10,7 @@ import type {
   StartBuildRequest,
   StartBuildResponse,
 } from "../core/api.js";
-import { BUILD_PHASES } from "../core/api.js";
+import { BUILD_PHASES, STATUS_WAIT_QUERY } from "../core/api.js";
 import {
   ConflictError,
   type FastBuildError,
@@ -22,7 +22,7 @@ import {
   UnauthorizedError,
 } from "../core/errors.js";
 
-/** One slow answer should not hang the command; polls are retried by the caller. */
+/** One slow answer should not hang the command (a long poll adds its wait); polls are retried by the caller. */
 const REQUEST_TIMEOUT_MS = 30_000;
 
 const relativeUrl = z.string().regex(/^\/[^/\\]/, "a path under the API base");
@@ -103,6 +103,31 @@ export class ApiClient {
     return parse(buildStatusSchema, body, "build status") as unknown as BuildStatus;
   }
 
+  /**
+   * The status, long-polled: with the ETag of the status the caller has, the server answers once
+   * it changes (or after `waitMs`: `changed` false). `etag` is undefined when the server gives
+   * none (an older one, which does not wait either). `signal` ends the wait early (Ctrl-C).
+   */
+  async watchStatus(
+    path: string,
+    since?: { etag: string; waitMs: number },
+    signal?: AbortSignal,
+  ): Promise<{ changed: false } | { changed: true; status: BuildStatus; etag: string | undefined }> {
+    const query = since
+      ? `${path.includes("?") ? "&" : "?"}${STATUS_WAIT_QUERY.waitMs}=${since.waitMs}&${STATUS_WAIT_QUERY.etag}=${encodeURIComponent(since.etag)}`
+      : "";
+    const { response, body } = await this.send(
+      "GET",
+      `${path}${query}`,
+      undefined,
+      since?.waitMs ?? 0,
+      signal,
+    );
+    if (response.status === 304) return { changed: false };
+    const status = parse(buildStatusSchema, body, "build status") as unknown as BuildStatus;
+    return { changed: true, status, etag: response.headers.get("etag") ?? undefined };
+  }
+
   async logs(path: string, offset: number): Promise<LogsResponse> {
     const body = await this.call("GET", `${path}${path.includes("?") ? "&" : "?"}offset=${offset}`);
     return parse(logsResponseSchema, body, "build log");
@@ -120,6 +145,17 @@ export class ApiClient {
   }
 
   private async call(method: "GET" | "POST", path: string, body?: unknown): Promise<unknown> {
+    return (await this.send(method, path, body)).body;
+  }
+
+  /** One request; `waitMs` is how long the server may hold it (a long poll), on top of the timeout. */
+  private async send(
+    method: "GET" | "POST",
+    path: string,
+    body?: unknown,
+    waitMs = 0,
+    signal?: AbortSignal,
+  ): Promise<{ response: Response; body: unknown }> {
     // Server-given paths are joined to our base only: the functions key never goes elsewhere.
     if (!relativeUrl.safeParse(path).success) {
       throw new PermanentError(`the API answered with an unexpected URL ${JSON.stringify(path)}`, {
@@ -135,7 +171,9 @@ export class ApiClient {
         method,
         headers,
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+        signal: signal
+          ? AbortSignal.any([signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS + waitMs)])
+          : AbortSignal.timeout(REQUEST_TIMEOUT_MS + waitMs),
       });
     } catch (error) {
       throw new TransientError(`cannot reach the API at ${this.options.baseUrl}`, {
@@ -145,10 +183,12 @@ export class ApiClient {
       });
     }
     const text = await response.text();
+    // 304: the status the caller has is still current (only a long poll asks for it).
+    if (response.status === 304) return { response, body: undefined };
     if (response.ok) {
-      if (text === "") return {};
+      if (text === "") return { response, body: {} };
       try {
-        return JSON.parse(text) as unknown;
+        return { response, body: JSON.parse(text) as unknown };
       } catch {
         throw new PermanentError(`${method} ${path}: the API answered ${response.status} with no JSON`, {
           code: "InvalidApiResponse",

@@ -4,7 +4,7 @@
  * log reading by `fast-build logs`.
  */
 import type { Writable } from "node:stream";
-import type { BuildPhase, BuildStatus } from "../core/api.js";
+import { STATUS_WAIT, type BuildPhase, type BuildStatus } from "../core/api.js";
 import { backoffDelayMs } from "../core/backoff.js";
 import { isFastBuildError, NotFoundError, TransientError } from "../core/errors.js";
 import type { ApiClient } from "./apiClient.js";
@@ -41,7 +41,17 @@ export interface FollowOptions {
   pollIntervalMs?: number;
 }
 
+/** How often the live log is read while the builder writes it (and every poll of an older API). */
 export const POLL_INTERVAL_MS = 1500;
+
+/**
+ * How long one status request may wait for a change (the API's long poll): while the builder
+ * writes the log, the log's interval, so its lines print as promptly as before; in every other
+ * phase nothing else moves, so the longest wait the API allows.
+ */
+export function statusWaitMs(status: BuildStatus, intervalMs: number): number {
+  return status.phase === "building" ? Math.min(intervalMs, STATUS_WAIT.maxMs) : STATUS_WAIT.maxMs;
+}
 
 /** `--json` output: one indented document on stdout. */
 export function writeJson(stdout: Writable, value: unknown): void {
@@ -68,8 +78,11 @@ export const LOG_START: LogCursor = { offset: 0, rest: "", complete: false };
 export const MAX_TRANSIENT_FAILURES = 10;
 
 /**
- * Polls status and log until the build is terminal, printing new log lines and then the status
- * changes of each poll (see `renderPoll`). Transient API failures are retried with backoff; after
+ * Follows status and log until the build is terminal, printing new log lines and then the status
+ * changes of each answer (see `renderPoll`). The status is long-polled (one request outstanding:
+ * the API answers as soon as it changes, or 304 after `statusWaitMs`, and the CLI asks again at
+ * once), so a change shows within the API's re-read interval; an API that gives no ETag is
+ * polled every `pollIntervalMs` instead. Transient API failures are retried with backoff; after
  * many in a row the command gives up (the build goes on on the server). Resolves to the final
  * status, or "interrupted" once `interrupt` is aborted.
  */
@@ -82,13 +95,20 @@ export async function followBuild(
   const interval = opts.pollIntervalMs ?? POLL_INTERVAL_MS;
   const deadline = Date.now() + MAX_FOLLOW_MS;
   let previous: BuildStatus | undefined;
+  let etag: string | undefined;
   let log: LogCursor = LOG_START;
   let failures = 0;
   while (!opts.interrupt.aborted) {
+    // Whether the answer already waited (a long poll): then there is no need to sleep.
+    let waited = false;
     try {
       // Status first, then the log: every line the builder wrote before this status was read is
       // in this poll's log, so it prints above the status changes it preceded.
-      const status = await api.status(build.statusUrl);
+      const since = previous && etag ? { etag, waitMs: statusWaitMs(previous, interval) } : undefined;
+      const answer = await api.watchStatus(build.statusUrl, since, opts.interrupt);
+      const status = answer.changed ? answer.status : previous!;
+      if (answer.changed) etag = answer.etag;
+      waited = etag !== undefined;
       let read = await readLog(api, build.logsUrl, log);
       if (status.terminal) read = await drainLog(api, build.logsUrl, read, opts.interrupt);
       for (const line of renderPoll(read.lines, status, previous)) out.line(line);
@@ -98,6 +118,7 @@ export async function followBuild(
       if (status.terminal) return status;
       out.status(phaseLabel(status));
     } catch (error) {
+      if (opts.interrupt.aborted) break;
       if (!(error instanceof TransientError) || ++failures > MAX_TRANSIENT_FAILURES) {
         if (isFastBuildError(error) && previous) {
           out.line(`lost contact with the API; the build goes on: ${opts.apiUrl}${build.statusUrl}`);
@@ -112,7 +133,7 @@ export async function followBuild(
         hint: `The build may still be running: ${opts.apiUrl}${build.statusUrl}`,
       });
     }
-    await sleep(pollDelayMs(interval, failures), opts.interrupt);
+    if (!waited) await sleep(pollDelayMs(interval, failures), opts.interrupt);
   }
   return "interrupted";
 }

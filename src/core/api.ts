@@ -141,3 +141,17 @@ export interface BuilderInfo {
 export interface ErrorResponse {
   error: ApiError & { correlationId?: string };
 }
+
+/**
+ * The long poll of `GET /api/builds/{id}?waitForChangeMs=N&etag=E` (or `If-None-Match: E`): while
+ * the status's ETag is still E the function re-reads the durable status every `recheckMs` until it
+ * changes (200 with the new status) or N ms pass (304). N is capped at `maxMs`: under the CLI's
+ * 30 s request timeout, and far under the 230 s after which Azure's load balancer cuts an HTTP
+ * trigger's request whatever the function timeout (learn.microsoft.com, "Function app timeout
+ * duration"), and the 30-60 s idle limits of common proxies. The CLI waits `maxMs` where no log
+ * grows, and its log interval while one does.
+ */
+export const STATUS_WAIT = { maxMs: 25_000, recheckMs: 150 } as const;
+
+/** The query parameters of the long poll. */
+export const STATUS_WAIT_QUERY = { waitMs: "waitForChangeMs", etag: "etag" } as const;

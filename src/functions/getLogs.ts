@@ -6,18 +6,19 @@
 import type { HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
 import type { LogsResponse } from "../core/api.js";
 import { logBlobName } from "../core/buildInput.js";
-import { InvalidInputError, NotFoundError } from "../core/errors.js";
+import { NotFoundError } from "../core/errors.js";
 import type { LogChunk } from "../core/ports.js";
 import { getDeps } from "./deps.js";
-import { apiHandler, json, routeBuildId } from "./http.js";
+import { apiHandler, json, queryInteger, routeBuildId } from "./http.js";
 import { buildInstances, requireBuild } from "./instances.js";
 
 const DEFAULT_MAX_BYTES = 256 * 1024;
 const LIMIT_MAX_BYTES = 1024 * 1024;
+const OFFSET_HINT = "Start at 0 and pass the nextOffset of the previous answer.";
 
 async function run(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
   const buildId = routeBuildId(request);
-  const offset = queryInteger(request, "offset", 0, Number.MAX_SAFE_INTEGER, 0);
+  const offset = queryInteger(request, "offset", 0, Number.MAX_SAFE_INTEGER, 0, OFFSET_HINT);
   const maxBytes = queryInteger(request, "maxBytes", 4, LIMIT_MAX_BYTES, DEFAULT_MAX_BYTES);
   const build = requireBuild(await buildInstances(context).get(buildId), buildId);
   const { logs } = await getDeps();
@@ -30,28 +31,6 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
   }
   const body: LogsResponse = { ...chunk, complete: build.ended && chunk.nextOffset >= chunk.size };
   return json(200, body);
-}
-
-function queryInteger(
-  request: HttpRequest,
-  name: string,
-  min: number,
-  max: number,
-  fallback: number,
-): number {
-  const raw = request.query.get(name);
-  if (raw === null || raw === "") return fallback;
-  const value = /^\d{1,16}$/.test(raw) ? Number(raw) : Number.NaN;
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new InvalidInputError(
-      `${name} must be a whole number from ${min} to ${max}, got "${raw.slice(0, 40)}".`,
-      {
-        code: "InvalidQuery",
-        hint: name === "offset" ? "Start at 0 and pass the nextOffset of the previous answer." : undefined,
-      },
-    );
-  }
-  return value;
 }
 
 /** The handler `register.ts` routes to (tests call it with their own request and context). */

@@ -117,6 +117,33 @@ export function routeBuildId(request: HttpRequest): string {
 }
 
 /**
+ * An optional whole-number query parameter from `min` to `max` (`fallback` when absent); anything
+ * else is a 400 that names the range.
+ */
+export function queryInteger(
+  request: HttpRequest,
+  name: string,
+  min: number,
+  max: number,
+  fallback: number,
+  hint?: string,
+): number {
+  const raw = request.query.get(name);
+  if (raw === null || raw === "") return fallback;
+  const value = /^\d{1,16}$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new InvalidInputError(
+      `${name} must be a whole number from ${min} to ${max}, got "${raw.slice(0, 40)}".`,
+      {
+        code: "InvalidQuery",
+        hint,
+      },
+    );
+  }
+  return value;
+}
+
+/**
  * Wraps a handler: typed errors become their status with code, message and hint; anything else a
  * generic 500 (503 for transient backend trouble) with a correlation id. The full error goes to
  * the log only, redacted.

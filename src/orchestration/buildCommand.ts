@@ -21,7 +21,7 @@ import type { RunContext } from "./context.js";
 import { EventLatch } from "./eventLatch.js";
 import { ActivityFailed, BuildEnded, describe, type CommandFate } from "./failures.js";
 import type { BuilderLease } from "./lease.js";
-import { EXIT_POLL, POLL, pollUntil } from "./poll.js";
+import { POLLS, pollUntil } from "./poll.js";
 
 /**
  * The builder posts its completion callback just before it prints its result line and removes its
@@ -128,7 +128,7 @@ export class BuildCommand {
           hint: "See the build log; raise FASTBUILD_BUILD_TIMEOUT_MINUTES if the build needs longer.",
         });
       }
-      const until = Math.min(deadline, run.now() + backoffDelayMs(POLL, attempt));
+      const until = Math.min(deadline, run.now() + backoffDelayMs(POLLS.command, attempt));
       if (!(yield* run.waitUntil(until, this.callback))) {
         if (run.cancel.fired) {
           yield* this.stop();
@@ -310,7 +310,7 @@ export class BuildCommand {
     const { run } = this;
     try {
       yield* pollUntil(run, {
-        policy: EXIT_POLL,
+        policy: POLLS.exit,
         // The lease is not renewed here: the grace is short and ends with the lease going back.
         probe: () => this.exitedProbe(handle),
         deadline: { at: run.now() + COMMAND_EXIT_GRACE_MS, expired: () => false },

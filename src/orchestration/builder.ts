@@ -5,7 +5,7 @@ import { RETRY } from "../core/retry.js";
 import type { RunContext } from "./context.js";
 import { BuildEnded } from "./failures.js";
 import type { BuilderLease } from "./lease.js";
-import { POLL, pollUntil } from "./poll.js";
+import { POLLS, pollUntil } from "./poll.js";
 
 /** Starts the builder if needed and waits (renewing the lease) until its VM agent is ready. */
 export function* ensureBuilderReady(
@@ -17,7 +17,7 @@ export function* ensureBuilderReady(
   let vm = yield* run.call(ACTIVITIES.startVm, { vm: env.vm }, RETRY.vmStart, true, lease);
   const deadline = run.now() + env.limits.vmReadyTimeoutMs;
   yield* pollUntil(run, {
-    policy: POLL,
+    policy: POLLS.builderReady,
     lease,
     probe: function* (attempt) {
       if (attempt > 0) {

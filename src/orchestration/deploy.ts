@@ -6,7 +6,7 @@ import { checkReportedImage } from "../core/imageReference.js";
 import { RETRY } from "../core/retry.js";
 import type { RunContext } from "./context.js";
 import { BuildEnded } from "./failures.js";
-import { POLL, pollUntil } from "./poll.js";
+import { POLLS, pollUntil } from "./poll.js";
 
 /**
  * Points the app's container at the built image and waits for the revision that creates (and, in
@@ -67,7 +67,7 @@ export function* deploy(
   // follows the revision (and the app's operation state) under the deploy timeout instead.
   let latestRevision: string | undefined;
   yield* pollUntil(run, {
-    policy: POLL,
+    policy: POLLS.deploy,
     // Once the app is patched its new revision comes up whatever the build does, so from version 4
     // a cancel no longer ends this wait: the build ends as its revision does, never "cancelled"
     // over a revision it created.

@@ -12,7 +12,7 @@ import {
 import { RETRY, type ActivityFailure } from "../core/retry.js";
 import type { LeaseKeeper, RunContext } from "./context.js";
 import { ActivityFailed, BuildEnded, describe, type LeaseFate } from "./failures.js";
-import { pollUntil, QUEUE_POLL } from "./poll.js";
+import { POLLS, pollUntil } from "./poll.js";
 
 /** This build's hold on its builder (or its place in the builder's queue). */
 export class BuilderLease implements LeaseKeeper {
@@ -56,7 +56,7 @@ export class BuilderLease implements LeaseKeeper {
     const { buildId } = run.input;
     let queued = false;
     const lease = yield* pollUntil(run, {
-      policy: QUEUE_POLL,
+      policy: POLLS.queue,
       probe: function* () {
         const answer = yield* run.call(
           ACTIVITIES.acquireLease,

@@ -13,6 +13,8 @@ import {
 } from "../functions/support.js";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { createServer, request as httpRequest, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { createHash } from "node:crypto";
 import { Writable } from "node:stream";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
@@ -126,7 +128,7 @@ describe("fast-build follow, status, logs, cancel and builders against the real 
 
   it("follow joins a build before its upload and shows its log, phases and summary; exits 0 on success", async () => {
     cloud.arm.setRunCommandExecutor(succeeds);
-    // No deploy: the orchestration polls a new revision's health every 5 s (real time here), and
+    // No deploy: the orchestration polls a new revision's health (in real time here), and
     // what follow prints of a deploy is render.ts's, tested without a stack.
     const build = await startBuild({ deploy: false });
     const following = fastBuild("follow", build.buildId);
@@ -143,6 +145,77 @@ describe("fast-build follow, status, logs, cancel and builders against the real 
     assert.match(stdout, /image {5}127\.0\.0\.1:5000\/apps\/demo/);
     assert.match(stdout, /– deploy skipped/);
     assert.doesNotMatch(stdout, /"fastbuild":"result"/, "the result line is for the orchestration");
+  });
+
+  /** What the CLI asked of the API and what it got: a forwarding proxy in front of the host. */
+  async function recordingProxy(): Promise<{
+    url: string;
+    exchanges: { path: string; status: number; etag: string | undefined }[];
+    stop(): Promise<void>;
+  }> {
+    const exchanges: { path: string; status: number; etag: string | undefined }[] = [];
+    const target = new URL(host.url);
+    const server: Server = createServer((req, res) => {
+      const upstream = httpRequest(
+        { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
+        (answer) => {
+          const etag = answer.headers.etag;
+          exchanges.push({ path: req.url ?? "", status: answer.statusCode ?? 0, etag });
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        },
+      );
+      req.pipe(upstream);
+    });
+    await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+    const { port } = server.address() as AddressInfo;
+    return {
+      url: `http://127.0.0.1:${port}`,
+      exchanges,
+      stop: () => new Promise((done) => server.close(() => done())),
+    };
+  }
+
+  it("follow long-polls the status: it asks again only with the ETag it has, waiting longest where no log grows", async () => {
+    cloud.arm.setRunCommandExecutor(succeeds);
+    const proxy = await recordingProxy();
+    try {
+      const build = await startBuild({ deploy: false });
+      const stdout = new Capture();
+      const stderr = new Capture();
+      const following = main(["follow", build.buildId], {
+        stdout,
+        stderr,
+        env: { ...env(), FASTBUILD_API_URL: proxy.url },
+        pollIntervalMs: 50,
+      });
+      await waitFor(
+        () => Promise.resolve(stdout.text),
+        (text) => text.includes("▸ waiting for the source upload"),
+      );
+      await sendSource(build);
+      assert.equal(await following, 0, stderr.text + stdout.text);
+      assert.match(stdout.text, /▸ building\n[\s\S]*✓ build succeeded/);
+
+      const statusPath = `/api/builds/${build.buildId}`;
+      const polls = proxy.exchanges.filter((e) => e.path.split("?")[0] === statusPath);
+      assert.ok(polls.length >= 3, JSON.stringify(polls));
+      assert.equal(polls[0]!.path, statusPath, "the first read has no ETag to wait on");
+      for (const [i, poll] of polls.entries()) {
+        assert.ok(poll.status === 200 || poll.status === 304, JSON.stringify(poll));
+        if (i === 0) continue;
+        // Each later request names the ETag of the last status the CLI got: a changed status is
+        // asked after at once, an unchanged one only after the server waited (304).
+        const query = new URL(poll.path, "http://x").searchParams;
+        const last = polls.slice(0, i).findLast((e) => e.status === 200);
+        assert.equal(query.get("etag"), last?.etag, JSON.stringify(poll));
+        assert.match(query.get("waitForChangeMs") ?? "", /^(50|25000)$/);
+      }
+      // Waiting for the source (no log yet), the CLI let the server hold its request 25 s.
+      assert.ok(polls.some((e) => e.path.includes("waitForChangeMs=25000")));
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it("status prints one snapshot of a running build, and --json the API's BuildStatus", async () => {

@@ -403,6 +403,75 @@ describe("HTTP API", () => {
     it("answers 404 for an unknown build", async () => {
       assert.equal((await status("20200101000000-aaaaaaaaaa")).status, 404);
     });
+
+    const watch = (id: string, query: string, headers: Record<string, string> = {}) =>
+      invoke(getBuild, "getBuild", { method: "GET", path: `builds/${id}${query}`, params: { id }, headers });
+    /** A build waiting for its source: its status stays as it is until the upload is reported. */
+    async function waitingForSource(): Promise<StartBuildResponse & { etag: string }> {
+      const build = await started();
+      await cloud.published(build.buildId, (s) => s.phase === "waiting-for-source");
+      const res = await status(build.buildId);
+      const etag = res.headers.get("etag");
+      assert.ok(etag, "the status has an ETag");
+      return { ...build, etag };
+    }
+
+    it("gives the status an ETag and answers 304 to a conditional GET while it is unchanged", async () => {
+      const build = await waitingForSource();
+      assert.match(build.etag, /^"[A-Za-z0-9_-]+"$/);
+      assert.equal((await status(build.buildId)).headers.get("etag"), build.etag);
+      for (const res of [
+        await watch(build.buildId, `?etag=${encodeURIComponent(build.etag)}`),
+        await watch(build.buildId, "", { "if-none-match": build.etag }),
+        await watch(build.buildId, "", { "if-none-match": `"other", W/${build.etag}` }),
+      ]) {
+        assert.equal(res.status, 304, res.text);
+        assert.equal(res.text, "");
+        assert.equal(res.headers.get("etag"), build.etag);
+      }
+      // Another ETag (or none) gets the status.
+      assert.equal((await watch(build.buildId, '?etag="stale"')).status, 200);
+    });
+
+    it("answers a long poll as soon as the status changes, with the new status and its ETag", async () => {
+      const build = await waitingForSource();
+      const waiting = watch(build.buildId, `?waitForChangeMs=25000&etag=${encodeURIComponent(build.etag)}`);
+      await withSource(build);
+      const res = await waiting;
+      assert.equal(res.status, 200, res.text);
+      assert.notEqual(res.headers.get("etag"), build.etag);
+      assert.notEqual((res.body as BuildStatus).phase, "waiting-for-source");
+      assert.equal(res.headers.get("etag"), (await status(build.buildId)).headers.get("etag"));
+    });
+
+    it("answers a long poll 304 when nothing changed in the wait, and at once for an ended build", async () => {
+      const build = await waitingForSource();
+      const unchanged = await watch(build.buildId, "?waitForChangeMs=400", { "if-none-match": build.etag });
+      assert.equal(unchanged.status, 304, unchanged.text);
+      await endByCancel(build.buildId);
+      const ended = await status(build.buildId);
+      const etag = ended.headers.get("etag") ?? "";
+      // It will not change again: a 25 s wait answers at once (the test would otherwise time out).
+      const res = await watch(build.buildId, `?waitForChangeMs=25000&etag=${encodeURIComponent(etag)}`);
+      assert.equal(res.status, 304);
+    });
+
+    it("refuses a wait that is not a whole number of ms up to 25000, or that has no ETag to compare", async () => {
+      const build = await waitingForSource();
+      for (const wait of ["-1", "abc", "1.5", "25001", "1e4"]) {
+        const res = await watch(
+          build.buildId,
+          `?waitForChangeMs=${wait}&etag=${encodeURIComponent(build.etag)}`,
+        );
+        assert.equal(res.status, 400, wait);
+        assert.equal(errorOf(res.body).code, "InvalidQuery");
+        assert.match(errorOf(res.body).message, /waitForChangeMs must be a whole number from 0 to 25000/);
+      }
+      const res = await watch(build.buildId, "?waitForChangeMs=1000");
+      assert.equal(res.status, 400);
+      assert.match(errorOf(res.body).message, /needs the ETag/);
+      assert.match(errorOf(res.body).hint ?? "", /If-None-Match/);
+    });
   });
 
   describe("GET /api/builds/{id}/logs", () => {
