@@ -2,40 +2,11 @@
  * Command-line parsing (node:util parseArgs): commands, flags and build ids. Settings are
  * validated in src/config/cli.ts; a build id is checked here, before any request is sent.
  */
-import { parseArgs } from "node:util";
 import { buildIdSchema } from "../core/buildInput.js";
 import { InvalidInputError } from "../core/errors.js";
+import { type OPTIONS, parseArgv } from "./usage.js";
 
-export const USAGE = `usage: fast-build <command> [options]
-
-commands:
-  dev                   archive the current folder, upload it, build it on the builder VM, deploy it
-  follow <build-id>     follow a build from now on: its log, phases and summary; Ctrl-C leaves it
-                        running (exit code: as for dev, by the build's final phase)
-  status <build-id>     print the build's status once
-  logs <build-id>       print the build's log
-  cancel <build-id>     cancel the build (exit 0 also when it had already ended)
-  builders              list the builder VMs: power state, lease holder, queue, idle shutdown
-
-dev options:
-  --env NAME        environment to build for (or FASTBUILD_ENV)
-  --dir PATH        project folder (default: the current folder)
-  --no-deploy       build and push the image, do not deploy it
-  --rebuild-base    rebuild the dependency base image even if cached
-  --json            print the final build status as JSON on stdout
-  --no-follow       return after the upload, do not wait for the build
-
-other options:
-  --json            status, builders: print the API's JSON on stdout
-  --follow          logs: keep printing until the build has ended
-
-every command:
-  --api URL         function app URL (or FASTBUILD_API_URL); key in FASTBUILD_API_KEY
-  -h, --help        show this help
-
-A build id is what \`fast-build dev\` prints, e.g. 20260314092653-3f9a0c1d2e.
-exit codes: 0 succeeded, 1 failed, 2 bad input or settings (or no such build), 3 cancelled,
-            4 timed out, 130 interrupted`;
+export { USAGE } from "./usage.js";
 
 const HELP_HINT = "Run `fast-build --help` for the commands and options.";
 
@@ -63,19 +34,6 @@ export type Command =
   | { command: "builders"; flags: ApiFlags & { json: boolean } };
 
 export type CommandName = Exclude<Command["command"], "help">;
-
-const OPTIONS = {
-  env: { type: "string" },
-  api: { type: "string" },
-  dir: { type: "string" },
-  // Node 20's parseArgs has no `allowNegative`: the negations are flags of their own.
-  "no-deploy": { type: "boolean" },
-  "rebuild-base": { type: "boolean" },
-  json: { type: "boolean" },
-  "no-follow": { type: "boolean" },
-  follow: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
-} as const;
 
 type OptionName = keyof typeof OPTIONS;
 
@@ -111,7 +69,7 @@ export function parseCommand(argv: readonly string[]): Command {
   let parsed;
   try {
     // No defaults: an option left `undefined` was not given, so a command can refuse the others.
-    parsed = parseArgs({ args: [...argv], allowPositionals: true, strict: true, options: OPTIONS });
+    parsed = parseArgv(argv);
   } catch (error) {
     throw usageError(error instanceof Error ? error.message : String(error));
   }

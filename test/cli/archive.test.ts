@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, mkdtemp, readFile, rm, symlink, utimes, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, readlink, rm, symlink, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,6 +11,7 @@ import fc from "fast-check";
 import { list, type ReadEntry } from "tar";
 import { ARCHIVE_MTIME, createArchive, listSourceFiles } from "../../src/cli/archive.js";
 import { InvalidInputError } from "../../src/core/errors.js";
+import { run, SAFE_EXTRACT } from "../dockerfiles/helpers.js";
 
 const temps: string[] = [];
 after(async () => {
@@ -152,6 +153,43 @@ describe("archive determinism", () => {
     assert.equal(entries.get("run.sh")?.mode, 0o755);
     assert.equal(entries.get("src/main.rs")?.mode, 0o644);
     assert.equal(archive.fileCount, 3);
+  });
+
+  it("compresses a tree of many chunks on several threads into the same bytes, which the builder extracts", async () => {
+    // ~3 MiB: a dozen chunks compressed side by side, incompressible stretches, long and non-ASCII names.
+    const files: Record<string, string | Buffer> = {};
+    for (let i = 0; i < 300; i++)
+      files[`src/m${i % 7}/f${i}.rs`] = `pub fn f${i}() -> u32 { ${i} }\n`.repeat(i % 50);
+    for (let i = 0; i < 6; i++) files[`assets/blob${i}.bin`] = randomBytes(300_000 + i * 4321);
+    files[`${"deep/".repeat(30)}file.rs`] = "deep";
+    files["données/été.txt"] = "é";
+    const [a, b] = [await tempDir(), await tempDir()];
+    const write = async (root: string, paths: string[]) => {
+      for (const p of paths) {
+        await mkdir(dirname(join(root, p)), { recursive: true });
+        await writeFile(join(root, p), files[p]!);
+      }
+    };
+    await write(a, Object.keys(files));
+    await write(b, Object.keys(files).reverse());
+    await symlink("../assets/blob0.bin", join(a, "src/link.bin"));
+    await symlink("../assets/blob0.bin", join(b, "src/link.bin"));
+    const [x, y] = [await createArchive(a), await createArchive(b)];
+    try {
+      assert.ok(x.bytes > 1_500_000, `${x.bytes} bytes`);
+      assert.equal(x.digest, y.digest);
+      assert.deepEqual(await readFile(x.path), await readFile(y.path));
+      const out = join(await tempDir(), "out");
+      const extracted = await run("python3", [SAFE_EXTRACT, x.path, out], {});
+      assert.equal(extracted.code, 0, extracted.output);
+      for (const [path, content] of Object.entries(files)) {
+        assert.deepEqual(await readFile(join(out, path)), Buffer.from(content), path);
+      }
+      assert.equal(await readlink(join(out, "src/link.bin")), "../assets/blob0.bin");
+      assert.equal(x.fileCount, Object.keys(files).length + 1);
+    } finally {
+      await Promise.all([x.dispose(), y.dispose()]);
+    }
   });
 });
 

@@ -1,0 +1,70 @@
+/**
+ * What `fast-build --help` needs, and nothing more: the usage text and the flag table, with the
+ * argv parse every command shares (src/cli/args.ts goes on from it to commands and build ids).
+ * No imports beyond node:util, so the entry (src/cli/main.ts) can answer `--help` before loading
+ * any command: those bring the schemas (zod), the storage SDK and the archiver.
+ */
+import { parseArgs } from "node:util";
+
+export const USAGE = `usage: fast-build <command> [options]
+
+commands:
+  dev                   archive the current folder, upload it, build it on the builder VM, deploy it
+  follow <build-id>     follow a build from now on: its log, phases and summary; Ctrl-C leaves it
+                        running (exit code: as for dev, by the build's final phase)
+  status <build-id>     print the build's status once
+  logs <build-id>       print the build's log
+  cancel <build-id>     cancel the build (exit 0 also when it had already ended)
+  builders              list the builder VMs: power state, lease holder, queue, idle shutdown
+
+dev options:
+  --env NAME        environment to build for (or FASTBUILD_ENV)
+  --dir PATH        project folder (default: the current folder)
+  --no-deploy       build and push the image, do not deploy it
+  --rebuild-base    rebuild the dependency base image even if cached
+  --json            print the final build status as JSON on stdout
+  --no-follow       return after the upload, do not wait for the build
+
+other options:
+  --json            status, builders: print the API's JSON on stdout
+  --follow          logs: keep printing until the build has ended
+
+every command:
+  --api URL         function app URL (or FASTBUILD_API_URL); key in FASTBUILD_API_KEY
+  -h, --help        show this help
+
+A build id is what \`fast-build dev\` prints, e.g. 20260314092653-3f9a0c1d2e.
+exit codes: 0 succeeded, 1 failed, 2 bad input or settings (or no such build), 3 cancelled,
+            4 timed out, 130 interrupted`;
+
+/** The flags of every command; which command takes which is in src/cli/args.ts. */
+export const OPTIONS = {
+  env: { type: "string" },
+  api: { type: "string" },
+  dir: { type: "string" },
+  // Node 20's parseArgs has no `allowNegative`: the negations are flags of their own.
+  "no-deploy": { type: "boolean" },
+  "rebuild-base": { type: "boolean" },
+  json: { type: "boolean" },
+  "no-follow": { type: "boolean" },
+  follow: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** argv (without node and script) by the flag table, strictly: an unknown flag throws. */
+export function parseArgv(argv: readonly string[]) {
+  return parseArgs({ args: [...argv], allowPositionals: true, strict: true, options: OPTIONS });
+}
+
+/**
+ * Whether argv asks for the usage: exactly when `parseCommand` would answer `{ command: "help" }`
+ * (the same parse, so `--bogus --help` is still an error, reported by the full parse).
+ */
+export function isHelpRequest(argv: readonly string[]): boolean {
+  try {
+    const { values, positionals } = parseArgv(argv);
+    return values.help === true || positionals[0] === "help";
+  } catch {
+    return false;
+  }
+}
