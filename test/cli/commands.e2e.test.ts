@@ -195,11 +195,15 @@ describe("fast-build follow, status, logs, cancel and builders against the real 
       );
       await sendSource(build);
       assert.equal(await following, 0, stderr.text + stdout.text);
-      assert.match(stdout.text, /▸ building\n[\s\S]*✓ build succeeded/);
+      // A long poll answers with the status as it is then: phases shorter than the server's re-read
+      // (the fake build takes a few ms) may be skipped, the steps and the end never are.
+      assert.match(stdout.text, /✓ build \(\d+ ms\)[\s\S]*✓ build succeeded/);
 
       const statusPath = `/api/builds/${build.buildId}`;
       const polls = proxy.exchanges.filter((e) => e.path.split("?")[0] === statusPath);
-      assert.ok(polls.length >= 3, JSON.stringify(polls));
+      // At least the first read and one long poll; how many more depends on how the build's changes
+      // fall between the server's re-reads.
+      assert.ok(polls.length >= 2, JSON.stringify(polls));
       assert.equal(polls[0]!.path, statusPath, "the first read has no ETag to wait on");
       for (const [i, poll] of polls.entries()) {
         assert.ok(poll.status === 200 || poll.status === 304, JSON.stringify(poll));
