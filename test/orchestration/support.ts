@@ -209,8 +209,12 @@ export function newInput(s: Scenario, overrides: Partial<BuildInput> = {}): Buil
  */
 export function activitiesFor(s: Scenario, clock?: VirtualClock): ReadonlyMap<string, ActivityHandler> {
   // The scenario's own wiring; its lease store is the suite's `leases` table ("builders").
+  const wiring = testWiring(s.arm);
   const deps = createDeps({
-    ...testWiring(s.arm),
+    ...wiring,
+    // The ARM emulator's CA and the registry's login server's, in one PEM.
+    tlsCa: `${wiring.tlsCa ?? ""}\n${images.ca}`,
+    registryOptions: { endpoints: { [images.host]: images.loginUrl }, maxRetries: 0 },
     config: s.config,
     ...(clock ? { now: () => clock.now() } : {}),
   });
