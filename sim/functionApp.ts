@@ -13,6 +13,7 @@ import {
 } from "@fast-build/local-cloud/host";
 import type { ArmEmulator } from "@fast-build/local-cloud/arm";
 import type { Azurite } from "@fast-build/local-cloud/azurite";
+import { localLoginServer } from "@fast-build/local-cloud/registry";
 import { LocalDurableEngine } from "@fast-build/local-cloud/durable/localEngine";
 import type { DriverClock } from "@fast-build/local-cloud/durable/driver";
 import type { ArmGatewayOptions } from "../src/azure/clientOptions.js";
@@ -47,6 +48,18 @@ export async function startFunctionApp(
   options: FunctionAppOptions,
 ): Promise<LocalHost> {
   let publicUrl = "";
+  // The environments' registries are the local cloud's: read through their ACR-faithful login
+  // servers (HTTPS, token exchange), whose certificates the app trusts beside the ARM emulator's.
+  const endpoints: Record<string, string> = {};
+  const cas = [arm.ca];
+  for (const environment of Object.values(options.environments)) {
+    const host = (environment as { registry?: unknown } | null)?.registry;
+    const found = typeof host === "string" ? localLoginServer(host) : undefined;
+    if (found && typeof host === "string" && !endpoints[host]) {
+      endpoints[host] = found.loginUrl;
+      cas.push(found.ca);
+    }
+  }
   // Built on first use, after the host is listening, so the callback URL is known.
   setDeps(() =>
     createDeps({
@@ -60,7 +73,8 @@ export async function startFunctionApp(
         ...options.settings,
       }),
       credential: appServiceIdentity(arm),
-      tlsCa: arm.ca,
+      tlsCa: cas.join("\n"),
+      registryOptions: { endpoints },
       arm: { pollIntervalMs: 250, ...(options.armRetry ? { retry: options.armRetry } : {}) },
     }),
   );

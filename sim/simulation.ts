@@ -10,7 +10,8 @@
  *   builder VM       → this machine: the emulator's Run Command executes build.sh with bash, and
  *                      buildah (vfs, chroot) plays Docker, with stand-in Dockerfiles (no Rust image
  *                      can be pulled here)
- *   Container Registry → Debian's docker-registry on loopback
+ *   Container Registry → Debian's docker-registry on loopback, behind an ACR-faithful login server
+ *                      (TLS, token exchange) that the function app reads as its identity
  *
  * The developer's side is the real `fast-build dev` command, run as its own process.
  */
@@ -93,7 +94,7 @@ export async function runSimulation(options: SimOptions = {}): Promise<SimReport
     );
     say(`  storage            Azurite ${azurite.blobEndpoint}`);
     say(`  resource manager   ARM emulator ${arm.endpoint}`);
-    say(`  container registry ${registry.url}`);
+    say(`  container registry ${registry.url} (login server ${registry.loginUrl})`);
 
     const builder = await prepareLocalBuilder(join(scratch, "builder"), registry, {
       toolchain: ["sim/toolchain:1"],

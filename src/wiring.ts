@@ -15,7 +15,7 @@ import type { ArmGatewayOptions } from "./azure/clientOptions.js";
 import { createComputeGateway } from "./azure/compute.js";
 import { createContainerAppsGateway } from "./azure/containerApps.js";
 import { createCredential, type TokenCredential } from "./azure/credentials.js";
-import { createRegistryGateway } from "./azure/registry.js";
+import { createRegistryGateway, type RegistryGatewayOptions } from "./azure/registry.js";
 import { TableLeaseStore } from "./azure/tables.js";
 import type { ArmEndpointConfig, Config } from "./config/index.js";
 import { ConfigError } from "./core/errors.js";
@@ -57,6 +57,8 @@ export interface WiringOptions {
   tlsCa?: string;
   /** ARM pipeline retries and long-running-operation polling (SDK defaults when unset). */
   arm?: Pick<ArmGatewayOptions, "retry" | "pollIntervalMs">;
+  /** Registry data-plane endpoints and retries (local cloud: its login server; unset in Azure). */
+  registryOptions?: Pick<RegistryGatewayOptions, "endpoints" | "maxRetries">;
   /** Blob pipeline options, e.g. `{ retryOptions: { maxTries: 1 } }` where retries are not the subject. */
   blobPipeline?: StoragePipelineOptions;
   /** Wall clock of the handlers and the lease activities (default: the system clock). */
@@ -90,7 +92,11 @@ export function createDeps(
     logs: blobs.logs,
     compute: createComputeGateway({ ...arm(config.arm.compute), profile: config.arm.computeProfile }),
     apps: createContainerAppsGateway(arm(config.arm.containerApps)),
-    registry: createRegistryGateway({ credential, ...(options.tlsCa ? { tlsCa: options.tlsCa } : {}) }),
+    registry: createRegistryGateway({
+      credential,
+      ...(options.tlsCa ? { tlsCa: options.tlsCa } : {}),
+      ...options.registryOptions,
+    }),
     leases: new TableLeaseStore({
       tableName: config.storage.activityTable,
       connectionString: config.storage.connectionString,

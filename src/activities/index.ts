@@ -333,6 +333,14 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
     [ACTIVITIES.readImageDigest]: async ({ registry, repository, tag }) => ({
       digest: await deps.registry.manifestDigest({ registry, repository }, tag),
     }),
+
+    [ACTIVITIES.lookUpImages]: async ({ registry, repository, sourceTag, baseRepository, baseTag }) => {
+      const [source, base] = await Promise.all([
+        deps.registry.manifestDigest({ registry, repository }, sourceTag),
+        deps.registry.manifestDigest({ registry, repository: baseRepository }, baseTag),
+      ]);
+      return { source, base };
+    },
   };
 }
 

@@ -47,6 +47,11 @@ export const ACTIVITIES = {
   routeTraffic: "fb_RouteTraffic",
   /** Asks the environment's registry which manifest digest a tag names (before any deploy). */
   readImageDigest: "fb_ReadImageDigest",
+  /**
+   * Before the builder is touched (version 5 on): the digests of the app image for the source
+   * digest (`src-<hex>`) and of the base image for the base key, in one call.
+   */
+  lookUpImages: "fb_LookUpImages",
 } as const;
 
 /** A registered activity name. */
@@ -203,6 +208,23 @@ export interface ReadImageDigestInput extends ImageRepositoryRef {
   tag: string;
 }
 
+export interface LookUpImagesInput {
+  registry: string;
+  repository: string;
+  /** `src-<hex of the source digest>`: the tag build.sh pushes last, so only a complete image has it. */
+  sourceTag: string;
+  /** build.sh's base repository (`<repository>-base`) and tag (the base key). */
+  baseRepository: string;
+  baseTag: string;
+}
+
+export interface ImageLookup {
+  /** The app image's digest for the source tag; undefined when the registry has none. */
+  source: string | undefined;
+  /** The base image's digest for the base key; undefined when the registry has none. */
+  base: string | undefined;
+}
+
 export interface ImageDigest {
   /** What the registry's manifest for the tag hashes to; undefined when it has no such tag. */
   digest: string | undefined;
@@ -232,6 +254,7 @@ export interface ActivityContract {
   [ACTIVITIES.readDeployment]: { input: GetRevisionInput; output: DeploymentView };
   [ACTIVITIES.routeTraffic]: { input: GetRevisionInput; output: void };
   [ACTIVITIES.readImageDigest]: { input: ReadImageDigestInput; output: ImageDigest };
+  [ACTIVITIES.lookUpImages]: { input: LookUpImagesInput; output: ImageLookup };
 }
 
 /** What activity `K` takes (fails to compile for a name the contract lacks). */

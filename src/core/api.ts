@@ -87,6 +87,8 @@ export interface BuildStep {
   state: StepState;
   startedAt?: string;
   endedAt?: string;
+  /** Why a step was skipped, when it was not simply never reached. */
+  reason?: string;
 }
 
 export interface ApiError {
@@ -104,6 +106,18 @@ export interface BuildStatus {
   queuePosition?: number;
   builder: { name: string; powerState?: string };
   cache?: { base: "hit" | "miss"; skipped: boolean; baseKey?: string };
+  /**
+   * What the registry said before the builder was touched (orchestrator version 5 on): whether it
+   * has the image for this source digest (then the builder is not leased, started or touched),
+   * whether it has the base image for the base key, and what the build is expected to take.
+   */
+  registryCheck?: {
+    sourceImage: "present" | "absent";
+    base: "hit" | "miss";
+    /** e.g. "unknown", or "about 2 min (base hit)". */
+    expectedDuration: string;
+    message: string;
+  };
   image?: { reference: string; digest?: string };
   revision?: { name: string; healthState?: string; provisioningState?: string };
   /**

@@ -28,8 +28,11 @@ export const buildIdSchema = ruleSchema(BUILD_ID);
  * 4: a cancel that arrived with or after the build's result, before the deploy, ends the build
  *    cancelled with nothing deployed; once the app was patched, the deploy's wait is not cancelled
  *    (orchestration/deploy.ts).
+ * 5: before the lease, one registry lookup (image for the source digest, base image for the base
+ *    key); with the image present, no lease, VM, source or build: the digest is deployed
+ *    (orchestration/registryFirst.ts).
  */
-export const ORCHESTRATOR_VERSION = 4;
+export const ORCHESTRATOR_VERSION = 5;
 
 export const buildInputSchema = z
   .object({

@@ -22,6 +22,7 @@ import { RunContext } from "./context.js";
 import { deploy } from "./deploy.js";
 import { ActivityFailed, BuildEnded, describe, terminalError, type EndCause } from "./failures.js";
 import { BuilderLease } from "./lease.js";
+import { lookUpImages, skipBuilderSteps, sourceTagOf } from "./registryFirst.js";
 import { waitForSource } from "./source.js";
 
 class BuildRun {
@@ -70,6 +71,19 @@ class BuildRun {
     this.env = env;
     run.status = { ...run.status, builder: { name: env.vm.vmName } };
 
+    // 1b. Version 5 on: the registry first. With the image for this source there, the builder is
+    //     not leased, started or touched; its digest is deployed (or, with --no-deploy, the build ends).
+    if (run.version >= 5) {
+      const found = yield* lookUpImages(run, env);
+      if (found.source !== undefined) {
+        skipBuilderSteps(run);
+        const image = `${env.registry}/${env.imageRepository}:${sourceTagOf(input.sourceDigest)}`;
+        run.status = { ...run.status, image: { reference: image, digest: found.source } };
+        yield* this.deployStep(image, found.source);
+        return;
+      }
+    }
+
     // 2. One build per builder VM: take the lease, or wait in the visible queue.
     run.step("lease", "running");
     const lease = new BuilderLease(run, env);
@@ -105,13 +119,18 @@ class BuildRun {
     this.releasedBeforeDeploy = true;
 
     // 7. Deploy the image unless the caller asked not to.
-    if (!input.deploy || !result.image) {
+    yield* this.deployStep(result.image, result.digest);
+  }
+
+  private *deployStep(image: string | undefined, digest: string | undefined): Generator<Task, void, unknown> {
+    const { run } = this;
+    if (!run.input.deploy || !image || !this.env) {
       run.step("deploy", "skipped");
       return;
     }
     run.phase("deploying");
     run.step("deploy", "running");
-    const changed = yield* deploy(run, env, result.image, result.digest);
+    const changed = yield* deploy(run, this.env, image, digest);
     run.step("deploy", changed ? "succeeded" : "skipped");
   }
 

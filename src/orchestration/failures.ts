@@ -128,6 +128,7 @@ const DOING: Readonly<Record<ActivityName, string>> = {
   [ACTIVITIES.readDeployment]: "follow the deploy's revision",
   [ACTIVITIES.routeTraffic]: "move the app's traffic to the new revision",
   [ACTIVITIES.readImageDigest]: "read the image's digest from the registry",
+  [ACTIVITIES.lookUpImages]: "ask the registry for this source's image and the base image",
 };
 
 /** Activities that talk to the build's storage account (the lease table, blobs) rather than Azure Resource Manager. */

@@ -175,7 +175,7 @@ export const REQUIRED: readonly Requirement[] = [
     REGISTRY,
     "action",
     `${REGISTRY}/pull/read`,
-    "registry.ts manifestDigest: ContainerRegistryContentClient.getManifest (the deploy's digest check)",
+    "registry.ts manifestDigest: ContainerRegistryContentClient.getManifest (the deploy's digest check; version 5: fb_LookUpImages before the lease)",
   ),
 
   // ---- builder VM → the registry (dockerfiles/build.sh)

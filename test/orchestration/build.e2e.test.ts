@@ -272,14 +272,16 @@ describe("build orchestration end to end", () => {
 
   it("deploys again when the app has the image only in a revision that failed", async () => {
     const s = scenario({ powerState: "running", imageRepository: "team/unhealthy" });
-    const unhealthy = () => ({ image: `${REG}/team/unhealthy:src-${"b".repeat(64)}` });
+    const unhealthy = (_id: string, vm: Record<string, string>) => ({
+      image: `${REG}/team/unhealthy:src-${(vm.FASTBUILD_SOURCE_DIGEST ?? "").replace(/^sha256:/, "")}`,
+    });
     arm.setRunCommandExecutor(succeed(unhealthy));
     const first = await runBuild(s, newInput(s), "V3", (d) => d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}));
     assert.equal(first.status.error?.code, "DeployFailed");
     const patchesBefore = appPatches(s);
 
     // Same digest, and the app's template has it: but its ready revision is still the old one.
-    arm.setRunCommandExecutor(succeed(() => ({ ...unhealthy(), skipped: true })));
+    arm.setRunCommandExecutor(succeed((id, vm) => ({ ...unhealthy(id, vm), skipped: true })));
     const { status } = await runBuild(s, newInput(s), "V3", (d) =>
       d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}),
     );
@@ -933,7 +935,14 @@ describe("a failed build whose callback is lost, on the real build.sh", () => {
     });
     const { archive, baseKey } = await failingArchive();
     const input = newInput(s, { sourceDigest: archive.digest, baseKey, deploy: false });
-    const deps = createDeps({ ...testWiring(s.arm), config: s.config });
+    const wiring = testWiring(s.arm);
+    const deps = createDeps({
+      ...wiring,
+      // This suite's registry, read through its login server (version 5 asks it before the lease).
+      tlsCa: `${wiring.tlsCa ?? ""}\n${registry.ca}`,
+      registryOptions: { endpoints: { [registry.host]: registry.loginUrl }, maxRetries: 0 },
+      config: s.config,
+    });
     const upload = await deps.sources.createUploadUrl(sourceBlobName(input.buildId), 10);
     const put = await fetch(upload.url, {
       method: "PUT",

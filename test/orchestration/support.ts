@@ -157,8 +157,8 @@ export function resultLine(buildId: string, extra: Record<string, unknown> = {})
 }
 
 /** The result build.sh prints when the registry already has an image for the source digest. */
-export const skippedBuild = (digest: string) => () => ({
-  image: `${REG}/team/app:src-${"b".repeat(64)}`,
+export const skippedBuild = (digest: string) => (_buildId: string, vm: Record<string, string>) => ({
+  image: `${REG}/team/app:src-${(vm.FASTBUILD_SOURCE_DIGEST ?? "").replace(/^sha256:/, "")}`,
   digest,
   skipped: true,
   message: "source unchanged: image reused",
@@ -170,11 +170,15 @@ export const skippedBuild = (digest: string) => () => ({
  * then prints a few log lines and the result line, as build.sh does.
  */
 export const succeed =
-  (extra: (buildId: string) => Record<string, unknown> = () => ({}), push = true): RunCommandExecutor =>
+  (
+    extra: (buildId: string, vm: Record<string, string>) => Record<string, unknown> = () => ({}),
+    push = true,
+  ): RunCommandExecutor =>
   async (run) => {
     // Managed: the parameters; hybrid: what the action's script text hands build.sh.
-    const buildId = (await scriptEnvironment(run)).FASTBUILD_BUILD_ID ?? "";
-    const fields = extra(buildId);
+    const vm = await scriptEnvironment(run);
+    const buildId = vm.FASTBUILD_BUILD_ID ?? "";
+    const fields = extra(buildId, vm);
     const image = typeof fields.image === "string" ? fields.image : `${REG}/team/app:${buildId}`;
     const at = image.indexOf(":", REG.length + 1);
     const print = () => {
@@ -191,7 +195,9 @@ export function newInput(s: Scenario, overrides: Partial<BuildInput> = {}): Buil
   return {
     buildId: `build-${randomBytes(6).toString("hex")}`,
     environment: s.env.name,
-    sourceDigest: `sha256:${"b".repeat(64)}`,
+    // Each build its own sources unless a test says otherwise: from version 5 an image already
+    // pushed for the same digest would skip the builder (registryFirst.e2e.test.ts tests that).
+    sourceDigest: `sha256:${randomBytes(32).toString("hex")}`,
     baseKey: "c".repeat(64),
     rebuildBase: false,
     deploy: true,
@@ -209,8 +215,12 @@ export function newInput(s: Scenario, overrides: Partial<BuildInput> = {}): Buil
  */
 export function activitiesFor(s: Scenario, clock?: VirtualClock): ReadonlyMap<string, ActivityHandler> {
   // The scenario's own wiring; its lease store is the suite's `leases` table ("builders").
+  const wiring = testWiring(s.arm);
   const deps = createDeps({
-    ...testWiring(s.arm),
+    ...wiring,
+    // The ARM emulator's CA and the registry's login server's, in one PEM.
+    tlsCa: `${wiring.tlsCa ?? ""}\n${images.ca}`,
+    registryOptions: { endpoints: { [images.host]: images.loginUrl }, maxRetries: 0 },
     config: s.config,
     ...(clock ? { now: () => clock.now() } : {}),
   });
