@@ -14,6 +14,11 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
   const buildId = routeBuildId(request);
   const instances = buildInstances(context);
   const build = requireBuild(await instances.get(buildId), buildId);
+  // Version 5: the registry had the image for this source digest, so the build never needed the
+  // upload (it may even have ended by now). The CLI's upload still in flight is answered, not refused.
+  if (build.status.registryCheck?.sourceImage === "present") {
+    return json(200, { buildId, needed: false, statusUrl: `/api/builds/${buildId}` });
+  }
   requireRunning(build, buildId, "Start a new build.");
   if (build.status.steps.some((step) => step.name === "source" && step.state === "succeeded")) {
     throw new ConflictError(`Build ${buildId} already has its source.`, {

@@ -15,6 +15,7 @@ import type { Deps } from "../../src/functions/deps.js";
 import { durableClientInput } from "../../src/functions/register.js";
 import { startArmEmulator, type ArmEmulator, type RunCommandExecutor } from "@fast-build/local-cloud/arm";
 import { startAzurite, type Azurite } from "@fast-build/local-cloud/azurite";
+import { startRegistry } from "@fast-build/local-cloud/registry";
 import {
   LocalDurableEngine,
   type LocalDurableEngineOptions,
@@ -102,12 +103,14 @@ export interface TestCloud {
 }
 
 export async function startTestCloud(): Promise<TestCloud> {
-  const [azurite, arm] = await Promise.all([startAzurite(), startArmEmulator()]);
+  // A real registry: from orchestrator version 5 every build asks it (through its login server)
+  // before the lease.
+  const [azurite, arm, registry] = await Promise.all([startAzurite(), startArmEmulator(), startRegistry()]);
   const environment = (vm: string, app: string) => ({
     subscriptionId: SUB,
     resourceGroup: "rg-builds",
     builderVm: vm,
-    registry: "127.0.0.1:5000",
+    registry: registry.host,
     imageRepository: `apps/${app}`,
     containerApp: app,
     containerName: "main",
@@ -131,12 +134,18 @@ export async function startTestCloud(): Promise<TestCloud> {
     arm.addVm({ subscriptionId: SUB, resourceGroup: "rg-builds", vmName }, { powerState: "running" });
     arm.addContainerApp(
       { subscriptionId: SUB, resourceGroup: "rg-builds", appName },
-      { containers: [{ name: "main", image: `127.0.0.1:5000/apps/${appName}:old` }] },
+      { containers: [{ name: "main", image: `${registry.host}/apps/${appName}:old` }] },
     );
   }
   arm.setRunCommandExecutor(runsUntilStopped());
 
-  const deps: Deps = createDeps({ ...testWiring(arm), config });
+  const wiring = testWiring(arm);
+  const deps: Deps = createDeps({
+    ...wiring,
+    tlsCa: `${wiring.tlsCa ?? ""}\n${registry.ca}`,
+    registryOptions: { endpoints: { [registry.host]: registry.loginUrl }, maxRetries: 0 },
+    config,
+  });
 
   let crashArmed = false;
   const crashing = new Set<string>();
@@ -189,7 +198,7 @@ export async function startTestCloud(): Promise<TestCloud> {
     logLines: (text) => lines.filter((line) => line.includes(text)),
     stop: async () => {
       await engine.stop();
-      await Promise.all([rpc.stop(), azurite.stop(), arm.stop()]);
+      await Promise.all([rpc.stop(), azurite.stop(), arm.stop(), registry.stop()]);
     },
   };
 }
