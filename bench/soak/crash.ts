@@ -10,8 +10,9 @@
  * the client's longest wait between two tries, so the client's "source uploaded" sent again after
  * the outage lands before a resumed build's source wait (a virtual timer) can lapse.
  */
+import { forward } from "../forward.js";
 import { createHash } from "node:crypto";
-import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { LocalDurableEngine } from "@fast-build/local-cloud/durable/localEngine";
 import { TERMINAL_STATUSES } from "@fast-build/local-cloud/durable/engine";
@@ -51,21 +52,7 @@ export async function startFrontDoor(target: string): Promise<FrontDoor> {
     }
     inside++;
     res.once("close", leave);
-    const forward = httpRequest(
-      {
-        host: upstream.hostname,
-        port: upstream.port,
-        method: req.method,
-        path: req.url,
-        headers: { ...req.headers, host: upstream.host },
-      },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    forward.on("error", () => res.destroy());
-    req.pipe(forward);
+    forward(req, res, upstream);
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
