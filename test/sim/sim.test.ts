@@ -83,7 +83,13 @@ describe("npm run sim", () => {
       const lines = text.split("\n");
       const lastLog = lines.findLastIndex((line) => line.startsWith("  │ "));
       const summary = lines.findIndex((line) => line.startsWith("✓ build succeeded"));
-      assert.ok(lastLog > 0 && lastLog < summary, `build ${index + 1}: the log precedes the summary`);
+      if (index < 2) {
+        assert.ok(lastLog > 0 && lastLog < summary, `build ${index + 1}: the log precedes the summary`);
+      } else {
+        // The registry had this source's image: the builder never ran, so there is no log to stream.
+        assert.ok(summary > 0, "build 3 ends with its summary");
+        assert.equal(lastLog, -1, "build 3 touched no builder: no builder log");
+      }
       const deploying = lines.indexOf("▸ deploying to Container Apps");
       if (index < 2) {
         assert.ok(deploying > 0, `build ${index + 1} deploys`);
