@@ -182,7 +182,8 @@ async function gitInfo(root: string): Promise<{ commit?: string; branch?: string
 async function upload(api: ApiClient, started: StartBuildResponse, archive: SourceArchive, opts: DevRun) {
   const { out } = opts;
   const target = started.upload;
-  if (!target) throw new PermanentError("the API did not answer with an upload URL", { code: "UnexpectedAnswer" });
+  if (!target)
+    throw new PermanentError("the API did not answer with an upload URL", { code: "UnexpectedAnswer" });
   if (archive.bytes > target.maxBytes) {
     throw sourceTooLarge(archive.bytes, target.maxBytes);
   }
