@@ -46,6 +46,7 @@ import { fitTail, LOG_TAIL_BUDGET_BYTES, POLL_LOG_TAIL_BUDGET_BYTES } from "../c
 import { parseBuildResult, RESULT_LIMITS, truncateText } from "../core/buildResult.js";
 import { encodeActivityError } from "../core/retry.js";
 import { redact, type Config } from "../config/index.js";
+import { estimateDuration } from "../core/expectedDuration.js";
 
 export interface ActivityDeps {
   config: Pick<Config, "environments" | "builds" | "publicBaseUrl">;
@@ -334,12 +335,25 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
       digest: await deps.registry.manifestDigest({ registry, repository }, tag),
     }),
 
-    [ACTIVITIES.lookUpImages]: async ({ registry, repository, sourceTag, baseRepository, baseTag }) => {
-      const [source, base] = await Promise.all([
+    [ACTIVITIES.lookUpImages]: async ({
+      registry,
+      repository,
+      sourceTag,
+      baseRepository,
+      baseTag,
+      environment,
+    }) => {
+      const [source, base, recent] = await Promise.all([
         deps.registry.manifestDigest({ registry, repository }, sourceTag),
         deps.registry.manifestDigest({ registry, repository: baseRepository }, baseTag),
+        environment === undefined ? undefined : deps.leases.recentBuilds(environment),
       ]);
-      return { source, base };
+      if (!recent) return { source, base };
+      return {
+        source,
+        base,
+        expected: { hit: estimateDuration(recent, "hit"), miss: estimateDuration(recent, "miss") },
+      };
     },
   };
 }

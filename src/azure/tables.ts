@@ -18,10 +18,15 @@ import type {
   QueueEntry,
   StoredRecord,
 } from "../core/lease.js";
+import { addRecentBuild, type RecentBuild } from "../core/expectedDuration.js";
 import { callAzure, toTypedError } from "./errors.js";
 
 const BUILDER_PARTITION = "builder";
 const BUILD_PARTITION = "build";
+/** One row per environment (RowKey: its name, URI-encoded: Table keys may not hold / \\ # ?). */
+const RECENT_PARTITION = "recent";
+/** A lost compare-and-set on the recent list is tried again this many times. */
+const RECENT_ATTEMPTS = 5;
 
 interface BuilderEntity {
   holder?: string;
@@ -132,6 +137,53 @@ export class TableLeaseStore implements LeaseStore {
         "Replace",
       ),
     );
+    if (entry.outcome === "succeeded" && entry.base !== undefined && entry.durationMs !== undefined) {
+      await this.addRecent(entry.environment, {
+        buildId: entry.buildId,
+        base: entry.base,
+        durationMs: entry.durationMs,
+        endedAt: entry.endedAt,
+      });
+    }
+  }
+
+  async recentBuilds(environment: string): Promise<RecentBuild[]> {
+    await this.ensureTable();
+    return (await this.readRecent(environment))?.list ?? [];
+  }
+
+  private async readRecent(environment: string): Promise<{ list: RecentBuild[]; etag: string } | undefined> {
+    try {
+      const entity = await this.client.getEntity<{ builds: string }>(
+        RECENT_PARTITION,
+        recentKey(environment),
+      );
+      return { list: parseRecent(entity.builds), etag: entity.etag };
+    } catch (error) {
+      const typed = toTypedError(error, "table", `read recent builds of ${environment}`);
+      if (typed instanceof NotFoundError) return undefined;
+      throw typed;
+    }
+  }
+
+  /** Read, add, write with If-Match (create when absent); a lost race reads again. */
+  private async addRecent(environment: string, entry: RecentBuild): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const current = await this.readRecent(environment);
+      const entity = {
+        partitionKey: RECENT_PARTITION,
+        rowKey: recentKey(environment),
+        builds: JSON.stringify(addRecentBuild(current?.list ?? [], entry)),
+      };
+      try {
+        if (current) await this.client.updateEntity(entity, "Replace", { etag: current.etag });
+        else await this.client.createEntity(entity);
+        return;
+      } catch (error) {
+        const typed = toTypedError(error, "table", `record recent builds of ${environment}`);
+        if (!(typed instanceof ConflictError) || attempt >= RECENT_ATTEMPTS) throw typed;
+      }
+    }
   }
 
   /** The activity rows of one builder (for `GET /api/builders` and tests). */
@@ -152,6 +204,8 @@ export class TableLeaseStore implements LeaseStore {
         outcome: entity.outcome,
         reason: entity.reason,
         vmMinutes: entity.vmMinutes,
+        ...(entity.base !== undefined ? { base: entity.base } : {}),
+        ...(entity.durationMs !== undefined ? { durationMs: entity.durationMs } : {}),
       });
     }
     return rows;
@@ -191,4 +245,26 @@ function toRecord(key: string, entity: TableEntityResult<BuilderEntity>): Builde
     queue,
     vmMinutesTotal: Number(entity.vmMinutesTotal ?? 0),
   };
+}
+
+const recentKey = (environment: string): string => encodeURIComponent(environment);
+
+/** The stored list, keeping only well-formed entries (the column is ours, but a table is editable by hand). */
+function parseRecent(text: string | undefined): RecentBuild[] {
+  let value: unknown;
+  try {
+    value = JSON.parse(text ?? "[]");
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(value)) return [];
+  return value.filter(
+    (b): b is RecentBuild =>
+      typeof b === "object" &&
+      b !== null &&
+      typeof (b as RecentBuild).buildId === "string" &&
+      ((b as RecentBuild).base === "hit" || (b as RecentBuild).base === "miss") &&
+      Number.isFinite((b as RecentBuild).durationMs) &&
+      typeof (b as RecentBuild).endedAt === "string",
+  );
 }

@@ -19,6 +19,7 @@ import type {
   VmStatus,
 } from "./ports.js";
 import type { ExtractLimits } from "./extractLimits.js";
+import type { DurationEstimate } from "./expectedDuration.js";
 
 /** The build orchestrator's registered name. */
 export const BUILD_ORCHESTRATOR = "fb_BuildOrchestrator";
@@ -216,6 +217,8 @@ export interface LookUpImagesInput {
   /** build.sh's base repository (`<repository>-base`) and tag (the base key). */
   baseRepository: string;
   baseTag: string;
+  /** Whose recent builds the expected duration comes from (absent in builds started before it was sent). */
+  environment?: string;
 }
 
 export interface ImageLookup {
@@ -223,6 +226,8 @@ export interface ImageLookup {
   source: string | undefined;
   /** The base image's digest for the base key; undefined when the registry has none. */
   base: string | undefined;
+  /** What the environment's recent builds took, for either base outcome (src/core/expectedDuration.ts). */
+  expected?: Record<"hit" | "miss", DurationEstimate>;
 }
 
 export interface ImageDigest {

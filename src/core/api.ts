@@ -141,6 +141,8 @@ export interface BuildStatus {
     base: "hit" | "miss";
     /** e.g. "unknown", or "about 2 min (base hit)". */
     expectedDuration: string;
+    /** The same, in ms, when earlier builds gave one. */
+    expectedMs?: number;
     message: string;
   };
   image?: { reference: string; digest?: string };

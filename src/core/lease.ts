@@ -5,6 +5,7 @@
  * any `LeaseStore` (Azure Tables in production, the same over Azurite in tests).
  */
 import { TransientError } from "./errors.js";
+import type { RecentBuild } from "./expectedDuration.js";
 
 /** The holder name the idle shutdown uses while it deallocates a builder. */
 export const IDLE_SHUTDOWN_HOLDER = "idle-shutdown";
@@ -45,7 +46,10 @@ export interface LeaseStore {
   /** Compare-and-set: creates when `etag` is undefined; false when someone else wrote first. */
   write(record: BuilderRecord, etag: string | undefined): Promise<boolean>;
   list(): Promise<BuilderRecord[]>;
+  /** Records the build's row; a succeeded build that ran the builder (`base` set) also joins the environment's recent builds. */
   recordBuild(entry: BuildActivityRecord): Promise<void>;
+  /** The environment's recent builds that ran the builder and succeeded, oldest first (src/core/expectedDuration.ts). */
+  recentBuilds(environment: string): Promise<RecentBuild[]>;
 }
 
 /** One row per build: what the builder was used for, and for how long. */
@@ -58,6 +62,12 @@ export interface BuildActivityRecord {
   outcome: string;
   reason: string;
   vmMinutes: number;
+  /**
+   * Set only for a build that succeeded after the builder built it: whether the base image was
+   * there, and created → ended in ms (what the expected duration of later builds is made of).
+   */
+  base?: "hit" | "miss";
+  durationMs?: number;
 }
 
 export function emptyRecord(key: string): BuilderRecord {

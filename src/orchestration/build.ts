@@ -158,6 +158,12 @@ class BuildRun {
       reason,
       vmMinutes: lease?.vmMinutes ?? 0,
     };
+    // What later builds' expected duration is made of: only builds the builder built.
+    const cache = run.status.cache;
+    if (outcome === "succeeded" && cache && !cache.skipped && this.command?.resultRead === true) {
+      record.base = cache.base;
+      record.durationMs = Date.parse(record.endedAt) - Date.parse(run.input.createdAt);
+    }
     try {
       yield* run.call(ACTIVITIES.recordBuild, record, RETRY.storage, false);
     } catch (error) {

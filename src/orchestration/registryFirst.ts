@@ -35,13 +35,16 @@ export function* lookUpImages(
       sourceTag: sourceTagOf(input.sourceDigest),
       baseRepository: baseRepositoryOf(env.imageRepository),
       baseTag: input.baseKey,
+      environment: input.environment,
     },
     RETRY.arm,
   );
   const base = found.base !== undefined && !input.rebuildBase ? "hit" : "miss";
   const present = found.source !== undefined;
-  // No earlier build's step timings are kept for an environment yet, so no estimate is made up.
-  const expectedDuration = present ? "no build needed" : "unknown (no earlier build's timings are kept)";
+  const estimate = found.expected?.[base];
+  const expectedDuration = present
+    ? "no build needed"
+    : (estimate?.text ?? "unknown (no earlier build's timings)");
   run.status = {
     ...run.status,
     cache: { base, skipped: present, baseKey: input.baseKey },
@@ -49,6 +52,7 @@ export function* lookUpImages(
       sourceImage: present ? "present" : "absent",
       base,
       expectedDuration,
+      ...(!present && estimate?.medianMs !== undefined ? { expectedMs: estimate.medianMs } : {}),
       message: present
         ? `${BUILDER_NOT_TOUCHED} (${env.registry}/${env.imageRepository}:${sourceTagOf(input.sourceDigest)} is ${found.source})`
         : `no image for this source yet: the builder builds it; base: ${base}${input.rebuildBase && found.base ? " (rebuild asked)" : ""}; expected duration: ${expectedDuration}`,

@@ -3,6 +3,7 @@ import { after, before, describe, it } from "node:test";
 import { TableLeaseStore } from "../../src/azure/tables.js";
 import { decideAcquire, emptyRecord, mutateRecord } from "../../src/core/lease.js";
 import { startAzurite, type Azurite } from "@fast-build/local-cloud/azurite";
+import { RECENT_BUILDS } from "../../src/core/expectedDuration.js";
 
 let azurite: Azurite;
 let store: TableLeaseStore;
@@ -60,5 +61,45 @@ describe("table lease store (Azurite)", () => {
     await store.recordBuild(row);
     await store.recordBuild(row);
     assert.deepEqual(await store.listBuilds("k-act"), [row]);
+    // Without `base` (the builder did not build it) it is no one's expected duration.
+    assert.deepEqual(await store.recentBuilds("dev"), []);
+  });
+
+  it("keeps an environment's recent builds that the builder built: once each, bounded, races kept", async () => {
+    const env = "team/a#b?c"; // characters a Table key may not hold
+    const row = (n: number, outcome = "succeeded") => ({
+      builderKey: "k-recent",
+      buildId: `build-${String(n).padStart(4, "0")}`,
+      environment: env,
+      startedAt: "2030-01-01T00:00:00.000Z",
+      endedAt: new Date(Date.UTC(2030, 0, 1, 0, n)).toISOString(),
+      outcome,
+      reason: "ok",
+      vmMinutes: 1,
+      base: n % 2 ? ("hit" as const) : ("miss" as const),
+      durationMs: 1000 * n,
+    });
+    await store.recordBuild(row(1));
+    await store.recordBuild(row(1)); // re-delivered: still one entry
+    await store.recordBuild(row(2, "failed"));
+    assert.deepEqual(
+      (await store.recentBuilds(env)).map((b) => [b.buildId, b.base, b.durationMs]),
+      [["build-0001", "hit", 1000]],
+    );
+    assert.deepEqual(
+      await store.listBuilds("k-recent").then((rows) => rows.find((r) => r.buildId === "build-0001")),
+      row(1),
+    );
+    // Recorded at once: every compare-and-set that loses reads again, so none is lost.
+    await Promise.all([3, 4, 5, 6].map((n) => store.recordBuild(row(n))));
+    assert.deepEqual(
+      (await store.recentBuilds(env)).map((b) => b.buildId),
+      ["build-0001", "build-0003", "build-0004", "build-0005", "build-0006"],
+    );
+    for (let n = 7; n < 7 + RECENT_BUILDS.keep; n++) await store.recordBuild(row(n));
+    const kept = await store.recentBuilds(env);
+    assert.equal(kept.length, RECENT_BUILDS.keep);
+    assert.equal(kept.at(-1)?.buildId, `build-${String(6 + RECENT_BUILDS.keep).padStart(4, "0")}`);
+    assert.deepEqual(await store.recentBuilds("another"), []);
   });
 });

@@ -106,4 +106,29 @@ describe("registry first (orchestrator version 5)", () => {
       assert.equal(vmRequests(s, "PUT", /runCommands/i).length, 1, "the build ran");
     }
   });
+
+  it("expects what the environment's last builds took, before the VM is up", async () => {
+    const s = scenario({ imageRepository: "team/expect" });
+    const durations: number[] = [];
+    let last: BuildStatus | undefined;
+    for (const c of ["1", "2"]) {
+      const input = newInput(s, { sourceDigest: `sha256:${hex(c)}` });
+      await pushImage(images.url, "team/expect-base", input.baseKey);
+      arm.setRunCommandExecutor(succeed(() => ({ image: `${REG}/team/expect:${input.buildId}` })));
+      const { status } = await runBuild(s, input, "V3", (d) => d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}));
+      assert.equal(status.phase, "succeeded", JSON.stringify(status.error));
+      durations.push(Date.parse(status.timings.endedAt!) - Date.parse(status.timings.createdAt));
+      last = status;
+    }
+    // The first had nothing to go by; the second expects what the first took (same base outcome).
+    assert.equal(last?.registryCheck?.expectedMs, durations[0]);
+    assert.match(
+      last?.registryCheck?.expectedDuration ?? "",
+      /^about \d+ (s|min) \(the last build with a base hit\)$/,
+    );
+    assert.match(last?.registryCheck?.message ?? "", /expected duration: about /);
+    // A build that never ran the builder (the image was there) adds nothing.
+    const recent = await leases.recentBuilds(s.env.name);
+    assert.equal(recent.length, 2);
+  });
 });
