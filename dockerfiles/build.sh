@@ -7,7 +7,9 @@
 # Required:
 #   FASTBUILD_BUILD_ID            build id: lower-case letters, digits, - (also an image tag)
 #   FASTBUILD_SOURCE_URL          https URL of the source archive (read SAS); http only to loopback
-#   FASTBUILD_SOURCE_DIGEST       sha256:<64 hex> of the archive bytes
+#     or FASTBUILD_SOURCE_PLAN_URL  https URL of the source plan (content-addressed source,
+#                                 src/core/sourceManifest.ts SourcePlan); exactly one of the two
+#   FASTBUILD_SOURCE_DIGEST       sha256:<64 hex> of the archive bytes, or of the plan's manifest text
 #   FASTBUILD_REGISTRY            registry host[:port] in lower case, e.g. myreg.azurecr.io
 #   FASTBUILD_IMAGE_REPOSITORY    app image repository, e.g. team/app
 #   FASTBUILD_BASE_KEY            base image key (16-64 hex), computed by the upload command
@@ -17,7 +19,11 @@
 #                                 archive must never bring its own extractor. Optional only when
 #                                 build.sh is run by hand next to its safe_extract.py.
 # Optional:
-#   FASTBUILD_SOURCE_MAX_BYTES    archive size limit (default 536870912)
+#   FASTBUILD_SOURCE_MAX_BYTES    archive size limit, or compressed bytes of the packs a plan build
+#                                 fetches (default 536870912)
+#   FASTBUILD_CONTENT_CACHE_MAX_BYTES  plan builds: bytes of contents the builder keeps between
+#                                 builds in $FASTBUILD_WORK_ROOT/content (default in safe_extract.py
+#                                 and src/core/extractLimits.ts CONTENT_CACHE_LIMIT: 8 GiB)
 #   FASTBUILD_EXTRACT_MAX_BYTES / _MAX_FILES / _MAX_FILE_BYTES / _MAX_PATH_BYTES / _MAX_LINKS /
 #   FASTBUILD_EXTRACT_MAX_LINK_DEPTH   extraction limits (safe_extract.py; the activity sends every
 #                                 one, from the app's settings: src/core/extractLimits.ts)
@@ -274,8 +280,21 @@ readonly HTTP_URL_RE='^https?://[^[:space:]"\\]+$'
 readonly CALLBACK_TOKEN_RE='^[A-Za-z0-9._~+/=-]{16,2048}$'
 
 need FASTBUILD_BUILD_ID "$BUILD_ID_RE" "use 1-64 lower-case letters, digits, - (starting with a letter or digit)"
-need FASTBUILD_SOURCE_URL "$HTTP_URL_RE" "give the archive's http(s) URL (a read SAS), without spaces, quotes or backslashes"
-need FASTBUILD_SOURCE_DIGEST '^sha256:[0-9a-f]{64}$' "give sha256:<64 lower-case hex> of the archive"
+# The source: an archive (FASTBUILD_SOURCE_URL) or a plan of content-addressed packs
+# (FASTBUILD_SOURCE_PLAN_URL), exactly one of them.
+SOURCE_MODE=""
+if [ -n "${FASTBUILD_SOURCE_URL:-}" ] && [ -n "${FASTBUILD_SOURCE_PLAN_URL:-}" ]; then
+  problems+=("FASTBUILD_SOURCE_URL and FASTBUILD_SOURCE_PLAN_URL are both set: give the archive's URL or the source plan's, not both")
+elif [ -n "${FASTBUILD_SOURCE_PLAN_URL:-}" ]; then
+  SOURCE_MODE=plan
+  need FASTBUILD_SOURCE_PLAN_URL "$HTTP_URL_RE" "give the source plan's http(s) URL (a read SAS), without spaces, quotes or backslashes"
+elif [ -n "${FASTBUILD_SOURCE_URL:-}" ]; then
+  SOURCE_MODE=archive
+  need FASTBUILD_SOURCE_URL "$HTTP_URL_RE" "give the archive's http(s) URL (a read SAS), without spaces, quotes or backslashes"
+else
+  problems+=("FASTBUILD_SOURCE_URL is not set: give the archive's http(s) URL (a read SAS), or FASTBUILD_SOURCE_PLAN_URL for a content-addressed source")
+fi
+need FASTBUILD_SOURCE_DIGEST '^sha256:[0-9a-f]{64}$' "give sha256:<64 lower-case hex> of the archive (or of the plan's manifest)"
 need FASTBUILD_REGISTRY '^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$' "give the registry host[:port] in lower case, e.g. myreg.azurecr.io or 127.0.0.1:5000 (ACR login servers are lower-case)"
 need FASTBUILD_IMAGE_REPOSITORY '^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$' "give a lower-case repository such as team/app"
 need FASTBUILD_BASE_KEY '^[0-9a-f]{16,64}$' "give the base key the upload command computed (16-64 lower-case hex)"
@@ -287,6 +306,7 @@ optional FASTBUILD_EXTRACT_MAX_FILE_BYTES '^[1-9][0-9]{0,12}$' "give a positive 
 optional FASTBUILD_EXTRACT_MAX_PATH_BYTES '^[1-9][0-9]{0,4}$' "give a positive number of bytes"
 optional FASTBUILD_EXTRACT_MAX_LINKS '^[0-9]{1,9}$' "give a number of links"
 optional FASTBUILD_EXTRACT_MAX_LINK_DEPTH '^[1-9][0-9]{0,3}$' "give a positive number of links"
+optional FASTBUILD_CONTENT_CACHE_MAX_BYTES '^[0-9]{1,13}$' "give a number of bytes"
 optional FASTBUILD_REBUILD_BASE '^(true|false|1|0)$' "use true or false"
 optional FASTBUILD_COMMIT '^[0-9a-f]{7,64}$' "give the hex commit id"
 optional FASTBUILD_BASE_REPOSITORY '^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$' "give a lower-case repository"
@@ -311,9 +331,11 @@ optional FASTBUILD_REGISTRY_SCHEME '^(https|http)$' "use https or http"
 optional FASTBUILD_KEEP_WORKSPACE '^(true|false)$' "use true or false"
 
 loopback='^http://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]+)?/'
-if [[ ${FASTBUILD_SOURCE_URL:-} == http://* ]] && ! [[ $FASTBUILD_SOURCE_URL =~ $loopback ]]; then
-  problems+=("FASTBUILD_SOURCE_URL must use https (plain http is accepted for loopback test servers only)")
-fi
+for variable in FASTBUILD_SOURCE_URL FASTBUILD_SOURCE_PLAN_URL; do
+  if [[ ${!variable:-} == http://* ]] && ! [[ ${!variable} =~ $loopback ]]; then
+    problems+=("$variable must use https (plain http is accepted for loopback test servers only)")
+  fi
+done
 if [[ ${FASTBUILD_CALLBACK_URL:-} == http://* ]] && ! [[ $FASTBUILD_CALLBACK_URL =~ $loopback ]]; then
   problems+=("FASTBUILD_CALLBACK_URL must use https (plain http is accepted for loopback only)")
 fi
@@ -376,6 +398,9 @@ readonly BASE_KEY=$FASTBUILD_BASE_KEY
 readonly SOURCE_HEX=${FASTBUILD_SOURCE_DIGEST#sha256:}
 readonly SOURCE_TAG=src-$SOURCE_HEX
 readonly MAX_BYTES=${FASTBUILD_SOURCE_MAX_BYTES:-536870912}
+# A plan is the manifest (about 150 bytes a file) and where each content is (about 100 bytes a
+# content): 128 MiB holds several times the default 200000 files.
+readonly PLAN_MAX_BYTES=134217728
 readonly WORK_ROOT=${FASTBUILD_WORK_ROOT:-/var/lib/fastbuild}
 readonly LOGIN_MODE=${FASTBUILD_REGISTRY_LOGIN:-acr-identity}
 readonly SCHEME=${FASTBUILD_REGISTRY_SCHEME:-https}
@@ -500,49 +525,81 @@ esac
 end
 
 # ---------------------------------------------------------------- 3. download
+# fetch URL FILE LIMIT: curl's exit code (63: larger than LIMIT). The URL (a SAS) goes to curl
+# through its config on stdin, not on its command line.
+fetch() {
+  local rc=0
+  printf 'url = "%s"\n' "$1" |
+    curl --config - --globoff --fail --silent --show-error --location --retry 5 --retry-all-errors --retry-delay 2 \
+      --connect-timeout 20 --max-time 1800 --max-filesize "$3" --output "$2" 2>>"$STEP_LOG" || rc=$?
+  return "$rc"
+}
+
 begin download
 BUILD_DIR=$WORK_ROOT/builds/$BUILD_ID
 mkdir -p "$WORK_ROOT/builds"
 rm -rf "$BUILD_DIR"
 mkdir -p "$BUILD_DIR"
-archive=$BUILD_DIR/source.tar.gz
-# The URL (a SAS) goes to curl through its config on stdin, not on its command line.
-set +e
-printf 'url = "%s"\n' "$FASTBUILD_SOURCE_URL" |
-  curl --config - --globoff --fail --silent --show-error --location --retry 5 --retry-all-errors --retry-delay 2 \
-    --connect-timeout 20 --max-time 1800 --max-filesize "$MAX_BYTES" --output "$archive" 2>>"$STEP_LOG"
-rc=$?
-set -e
-if [ "$rc" -eq 63 ]; then
-  fail download "$EXIT_DOWNLOAD" "the source archive is larger than $MAX_BYTES bytes: make it smaller (exclude build outputs) or raise the limit"
-elif [ "$rc" -ne 0 ]; then
-  fail download "$EXIT_DOWNLOAD" "could not download the source archive (curl exit $rc): has the upload finished and the SAS not expired?" "tail:logTail=$STEP_LOG"
+if [ "$SOURCE_MODE" = plan ]; then
+  # The plan only: the packs it names are fetched by the extractor, which knows which contents
+  # the builder's cache already has. Its manifest is checked against the digest there.
+  plan=$BUILD_DIR/source-plan.json
+  rc=0
+  fetch "$FASTBUILD_SOURCE_PLAN_URL" "$plan" "$PLAN_MAX_BYTES" || rc=$?
+  if [ "$rc" -eq 63 ]; then
+    fail download "$EXIT_DOWNLOAD" "the source plan is larger than $PLAN_MAX_BYTES bytes: the tree has too many files for one build"
+  elif [ "$rc" -ne 0 ]; then
+    fail download "$EXIT_DOWNLOAD" "could not download the source plan (curl exit $rc): has the upload finished and the SAS not expired?" "tail:logTail=$STEP_LOG"
+  fi
+  log "downloaded the source plan ($(stat -c %s "$plan") bytes)"
+else
+  archive=$BUILD_DIR/source.tar.gz
+  rc=0
+  fetch "$FASTBUILD_SOURCE_URL" "$archive" "$MAX_BYTES" || rc=$?
+  if [ "$rc" -eq 63 ]; then
+    fail download "$EXIT_DOWNLOAD" "the source archive is larger than $MAX_BYTES bytes: make it smaller (exclude build outputs) or raise the limit"
+  elif [ "$rc" -ne 0 ]; then
+    fail download "$EXIT_DOWNLOAD" "could not download the source archive (curl exit $rc): has the upload finished and the SAS not expired?" "tail:logTail=$STEP_LOG"
+  fi
+  size=$(stat -c %s "$archive")
+  if [ "$size" -gt "$MAX_BYTES" ]; then
+    fail download "$EXIT_DOWNLOAD" "the source archive is $size bytes, over the limit of $MAX_BYTES"
+  fi
+  actual=sha256:$(sha256sum "$archive" | cut -d' ' -f1)
+  if [ "$actual" != "$FASTBUILD_SOURCE_DIGEST" ]; then
+    fail download "$EXIT_DOWNLOAD" "the downloaded archive's digest $actual does not match $FASTBUILD_SOURCE_DIGEST: upload it again"
+  fi
+  log "downloaded $size bytes, digest verified"
 fi
-size=$(stat -c %s "$archive")
-if [ "$size" -gt "$MAX_BYTES" ]; then
-  fail download "$EXIT_DOWNLOAD" "the source archive is $size bytes, over the limit of $MAX_BYTES"
-fi
-actual=sha256:$(sha256sum "$archive" | cut -d' ' -f1)
-if [ "$actual" != "$FASTBUILD_SOURCE_DIGEST" ]; then
-  fail download "$EXIT_DOWNLOAD" "the downloaded archive's digest $actual does not match $FASTBUILD_SOURCE_DIGEST: upload it again"
-fi
-log "downloaded $size bytes, digest verified"
 end
 
 # ---------------------------------------------------------------- 4. extract
 begin extract
 src=$BUILD_DIR/src
 rc=0
-python3 "$EXTRACTOR" "$archive" "$src" >"$STEP_LOG" 2>&1 || rc=$?
+if [ "$SOURCE_MODE" = plan ]; then
+  # The contents cache lives beside the builds, on the same disk: copies into a build's tree are
+  # local, and it outlives any one build (the plan says where to fetch whatever it lost).
+  FASTBUILD_SOURCE_MAX_BYTES=$MAX_BYTES python3 "$EXTRACTOR" --plan "$plan" --cache "$WORK_ROOT/content" \
+    --digest "$FASTBUILD_SOURCE_DIGEST" "$src" >"$STEP_LOG" 2>&1 || rc=$?
+  what="source plan"
+else
+  python3 "$EXTRACTOR" "$archive" "$src" >"$STEP_LOG" 2>&1 || rc=$?
+  what="source archive"
+fi
 if [ "$rc" -ne 0 ]; then
   cat "$STEP_LOG"
-  # The extractor's one-line reason (`refused: <code>: …`, or `failed: …` for a bug of its own)
-  # goes into the result's message, kept short: the printed result line is bounded.
+  # The extractor's one-line reason (`refused: <code>: …`, or `failed: …` for a bug of its own or,
+  # exit 4, packs the store would not serve) goes into the result's message, kept short: the
+  # printed result line is bounded.
   reason=$(sed -n -E 's/^(refused|failed): //p' "$STEP_LOG" | head -n 1 | cut -c1-240)
-  fail extract "$EXIT_EXTRACT" "the source archive was refused: ${reason:-the extractor ended with exit $rc}. Nothing was built."
+  if [ "$rc" -eq 4 ] && [ "$SOURCE_MODE" = plan ]; then
+    fail download "$EXIT_DOWNLOAD" "could not fetch the source's contents: ${reason:-the extractor ended with exit $rc}. Nothing was built." "tail:logTail=$STEP_LOG"
+  fi
+  fail extract "$EXIT_EXTRACT" "the $what was refused: ${reason:-the extractor ended with exit $rc}. Nothing was built."
 fi
 cat "$STEP_LOG"
-rm -f "$archive"
+rm -f "$BUILD_DIR/source.tar.gz" "$BUILD_DIR/source-plan.json"
 # The Dockerfiles the upload command hashed into the base key travel next to the recipe, so the
 # base is built from exactly those bytes. Links are not followed: the kit must be the archive's own
 # files (safe_extract.py keeps links inside the tree, but a kit is plain files).

@@ -130,3 +130,17 @@ export function defaultExtractLimits(): ExtractLimits {
     number
   >;
 }
+
+/**
+ * The builder's content cache (content-addressed source, src/core/sourceManifest.ts): file
+ * contents kept between builds under the work folder, so a build fetches only what changed. After
+ * each build the least recently used entries beyond this many bytes are evicted (never one the
+ * build used). dockerfiles/safe_extract.py reads the variable and holds the same default (a test
+ * compares); build.sh checks the variable's form with `rule`. 0 keeps only the last build's.
+ */
+export const CONTENT_CACHE_LIMIT = {
+  variable: "FASTBUILD_CONTENT_CACHE_MAX_BYTES",
+  default: 8 * GiB,
+  rule: count(13, true),
+  meaning: "bytes of file contents the builder keeps between builds (least recently used evicted)",
+} as const;

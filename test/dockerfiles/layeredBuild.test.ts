@@ -30,6 +30,7 @@ import {
   type FileServer,
   type RunResult,
 } from "./helpers.js";
+import { hitsOf, PackStore, treeManifest, treeOfFolder } from "./sourcePlans.js";
 
 const FIXTURE_DOCKERFILES = LOCAL_DOCKERFILES;
 
@@ -53,11 +54,14 @@ let machineEnv: Record<string, string>;
 let toolchain1: string;
 let toolchain2: string;
 let counter = 0;
+let packStore: PackStore;
 
 interface Prepared {
   url: string;
   digest: string;
   baseKey: string;
+  /** The workspace the archive was made of. */
+  root?: string;
 }
 
 /**
@@ -87,7 +91,7 @@ async function prepare(
     chunks.push(chunk);
   }
   const archive = Buffer.concat(chunks);
-  return { url: files.serve(archive), digest: sha256Digest(archive), baseKey: key };
+  return { url: files.serve(archive), digest: sha256Digest(archive), baseKey: key, root };
 }
 
 function env(p: Prepared, buildId: string, extra: Record<string, string> = {}): Record<string, string> {
@@ -105,6 +109,29 @@ function env(p: Prepared, buildId: string, extra: Record<string, string> = {}): 
     ...extra,
   };
 }
+
+/**
+ * The same workspace as content-addressed source: its manifest's plan served (packs through the
+ * test's store, which keeps what earlier plan builds uploaded), the archive's URL left out.
+ */
+async function planEnv(p: Prepared, buildId: string, extra: Record<string, string> = {}) {
+  const tree = treeManifest(await treeOfFolder(p.root!));
+  const planned = packStore.plan(tree.manifest, tree.contents);
+  const { FASTBUILD_SOURCE_URL: _archive, ...rest } = env(p, buildId);
+  return {
+    planned,
+    vars: {
+      ...rest,
+      FASTBUILD_SOURCE_PLAN_URL: files.serve(Buffer.from(JSON.stringify(planned.plan))),
+      FASTBUILD_SOURCE_DIGEST: planned.digest,
+      ...extra,
+    },
+  };
+}
+
+/** The main.rs a build kept (FASTBUILD_KEEP_WORKSPACE=true) in its workspace. */
+const builtSource = (buildId: string) =>
+  readFile(join(machineEnv.FASTBUILD_WORK_ROOT!, "builds", buildId, "src", "app", "src", "main.rs"), "utf8");
 
 /** The machine's environment without its Dockerfiles override: the archive's kit must serve. */
 function withoutOverride(vars: Record<string, string>): Record<string, string> {
@@ -155,6 +182,7 @@ describe("dockerfiles/build.sh with buildah and a local registry", () => {
     await mkdir(join(scratch, "tmp"));
     registry = await startRegistry({ storageDir: join(scratch, "registry") });
     files = await startFileServer();
+    packStore = new PackStore(files);
     const builder = await prepareLocalBuilder(scratch, registry, {
       toolchain: ["fixtures/toolchain:1", "fixtures/toolchain:2"],
       runtime: "fixtures/runtime:1",
@@ -582,5 +610,127 @@ describe("dockerfiles/build.sh with buildah and a local registry", () => {
     const result = assertResultLine(run);
     assert.equal(run.code, EXIT_CODES.download);
     assert.match(result.message ?? "", /does not match/);
+  });
+
+  it("builds from a source plan (content-addressed): fetches the packs, then the same build steps", async () => {
+    const p = await prepare({ "app/src/main.rs": 'fn main() { println!("plan 1"); }\n' });
+    const { vars, planned } = await planEnv(p, "plan1", { FASTBUILD_KEEP_WORKSPACE: "true" });
+    const run = await runBuildScript(vars);
+    const result = assertResultLine(run);
+    assert.equal(run.code, 0, run.output);
+    assert.equal(result.status, "succeeded");
+    assert.equal(result.baseCacheHit, true);
+    assert.match(run.output, /downloaded the source plan \(\d+ bytes\)/);
+    assert.match(
+      run.output,
+      /source: \d+ files, 0 symlinks, \d+ contents from the builder's cache, \d+ fetched \(1 pack/,
+    );
+    assert.equal(await builtSource("plan1"), 'fn main() { println!("plan 1"); }\n');
+    assert.deepEqual(
+      planned.newPacks.map((u) => hitsOf(files, u)),
+      [1],
+    );
+    // The source tag is the manifest's digest: an unchanged tree skips the next build.
+    assert.equal(await manifestDigest("team/app", `src-${planned.digest.slice(7)}`), result.digest);
+  });
+
+  it("a plan build after a change fetches only the new contents; one after the cache was lost fetches all", async () => {
+    const p = await prepare({ "app/src/main.rs": 'fn main() { println!("plan 2"); }\n' });
+    const changed = await planEnv(p, "plan2", { FASTBUILD_KEEP_WORKSPACE: "true" });
+    const run = await runBuildScript(changed.vars);
+    assert.equal(run.code, 0, run.output);
+    assert.match(
+      run.output,
+      /source: \d+ files, 0 symlinks, \d+ contents from the builder's cache, 1 fetched \(1 pack/,
+    );
+    assert.equal(await builtSource("plan2"), 'fn main() { println!("plan 2"); }\n');
+    await rm(join(machineEnv.FASTBUILD_WORK_ROOT!, "content"), { recursive: true, force: true });
+    const q = await prepare({ "app/src/main.rs": 'fn main() { println!("plan 3"); }\n' });
+    const lost = await planEnv(q, "plan3", { FASTBUILD_KEEP_WORKSPACE: "true" });
+    const again = await runBuildScript(lost.vars);
+    assert.equal(again.code, 0, again.output);
+    assert.match(
+      again.output,
+      /source: (\d+) files, 0 symlinks, 0 contents from the builder's cache, \d+ fetched/,
+    );
+    assert.equal(await builtSource("plan3"), 'fn main() { println!("plan 3"); }\n');
+  });
+
+  it("runs a plan build as Run Command does (the extractor as a parameter)", async () => {
+    const p = await prepare({ "app/src/main.rs": 'fn main() { println!("plan rc"); }\n' });
+    const { vars } = await planEnv(p, "plan-rc", { FASTBUILD_EXTRACTOR_B64: await extractorParameter() });
+    const run = await runAsRunCommand(vars);
+    assert.equal(run.code, 0, run.output);
+  });
+
+  it("refuses both an archive and a plan URL, or neither, before downloading anything", async () => {
+    const p = await prepare({ "app/src/main.rs": 'fn main() { println!("both"); }\n' });
+    const { vars } = await planEnv(p, "plan-both");
+    const requests = () => [...files.hits.values()].reduce((a, b) => a + b, 0);
+    const before = requests();
+    const both = await runBuildScript({ ...vars, FASTBUILD_SOURCE_URL: p.url });
+    assert.equal(both.code, EXIT_CODES.usage, both.output);
+    assert.match(
+      assertResultLine(both).message ?? "",
+      /FASTBUILD_SOURCE_URL and FASTBUILD_SOURCE_PLAN_URL are both set: give the archive's URL or the source plan's, not both/,
+    );
+    const { FASTBUILD_SOURCE_PLAN_URL: _plan, ...none } = vars;
+    const neither = await runBuildScript(none);
+    assert.equal(neither.code, EXIT_CODES.usage, neither.output);
+    assert.match(
+      assertResultLine(neither).message ?? "",
+      /FASTBUILD_SOURCE_URL is not set: .*or FASTBUILD_SOURCE_PLAN_URL/,
+    );
+    const remote = await runBuildScript({
+      ...vars,
+      FASTBUILD_SOURCE_PLAN_URL: "http://example.com/plan.json",
+    });
+    assert.equal(remote.code, EXIT_CODES.usage, remote.output);
+    assert.match(assertResultLine(remote).message ?? "", /FASTBUILD_SOURCE_PLAN_URL must use https/);
+    const spaced = await runBuildScript({ ...vars, FASTBUILD_SOURCE_PLAN_URL: "https://example.com/a b" });
+    assert.match(assertResultLine(spaced).message ?? "", /FASTBUILD_SOURCE_PLAN_URL is invalid/);
+    assert.equal(requests(), before);
+  });
+
+  it("a refused plan (its manifest does not match the digest) fails the extract step; nothing is built", async () => {
+    const p = await prepare({ "app/src/main.rs": 'fn main() { println!("mismatch"); }\n' });
+    const { vars } = await planEnv(p, "plan-bad", { FASTBUILD_SOURCE_DIGEST: `sha256:${"e".repeat(64)}` });
+    const run = await runBuildScript(vars);
+    const result = assertResultLine(run);
+    assert.equal(run.code, EXIT_CODES.extract, run.output);
+    assert.equal(result.exitReason, "extract");
+    assert.match(result.message ?? "", /the source plan was refused: digest-mismatch: .*Nothing was built/);
+    assert.doesNotMatch(run.output, /STEP \d|fixture-/);
+  });
+
+  it("a pack the store will not serve fails as a download, with the extractor's reason", async () => {
+    const p = await prepare({ "app/src/main.rs": 'fn main() { println!("gone"); }\n' });
+    const { vars, planned } = await planEnv(p, "plan-gone");
+    const plan = {
+      ...planned.plan,
+      packs: planned.plan.packs.map((pack) => ({ ...pack, url: pack.url.replace("/blobs/", "/expired/") })),
+    };
+    const run = await runBuildScript({
+      ...vars,
+      FASTBUILD_SOURCE_PLAN_URL: files.serve(Buffer.from(JSON.stringify(plan))),
+    });
+    const result = assertResultLine(run);
+    assert.equal(run.code, EXIT_CODES.download, run.output);
+    assert.equal(result.exitReason, "download");
+    assert.match(
+      result.message ?? "",
+      /could not fetch the source's contents: could not fetch pack \d+ of the plan \(HTTP 404\)/,
+    );
+  });
+
+  it("a source plan that cannot be downloaded fails the download step", async () => {
+    const p = await prepare({ "app/src/main.rs": 'fn main() { println!("no plan"); }\n' });
+    const { vars } = await planEnv(p, "plan-missing");
+    const run = await runBuildScript({
+      ...vars,
+      FASTBUILD_SOURCE_PLAN_URL: vars.FASTBUILD_SOURCE_PLAN_URL.replace("/blobs/", "/none/"),
+    });
+    assert.equal(run.code, EXIT_CODES.download, run.output);
+    assert.match(assertResultLine(run).message ?? "", /could not download the source plan \(curl exit 22\)/);
   });
 });

@@ -13,7 +13,12 @@ import { baseKeySchema, commitSchema, sourceDigestSchema } from "../../src/core/
 import { createBuildId, createCallbackToken } from "../../src/core/buildId.js";
 import { buildIdSchema, buildInputSchema, callbackPath } from "../../src/core/buildInput.js";
 import { EXIT_CODES } from "../../src/core/buildResult.js";
-import { EXTRACT_BYTES_FACTOR, EXTRACT_LIMITS, type ExtractLimit } from "../../src/core/extractLimits.js";
+import {
+  CONTENT_CACHE_LIMIT,
+  EXTRACT_BYTES_FACTOR,
+  EXTRACT_LIMITS,
+  type ExtractLimit,
+} from "../../src/core/extractLimits.js";
 import { MINIMAL_SETTINGS } from "../config/settings.js";
 import { runBuildScript } from "./helpers.js";
 
@@ -146,6 +151,14 @@ function extractLimitInput(limit: ExtractLimit): Input {
 }
 
 INPUTS.push(...EXTRACT_LIMITS.map(extractLimitInput));
+
+// The builder's content cache bound: not an app setting (yet), so its rule stands for the app.
+INPUTS.push({
+  variable: CONTENT_CACHE_LIMIT.variable,
+  app: (value) => CONTENT_CACHE_LIMIT.rule.pattern.test(value),
+  good: ["0", "1", String(CONTENT_CACHE_LIMIT.default), "9".repeat(13)],
+  bad: ["-1", "1.5", "x", "8G", "9".repeat(14)],
+});
 
 /** build.sh's verdict per variable for one run: the variables it named in a problem. */
 type Verdicts = Map<string, Set<string>>;
