@@ -158,7 +158,14 @@ function checkPath(path: string, limits: ExtractLimits): void {
   if (path.includes("\0") || path.includes("\\")) {
     throw new ManifestError("BadPath", `${JSON.stringify(path)}: no NUL or backslash in paths`);
   }
-  if (path.startsWith("/")) throw new ManifestError("AbsolutePath", `${JSON.stringify(path)} is absolute`);
+  // A second character ":" reads as a drive letter (safe_extract.py's clean_name refuses it too).
+  if (path.startsWith("/") || path[1] === ":") {
+    throw new ManifestError("AbsolutePath", `${JSON.stringify(path)} is absolute`);
+  }
+  // A lone surrogate has no UTF-8 form: the builder could not write the name it was given.
+  if (/\p{Cs}/u.test(path)) {
+    throw new ManifestError("BadPath", `${JSON.stringify(path)} is not valid Unicode`);
+  }
   if (path.split("/").some((part) => part === "" || part === "." || part === "..")) {
     throw new ManifestError("BadPath", `${JSON.stringify(path)}: no empty, "." or ".." parts`);
   }
