@@ -5,12 +5,16 @@
  * starts the builder and builds the base image), two kinds of build ALTERNATE, round after round:
  *
  *   - "change":    a one-line source change (app layer built, a new revision deployed);
- *   - "unchanged": the same tree again (the registry has the image; nothing to deploy).
+ *   - "unchanged": the same tree again (the registry has the image; nothing to deploy);
+ *   - "unchanged, deallocated": the same tree with the builder deallocated first (as the idle
+ *     timer leaves it): it must not be leased, started or touched at all.
  *
  * Each figure is printed as its median and spread and as now / goal (issue 10's table):
  *
  *   unchanged tree, builder running: command → summary overhead
  *       wall time of `fast-build dev` − the time build.sh ran                        goal ≤ 1.0 s
+ *   unchanged tree, builder deallocated: command → summary, and the builder's ARM requests
+ *       wall time of `fast-build dev`; requests naming the builder VM must be 0        goal ≤ 1.5 s
  *   orchestration overhead per build (change builds)
  *       build created → ended (its status) − build.sh − emulated VM start − emulated revision start
  *                                                                                     goal ≤ 1.0 s
@@ -23,7 +27,8 @@
  *
  * Instruments sit at the protocol boundaries only: a counting HTTP proxy in front of the function
  * app, a timing wrapper around the Run Command executor (the "VM"), and a 20 ms sampler of the
- * emulator's VM and container-app state. Nothing in src/ is changed or stubbed.
+ * emulator's VM and container-app state. Nothing in src/ is changed or stubbed. The CLI runs as
+ * installed: `npm run build`'s dist/cli/main.js in a fresh `node` (no tsx transpiling in its wall time).
  *
  * `npm run bench -- orchestration`; `BENCH_ROUNDS=N` changes the rounds (default 5, ~25 s each).
  */
@@ -51,6 +56,7 @@ const PROVISIONING_MS = 200;
 const SAMPLE_MS = 20;
 const GOALS = {
   unchangedOverheadMs: 1000,
+  unchangedDeallocatedMs: 1500,
   orchestrationOverheadMs: 1000,
   revisionSeenMs: 1000,
   terminalMs: 300,
@@ -81,7 +87,13 @@ interface BuildFigures {
   summaryAt: number;
   apiRequests: number;
   armRequests: number;
+  /** ARM requests whose path names the builder VM. */
+  builderRequests: number;
 }
+
+// The CLI as installed (package.json "bin": dist/cli/main.js), so its wall time is not tsx's.
+await run("npm", ["run", "--silent", "build"], REPO_ROOT);
+const CLI_ENTRY = join(REPO_ROOT, "dist", "cli", "main.js");
 
 const scratch = await mkdtemp(join(tmpdir(), "fb-bench-orchestration-"));
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -157,6 +169,9 @@ try {
       summaryAt,
       apiRequests: proxy.count() - requestsBefore,
       armRequests: arm.requests.length - armBefore,
+      builderRequests: arm.requests
+        .slice(armBefore)
+        .filter((r) => r.path.toLowerCase().includes(`/virtualmachines/${VM.vmName}`)).length,
     };
   };
 
@@ -166,6 +181,7 @@ try {
   let edits = 0;
   const changed: BuildFigures[] = [];
   const unchanged: BuildFigures[] = [];
+  const deallocated: BuildFigures[] = [];
   await alternate(
     [
       {
@@ -177,18 +193,40 @@ try {
         },
       },
       { label: "unchanged: the same tree again", run: async () => unchanged.push(await build()) },
+      {
+        label: "unchanged, builder deallocated first",
+        run: async () => {
+          // As the idle timer leaves it: deallocated, between builds (the emulator's own state).
+          arm.addVm(VM, { powerState: "deallocated" });
+          deallocated.push(await build());
+        },
+      },
     ],
     { rounds: 5, warmUp: false, unit: "s" },
   );
 
-  const all = [...changed, ...unchanged];
+  const all = [...changed, ...unchanged, ...deallocated];
   console.log("unchanged tree, builder running: command → summary");
-  // The CLI runs under tsx, as `npm run sim` runs it: its transpiling start-up is in the wall time.
-  printSpread("wall time of fast-build dev (under tsx)", spread(unchanged.map((b) => b.wallMs)), "s");
+  printSpread("wall time of fast-build dev", spread(unchanged.map((b) => b.wallMs)), "s");
   printSpread("of which build.sh", spread(unchanged.map((b) => b.buildShMs)), "s");
   const overhead = spread(unchanged.map((b) => b.wallMs - b.buildShMs));
   printSpread("overhead (wall − build.sh)", overhead, "s");
   printGoal("overhead", overhead, { atMost: GOALS.unchangedOverheadMs, unit: "s" });
+
+  console.log("unchanged tree, builder deallocated: command → summary");
+  const cold = spread(deallocated.map((b) => b.wallMs));
+  printSpread("wall time of fast-build dev", cold, "s");
+  printSpread(
+    "ARM requests naming the builder VM",
+    spread(deallocated.map((b) => b.builderRequests)),
+    "requests",
+  );
+  printSpread(
+    "VM starts (counted as requests)",
+    spread(deallocated.map((b) => (b.vmStarted ? 1 : 0))),
+    "requests",
+  );
+  printGoal("unchanged, deallocated", cold, { atMost: GOALS.unchangedDeallocatedMs, unit: "s" });
 
   console.log("orchestration overhead per build (change builds)");
   const total = (b: BuildFigures) =>
@@ -301,25 +339,11 @@ async function countingProxy(target: string) {
 /** `fast-build dev --json`, as the developer runs it, as its own process. */
 async function runCli(workspace: string, apiUrl: string, functionKey: string) {
   const started = performance.now();
-  const child = spawn(
-    process.execPath,
-    [
-      "--import",
-      "tsx",
-      join(REPO_ROOT, "src", "cli", "main.ts"),
-      "dev",
-      "--env",
-      "bench",
-      "--dir",
-      workspace,
-      "--json",
-    ],
-    {
-      cwd: REPO_ROOT,
-      env: { ...process.env, FASTBUILD_API_URL: apiUrl, FASTBUILD_API_KEY: functionKey },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
+  const child = spawn(process.execPath, [CLI_ENTRY, "dev", "--env", "bench", "--dir", workspace, "--json"], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, FASTBUILD_API_URL: apiUrl, FASTBUILD_API_KEY: functionKey },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stdout = "";
   let stderr = "";
   let summaryAt = 0;
@@ -337,14 +361,15 @@ async function runCli(workspace: string, apiUrl: string, functionKey: string) {
 }
 
 function git(cwd: string, ...args: string[]): Promise<void> {
+  return run("git", ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid", ...args], cwd);
+}
+
+function run(command: string, args: string[], cwd: string): Promise<void> {
   return new Promise((done, fail) => {
-    const child = spawn("git", ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid", ...args], {
-      cwd,
-      stdio: "ignore",
-    });
+    const child = spawn(command, args, { cwd, stdio: ["ignore", "ignore", "inherit"] });
     child.once("error", fail);
     child.once("close", (code) =>
-      code === 0 ? done() : fail(new Error(`git ${args.join(" ")} exited ${code}`)),
+      code === 0 ? done() : fail(new Error(`${command} ${args.join(" ")} exited ${code}`)),
     );
   });
 }
