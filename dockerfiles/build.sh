@@ -540,27 +540,25 @@ BUILD_DIR=$WORK_ROOT/builds/$BUILD_ID
 mkdir -p "$WORK_ROOT/builds"
 rm -rf "$BUILD_DIR"
 mkdir -p "$BUILD_DIR"
+# download_or_fail URL FILE MAX_BYTES WHAT TOO_LARGE_ADVICE
+download_or_fail() {
+  local rc=0
+  fetch "$1" "$2" "$3" || rc=$?
+  if [ "$rc" -eq 63 ]; then
+    fail download "$EXIT_DOWNLOAD" "the source $4 is larger than $3 bytes: $5"
+  elif [ "$rc" -ne 0 ]; then
+    fail download "$EXIT_DOWNLOAD" "could not download the source $4 (curl exit $rc): has the upload finished and the SAS not expired?" "tail:logTail=$STEP_LOG"
+  fi
+}
 if [ "$SOURCE_MODE" = plan ]; then
   # The plan only: the packs it names are fetched by the extractor, which knows which contents
   # the builder's cache already has. Its manifest is checked against the digest there.
   plan=$BUILD_DIR/source-plan.json
-  rc=0
-  fetch "$FASTBUILD_SOURCE_PLAN_URL" "$plan" "$PLAN_MAX_BYTES" || rc=$?
-  if [ "$rc" -eq 63 ]; then
-    fail download "$EXIT_DOWNLOAD" "the source plan is larger than $PLAN_MAX_BYTES bytes: the tree has too many files for one build"
-  elif [ "$rc" -ne 0 ]; then
-    fail download "$EXIT_DOWNLOAD" "could not download the source plan (curl exit $rc): has the upload finished and the SAS not expired?" "tail:logTail=$STEP_LOG"
-  fi
+  download_or_fail "$FASTBUILD_SOURCE_PLAN_URL" "$plan" "$PLAN_MAX_BYTES" plan "the tree has too many files for one build"
   log "downloaded the source plan ($(stat -c %s "$plan") bytes)"
 else
   archive=$BUILD_DIR/source.tar.gz
-  rc=0
-  fetch "$FASTBUILD_SOURCE_URL" "$archive" "$MAX_BYTES" || rc=$?
-  if [ "$rc" -eq 63 ]; then
-    fail download "$EXIT_DOWNLOAD" "the source archive is larger than $MAX_BYTES bytes: make it smaller (exclude build outputs) or raise the limit"
-  elif [ "$rc" -ne 0 ]; then
-    fail download "$EXIT_DOWNLOAD" "could not download the source archive (curl exit $rc): has the upload finished and the SAS not expired?" "tail:logTail=$STEP_LOG"
-  fi
+  download_or_fail "$FASTBUILD_SOURCE_URL" "$archive" "$MAX_BYTES" archive "make it smaller (exclude build outputs) or raise the limit"
   size=$(stat -c %s "$archive")
   if [ "$size" -gt "$MAX_BYTES" ]; then
     fail download "$EXIT_DOWNLOAD" "the source archive is $size bytes, over the limit of $MAX_BYTES"
