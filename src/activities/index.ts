@@ -235,7 +235,8 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
       // The extractor runs before the archive is opened, so it cannot come in it (nor may an
       // archive bring its own), and the VM keeps no kit: it travels with the script. Base64 has
       // no character a shell would read (the action Run Command exports parameters unquoted);
-      // script + parameters stay near 60 KB, far below Run Command's 256 KB for an inline script.
+      // script + parameters stay near 105 KB (the extractor's plan mode doubled it), under half of
+      // Run Command's 256 KB for an inline script (test/activities/index.test.ts keeps it < 128 KB).
       parameters.FASTBUILD_EXTRACTOR_B64 = Buffer.from(extractor, "utf8").toString("base64");
       // SAS URLs and the callback token are hidden from run-command GETs.
       const protectedParameters: Record<string, string> = { FASTBUILD_SOURCE_URL: source.url };
