@@ -106,6 +106,7 @@ module functions 'app/functions.bicep' = {
     name: 'func-${token}'
     storageAccountName: storage.outputs.name
     deploymentContainerName: storage.outputs.deploymentContainerName
+    contentContainerName: storage.outputs.contentContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     environments: {
       '${environmentName}': {

@@ -13,6 +13,7 @@ import { makeActivities, type ActivityDeps, type ActivityFunction } from "./acti
 import { createBlobStores } from "./azure/blobs.js";
 import type { ArmGatewayOptions } from "./azure/clientOptions.js";
 import { createComputeGateway } from "./azure/compute.js";
+import { createContentStore } from "./azure/contentStore.js";
 import { createContainerAppsGateway } from "./azure/containerApps.js";
 import { createCredential, type TokenCredential } from "./azure/credentials.js";
 import { createRegistryGateway, type RegistryGatewayOptions } from "./azure/registry.js";
@@ -23,6 +24,7 @@ import type { LeaseStore } from "./core/lease.js";
 import type {
   ComputeGateway,
   ContainerAppsGateway,
+  ContentStore,
   LogStore,
   RegistryGateway,
   SourceStore,
@@ -33,6 +35,8 @@ export interface Deps {
   config: Config;
   sources: SourceStore;
   logs: LogStore;
+  /** Content-addressed source: packs, indexes, pending requests and plans. */
+  contents: ContentStore;
   compute: ComputeGateway;
   /** Container Apps (deploy); only the build activities need it, so tests of the API may leave it out. */
   apps?: ContainerAppsGateway;
@@ -90,6 +94,7 @@ export function createDeps(
     config,
     sources: blobs.sources,
     logs: blobs.logs,
+    contents: createContentStore(blobs.account, config.storage.contentContainer),
     compute: createComputeGateway({ ...arm(config.arm.compute), profile: config.arm.computeProfile }),
     apps: createContainerAppsGateway(arm(config.arm.containerApps)),
     registry: createRegistryGateway({

@@ -5,6 +5,8 @@ param tags object
 param name string
 param storageAccountName string
 param deploymentContainerName string
+@description('FASTBUILD_CONTENT_CONTAINER: the content-addressed source store (infra/app/storage.bicep).')
+param contentContainerName string
 param applicationInsightsName string
 @description('FASTBUILD_ENVIRONMENTS: the environments this app builds and deploys.')
 param environments object
@@ -56,6 +58,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'TASK_HUB_NAME', value: 'fastbuild' }
         { name: 'FASTBUILD_BLOB_ENDPOINT', value: storage.properties.primaryEndpoints.blob }
         { name: 'FASTBUILD_TABLE_ENDPOINT', value: storage.properties.primaryEndpoints.table }
+        { name: 'FASTBUILD_CONTENT_CONTAINER', value: contentContainerName }
         { name: 'FASTBUILD_ENVIRONMENTS', value: string(environments) }
         { name: 'FASTBUILD_IDLE_SHUTDOWN_MINUTES', value: string(idleShutdownMinutes) }
       ]

@@ -1,4 +1,5 @@
-// One account: the Functions host and Durable task hub, source archives, build logs, builder records.
+// One account: the Functions host and Durable task hub, source archives, stored source contents,
+// build logs, builder records.
 param location string
 param tags object
 param name string
@@ -33,6 +34,13 @@ resource sources 'Microsoft.Storage/storageAccounts/blobServices/containers@2023
   name: 'build-sources'
 }
 
+// Content-addressed source (src/core/sourceManifest.ts): packs, the environments' content indexes,
+// each build's pending request and plan (FASTBUILD_CONTENT_CONTAINER).
+resource contents 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobs
+  name: 'source-content'
+}
+
 resource logs 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobs
   name: 'build-logs'
@@ -55,6 +63,18 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
           }
         }
         {
+          // CONTENT_STORE.retentionDays (a test compares): the index stops reusing a pack after
+          // CONTENT_STORE.reuseDays, so no build is planned on a pack this rule is about to delete.
+          // The indexes are rewritten by every accepted upload; an index idle this long goes too.
+          name: 'expire-source-content'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: { blobTypes: ['blockBlob'], prefixMatch: ['source-content/'] }
+            actions: { baseBlob: { delete: { daysAfterModificationGreaterThan: 30 } } }
+          }
+        }
+        {
           name: 'expire-logs'
           enabled: true
           type: 'Lifecycle'
@@ -70,3 +90,4 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
 
 output name string = account.name
 output deploymentContainerName string = deployments.name
+output contentContainerName string = contents.name

@@ -29,12 +29,14 @@ import {
   runCommandName,
   sourceBlobName,
 } from "../core/buildInput.js";
+import { contentBlobNames } from "../core/sourceManifest.js";
 import { NotFoundError, PermanentError } from "../core/errors.js";
 import { EXTRACT_LIMITS } from "../core/extractLimits.js";
 import { decideAcquire, decideRelease, decideRenew, mutateRecord, type LeaseStore } from "../core/lease.js";
 import type {
   ComputeGateway,
   ContainerAppsGateway,
+  ContentStore,
   LogStore,
   RegistryGateway,
   RemovedCommands,
@@ -55,6 +57,8 @@ export interface ActivityDeps {
   /** The environments' registries: confirms the digest of a reported image before a deploy. */
   registry: RegistryGateway;
   sources: SourceStore;
+  /** Content-addressed source: the plan a manifest build's builder fetches. */
+  contents: ContentStore;
   logs: LogStore;
   leases: LeaseStore;
   /** Wall clock for leases (shared with other processes, so never the orchestration's clock). */
@@ -214,8 +218,11 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
         loadLauncher(),
         deps.logs.runCommandLog(logBlobName(input.buildId), minutes),
         deps.logs.runCommandLog(errorLogBlobName(input.buildId), minutes),
-        // The script downloads first thing, so the read grant can be short.
-        deps.sources.createReadUrl(sourceBlobName(input.buildId), 60),
+        // The script downloads first thing, so the read grant can be short. A manifest build's
+        // script fetches its plan (written before SourceUploaded), which carries the packs' own grants.
+        input.sourceFormat === "manifest"
+          ? deps.contents.createReadUrl(contentBlobNames.plan(input.buildId), 60)
+          : deps.sources.createReadUrl(sourceBlobName(input.buildId), 60),
       ]);
       // Values go in as run-command parameters (environment variables of the script), never into its text.
       const parameters: Record<string, string> = {
@@ -239,7 +246,10 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
       // Run Command's 256 KB for an inline script (test/activities/index.test.ts keeps it < 128 KB).
       parameters.FASTBUILD_EXTRACTOR_B64 = Buffer.from(extractor, "utf8").toString("base64");
       // SAS URLs and the callback token are hidden from run-command GETs.
-      const protectedParameters: Record<string, string> = { FASTBUILD_SOURCE_URL: source.url };
+      const protectedParameters: Record<string, string> =
+        input.sourceFormat === "manifest"
+          ? { FASTBUILD_SOURCE_PLAN_URL: source.url }
+          : { FASTBUILD_SOURCE_URL: source.url };
       if (env.callbackBaseUrl) {
         protectedParameters.FASTBUILD_CALLBACK_URL = `${env.callbackBaseUrl}${callbackPath(input.buildId)}`;
         protectedParameters.FASTBUILD_CALLBACK_TOKEN = input.callbackToken;

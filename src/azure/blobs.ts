@@ -45,6 +45,8 @@ export interface BlobStoresOptions {
 export interface BlobStores {
   sources: SourceStore;
   logs: LogStore;
+  /** The account both stores use, for the other gateways over it (src/azure/contentStore.ts). */
+  account: BlobAccount;
 }
 
 /**
@@ -60,11 +62,12 @@ export function createBlobStores(
   return {
     sources: new BlobSourceStore(account, storage.sourceContainer),
     logs: new BlobLogStore(account, storage.logContainer),
+    account,
   };
 }
 
-/** The service client plus the right SAS signer for it; shared by both stores. */
-class BlobAccount {
+/** The service client plus the right SAS signer for it; shared by every blob gateway. */
+export class BlobAccount {
   private readonly containers = new Map<string, Promise<ContainerClient>>();
   private delegationKey: Promise<UserDelegationKey> | undefined;
   private delegationKeyExpires = 0;
@@ -378,7 +381,7 @@ function sasProtocolFor(endpoint: string): SASProtocol {
   ]);
 }
 
-function checkMinutes(minutes: number, max: number, what: string): void {
+export function checkMinutes(minutes: number, max: number, what: string): void {
   if (!Number.isFinite(minutes) || minutes <= 0 || minutes > max) {
     throw new InvalidInputError(`${what} lifetime must be between 1 and ${max} minutes, got ${minutes}`, {
       code: "InvalidSasLifetime",
@@ -387,7 +390,7 @@ function checkMinutes(minutes: number, max: number, what: string): void {
   }
 }
 
-function checkBlobName(name: string): void {
+export function checkBlobName(name: string): void {
   // Our names are ids we make (`<buildId>.tar.gz`); anything else is a bug or an attack.
   if (!/^[A-Za-z0-9][A-Za-z0-9._/-]{0,253}$/.test(name) || name.includes("..") || name.includes("//")) {
     throw new InvalidInputError(`invalid blob name ${JSON.stringify(name)}`, {

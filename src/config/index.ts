@@ -57,6 +57,8 @@ export interface Config {
     tableEndpoint: string | undefined;
     sourceContainer: string;
     logContainer: string;
+    /** Content-addressed source: packs, indexes, pending requests and plans (src/core/sourceManifest.ts). */
+    contentContainer: string;
     activityTable: string;
   };
   arm: {
@@ -109,6 +111,10 @@ const settingsSchema = z.object({
     .string()
     .regex(/^[a-z0-9](-?[a-z0-9]){2,62}$/)
     .default("build-logs"),
+  FASTBUILD_CONTENT_CONTAINER: z
+    .string()
+    .regex(/^[a-z0-9](-?[a-z0-9]){2,62}$/)
+    .default("source-content"),
   FASTBUILD_ACTIVITY_TABLE: z
     .string()
     .regex(/^[A-Za-z][A-Za-z0-9]{2,62}$/)
@@ -182,6 +188,7 @@ export function loadConfig(env: Env = process.env): Config {
       tableEndpoint: s.FASTBUILD_TABLE_ENDPOINT,
       sourceContainer: s.FASTBUILD_SOURCE_CONTAINER,
       logContainer: s.FASTBUILD_LOG_CONTAINER,
+      contentContainer: s.FASTBUILD_CONTENT_CONTAINER,
       activityTable: s.FASTBUILD_ACTIVITY_TABLE,
     },
     arm: {

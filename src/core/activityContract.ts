@@ -133,6 +133,11 @@ export interface StartBuildInput {
   callbackToken: string;
   timeoutSeconds: number;
   /**
+   * `manifest`: the builder fetches the plan (FASTBUILD_SOURCE_PLAN_URL) instead of one archive
+   * (FASTBUILD_SOURCE_URL). Absent for archive builds, so their inputs are as before.
+   */
+  sourceFormat?: "manifest";
+  /**
    * The lease this build holds: confirmed (renewed, with its generation) right before the command
    * starts, so a build that lost its builder never starts a script beside another build's.
    * Optional: a start scheduled by an orchestrator before this field existed has none.

@@ -211,3 +211,41 @@ export interface RegistryGateway {
    */
   manifestDigest(repository: ImageRepositoryRef, tag: string): Promise<string | undefined>;
 }
+
+/** A JSON blob as read, with the ETag a conditional write names. */
+export interface JsonBlob {
+  value: unknown;
+  etag: string;
+}
+
+/**
+ * A write's condition: only over this ETag (`ifMatch`), only if the blob does not exist
+ * (`ifNoneMatch: "*"`), or none. A condition not met throws `ConflictError`.
+ */
+export type WriteCondition = { ifMatch: string } | { ifNoneMatch: "*" } | undefined;
+
+/** The outcome of checking a pack against the contents it was planned with. */
+export type PackCheck = { ok: true } | { ok: false; problem: string };
+
+/**
+ * The content-addressed source store (src/core/sourceManifest.ts): packs the CLI uploads, the
+ * environments' indexes, and each build's pending request and plan, in one container.
+ */
+export interface ContentStore {
+  /** The blob parsed as JSON with its ETag; undefined when it does not exist. */
+  readJson(blobName: string): Promise<JsonBlob | undefined>;
+  /** Writes `value` as JSON under `condition`; returns the new ETag. */
+  writeJson(blobName: string, value: unknown, condition: WriteCondition): Promise<string>;
+  /** A create/write SAS for exactly this blob (a pack), ≤ 30 minutes. */
+  createUploadUrl(blobName: string, minutes: number): Promise<SignedUrl>;
+  /** A read-only SAS for exactly this blob (a pack or a plan, for the builder), ≤ `maxReadMinutes`. */
+  createReadUrl(blobName: string, minutes: number): Promise<SignedUrl>;
+  /** The longest read grant the store signs: as long as a build may run. */
+  readonly maxReadMinutes: number;
+  stat(blobName: string): Promise<BlobStat>;
+  /**
+   * Streams the pack through gunzip and checks that its output is exactly these contents in order
+   * (sha256 and size of each, nothing after the last); never holds the pack or a content whole.
+   */
+  verifyPack(blobName: string, contents: readonly { sha256: string; size: number }[]): Promise<PackCheck>;
+}

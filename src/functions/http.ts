@@ -37,6 +37,12 @@ export const HTTP_STATUS: Readonly<Record<ErrorKind, number>> = {
 
 /** Requests to the API are small JSON documents. */
 export const MAX_JSON_BODY_BYTES = 16 * 1024;
+/**
+ * … except a build request that carries its tree's manifest (about 150 bytes an entry: 64 MiB
+ * holds some 400,000, twice the default FASTBUILD_EXTRACT_MAX_FILES), below the Functions host's
+ * own 100 MB request limit.
+ */
+export const MAX_MANIFEST_BODY_BYTES = 64 * 1024 * 1024;
 
 export interface BuildLog {
   info(message: string): void;
@@ -64,14 +70,22 @@ export function json(status: number, body: unknown, headers: Record<string, stri
  * JSON (400). An empty body reads as `undefined`.
  */
 export async function readJson(request: HttpRequest, maxBytes = MAX_JSON_BODY_BYTES): Promise<unknown> {
+  return (await readJsonBody(request, maxBytes)).value;
+}
+
+/** {@link readJson}, with the body's size in bytes (for a limit that depends on what the body is). */
+export async function readJsonBody(
+  request: HttpRequest,
+  maxBytes: number,
+): Promise<{ value: unknown; bytes: number }> {
   const declared = Number(request.headers.get("content-length") ?? "0");
   if (declared > maxBytes) throw tooLarge(maxBytes);
   const bytes = Buffer.from(await request.arrayBuffer());
   if (bytes.length > maxBytes) throw tooLarge(maxBytes);
   const text = bytes.toString("utf8").trim();
-  if (text === "") return undefined;
+  if (text === "") return { value: undefined, bytes: 0 };
   try {
-    return JSON.parse(text) as unknown;
+    return { value: JSON.parse(text) as unknown, bytes: bytes.length };
   } catch {
     throw new InvalidInputError("The request body is not valid JSON.", {
       code: "MalformedJson",
@@ -80,7 +94,7 @@ export async function readJson(request: HttpRequest, maxBytes = MAX_JSON_BODY_BY
   }
 }
 
-function tooLarge(maxBytes: number): PayloadTooLargeError {
+export function tooLarge(maxBytes: number): PayloadTooLargeError {
   return new PayloadTooLargeError(`The request body is larger than ${maxBytes} bytes.`, {
     code: "RequestTooLarge",
     hint: "Send only the fields the API documents; the source archive goes to the upload URL, not here.",

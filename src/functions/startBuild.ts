@@ -2,19 +2,49 @@
  * `POST /api/builds`: checks the request, mints the build id, its callback token and a short-lived
  * upload SAS, and starts the orchestration at once (instance id = build id), so the builder VM
  * starts while the client is still uploading.
+ *
+ * With a manifest (content-addressed source, src/core/sourceManifest.ts) it also checks the
+ * manifest, reads the environment's content index, plans the packs of the contents the store lacks
+ * (`planPacks`), records the request (`pending/<buildId>.json`) and answers a create/write SAS per
+ * pack instead of the one archive upload.
  */
 import { quoted } from "../core/logText.js";
 import type { HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
-import { startBuildRequestSchema, type StartBuildResponse } from "../core/api.js";
+import { startBuildRequestSchema, type ContentUploads, type StartBuildResponse } from "../core/api.js";
 import { createBuildId, createCallbackToken } from "../core/buildId.js";
 import { ORCHESTRATOR_VERSION, sourceBlobName, type BuildInput } from "../core/buildInput.js";
+import { indexOf, storedContents, type PlannedPack } from "../core/contentIndex.js";
 import { InvalidInputError, PayloadTooLargeError } from "../core/errors.js";
+import type { ExtractLimits } from "../core/extractLimits.js";
+import {
+  canonicalManifest,
+  checkManifest,
+  contentBlobNames,
+  ManifestError,
+  manifestContents,
+  manifestDigest,
+  planPacks,
+  type PendingSource,
+  type SourceManifest,
+} from "../core/sourceManifest.js";
+import type { Deps } from "./deps.js";
 import { getDeps } from "./deps.js";
-import { apiHandler, buildLog, json, parseWith, readJson } from "./http.js";
+import {
+  apiHandler,
+  buildLog,
+  json,
+  MAX_JSON_BODY_BYTES,
+  MAX_MANIFEST_BODY_BYTES,
+  parseWith,
+  readJsonBody,
+  tooLarge,
+} from "./http.js";
 import { buildInstances } from "./instances.js";
 
 async function run(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
-  const body = await readJson(request);
+  const { value: body, bytes } = await readJsonBody(request, MAX_MANIFEST_BODY_BYTES);
+  // Only a manifest makes a request big: any other stays within the small-document limit.
+  if (bytes > MAX_JSON_BODY_BYTES && !hasManifest(body)) throw tooLarge(MAX_JSON_BODY_BYTES);
   if (body === undefined) {
     throw new InvalidInputError("The request body is empty.", {
       code: "MissingBody",
@@ -43,6 +73,8 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
     );
   }
 
+  if (req.manifest) checkManifestRequest(req.manifest, req.sourceDigest, deps.config.builds.extractLimits);
+
   const createdAt = deps.now();
   const buildId = createBuildId(createdAt);
   const input: BuildInput = {
@@ -57,24 +89,110 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
     callbackToken: createCallbackToken(),
     createdAt: createdAt.toISOString(),
     orchestratorVersion: ORCHESTRATOR_VERSION,
+    ...(req.manifest ? { sourceFormat: "manifest" as const } : {}),
   };
   const log = buildLog(context, buildId);
 
-  // The SAS first: if it cannot be made, nothing has started.
-  const upload = await sources.createUploadUrl(sourceBlobName(buildId), config.builds.uploadSasMinutes);
+  // The SAS (and, for a manifest, the pending request) first: if they cannot be made, nothing has started.
+  const source = req.manifest
+    ? { contents: await planUploads(deps, input, req.manifest, createdAt) }
+    : {
+        upload: {
+          ...(await sources.createUploadUrl(sourceBlobName(buildId), config.builds.uploadSasMinutes)),
+          maxBytes,
+        },
+      };
   await buildInstances(context).start(input);
-  log.info(`started for environment ${req.environment} (digest ${req.sourceDigest})`);
+  log.info(
+    `started for environment ${req.environment} (digest ${req.sourceDigest})` +
+      (source.contents
+        ? `: ${source.contents.stored} contents stored, ${source.contents.missing} (${source.contents.missingBytes} bytes) to upload in ${source.contents.packs.length} packs`
+        : ""),
+  );
 
   const base = `/api/builds/${buildId}`;
   const response: StartBuildResponse = {
     buildId,
-    upload: { url: upload.url, expiresOn: upload.expiresOn, maxBytes },
+    ...(source.upload
+      ? { upload: { url: source.upload.url, expiresOn: source.upload.expiresOn, maxBytes } }
+      : {}),
+    ...(source.contents ? { contents: source.contents } : {}),
     statusUrl: base,
     logsUrl: `${base}/logs`,
     sourceCompleteUrl: `${base}/source`,
     cancelUrl: `${base}/cancel`,
   };
   return json(202, response, { location: base });
+}
+
+function hasManifest(body: unknown): boolean {
+  return typeof body === "object" && body !== null && "manifest" in body;
+}
+
+/** The manifest names exactly the announced digest and keeps the builder's extraction rules. */
+function checkManifestRequest(manifest: SourceManifest, sourceDigest: string, limits: ExtractLimits): void {
+  const digest = manifestDigest(manifest);
+  if (digest !== sourceDigest) {
+    throw new InvalidInputError(
+      `The manifest's digest is ${digest}, not the sourceDigest ${sourceDigest} of the request.`,
+      {
+        code: "SourceDigestMismatch",
+        hint: "Send as sourceDigest the sha256 of the manifest's canonical text (canonicalManifest in src/core/sourceManifest.ts); nothing was started.",
+      },
+    );
+  }
+  try {
+    checkManifest(manifest, limits);
+  } catch (error) {
+    if (!(error instanceof ManifestError)) throw error;
+    const tooBig = ["TooManyFiles", "FileTooLarge", "TreeTooLarge"].includes(error.code);
+    throw new InvalidInputError(`The manifest is refused: ${error.message}.`, {
+      code: `InvalidManifest:${error.code}`,
+      hint: tooBig
+        ? "Exclude build outputs and dependencies (add them to .gitignore) and try again; nothing was started."
+        : "Fix the entry named above in the tree (or send the manifest as the fastbuild CLI makes it) and try again; nothing was started.",
+    });
+  }
+}
+
+/**
+ * Which contents the store lacks and their packs: the environment's index (absent: empty) says
+ * which are stored in a pack still young enough to reuse; the rest, distinct and in manifest
+ * order, are packed by `planPacks`. The pending request is written create-only: a build id is new.
+ */
+async function planUploads(
+  deps: Deps,
+  input: BuildInput,
+  manifest: SourceManifest,
+  now: Date,
+): Promise<ContentUploads> {
+  const { config, contents: store } = deps;
+  const index = indexOf((await store.readJson(contentBlobNames.index(input.environment)))?.value);
+  const all = manifestContents(manifest);
+  const stored = storedContents(index, all, now);
+  const missing = all.filter((content) => !Object.hasOwn(stored, content.sha256));
+  const packs: PlannedPack[] = planPacks(missing).map((contents, n) => ({
+    name: contentBlobNames.pack(input.buildId, n),
+    contents,
+  }));
+  const pending: PendingSource = {
+    version: 1,
+    sourceDigest: input.sourceDigest,
+    manifest: canonicalManifest(manifest),
+    packs,
+    stored,
+  };
+  await store.writeJson(contentBlobNames.pending(input.buildId), pending, { ifNoneMatch: "*" });
+  const minutes = config.builds.uploadSasMinutes;
+  const urls = await Promise.all(packs.map((pack) => store.createUploadUrl(pack.name, minutes)));
+  return {
+    packs: packs.map((pack, n) => ({ url: urls[n]!.url, contents: pack.contents.map((c) => c.sha256) })),
+    expiresOn: urls[0]?.expiresOn ?? new Date(now.getTime() + minutes * 60_000).toISOString(),
+    maxBytes: config.builds.maxUploadBytes,
+    stored: Object.keys(stored).length,
+    missing: missing.length,
+    missingBytes: missing.reduce((sum, content) => sum + content.size, 0),
+  };
 }
 
 /** The handler `register.ts` routes to (tests call it with their own request and context). */

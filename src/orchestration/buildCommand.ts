@@ -78,6 +78,7 @@ export class BuildCommand {
       callbackToken: input.callbackToken,
       timeoutSeconds: Math.ceil(env.limits.buildTimeoutMs / 1000),
       ...(input.commit ? { commit: input.commit } : {}),
+      ...(input.sourceFormat === "manifest" ? { sourceFormat: "manifest" as const } : {}),
       // The start confirms the lease (renewing this generation) right before the command starts.
       ...(this.lease.renewal ? { lease: this.lease.renewal } : {}),
     };

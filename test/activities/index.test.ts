@@ -17,6 +17,7 @@ import {
   type StartBuildInput,
 } from "../../src/core/activityContract.js";
 import { callbackPath } from "../../src/core/buildInput.js";
+import { contentBlobNames } from "../../src/core/sourceManifest.js";
 import { EXIT_CODES, RESULT_LIMITS, truncateText } from "../../src/core/buildResult.js";
 import { jsonUtf16Bytes, LOG_TAIL_BUDGET_BYTES, POLL_LOG_TAIL_BUDGET_BYTES } from "../../src/core/status.js";
 import { startArmEmulator, type ArmEmulator, type RunCommandRun } from "@fast-build/local-cloud/arm";
@@ -82,8 +83,9 @@ function activitiesFor(options: { buildScriptPath?: string; publicBaseUrl?: stri
     FASTBUILD_CONTAINERAPPS_ENDPOINT: arm.endpoint,
     ...(options.publicBaseUrl ? { FASTBUILD_PUBLIC_BASE_URL: options.publicBaseUrl } : {}),
   });
+  const deps = createDeps({ ...testWiring(arm), config });
   const activities = createActivities(
-    createDeps({ ...testWiring(arm), config }),
+    deps,
     options.buildScriptPath ? { buildScriptPath: options.buildScriptPath } : {},
   );
   const call = (name: string, input: unknown): Promise<unknown> => {
@@ -91,7 +93,7 @@ function activitiesFor(options: { buildScriptPath?: string; publicBaseUrl?: stri
     assert.ok(handler, `activity ${name} is registered`);
     return handler(input);
   };
-  return { env, config, call };
+  return { env, config, deps, call };
 }
 
 function startInput(buildId: string, environment: ResolvedEnvironment): StartBuildInput {
@@ -233,6 +235,57 @@ describe("startBuild activity", () => {
       run?.protectedParameters.FASTBUILD_CALLBACK_URL,
       `https://fb.example.test${callbackPath("build-fixed-1")}`,
     );
+  });
+});
+
+describe("startBuild activity for a manifest build", () => {
+  it("sends a read URL of the build's plan as FASTBUILD_SOURCE_PLAN_URL instead of FASTBUILD_SOURCE_URL", async () => {
+    const { env, deps, call } = activitiesFor({});
+    const environment = (await call(ACTIVITIES.resolveEnvironment, {
+      environment: env.name,
+    })) as ResolvedEnvironment;
+    const plan = { version: 1, sourceDigest: `sha256:${"b".repeat(64)}`, manifest: "{}", packs: [] };
+    await deps.contents.writeJson(contentBlobNames.plan("build-plan-1"), plan, undefined);
+
+    await call(ACTIVITIES.startBuild, {
+      ...startInput("build-plan-1", environment),
+      sourceFormat: "manifest",
+    });
+
+    const run = await runFor("build-plan-1");
+    assert.equal(run?.protectedParameters.FASTBUILD_SOURCE_URL, undefined);
+    assert.equal(
+      run?.parameters.FASTBUILD_SOURCE_PLAN_URL,
+      undefined,
+      "a SAS URL is never a public parameter",
+    );
+    const url = run?.protectedParameters.FASTBUILD_SOURCE_PLAN_URL ?? "";
+    assert.match(url, /sig=/);
+    assert.equal(
+      new URL(url).pathname,
+      `/devstoreaccount1/source-content/${contentBlobNames.plan("build-plan-1")}`,
+    );
+    const res = await fetch(url);
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), plan);
+    assert.equal(
+      (await fetch(url, { method: "PUT", body: "x", headers: { "x-ms-blob-type": "BlockBlob" } })).status,
+      403,
+    );
+  });
+
+  it("sends FASTBUILD_SOURCE_URL, as before, for an archive build", async () => {
+    const { env, call } = activitiesFor({});
+    const environment = (await call(ACTIVITIES.resolveEnvironment, {
+      environment: env.name,
+    })) as ResolvedEnvironment;
+    await call(ACTIVITIES.startBuild, startInput("build-archive-1", environment));
+    const run = await runFor("build-archive-1");
+    assert.match(
+      run?.protectedParameters.FASTBUILD_SOURCE_URL ?? "",
+      /build-archive-1\/source\.tar\.gz\?.*sig=/,
+    );
+    assert.equal(run?.protectedParameters.FASTBUILD_SOURCE_PLAN_URL, undefined);
   });
 });
 

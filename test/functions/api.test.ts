@@ -51,6 +51,8 @@ import { LocalDurableEngine } from "@fast-build/local-cloud/durable/localEngine"
 import { createBuildId } from "../../src/core/buildId.js";
 import { buildOrchestrator } from "../../src/orchestration/build.js";
 import { waitFor } from "../azure/armHelpers.js";
+import { pushImage } from "../azure/registryImages.js";
+import { sourceTagOf } from "../../src/orchestration/registryFirst.js";
 
 const SOURCE = Buffer.from("pretend this is a tar.gz of a cargo workspace\n".repeat(10));
 const BASE_KEY = "0123456789abcdef".repeat(4);
@@ -323,6 +325,25 @@ describe("HTTP API", () => {
       const afterEnd = await complete(build.buildId);
       assert.equal(afterEnd.status, 409);
       assert.equal(errorOf(afterEnd.body).code, "BuildEnded");
+    });
+
+    it("answers 200 needed:false when the registry already has the image for the source (version 5)", async () => {
+      // A digest of its own: no other test's build may find (or miss) this image.
+      const digest = `sha256:${createHash("sha256").update("registry-first upload test").digest("hex")}`;
+      await pushImage(cloud.registry.url, "apps/demo", sourceTagOf(digest), "registry-first");
+      const build = await started({ sourceDigest: digest, options: { deploy: false } });
+      await cloud.published(build.buildId, (s) => s.registryCheck?.sourceImage === "present");
+      // The CLI's upload was under way: its report is answered, not refused, and raises nothing.
+      await upload(build.upload!.url, SOURCE);
+      const res = await complete(build.buildId);
+      assert.equal(res.status, 200, res.text);
+      assert.deepEqual(res.body, {
+        buildId: build.buildId,
+        needed: false,
+        statusUrl: `/api/builds/${build.buildId}`,
+      });
+      assert.equal(cloud.engine.events.filter((e) => e.instanceId === build.buildId).length, 0);
+      assert.equal(build.input.orchestratorVersion, 5);
     });
 
     it("answers 404 for an unknown build and 400 for something that is not a build id", async () => {

@@ -15,7 +15,7 @@ import type { Deps } from "../../src/functions/deps.js";
 import { durableClientInput } from "../../src/functions/register.js";
 import { startArmEmulator, type ArmEmulator, type RunCommandExecutor } from "@fast-build/local-cloud/arm";
 import { startAzurite, type Azurite } from "@fast-build/local-cloud/azurite";
-import { startRegistry } from "@fast-build/local-cloud/registry";
+import { startRegistry, type LocalRegistry } from "@fast-build/local-cloud/registry";
 import {
   LocalDurableEngine,
   type LocalDurableEngineOptions,
@@ -84,6 +84,8 @@ export function endRunningScripts(): void {
 export interface TestCloud {
   azurite: Azurite;
   arm: ArmEmulator;
+  /** The environments' registry (both name it by its login server). */
+  registry: LocalRegistry;
   engine: ObservedEngine;
   rpc: DurableRpcServer;
   config: Config;
@@ -187,6 +189,7 @@ export async function startTestCloud(): Promise<TestCloud> {
   return {
     azurite,
     arm,
+    registry,
     engine,
     rpc,
     config,

@@ -3,7 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it, before } from "node:test";
-import { environmentSchema } from "../../src/config/index.js";
+import { environmentSchema, loadConfig } from "../../src/config/index.js";
+import { CONTENT_STORE } from "../../src/core/sourceManifest.js";
+import { MINIMAL_SETTINGS } from "../config/settings.js";
 import { resourcesOf, type Template, type TemplateResource } from "./armExpressions.js";
 import { bicepLint, compileMain } from "./compiledTemplate.js";
 
@@ -55,6 +57,35 @@ describe("infra/main.bicep", () => {
       .filter(([, schema]) => !schema.safeParse(undefined).success)
       .map(([key]) => key);
     for (const key of required) assert.match(compiled, new RegExp(`"${key}":`), key);
+  });
+
+  it("deletes stored source contents after CONTENT_STORE.retentionDays, in the container the app is given", () => {
+    interface Rule {
+      name: string;
+      definition: {
+        filters: { prefixMatch: string[] };
+        actions: { baseBlob: { delete: { daysAfterModificationGreaterThan: number } } };
+      };
+    }
+    const policy = allResources(template).find(
+      (r) => r.type === "Microsoft.Storage/storageAccounts/managementPolicies",
+    );
+    const rules = (policy?.properties as { policy: { rules: Rule[] } }).policy.rules;
+    // The app's default is the deployed container, so an app without the setting still finds it.
+    const name = loadConfig(MINIMAL_SETTINGS).storage.contentContainer;
+    const container = allResources(template).find(
+      (r) => r.type === "Microsoft.Storage/storageAccounts/blobServices/containers" && r.name.includes(name),
+    );
+    assert.ok(container, `the content container ${name} is deployed`);
+    const rule = rules.find((one) => one.definition.filters.prefixMatch.includes(`${name}/`));
+    assert.equal(
+      rule?.definition.actions.baseBlob.delete.daysAfterModificationGreaterThan,
+      CONTENT_STORE.retentionDays,
+    );
+    const site = allResources(template).find((r) => r.type === "Microsoft.Web/sites");
+    const settings = (site?.properties?.siteConfig as { appSettings: { name: string; value: string }[] })
+      .appSettings;
+    assert.ok(settings.some((s) => s.name === "FASTBUILD_CONTENT_CONTAINER"));
   });
 
   it("grants the builder push and the function app VM operation rights", () => {

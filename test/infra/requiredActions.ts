@@ -9,8 +9,8 @@
  * ("Permissions for calling data operations").
  *
  * Not listed because no identity is involved: the builder downloads the source archive through a
- * SAS URL the function app signs (user-delegation SAS, src/activities/index.ts startBuild); the CLI
- * uploads through a SAS (src/azure/storageUpload.ts).
+ * SAS URL the function app signs (user-delegation SAS, src/activities/index.ts startBuild), and a
+ * manifest build's plan and packs the same way; the CLI uploads through a SAS (src/azure/storageUpload.ts).
  */
 import type { Plane } from "./rbac.js";
 
@@ -120,9 +120,14 @@ export const REQUIRED: readonly Requirement[] = [
     STORAGE,
     "dataAction",
     `${BLOBS}/blobs/read`,
-    "blobs.ts stat / sha256 / BlobLogStore.read; Flex reads its package",
+    "blobs.ts stat / sha256 / BlobLogStore.read; contentStore.ts readJson / stat / verifyPack; Flex reads its package",
   ),
-  fn(STORAGE, "dataAction", `${BLOBS}/blobs/write`, "blobs.ts createAppendLog: appendBlob createIfNotExists"),
+  fn(
+    STORAGE,
+    "dataAction",
+    `${BLOBS}/blobs/write`,
+    "blobs.ts createAppendLog: appendBlob createIfNotExists; contentStore.ts writeJson (index, pending, plan)",
+  ),
   fn(STORAGE, "dataAction", `${BLOBS}/blobs/add/action`, "blobs.ts BlobLogStore.append: appendBlock"),
   fn(
     STORAGE,
