@@ -233,6 +233,7 @@ async function runBuild(environment: string, n: number): Promise<BuildOutcome> {
     buildId = start.buildId;
     const answered = Date.now();
     const { upload, sourceCompleteUrl, statusUrl } = start;
+    if (!upload) throw new Error("an archive build's answer has no upload URL");
     await uploadFileToSas(archive, upload.url);
     await whileHostDown(() => api.sourceComplete(sourceCompleteUrl));
     uploadMs = Date.now() - answered;

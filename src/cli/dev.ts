@@ -181,11 +181,14 @@ async function gitInfo(root: string): Promise<{ commit?: string; branch?: string
 
 async function upload(api: ApiClient, started: StartBuildResponse, archive: SourceArchive, opts: DevRun) {
   const { out } = opts;
-  if (archive.bytes > started.upload.maxBytes) {
-    throw sourceTooLarge(archive.bytes, started.upload.maxBytes);
+  const target = started.upload;
+  if (!target)
+    throw new PermanentError("the API did not answer with an upload URL", { code: "UnexpectedAnswer" });
+  if (archive.bytes > target.maxBytes) {
+    throw sourceTooLarge(archive.bytes, target.maxBytes);
   }
   out.status(`uploading ${formatBytes(archive.bytes)}`);
-  await uploadFileToSas(archive.path, started.upload.url, {
+  await uploadFileToSas(archive.path, target.url, {
     md5: archive.md5,
     signal: opts.interrupt,
     onProgress: (bytes) => out.status(`uploading ${formatBytes(bytes)} / ${formatBytes(archive.bytes)}`),

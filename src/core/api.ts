@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { BASE_KEY, COMMIT, ruleSchema, SOURCE_DIGEST } from "./rules.js";
+import { manifestSchema } from "./sourceManifest.js";
 
 /** Git refs and commits are displayed and passed on as parameters, so keep them boring. */
 export const branchSchema = z
@@ -30,7 +31,12 @@ export const startBuildRequestSchema = z
     sourceBytes: z.number().int().positive().optional(),
     /** Computed by the upload command from the dependency recipe (src/core/baseKey.ts). */
     baseKey: baseKeySchema,
-
+    /**
+     * Content-addressed source (src/core/sourceManifest.ts): the tree's manifest, whose digest is
+     * `sourceDigest`. The answer's `contents` says which contents to upload, in which packs; without
+     * a manifest the client uploads one archive to `upload.url` (clients before item 4 of issue 10).
+     */
+    manifest: manifestSchema.optional(),
     options: z
       .object({
         rebuildBase: z.boolean().optional(),
@@ -44,12 +50,30 @@ export type StartBuildRequest = z.infer<typeof startBuildRequestSchema>;
 
 export interface StartBuildResponse {
   buildId: string;
-  upload: { url: string; expiresOn: string; maxBytes: number };
+  /** Archive builds (no manifest): where to PUT the one archive. */
+  upload?: { url: string; expiresOn: string; maxBytes: number };
+  /** Manifest builds: the contents the store lacks, packed as `planPacks` packs them. */
+  contents?: ContentUploads;
   /** Relative URLs under the API base. */
   statusUrl: string;
   logsUrl: string;
   sourceCompleteUrl: string;
   cancelUrl: string;
+}
+
+/**
+ * The packs a manifest build uploads: for each, a create/write SAS for its blob and the sha256 of
+ * each content, in order; the pack's bytes are the gzip of those contents concatenated. `maxBytes`
+ * bounds the packs' bytes together. With no packs, the client only posts `sourceCompleteUrl`.
+ */
+export interface ContentUploads {
+  packs: { url: string; contents: string[] }[];
+  expiresOn: string;
+  maxBytes: number;
+  /** Distinct contents of the manifest the store already holds, and the ones to upload. */
+  stored: number;
+  missing: number;
+  missingBytes: number;
 }
 
 export const BUILD_PHASES = [

@@ -51,6 +51,12 @@ export const buildInputSchema = z
     callbackToken: ruleSchema(CALLBACK_TOKEN),
     createdAt: z.iso.datetime(),
     /**
+     * How the source travels: `archive` (one tar.gz blob, `sourceBlobName`; absent means this) or
+     * `manifest` (content-addressed: the builder fetches `contentBlobNames.plan`, src/core/sourceManifest.ts).
+     * The orchestration's steps are the same for both; only the start activity's parameters differ.
+     */
+    sourceFormat: z.enum(["archive", "manifest"]).optional(),
+    /**
      * The orchestrator's shape this build began with, fixed in its history: a build replays on
      * newer code along the path it started on (absent: 1, before versions were written).
      */

@@ -2,12 +2,10 @@
  * Content-addressed source (issue 10, item 4): the developer's tree as a manifest (every path with
  * its content's sha256, size and mode, and every symlink), stored contents kept in packs, and the
  * builder's plan. The source digest of such a build is the manifest's: sha256 of its canonical
- * bytes (`canonicalManifest`). One definition of every rule here. Landed so far: the builder's side
- * (dockerfiles/safe_extract.py `--plan` reads `SourcePlan`, checks the manifest with the extraction
- * rules — test/fixtures/manifest-rules.json is the one table both `checkManifest` and it are tested
- * with — and materializes the tree from its content cache). Still to come: the CLI making the
- * manifest and the packs, and the function app checking the manifest, saying which contents the
- * store lacks, verifying the packs and writing the plan, in this layout:
+ * bytes (`canonicalManifest`). One definition of every rule here, used by the CLI (which makes the
+ * manifest and the packs), the function app (which checks the manifest, says which contents the
+ * store lacks, verifies the packs and writes the builder's plan) and, for the plan's shape, by
+ * dockerfiles/safe_extract.py (`--plan`), which materializes the tree with the extraction rules.
  *
  * The store, in the content container (`FASTBUILD_CONTENT_CONTAINER`):
  * - `packs/<buildId>/<n>.gz`: one pack = gzip of the concatenated contents it was planned with

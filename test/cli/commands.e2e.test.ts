@@ -116,7 +116,7 @@ describe("fast-build follow, status, logs, cancel and builders against the real 
   }
 
   async function sendSource(build: StartBuildResponse): Promise<void> {
-    const put = await fetch(build.upload.url, {
+    const put = await fetch(build.upload!.url, {
       method: "PUT",
       body: SOURCE,
       headers: { "x-ms-blob-type": "BlockBlob" },

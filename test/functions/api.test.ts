@@ -111,7 +111,7 @@ describe("HTTP API", () => {
 
   /** Uploads the archive and reports it, as the CLI does; the build then takes the builder. */
   async function withSource(build: StartBuildResponse): Promise<void> {
-    assert.equal((await upload(build.upload.url, SOURCE)).status, 201);
+    assert.equal((await upload(build.upload!.url, SOURCE)).status, 201);
     const res = await sourceComplete(build.buildId);
     assert.equal(res.status, 202, res.text);
   }
@@ -142,7 +142,7 @@ describe("HTTP API", () => {
       assert.ok(buildIdSchema.safeParse(body.buildId).success, body.buildId);
       assert.equal(body.statusUrl, `/api/builds/${body.buildId}`);
       assert.equal(body.sourceCompleteUrl, `/api/builds/${body.buildId}/source`);
-      assert.equal(body.upload.maxBytes, MAX_UPLOAD_BYTES);
+      assert.equal(body.upload!.maxBytes, MAX_UPLOAD_BYTES);
 
       const instance = await cloud.engine.getStatus(body.buildId);
       assert.equal(instance?.name, BUILD_ORCHESTRATOR);
@@ -154,9 +154,9 @@ describe("HTTP API", () => {
       assert.equal(input.deploy, true);
       assert.match(input.callbackToken, /^[A-Za-z0-9_-]{43}$/);
 
-      assert.equal((await upload(body.upload.url, SOURCE)).status, 201);
+      assert.equal((await upload(body.upload!.url, SOURCE)).status, 201);
       // Write-only: the upload grant cannot read the blob back.
-      assert.equal((await fetch(body.upload.url)).status, 403);
+      assert.equal((await fetch(body.upload!.url)).status, 403);
 
       // Logs name the build and never carry the SAS signature or the callback token.
       assert.ok(res.logs.length > 0);
@@ -264,7 +264,7 @@ describe("HTTP API", () => {
 
     it("raises SourceUploaded once the archive is there and matches the digest", async () => {
       const build = await started();
-      await upload(build.upload.url, SOURCE);
+      await upload(build.upload!.url, SOURCE);
       const before = Date.now();
       const res = await complete(build.buildId);
       assert.equal(res.status, 202, res.text);
@@ -291,7 +291,7 @@ describe("HTTP API", () => {
 
     it("refuses an archive whose digest differs from the one announced, and raises nothing", async () => {
       const build = await started();
-      await upload(build.upload.url, Buffer.from("something else"));
+      await upload(build.upload!.url, Buffer.from("something else"));
       const res = await complete(build.buildId);
       assert.equal(res.status, 400);
       assert.equal(errorOf(res.body).code, "SourceDigestMismatch");
@@ -304,7 +304,7 @@ describe("HTTP API", () => {
       const build = await started({
         sourceDigest: `sha256:${createHash("sha256").update(big).digest("hex")}`,
       });
-      await upload(build.upload.url, big);
+      await upload(build.upload!.url, big);
       const res = await complete(build.buildId);
       assert.equal(res.status, 413);
       assert.equal(errorOf(res.body).code, "SourceTooLarge");
@@ -712,7 +712,7 @@ describe("HTTP API", () => {
       });
       assert.equal(start.status, 202);
       const build = (await start.json()) as StartBuildResponse;
-      assert.equal((await upload(build.upload.url, SOURCE)).status, 201);
+      assert.equal((await upload(build.upload!.url, SOURCE)).status, 201);
       assert.equal((await api(`builds/${build.buildId}/source`, { method: "POST" })).status, 202);
 
       const status = await api(`builds/${build.buildId}`);
