@@ -23,7 +23,7 @@ import { checkLinkTree, checkSymlink, LinkRuleError } from "./linkRules.js";
 
 export const MANIFEST_VERSION = 1;
 
-/** The store's ages, in days (the content container's lifecycle rule, still to come, deletes after `retentionDays`). */
+/** The store's ages, in days; infra/app/storage.bicep's lifecycle rule deletes after `retentionDays` (a test compares). */
 export const CONTENT_STORE = { retentionDays: 30, reuseDays: 20 } as const;
 
 /**
