@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import { BASE_KEY, COMMIT, ruleSchema, SOURCE_DIGEST } from "./rules.js";
-import { manifestSchema } from "./sourceManifest.js";
+import { manifestDeltaSchema, manifestSchema } from "./sourceManifest.js";
 
 /** Git refs and commits are displayed and passed on as parameters, so keep them boring. */
 export const branchSchema = z
@@ -37,6 +37,11 @@ export const startBuildRequestSchema = z
      * a manifest the client uploads one archive to `upload.url` (clients before item 4 of issue 10).
      */
     manifest: manifestSchema.optional(),
+    /**
+     * Or, instead of `manifest`, its change from a manifest an earlier build sent (the store keeps
+     * each by digest): answered 409 `BaseManifestUnknown` when the store no longer has that base.
+     */
+    manifestDelta: manifestDeltaSchema.optional(),
     options: z
       .object({
         rebuildBase: z.boolean().optional(),
@@ -45,7 +50,11 @@ export const startBuildRequestSchema = z
       .strict()
       .optional(),
   })
-  .strict();
+  .strict()
+  .refine((request) => !(request.manifest && request.manifestDelta), {
+    message: "send either manifest or manifestDelta, not both",
+    path: ["manifestDelta"],
+  });
 export type StartBuildRequest = z.infer<typeof startBuildRequestSchema>;
 
 export interface StartBuildResponse {

@@ -14,12 +14,16 @@
  *   updated with an ETag check by each accepted upload; entries whose pack is older than
  *   `CONTENT_STORE.reuseDays` are not reused (the lifecycle rule deletes packs after `retentionDays`);
  * - `pending/<buildId>.json` (`PendingSource`): what the start of a build asked for;
- * - `plans/<buildId>.json` (`SourcePlan`): what the builder fetches (read SAS per pack).
+ * - `plans/<buildId>.json` (`SourcePlan`): what the builder fetches (read SAS per pack);
+ * - `manifests/<hex>.json`: every manifest a build started with, so the next build of the tree
+ *   can send only its change (`ManifestDelta`); a delta whose base is gone is answered
+ *   `BaseManifestUnknown`, and the client sends the whole manifest instead.
  */
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import type { ExtractLimits } from "./extractLimits.js";
 import { checkLinkTree, checkSymlink, LinkRuleError } from "./linkRules.js";
+import { ruleSchema, SOURCE_DIGEST } from "./rules.js";
 
 export const MANIFEST_VERSION = 1;
 
@@ -80,6 +84,66 @@ export function canonicalManifest(manifest: SourceManifest): string {
 
 export function manifestDigest(manifest: SourceManifest): string {
   return `sha256:${createHash("sha256").update(canonicalManifest(manifest), "utf8").digest("hex")}`;
+}
+
+/**
+ * A manifest said as the change from one the store already holds (`contentBlobNames.manifest`):
+ * the entries that are new or differ, and the paths that are gone. A one-line change of a
+ * 2,000-file tree is one entry, where the whole manifest is a quarter of the archive's bytes.
+ */
+export const manifestDeltaSchema = z
+  .object({
+    /** The digest of the manifest this one is a change of. */
+    base: ruleSchema(SOURCE_DIGEST),
+    changed: z.array(manifestEntrySchema),
+    removed: z.array(z.string().min(1)),
+  })
+  .strict();
+export type ManifestDelta = z.infer<typeof manifestDeltaSchema>;
+
+/** Byte order of paths, the manifest's order (`checkManifest`). */
+export function compareManifestPaths(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+}
+
+/** What turns `base` into `next` (`applyManifestDelta(base, diffManifests(base, next))` equals `next`). */
+export function diffManifests(base: SourceManifest, next: SourceManifest, baseDigest: string): ManifestDelta {
+  const before = new Map(base.entries.map((e) => [e.path, canonicalEntry(e)]));
+  const changed = next.entries.filter((e) => before.get(e.path) !== canonicalEntry(e));
+  const paths = new Set(next.entries.map((e) => e.path));
+  const removed = base.entries.filter((e) => !paths.has(e.path)).map((e) => e.path);
+  return { base: baseDigest, changed, removed };
+}
+
+/**
+ * The manifest a delta describes: `base` without `removed`, with `changed` put in (replacing the
+ * entry of the same path), in byte order. A removed path the base lacks, or a path both changed and
+ * removed or named twice, is refused: such a delta was not made from this base.
+ */
+export function applyManifestDelta(base: SourceManifest, delta: ManifestDelta): SourceManifest {
+  const entries = new Map(base.entries.map((e) => [e.path, e]));
+  for (const path of delta.removed) {
+    if (!entries.delete(path)) {
+      throw new ManifestError(
+        "DeltaBase",
+        `${JSON.stringify(path)} is removed but the base has no such entry`,
+      );
+    }
+  }
+  const named = new Set(delta.removed);
+  for (const entry of delta.changed) {
+    if (named.has(entry.path)) {
+      throw new ManifestError("DeltaTwice", `${JSON.stringify(entry.path)} is named twice in the change`);
+    }
+    named.add(entry.path);
+    entries.set(entry.path, entry);
+  }
+  const merged = [...entries.values()].sort((a, b) => compareManifestPaths(a.path, b.path));
+  return { version: MANIFEST_VERSION, entries: merged };
+}
+
+function canonicalEntry(entry: ManifestEntry): string {
+  return canonicalManifest({ version: MANIFEST_VERSION, entries: [entry] });
 }
 
 /** Why a manifest is refused; callers map the code to their own error (400 at the API, the CLI's exit). */
@@ -274,4 +338,6 @@ export const contentBlobNames = {
   index: (environment: string) => `index/${encodeURIComponent(environment)}.json`,
   pending: (buildId: string) => `pending/${buildId}.json`,
   plan: (buildId: string) => `plans/${buildId}.json`,
+  /** A manifest by its digest (`sha256:<hex>`), the base a later build's delta names. */
+  manifest: (digest: string) => `manifests/${digest.replace(/^sha256:/, "")}.json`,
 } as const;

@@ -14,16 +14,19 @@ import { startBuildRequestSchema, type ContentUploads, type StartBuildResponse }
 import { createBuildId, createCallbackToken } from "../core/buildId.js";
 import { ORCHESTRATOR_VERSION, sourceBlobName, type BuildInput } from "../core/buildInput.js";
 import { indexOf, storedContents, type PlannedPack } from "../core/contentIndex.js";
-import { InvalidInputError, PayloadTooLargeError } from "../core/errors.js";
+import { ConflictError, InvalidInputError, PayloadTooLargeError } from "../core/errors.js";
 import type { ExtractLimits } from "../core/extractLimits.js";
 import {
+  applyManifestDelta,
   canonicalManifest,
   checkManifest,
   contentBlobNames,
   ManifestError,
   manifestContents,
   manifestDigest,
+  manifestSchema,
   planPacks,
+  type ManifestDelta,
   type PendingSource,
   type SourceManifest,
 } from "../core/sourceManifest.js";
@@ -32,6 +35,7 @@ import { getDeps } from "./deps.js";
 import {
   apiHandler,
   buildLog,
+  type BuildLog,
   json,
   MAX_JSON_BODY_BYTES,
   MAX_MANIFEST_BODY_BYTES,
@@ -73,7 +77,8 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
     );
   }
 
-  if (req.manifest) checkManifestRequest(req.manifest, req.sourceDigest, deps.config.builds.extractLimits);
+  const manifest = req.manifestDelta ? await manifestOfDelta(deps, req.manifestDelta) : req.manifest;
+  if (manifest) checkManifestRequest(manifest, req.sourceDigest, deps.config.builds.extractLimits);
 
   const createdAt = deps.now();
   const buildId = createBuildId(createdAt);
@@ -89,13 +94,20 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
     callbackToken: createCallbackToken(),
     createdAt: createdAt.toISOString(),
     orchestratorVersion: ORCHESTRATOR_VERSION,
-    ...(req.manifest ? { sourceFormat: "manifest" as const } : {}),
+    ...(manifest ? { sourceFormat: "manifest" as const } : {}),
   };
   const log = buildLog(context, buildId);
 
   // The SAS (and, for a manifest, the pending request) first: if they cannot be made, nothing has started.
-  const source = req.manifest
-    ? { contents: await planUploads(deps, input, req.manifest, createdAt) }
+  const source = manifest
+    ? {
+        contents: (
+          await Promise.all([
+            planUploads(deps, input, manifest, createdAt),
+            keepManifest(deps, manifest, req.sourceDigest, log),
+          ])
+        )[0],
+      }
     : {
         upload: {
           ...(await sources.createUploadUrl(sourceBlobName(buildId), config.builds.uploadSasMinutes)),
@@ -126,7 +138,52 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
 }
 
 function hasManifest(body: unknown): boolean {
-  return typeof body === "object" && body !== null && "manifest" in body;
+  return typeof body === "object" && body !== null && ("manifest" in body || "manifestDelta" in body);
+}
+
+/**
+ * The manifest a delta names: its base from the store (kept by digest, `contentBlobNames.manifest`,
+ * until the lifecycle rule deletes it) with the change applied; the caller then checks it like a
+ * whole manifest, its digest included, so a delta made from another base cannot pass.
+ */
+async function manifestOfDelta(deps: Deps, delta: ManifestDelta): Promise<SourceManifest> {
+  const stored = await deps.contents.readJson(contentBlobNames.manifest(delta.base));
+  const base = manifestSchema.safeParse(stored?.value);
+  if (!base.success || manifestDigest(base.data) !== delta.base) {
+    throw new ConflictError(`The store does not have the base manifest ${delta.base}.`, {
+      code: "BaseManifestUnknown",
+      hint: "Send the whole manifest (field manifest) instead of manifestDelta; nothing was started.",
+    });
+  }
+  try {
+    return applyManifestDelta(base.data, delta);
+  } catch (error) {
+    if (!(error instanceof ManifestError)) throw error;
+    throw new InvalidInputError(`The manifest change is refused: ${error.message}.`, {
+      code: `InvalidManifestDelta:${error.code}`,
+      hint: "Send the whole manifest (field manifest) instead; nothing was started.",
+    });
+  }
+}
+
+/**
+ * Keeps the manifest by its digest for the next build's delta: create-only (the name is the
+ * content's hash, so one already there is this one), and a failure here only costs that delta.
+ */
+async function keepManifest(
+  deps: Deps,
+  manifest: SourceManifest,
+  digest: string,
+  log: BuildLog,
+): Promise<void> {
+  try {
+    await deps.contents.writeJson(contentBlobNames.manifest(digest), manifest, { ifNoneMatch: "*" });
+  } catch (error) {
+    if (error instanceof ConflictError) return;
+    log.warn(
+      `could not keep the manifest for later deltas: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
 }
 
 /** The manifest names exactly the announced digest and keeps the builder's extraction rules. */

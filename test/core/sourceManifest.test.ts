@@ -4,8 +4,11 @@ import { describe, it } from "node:test";
 import fc from "fast-check";
 import { defaultExtractLimits } from "../../src/core/extractLimits.js";
 import {
+  applyManifestDelta,
   canonicalManifest,
   checkManifest,
+  compareManifestPaths,
+  diffManifests,
   ManifestError,
   manifestContents,
   manifestDigest,
@@ -13,6 +16,7 @@ import {
   PACKS,
   planPacks,
   type ContentRef,
+  type ManifestDelta,
   type SourceManifest,
 } from "../../src/core/sourceManifest.js";
 import { MANIFEST_CASES } from "../fixtures/manifestRules.js";
@@ -160,5 +164,61 @@ describe("planPacks", () => {
     const packs = planPacks([small, big, { ...small, sha256: hex("3") }]);
     assert.equal(packs.length, 3);
     assert.deepEqual(packs[1], [big]);
+  });
+});
+
+describe("diffManifests and applyManifestDelta", () => {
+  const entry = fc.oneof(
+    fc.record({
+      type: fc.constant("file" as const),
+      size: fc.nat({ max: 1000 }),
+      sha256: fc.constantFrom("a", "b", "c").map(hex),
+      executable: fc.boolean(),
+    }),
+    fc.record({ type: fc.constant("symlink" as const), target: fc.constantFrom("x", "y") }),
+  );
+  const manifest = fc
+    .dictionary(fc.constantFrom("a", "b", "c/d", "c/é", "e", "f/g", "Z"), entry, { minKeys: 1 })
+    .map((byPath): SourceManifest => ({
+      version: 1,
+      entries: Object.entries(byPath)
+        .map(([path, e]) => ({ path, ...e }) as SourceManifest["entries"][number])
+        .sort((x, y) => compareManifestPaths(x.path, y.path)),
+    }));
+
+  it("a delta applied to its base gives back exactly the next manifest (same digest)", () => {
+    fc.assert(
+      fc.property(manifest, manifest, (base, next) => {
+        const delta = diffManifests(base, next, manifestDigest(base));
+        assert.equal(manifestDigest(applyManifestDelta(base, delta)), manifestDigest(next));
+        assert.equal(delta.base, manifestDigest(base));
+      }),
+    );
+  });
+
+  it("says only what changed: nothing for the same manifest, one entry for one edit", () => {
+    assert.deepEqual(diffManifests(sample, sample, manifestDigest(sample)).changed, []);
+    const edited = {
+      ...sample,
+      entries: sample.entries.map((e, i) => (i === 0 ? { ...e, path: e.path } : e)),
+    };
+    const first = edited.entries[0]!;
+    if (first.type === "file") edited.entries[0] = { ...first, sha256: hex("f") };
+    const delta = diffManifests(sample, edited, manifestDigest(sample));
+    assert.deepEqual(delta.changed, [edited.entries[0]]);
+    assert.deepEqual(delta.removed, []);
+  });
+
+  it("refuses a removed path the base lacks, and a path named twice", () => {
+    const base = manifestDigest(sample);
+    const refuses = (delta: ManifestDelta, code: string) =>
+      assert.throws(
+        () => applyManifestDelta(sample, delta),
+        (error: unknown) => error instanceof ManifestError && error.code === code,
+      );
+    refuses({ base, changed: [], removed: ["not-there"] }, "DeltaBase");
+    const path = sample.entries[0]!.path;
+    refuses({ base, changed: [sample.entries[0]!], removed: [path] }, "DeltaTwice");
+    refuses({ base, changed: [sample.entries[0]!, sample.entries[0]!], removed: [] }, "DeltaTwice");
   });
 });

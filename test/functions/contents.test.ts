@@ -11,8 +11,10 @@ import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import type { ContentUploads, ErrorResponse, StartBuildResponse } from "../../src/core/api.js";
 import { BUILD_EVENTS, type BuildInput } from "../../src/core/buildInput.js";
 import {
+  canonicalManifest,
   CONTENT_STORE,
   contentBlobNames,
+  diffManifests,
   contentIndexSchema,
   manifestContents,
   manifestDigest,
@@ -333,6 +335,103 @@ describe("content-addressed source", () => {
       for (let i = 0; i < 200; i++) tree[`src/m${String(i).padStart(3, "0")}.rs`] = Buffer.from(`${i}`);
       const res = await post(request(manifestOf(tree)));
       assert.equal(res.status, 202, res.text);
+    });
+  });
+
+  describe("POST /api/builds with a manifest delta", () => {
+    const deltaRequest = (
+      base: SourceManifest,
+      next: SourceManifest,
+      extra: Record<string, unknown> = {},
+    ) => ({
+      environment: "dev",
+      sourceDigest: manifestDigest(next),
+      baseKey: BASE_KEY,
+      manifestDelta: diffManifests(base, next, manifestDigest(base)),
+      ...extra,
+    });
+
+    it("keeps each manifest by its digest and builds the next from its change alone", async () => {
+      const tree = freshTree();
+      const first = await build(tree);
+      const kept = await cloud.deps.contents.readJson(contentBlobNames.manifest(first.input.sourceDigest));
+      assert.deepEqual(kept?.value, manifestOf(tree), "the start kept the manifest");
+      await cancelRunningBuilds(cloud, cancelBuild);
+
+      const edited: Tree = {
+        ...tree,
+        "src/f1.rs": Buffer.from(`fn f1() { edited() } ${randomBytes(4).toString("hex")}\n`),
+      };
+      delete edited["src/f2.rs"];
+      edited["src/new.rs"] = Buffer.from(`fn new() {} ${randomBytes(4).toString("hex")}\n`);
+      const body = deltaRequest(manifestOf(tree), manifestOf(edited));
+      assert.equal(body.manifestDelta.changed.length, 2);
+      assert.deepEqual(body.manifestDelta.removed, ["src/f2.rs"]);
+      const res = await post(body);
+      assert.equal(res.status, 202, res.text);
+      const next = res.body as StartBuildResponse;
+      assert.equal(next.contents?.missing, 2, "only the two new contents");
+      const input = (await cloud.engine.getStatus(next.buildId))?.input as BuildInput;
+      assert.equal(input.sourceDigest, manifestDigest(manifestOf(edited)));
+      assert.equal(input.sourceFormat, "manifest");
+      await uploadPacks({ ...next, contents: next.contents!, input }, edited);
+      assert.equal((await complete(next.buildId)).status, 202);
+      const plan = (await readPlan(next.buildId))!;
+      assert.equal(
+        plan.manifest,
+        canonicalManifest(manifestOf(edited)),
+        "the builder gets the whole new manifest",
+      );
+      const contents = await materialize(plan);
+      for (const bytes of Object.values(edited)) assert.deepEqual(contents.get(sha256(bytes)), bytes);
+    });
+
+    it("answers 409 BaseManifestUnknown for a base the store does not have, and starts nothing", async () => {
+      const base = manifestOf(freshTree());
+      const before = await instanceCount();
+      const res = await post(deltaRequest(base, manifestOf(freshTree())));
+      assert.equal(res.status, 409, res.text);
+      assert.equal(errorOf(res.body).code, "BaseManifestUnknown");
+      assert.match(errorOf(res.body).hint ?? "", /whole manifest/);
+      assert.equal(await instanceCount(), before);
+    });
+
+    it("refuses a change whose result is not the sourceDigest, or that was not made from the base", async () => {
+      const tree = freshTree();
+      await started(manifestOf(tree));
+      await cancelRunningBuilds(cloud, cancelBuild);
+      const base = manifestOf(tree);
+      const next = manifestOf({ ...tree, "src/f0.rs": Buffer.from("changed\n") });
+      const before = await instanceCount();
+
+      const wrongDigest = await post(deltaRequest(base, next, { sourceDigest: manifestDigest(base) }));
+      assert.equal(wrongDigest.status, 400, wrongDigest.text);
+      assert.equal(errorOf(wrongDigest.body).code, "SourceDigestMismatch");
+
+      const delta = diffManifests(base, next, manifestDigest(base));
+      const notInBase = await post({
+        ...deltaRequest(base, next),
+        manifestDelta: { ...delta, removed: ["nope.rs"] },
+      });
+      assert.equal(notInBase.status, 400, notInBase.text);
+      assert.equal(errorOf(notInBase.body).code, "InvalidManifestDelta:DeltaBase");
+      assert.match(errorOf(notInBase.body).hint ?? "", /whole manifest/);
+
+      const both = await post({ ...deltaRequest(base, next), manifest: next });
+      assert.equal(both.status, 400, both.text);
+      assert.match(errorOf(both.body).message, /either manifest or manifestDelta/);
+      assert.equal(await instanceCount(), before);
+    });
+
+    it("checks the manifest a change makes with the extraction rules", async () => {
+      const tree = freshTree();
+      await started(manifestOf(tree));
+      await cancelRunningBuilds(cloud, cancelBuild);
+      const base = manifestOf(tree);
+      const hostile = manifestOf({ ...tree, "src/../../etc/passwd": Buffer.from("x") });
+      const res = await post(deltaRequest(base, hostile));
+      assert.equal(res.status, 400, res.text);
+      assert.equal(errorOf(res.body).code, "InvalidManifest:BadPath");
     });
   });
 
