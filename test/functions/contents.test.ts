@@ -374,7 +374,7 @@ describe("content-addressed source", () => {
       const input = (await cloud.engine.getStatus(next.buildId))?.input as BuildInput;
       assert.equal(input.sourceDigest, manifestDigest(manifestOf(edited)));
       assert.equal(input.sourceFormat, "manifest");
-      await uploadPacks({ ...next, contents: next.contents!, input }, edited);
+      await uploadPacks({ ...next, contents: next.contents, input }, edited);
       assert.equal((await complete(next.buildId)).status, 202);
       const plan = (await readPlan(next.buildId))!;
       assert.equal(
