@@ -18,7 +18,8 @@ import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { createArchive, listSourceFiles } from "../src/cli/archive.js";
+import { createArchive } from "../src/cli/archive.js";
+import { listSourceFiles } from "../src/cli/sourceTree.js";
 import { alternate, printRatio } from "./alternate.js";
 
 const exec = promisify(execFile);

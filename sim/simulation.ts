@@ -4,7 +4,7 @@
  * gateways over the real SDK clients, dockerfiles/build.sh on the "builder" — and every Azure
  * service is replaced at its protocol boundary:
  *
- *   Storage          → Azurite (blobs: source archives and build logs; tables: builder records)
+ *   Storage          → Azurite (blobs: source contents and manifests, build logs; tables: builder records)
  *   Resource Manager → the ARM emulator (VM power, Run Command, Container Apps, managed identity)
  *   Functions host   → the local host (@fast-build/local-cloud/host) + durable engine on durable-functions' replay engine
  *   builder VM       → this machine: the emulator's Run Command executes build.sh with bash, and
@@ -60,6 +60,8 @@ export interface SimBuild {
   /** The final status `fast-build dev --json` printed. */
   status: BuildStatus | undefined;
   elapsedMs: number;
+  /** What the CLI said it sent ("uploaded 1 of 9 contents (…)" or "nothing to upload: …"). */
+  sent: string;
 }
 
 export interface SimReport {
@@ -126,7 +128,13 @@ export async function runSimulation(options: SimOptions = {}): Promise<SimReport
     await git(workspace, "commit", "-qm", "sample");
 
     const builds: SimBuild[] = [];
-    const cli = { url: host.url, functionKey, output: options.cliOutput ?? process.stderr };
+    const cli = {
+      url: host.url,
+      functionKey,
+      output: options.cliOutput ?? process.stderr,
+      // The CLI's own cache (the last manifest sent): builds 2 and 3 send only their change.
+      cacheDir: join(scratch, "cli-cache"),
+    };
     const step = async (label: string) => {
       say();
       say(`== ${label}`);
@@ -135,6 +143,7 @@ export async function runSimulation(options: SimOptions = {}): Promise<SimReport
       say(
         `   → exit ${build.exitCode}, ${build.status?.phase ?? "no status"} in ${seconds(build.elapsedMs)}`,
       );
+      say(`   → sent: ${build.sent || "?"}`);
       say(`   → ${deployText(build.status)}`);
     };
 
@@ -188,7 +197,7 @@ function appRef() {
 /** Runs `fast-build dev --json` as the developer would, as its own process. */
 async function runCli(
   workspace: string,
-  cli: { url: string; functionKey: string; output: Writable },
+  cli: { url: string; functionKey: string; output: Writable; cacheDir: string },
 ): Promise<Omit<SimBuild, "label">> {
   const started = Date.now();
   const child = spawn(
@@ -206,12 +215,19 @@ async function runCli(
     ],
     {
       cwd: REPO_ROOT,
-      env: { ...process.env, FASTBUILD_API_URL: cli.url, FASTBUILD_API_KEY: cli.functionKey },
+      env: {
+        ...process.env,
+        FASTBUILD_API_URL: cli.url,
+        FASTBUILD_API_KEY: cli.functionKey,
+        FASTBUILD_CACHE_DIR: cli.cacheDir,
+      },
       stdio: ["ignore", "pipe", "pipe"],
     },
   );
   let stdout = "";
   child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text));
+  let stderr = "";
+  child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text));
   child.stderr.pipe(cli.output, { end: false });
   const exitCode = await new Promise<number>((done, fail) => {
     child.once("error", fail);
@@ -223,7 +239,8 @@ async function runCli(
   } catch {
     status = undefined;
   }
-  return { exitCode, status, elapsedMs: Date.now() - started };
+  const sent = /^(?:uploaded|nothing to upload)[^\n]*/m.exec(stderr)?.[0] ?? "";
+  return { exitCode, status, elapsedMs: Date.now() - started, sent };
 }
 
 /** Pulls the deployed image back from the registry and runs its entrypoint (what the app would run). */

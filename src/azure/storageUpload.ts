@@ -23,6 +23,47 @@ export async function uploadFileToSas(
   sasUrl: string,
   options: UploadOptions = {},
 ): Promise<void> {
+  await putWith(sasUrl, "the source upload", (client) =>
+    client.uploadFile(path, {
+      blockSize: BLOCK_BYTES,
+      maxSingleShotSize: BLOCK_BYTES,
+      concurrency: CONCURRENCY,
+      ...requestOptions(options),
+    }),
+  );
+}
+
+/** Uploads bytes held in memory (a pack of contents) to the blob a SAS URL names. */
+export async function uploadBytesToSas(
+  bytes: Buffer,
+  sasUrl: string,
+  options: UploadOptions = {},
+): Promise<void> {
+  await putWith(sasUrl, "a pack upload", (client) =>
+    client.uploadData(bytes, {
+      blockSize: BLOCK_BYTES,
+      maxSingleShotSize: BLOCK_BYTES,
+      concurrency: CONCURRENCY,
+      ...requestOptions(options),
+    }),
+  );
+}
+
+function requestOptions(options: UploadOptions) {
+  return {
+    blobHTTPHeaders: {
+      blobContentType: "application/gzip",
+      ...(options.md5 ? { blobContentMD5: Buffer.from(options.md5, "base64") } : {}),
+    },
+    ...(options.onProgress
+      ? { onProgress: (p: { loadedBytes: number }) => options.onProgress?.(p.loadedBytes) }
+      : {}),
+    ...(options.signal ? { abortSignal: options.signal } : {}),
+  };
+}
+
+/** One upload through a server-issued SAS, its failures typed; an expired or wrong grant says what to do. */
+async function putWith(sasUrl: string, what: string, put: (client: BlockBlobClient) => Promise<unknown>) {
   let client: BlockBlobClient;
   try {
     client = new BlockBlobClient(sasUrl, new AnonymousCredential());
@@ -33,21 +74,9 @@ export async function uploadFileToSas(
     });
   }
   try {
-    await client.uploadFile(path, {
-      blockSize: BLOCK_BYTES,
-      maxSingleShotSize: BLOCK_BYTES,
-      concurrency: CONCURRENCY,
-      blobHTTPHeaders: {
-        blobContentType: "application/gzip",
-        ...(options.md5 ? { blobContentMD5: Buffer.from(options.md5, "base64") } : {}),
-      },
-      ...(options.onProgress
-        ? { onProgress: (p: { loadedBytes: number }) => options.onProgress?.(p.loadedBytes) }
-        : {}),
-      ...(options.signal ? { abortSignal: options.signal } : {}),
-    });
+    await put(client);
   } catch (error) {
-    const mapped = toTypedError(error, "blob", "the source upload");
+    const mapped = toTypedError(error, "blob", what);
     if (mapped instanceof PermanentError && mapped.code === "AuthenticationFailed") {
       throw new InvalidInputError("the upload URL was refused (expired?)", {
         code: "UploadUrlRejected",

@@ -29,7 +29,17 @@ const relativeUrl = z.string().regex(/^\/[^/\\]/, "a path under the API base");
 
 const startBuildResponseSchema = z.object({
   buildId: z.string().min(1),
-  upload: z.object({ url: z.url(), expiresOn: z.string(), maxBytes: z.number().int().positive() }),
+  upload: z.object({ url: z.url(), expiresOn: z.string(), maxBytes: z.number().int().positive() }).optional(),
+  contents: z
+    .object({
+      packs: z.array(z.object({ url: z.url(), contents: z.array(z.string()) })),
+      expiresOn: z.string(),
+      maxBytes: z.number().int().positive(),
+      stored: z.number().int().nonnegative(),
+      missing: z.number().int().nonnegative(),
+      missingBytes: z.number().int().nonnegative(),
+    })
+    .optional(),
   statusUrl: relativeUrl,
   logsUrl: relativeUrl,
   sourceCompleteUrl: relativeUrl,
@@ -87,7 +97,7 @@ export function buildUrls(buildId: string): Pick<StartBuildResponse, "statusUrl"
 export class ApiClient {
   constructor(private readonly options: ApiClientOptions) {}
 
-  /** `POST /api/builds`: starts the build; the server answers with the upload SAS and the URLs. */
+  /** `POST /api/builds`: starts the build; the server answers with where the source goes and the URLs. */
   async startBuild(request: StartBuildRequest): Promise<StartBuildResponse> {
     const body = await this.call("POST", "/api/builds", request);
     return parse(startBuildResponseSchema, body, "POST /api/builds");

@@ -22,6 +22,8 @@ export interface DevFlags extends ApiFlags {
   rebuildBase: boolean;
   json: boolean;
   follow: boolean;
+  /** Send one archive of the whole tree instead of its manifest and the contents the store lacks. */
+  archive: boolean;
 }
 
 export type Command =
@@ -40,9 +42,10 @@ type OptionName = keyof typeof OPTIONS;
 /** Which options each command takes (besides --help), and whether it names a build. */
 const COMMANDS: Record<CommandName, { options: readonly OptionName[]; buildId: boolean; usage: string }> = {
   dev: {
-    options: ["env", "api", "dir", "no-deploy", "rebuild-base", "json", "no-follow"],
+    options: ["env", "api", "dir", "no-deploy", "rebuild-base", "json", "no-follow", "archive"],
     buildId: false,
-    usage: "fast-build dev [--env NAME] [--dir PATH] [--no-deploy] [--rebuild-base] [--json] [--no-follow]",
+    usage:
+      "fast-build dev [--env NAME] [--dir PATH] [--no-deploy] [--rebuild-base] [--json] [--no-follow] [--archive]",
   },
   follow: { options: ["api"], buildId: true, usage: "fast-build follow <build-id>" },
   status: { options: ["api", "json"], buildId: true, usage: "fast-build status <build-id> [--json]" },
@@ -105,6 +108,7 @@ export function parseCommand(argv: readonly string[]): Command {
         rebuildBase: values["rebuild-base"] ?? false,
         json,
         follow: !values["no-follow"],
+        archive: values.archive ?? false,
       },
     };
   }

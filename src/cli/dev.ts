@@ -1,6 +1,7 @@
 /**
- * `fast-build dev`: archive → start the build → upload → "source complete" → follow until the
- * build ends. Bad input is refused before anything is sent; once the server has started the build,
+ * `fast-build dev`: hash the tree into a manifest → start the build with it (or with its change
+ * from the last one) → upload the contents the store lacks → "source complete" → follow until the
+ * build ends; with `--archive` (or an API without manifests), one archive of the whole tree. Bad input is refused before anything is sent; once the server has started the build,
  * a failure before the upload is complete cancels it so it does not wait for a source that never
  * comes.
  */
@@ -15,10 +16,15 @@ import type { CliSettings } from "../config/cli.js";
 import type { StartBuildRequest, StartBuildResponse } from "../core/api.js";
 import { startBuildRequestSchema } from "../core/api.js";
 import { computeBaseKey, KIT_DIR_IN_ARCHIVE, recipeFiles, RECIPE_DIR_IN_ARCHIVE } from "../core/baseKey.js";
-import { InvalidInputError, PermanentError } from "../core/errors.js";
+import { FastBuildError, InvalidInputError, PermanentError } from "../core/errors.js";
+import { diffManifests } from "../core/sourceManifest.js";
 import { ApiClient } from "./apiClient.js";
 import { createArchive, formatBytes, sourceTooLarge, type SourceArchive } from "./archive.js";
 import type { DevFlags } from "./args.js";
+import { createManifest } from "./manifest.js";
+import { ManifestCache } from "./manifestCache.js";
+import { uploadPacks } from "./packs.js";
+import type { GeneratedFiles } from "./sourceTree.js";
 import { EXIT, exitCodeForPhase, followBuild, writeJson } from "./follow.js";
 import type { Output } from "./progress.js";
 import { renderSummary } from "./render.js";
@@ -50,36 +56,42 @@ export async function runDev(opts: DevRun): Promise<number> {
   out.status("reading the dependency recipe");
   const kit = await readBuildKit();
   const { key: baseKey, recipe } = await computeBaseKey(root, { dockerfileBase: kit.dockerfileBase });
-  out.status("archiving the source tree");
-  // The recipe and the Dockerfiles travel inside the archive, so the builder compiles the
-  // dependency base from exactly what the key was computed over (see src/core/baseKey.ts); the
-  // builder VM keeps no Dockerfiles of its own.
-  const archive = await createArchive(root, {
-    generated: [
-      { prefix: RECIPE_DIR_IN_ARCHIVE, files: recipeFiles(recipe) },
-      {
-        prefix: KIT_DIR_IN_ARCHIVE,
-        files: [
-          { path: "Dockerfile.app", content: kit.dockerfileApp },
-          { path: "Dockerfile.base", content: kit.dockerfileBase },
-        ],
-      },
-    ],
-  });
+  // The recipe and the Dockerfiles travel with the source, so the builder compiles the dependency
+  // base from exactly what the key was computed over (see src/core/baseKey.ts); the builder VM
+  // keeps no Dockerfiles of its own.
+  const generated = [
+    { prefix: RECIPE_DIR_IN_ARCHIVE, files: recipeFiles(recipe) },
+    {
+      prefix: KIT_DIR_IN_ARCHIVE,
+      files: [
+        { path: "Dockerfile.app", content: kit.dockerfileApp },
+        { path: "Dockerfile.base", content: kit.dockerfileBase },
+      ],
+    },
+  ];
+  const api = new ApiClient({ baseUrl: opts.settings.apiUrl, apiKey: opts.settings.apiKey });
+  let source = flags.archive
+    ? await archiveSource(root, generated, out)
+    : await manifestSource(root, generated, opts);
   try {
-    out.line(
-      `archived ${archive.fileCount} files (${formatBytes(archive.contentBytes)} → ${formatBytes(archive.bytes)}, ${archive.mode === "git" ? "git" : ".gitignore"} file list) ${archive.digest}`,
-    );
-    if (archive.skipped.length > 0) out.line(`  left out (not regular files): ${archive.skipped.join(", ")}`);
-    const request = await buildRequest(root, archive, baseKey, opts);
-    if (opts.interrupt.aborted) return EXIT.interrupted;
-
-    const api = new ApiClient({ baseUrl: opts.settings.apiUrl, apiKey: opts.settings.apiKey });
-    out.status("starting the build");
-    const started = await api.startBuild(request);
-    out.line(`build ${started.buildId} started for ${request.environment}`);
+    let started: StartBuildResponse | undefined;
+    while (!started) {
+      const request = await buildRequest(root, source, baseKey, opts);
+      if (opts.interrupt.aborted) return EXIT.interrupted;
+      out.status("starting the build");
+      try {
+        started = await source.start(api, request);
+      } catch (error) {
+        if (source.kind !== "manifest" || !isManifestUnsupported(error)) throw error;
+        // A function app from before content-addressed source: the archive still works.
+        out.line("  note: the function app takes no manifest (an older version); sending an archive instead");
+        await source.dispose();
+        source = await archiveSource(root, generated, out);
+      }
+    }
+    out.line(`build ${started.buildId} started for ${opts.settings.environment}`);
     try {
-      await upload(api, started, archive, opts);
+      await source.upload(api, started, opts);
     } catch (error) {
       await cancelQuietly(api, started, out);
       if (opts.interrupt.aborted) return EXIT.interrupted;
@@ -106,8 +118,122 @@ export async function runDev(opts: DevRun): Promise<number> {
     return exitCodeForPhase(final.phase);
   } finally {
     out.stop();
-    await archive.dispose();
+    await source.dispose();
   }
+}
+
+/** The tree on its way: how the build is started with it, and how its bytes follow. */
+interface Source {
+  kind: "archive" | "manifest";
+  digest: string;
+  mode: "git" | "gitignore";
+  /** Bytes of the archive, when the server can check them up front. */
+  bytes?: number;
+  start(api: ApiClient, request: StartBuildRequest): Promise<StartBuildResponse>;
+  upload(api: ApiClient, started: StartBuildResponse, opts: DevRun): Promise<void>;
+  dispose(): Promise<void>;
+}
+
+/** One deterministic tar.gz of the whole tree (`--archive`, and function apps without manifests). */
+async function archiveSource(
+  root: string,
+  generated: readonly GeneratedFiles[],
+  out: Output,
+): Promise<Source> {
+  out.status("archiving the source tree");
+  const archive = await createArchive(root, { generated });
+  out.line(
+    `archived ${archive.fileCount} files (${formatBytes(archive.contentBytes)} → ${formatBytes(archive.bytes)}, ${fileList(archive.mode)}) ${archive.digest}`,
+  );
+  if (archive.skipped.length > 0) out.line(`  left out (not regular files): ${archive.skipped.join(", ")}`);
+  return {
+    kind: "archive",
+    digest: archive.digest,
+    mode: archive.mode,
+    bytes: archive.bytes,
+    start: (api, request) => api.startBuild(request),
+    upload: (api, started, opts) => uploadArchive(api, started, archive, opts),
+    dispose: () => archive.dispose(),
+  };
+}
+
+/**
+ * The tree's manifest, sent as its change from the last one this API and environment accepted
+ * from here when the store still has that one (`BaseManifestUnknown` otherwise: then whole); then
+ * only the contents the store lacks, in the packs the API planned.
+ */
+async function manifestSource(
+  root: string,
+  generated: readonly GeneratedFiles[],
+  opts: DevRun,
+): Promise<Source> {
+  const { out } = opts;
+  out.status("hashing the source tree");
+  const tree = await createManifest(root, { generated });
+  out.line(
+    `hashed ${tree.fileCount} files (${formatBytes(tree.contentBytes)}, ${fileList(tree.mode)}) ${tree.digest}`,
+  );
+  if (tree.skipped.length > 0) out.line(`  left out (not regular files): ${tree.skipped.join(", ")}`);
+  const cache = new ManifestCache(opts.settings.cacheDir, opts.settings.apiUrl, opts.settings.environment);
+  return {
+    kind: "manifest",
+    digest: tree.digest,
+    mode: tree.mode,
+    async start(api, request) {
+      const known = await cache.last();
+      const delta = known && diffManifests(known.manifest, tree.manifest, known.digest);
+      let started: StartBuildResponse | undefined;
+      if (delta && JSON.stringify(delta).length < JSON.stringify(tree.manifest).length) {
+        try {
+          started = await api.startBuild({ ...request, manifestDelta: delta });
+        } catch (error) {
+          if (!(error instanceof FastBuildError && error.code === "BaseManifestUnknown")) throw error;
+          out.line("  note: the store no longer has this tree's last manifest; sending it whole");
+        }
+      }
+      started ??= await api.startBuild({ ...request, manifest: tree.manifest });
+      await cache.remember(tree.manifest);
+      return started;
+    },
+    async upload(api, started, { interrupt }) {
+      const contents = started.contents;
+      if (!contents) {
+        throw new PermanentError("the API did not say which contents to upload", {
+          code: "UnexpectedAnswer",
+        });
+      }
+      let sent = 0;
+      if (contents.packs.length > 0) {
+        out.status(`uploading ${contents.missing} files' contents (${formatBytes(contents.missingBytes)})`);
+        sent = await uploadPacks(tree, contents, {
+          signal: interrupt,
+          onProgress: (bytes) => out.status(`uploading ${formatBytes(bytes)} of packs`),
+        });
+      }
+      await api.sourceComplete(started.sourceCompleteUrl);
+      const total = contents.missing + contents.stored;
+      out.line(
+        contents.missing === 0
+          ? `nothing to upload: the store has all ${total} contents`
+          : `uploaded ${contents.missing} of ${total} contents (${formatBytes(sent)} in ${contents.packs.length} pack${contents.packs.length === 1 ? "" : "s"})`,
+      );
+    },
+    dispose: () => Promise.resolve(),
+  };
+}
+
+function fileList(mode: "git" | "gitignore"): string {
+  return mode === "git" ? "git file list" : ".gitignore file list";
+}
+
+/** An API that predates manifests refuses the unknown field by name (src/functions/http.ts parseWith). */
+function isManifestUnsupported(error: unknown): boolean {
+  return (
+    error instanceof InvalidInputError &&
+    error.code === "InvalidRequest" &&
+    /unrecognized key/i.test(error.message) &&
+    /\bmanifest(Delta)?\b/.test(error.message)
+  );
 }
 
 /**
@@ -137,11 +263,11 @@ async function readBuildKit(): Promise<{ dockerfileBase: Buffer; dockerfileApp: 
 
 async function buildRequest(
   root: string,
-  archive: SourceArchive,
+  source: Source,
   baseKey: string,
   opts: DevRun,
 ): Promise<StartBuildRequest> {
-  const git = archive.mode === "git" ? await gitInfo(root) : {};
+  const git = source.mode === "git" ? await gitInfo(root) : {};
   if (git.branch !== undefined && !startBuildRequestSchema.shape.branch.safeParse(git.branch).success) {
     // The server refuses odd ref names (they travel to the VM); the build does not need it.
     opts.out.line(`  note: branch name ${JSON.stringify(git.branch)} is not sent (unusual characters)`);
@@ -150,8 +276,8 @@ async function buildRequest(
   const parsed = startBuildRequestSchema.safeParse({
     environment: opts.settings.environment,
     ...git,
-    sourceDigest: archive.digest,
-    sourceBytes: archive.bytes,
+    sourceDigest: source.digest,
+    ...(source.bytes !== undefined ? { sourceBytes: source.bytes } : {}),
     baseKey,
     options: { rebuildBase: opts.flags.rebuildBase, deploy: opts.flags.deploy },
   });
@@ -179,7 +305,12 @@ async function gitInfo(root: string): Promise<{ commit?: string; branch?: string
   };
 }
 
-async function upload(api: ApiClient, started: StartBuildResponse, archive: SourceArchive, opts: DevRun) {
+async function uploadArchive(
+  api: ApiClient,
+  started: StartBuildResponse,
+  archive: SourceArchive,
+  opts: DevRun,
+) {
   const { out } = opts;
   const target = started.upload;
   if (!target)

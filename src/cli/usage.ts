@@ -9,7 +9,8 @@ import { parseArgs } from "node:util";
 export const USAGE = `usage: fast-build <command> [options]
 
 commands:
-  dev                   archive the current folder, upload it, build it on the builder VM, deploy it
+  dev                   send the current folder (only the files the store lacks), build it on the
+                        builder VM, deploy it
   follow <build-id>     follow a build from now on: its log, phases and summary; Ctrl-C leaves it
                         running (exit code: as for dev, by the build's final phase)
   status <build-id>     print the build's status once
@@ -24,6 +25,7 @@ dev options:
   --rebuild-base    rebuild the dependency base image even if cached
   --json            print the final build status as JSON on stdout
   --no-follow       return after the upload, do not wait for the build
+  --archive         send one archive of the whole tree instead of only the changed files
 
 other options:
   --json            status, builders: print the API's JSON on stdout
@@ -47,6 +49,7 @@ export const OPTIONS = {
   "rebuild-base": { type: "boolean" },
   json: { type: "boolean" },
   "no-follow": { type: "boolean" },
+  archive: { type: "boolean" },
   follow: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;

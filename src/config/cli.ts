@@ -1,10 +1,12 @@
 /**
  * Settings of the `fast-build` command: flags win over the environment (FASTBUILD_API_URL,
- * FASTBUILD_API_KEY, FASTBUILD_ENV). Validated together; every problem is reported in one error.
- * Every command needs the API settings; only `dev` needs an environment (the other commands name
+ * FASTBUILD_API_KEY, FASTBUILD_ENV; FASTBUILD_CACHE_DIR has no flag). Validated together; every
+ * problem is reported in one error. Every command needs the API settings; only `dev` needs an environment (the other commands name
  * a build or list all builders).
  */
 import { NAME_PATTERN } from "./index.js";
+import { homedir } from "node:os";
+import { join } from "node:path";
 import { ConfigError } from "../core/errors.js";
 
 /** What every command needs to call the API. */
@@ -18,6 +20,8 @@ export interface ApiSettings {
 /** The settings of `fast-build dev`. */
 export interface CliSettings extends ApiSettings {
   environment: string;
+  /** Where the CLI keeps what makes the next build smaller (src/cli/manifestCache.ts). */
+  cacheDir: string;
 }
 
 export interface CliSettingFlags {
@@ -26,6 +30,12 @@ export interface CliSettingFlags {
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
+
+/** FASTBUILD_CACHE_DIR, else `$XDG_CACHE_HOME/fast-build`, else `~/.cache/fast-build`. */
+export function cacheDir(env: Env = process.env): string {
+  if (env.FASTBUILD_CACHE_DIR) return env.FASTBUILD_CACHE_DIR;
+  return join(env.XDG_CACHE_HOME || join(homedir(), ".cache"), "fast-build");
+}
 
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]"]);
 
@@ -42,7 +52,7 @@ export function loadCliSettings(flags: CliSettingFlags, env: Env = process.env):
     problems.push(`environment: ${JSON.stringify(environment)} is not a name (letters, digits, . _ - only)`);
   }
   if (problems.length > 0) throw new ConfigError(problems, HINT);
-  return { ...api, environment };
+  return { ...api, environment, cacheDir: cacheDir(env) };
 }
 
 /**

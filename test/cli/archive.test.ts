@@ -9,7 +9,8 @@ import { fileURLToPath } from "node:url";
 import { after, describe, it } from "node:test";
 import fc from "fast-check";
 import { list, type ReadEntry } from "tar";
-import { ARCHIVE_MTIME, createArchive, listSourceFiles } from "../../src/cli/archive.js";
+import { ARCHIVE_MTIME, createArchive } from "../../src/cli/archive.js";
+import { listSourceFiles } from "../../src/cli/sourceTree.js";
 import { InvalidInputError } from "../../src/core/errors.js";
 import { run, SAFE_EXTRACT } from "../dockerfiles/helpers.js";
 

@@ -9,21 +9,32 @@ describe("CLI settings", () => {
   it("takes flags over the environment and trims a trailing slash and /api", () => {
     const settings = loadCliSettings(
       { api: "https://app.azurewebsites.net/api/", env: "prod" },
-      { FASTBUILD_API_URL: "https://other.example", FASTBUILD_ENV: "dev", FASTBUILD_API_KEY: "k3y" },
+      {
+        FASTBUILD_API_URL: "https://other.example",
+        FASTBUILD_ENV: "dev",
+        FASTBUILD_API_KEY: "k3y",
+        XDG_CACHE_HOME: "/x/cache",
+      },
     );
     assert.deepEqual(settings, {
       apiUrl: "https://app.azurewebsites.net",
       apiKey: "k3y",
       environment: "prod",
+      cacheDir: "/x/cache/fast-build",
     });
   });
 
   it("reads everything from FASTBUILD_* when no flags are given", () => {
     const settings = loadCliSettings(
       {},
-      { FASTBUILD_API_URL: "http://127.0.0.1:7071", FASTBUILD_ENV: "dev" },
+      { FASTBUILD_API_URL: "http://127.0.0.1:7071", FASTBUILD_ENV: "dev", FASTBUILD_CACHE_DIR: "/c" },
     );
-    assert.deepEqual(settings, { apiUrl: "http://127.0.0.1:7071", apiKey: undefined, environment: "dev" });
+    assert.deepEqual(settings, {
+      apiUrl: "http://127.0.0.1:7071",
+      apiKey: undefined,
+      environment: "dev",
+      cacheDir: "/c",
+    });
   });
 
   it("reports a bad URL and a missing environment together, in one error", () => {
@@ -71,6 +82,7 @@ describe("command line", () => {
         "--rebuild-base",
         "--json",
         "--no-follow",
+        "--archive",
       ]),
       {
         command: "dev",
@@ -82,6 +94,7 @@ describe("command line", () => {
           rebuildBase: true,
           json: true,
           follow: false,
+          archive: true,
         },
       },
     );
@@ -91,6 +104,7 @@ describe("command line", () => {
     const parsed = parseCommand(["dev"]);
     assert.equal(parsed.command, "dev");
     assert.ok(parsed.command === "dev" && parsed.flags.deploy && parsed.flags.follow && !parsed.flags.json);
+    assert.ok(parsed.command === "dev" && !parsed.flags.archive, "the manifest, unless --archive");
   });
 
   it("refuses unknown options and commands with a pointer to --help", () => {
