@@ -44,7 +44,7 @@ export class ManifestCache {
       await rename(temporary, this.file);
     } catch {
       // A read-only home costs the next build its delta, nothing else.
-      await rm(temporary, { force: true });
+      await rm(temporary, { force: true }).catch(() => undefined);
     }
   }
 }
