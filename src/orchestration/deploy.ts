@@ -13,18 +13,28 @@ import { POLLS, pollUntil } from "./poll.js";
  * multiple revision mode, then sends all traffic to it); or,
  * when the app already runs exactly that image on a healthy revision, leaves it alone (a new
  * revision would run the same bytes). Returns whether the app was changed.
+ *
+ * Version 6 on, `whileRevisionStarts` (the build's hand-back of its builder) runs once the app is
+ * patched, and the first read of the revision comes a poll wait after the PATCH, not at once:
+ * a revision is never ready the moment Azure accepts the update, so that wait is where other work
+ * costs the developer nothing.
  */
 export function* deploy(
   run: RunContext,
   env: ResolvedEnvironment,
   image: string,
   digest: string | undefined,
+  whileRevisionStarts?: () => Generator<Task, void, unknown>,
 ): Generator<Task, boolean, unknown> {
   // A cancel that came with the build's result (or while its command was retired) wins while
   // nothing is deployed: stopping the deploy is what a cancel is for. Older builds deployed.
   if (run.version >= 4) run.throwIfCancelled();
   const reference = yield* confirmedReference(run, env, image, digest);
   if (yield* keepsRunning(run, env, reference)) return false;
+  // Version 6 on, nothing waited between the build's result and here (the builder's hand-back
+  // comes after the PATCH), so a cancel delivered meanwhile sits unread: look once, before the
+  // app is touched (a zero-length timer), as the hand-back's waits used to.
+  if (run.version >= 6 && (yield* run.cancelPending())) throw run.cancelledError();
   const started = yield* run.call(
     ACTIVITIES.deployImage,
     {
@@ -66,6 +76,13 @@ export function* deploy(
   // Azure's update operation lasts until the revision is provisioned and fails with it; this poll
   // follows the revision (and the app's operation state) under the deploy timeout instead.
   let latestRevision: string | undefined;
+  if (run.version >= 6) {
+    const patchedAt = run.now();
+    if (whileRevisionStarts) yield* whileRevisionStarts();
+    const firstReadAt = patchedAt + POLLS.deploy.firstMs;
+    // Not interruptible, as the poll below (version 4 on): the app is patched already.
+    if (run.now() < firstReadAt) yield* run.sleep(firstReadAt - run.now(), false);
+  }
   yield* pollUntil(run, {
     policy: POLLS.deploy,
     // Once the app is patched its new revision comes up whatever the build does, so from version 4
@@ -74,10 +91,15 @@ export function* deploy(
     interruptible: run.version < 4,
     probe: function* () {
       // Report on the revision this build created, never on whichever one happens to be active.
-      const view = yield* run.call(ACTIVITIES.readDeployment, { app: env.app, revisionName }, RETRY.arm);
+      // Version 6 on: one ARM read per poll while the revision starts (the app only when it decides).
+      const view = yield* run.call(
+        ACTIVITIES.readDeployment,
+        { app: env.app, revisionName, ...(run.version >= 6 ? { appRead: "when-needed" as const } : {}) },
+        RETRY.arm,
+      );
       const healthState = view.revision?.healthState ?? "None";
       const provisioningState = view.revision?.provisioningState ?? "Provisioning";
-      latestRevision = view.app.latestRevisionName;
+      latestRevision = view.app?.latestRevisionName ?? latestRevision;
       run.status = { ...run.status, revision: { name: revisionName, healthState, provisioningState } };
       if (provisioningState === "Provisioned" && healthState === "Healthy") return true;
       run.publish();
@@ -85,7 +107,7 @@ export function* deploy(
         throw failed(`${provisioningState}/${healthState}`);
       }
       // The update failed without failing a revision of ours (e.g. before Azure made it).
-      if (view.app.provisioningState === "Failed") {
+      if (view.app?.provisioningState === "Failed") {
         throw failed(`${provisioningState}/${healthState} and the app's update failed`);
       }
       return undefined;
