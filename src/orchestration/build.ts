@@ -135,11 +135,11 @@ class BuildRun {
     this.releasedBeforeDeploy = true;
   }
 
-  /** 7. Deploys the image unless the caller asked not to; `whileRevisionStarts`: see deploy.ts. */
+  /** 7. Deploys the image unless the caller asked not to; `handBack`: see deploy.ts. */
   private *deployStep(
     image: string | undefined,
     digest: string | undefined,
-    whileRevisionStarts?: () => Generator<Task, void, unknown>,
+    handBack?: () => Generator<Task, void, unknown>,
   ): Generator<Task, void, unknown> {
     const { run } = this;
     if (!run.input.deploy || !image || !this.env) {
@@ -148,7 +148,7 @@ class BuildRun {
     }
     run.phase("deploying");
     run.step("deploy", "running");
-    const changed = yield* deploy(run, this.env, image, digest, whileRevisionStarts);
+    const changed = yield* deploy(run, this.env, image, digest, handBack);
     run.step("deploy", changed ? "succeeded" : "skipped");
   }
 

@@ -4,7 +4,7 @@ import { ACTIVITIES, type ResolvedEnvironment } from "../core/activityContract.j
 import { revisionSuffix } from "../core/buildInput.js";
 import { checkReportedImage } from "../core/imageReference.js";
 import { RETRY } from "../core/retry.js";
-import type { RunContext } from "./context.js";
+import type { LeaseKeeper, RunContext } from "./context.js";
 import { BuildEnded } from "./failures.js";
 import { POLLS, pollUntil } from "./poll.js";
 
@@ -14,17 +14,19 @@ import { POLLS, pollUntil } from "./poll.js";
  * when the app already runs exactly that image on a healthy revision, leaves it alone (a new
  * revision would run the same bytes). Returns whether the app was changed.
  *
- * Version 6 on, `whileRevisionStarts` (the build's hand-back of its builder) runs once the app is
+ * Version 6 on, `handBack` (the build's hand-back of its builder, once) runs as soon as the app is
  * patched, and the first read of the revision comes a poll wait after the PATCH, not at once:
  * a revision is never ready the moment Azure accepts the update, so that wait is where other work
- * costs the developer nothing.
+ * costs the developer nothing. A PATCH that must wait its turn (another build's update of the app
+ * answers 409 for minutes, `RETRY.deploy`) hands back before its first retry wait instead of
+ * holding the builder through them.
  */
 export function* deploy(
   run: RunContext,
   env: ResolvedEnvironment,
   image: string,
   digest: string | undefined,
-  whileRevisionStarts?: () => Generator<Task, void, unknown>,
+  handBack?: () => Generator<Task, void, unknown>,
 ): Generator<Task, boolean, unknown> {
   // A cancel that came with the build's result (or while its command was retired) wins while
   // nothing is deployed: stopping the deploy is what a cancel is for. Older builds deployed.
@@ -35,6 +37,13 @@ export function* deploy(
   // comes after the PATCH), so a cancel delivered meanwhile sits unread: look once, before the
   // app is touched (a zero-length timer), as the hand-back's waits used to.
   if (run.version >= 6 && (yield* run.cancelPending())) throw run.cancelledError();
+  const retryWaits: LeaseKeeper | undefined = handBack && {
+    *wait(ms: number, interruptible: boolean) {
+      const until = run.now() + ms;
+      yield* handBack();
+      if (run.now() < until) yield* run.sleep(until - run.now(), interruptible);
+    },
+  };
   const started = yield* run.call(
     ACTIVITIES.deployImage,
     {
@@ -45,6 +54,8 @@ export function* deploy(
     },
     // Version 2 on: a deploy behind another build's waits long enough for that one to finish.
     run.version >= 2 ? RETRY.deploy : RETRY.arm,
+    true,
+    run.version >= 6 ? retryWaits : undefined,
   );
   const { revisionName } = started;
   // Single revision mode moves all traffic to a new revision once it is ready; Multiple mode
@@ -78,7 +89,7 @@ export function* deploy(
   let latestRevision: string | undefined;
   if (run.version >= 6) {
     const patchedAt = run.now();
-    if (whileRevisionStarts) yield* whileRevisionStarts();
+    if (handBack) yield* handBack();
     const firstReadAt = patchedAt + POLLS.deploy.firstMs;
     // Not interruptible, as the poll below (version 4 on): the app is patched already.
     if (run.now() < firstReadAt) yield* run.sleep(firstReadAt - run.now(), false);

@@ -220,6 +220,37 @@ describe("build orchestration end to end", () => {
     assert.equal(opsAfter.length, 0, "the delete's operation was not polled");
   });
 
+  it("gives the builder back before waiting its turn behind another build's update of the app", async () => {
+    const s = scenario({ powerState: "running" });
+    arm.setRunCommandExecutor(succeed());
+    // Azure's answer while another update of the app provisions (../shared/azure-recordings/
+    // containerapp-2022-put-patch-409.json): top-level code and message, no Retry-After.
+    arm.inject({
+      method: "PATCH",
+      path: new RegExp(`/containerApps/${s.env.containerApp}$`, "i"),
+      response: {
+        status: 409,
+        body: {
+          code: "ContainerAppOperationInProgress",
+          message: `Cannot modify a container app '${s.env.containerApp}' because there is an active provisioning operation in progress.`,
+        },
+      },
+    });
+    const input = newInput(s);
+    const { status, driver } = await runBuild(s, input, "V3", (d) =>
+      d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}),
+    );
+    assert.equal(status.phase, "succeeded", JSON.stringify(status.error));
+    const scheduled = driver
+      .getHistory()
+      .filter((e) => e.EventType === HistoryEventType.TaskScheduled)
+      .map((e) => e.Name);
+    const patches = scheduled.flatMap((name, i) => (name === ACTIVITIES.deployImage ? [i] : []));
+    assert.equal(patches.length, 2, "the PATCH was refused once, then accepted");
+    const release = scheduled.indexOf(ACTIVITIES.releaseLease);
+    assert.ok(patches[0]! < release && release < patches[1]!, "the builder went back before the retry");
+  });
+
   it("reads only the revision while it starts, and the app once it is healthy (version 6)", async () => {
     // New revisions take 300 ms of real time here: several polls see them starting.
     const slow = await startArmEmulator({ revisionReadyMs: 300 });
