@@ -15,13 +15,13 @@ import { POLLS, pollUntil } from "./poll.js";
  * revision would run the same bytes). Returns whether the app was changed.
  *
  * Version 6 on, `handBack` (the build's hand-back of its builder, once) runs as soon as the app is
- * patched, and the first read of the revision comes a poll wait after the PATCH, not at once:
- * a revision is never ready the moment Azure accepts the update (the PATCH answers 202 and its
- * operation stays in progress over several polls while the revision provisions,
- * ../shared/azure-recordings/containerapp-update-revisions.json and containerapp-2022-put-patch-409.json),
- * so that wait is where other work costs the developer nothing. A PATCH that must wait its turn (another build's update of the app
- * answers 409 for minutes, `RETRY.deploy`) hands back before its first retry wait instead of
- * holding the builder through them.
+ * patched, and the first read of the revision comes a poll wait after the PATCH, not at once: a
+ * revision is never ready the moment Azure accepts the update (the PATCH answers 202 and its
+ * operation stays in progress over several polls while the revision provisions:
+ * ../shared/azure-recordings/containerapp-update-revisions.json, containerapp-2022-put-patch-409.json),
+ * so that wait is where other work costs the developer nothing. A PATCH that must wait its turn
+ * (another build's update of the app answers 409 for minutes, `RETRY.deploy`) hands back before
+ * its first retry wait instead of holding the builder through them.
  */
 export function* deploy(
   run: RunContext,
