@@ -231,9 +231,11 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
           poll,
         );
         // DELETE answers 202 with Azure-AsyncOperation and Location and no Retry-After
-        // (../shared/azure-recordings/run-command-v2.json), so following it costs at least one SDK
-        // poll interval (2 s by default). A command whose script has exited needs only the accepted
-        // DELETE; a running one must be gone (its script stopped) before anything else uses the VM.
+        // (../shared/azure-recordings/run-command-v2.json, whose operation was Succeeded at the
+        // first poll), so following it costs at least one SDK poll interval (2 s by default:
+        // @azure/core-lro `POLL_INTERVAL_IN_MS`, src/poller/constants.ts). A command whose script
+        // has exited needs only the accepted DELETE; a running one must be gone (its script
+        // stopped) before anything else uses the VM.
         if (options.untilGone === false) await poller.submitted();
         else await poller.pollUntilDone();
       } catch (error) {
