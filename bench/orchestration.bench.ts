@@ -43,10 +43,12 @@ import { join, resolve } from "node:path";
 import { localShellExecutor, startArmEmulator, type ArmEmulator } from "@fast-build/local-cloud/arm";
 import { startAzurite } from "@fast-build/local-cloud/azurite";
 import { prepareLocalBuilder } from "@fast-build/local-cloud/builder";
+import type { LocalDurableEngine } from "@fast-build/local-cloud/durable/localEngine";
 import { startRegistry } from "@fast-build/local-cloud/registry";
 import type { BuildStatus } from "../src/core/api.js";
 import { startFunctionApp } from "../sim/functionApp.js";
 import { alternate, printGoal, printSpread, spread } from "./alternate.js";
+import { breakdown, timeline, type Breakdown } from "./timeline.js";
 
 const REPO_ROOT = resolve(import.meta.dirname, "..");
 /** As sim/simulation.ts starts the emulator: these are the "emulated" starts subtracted below. */
@@ -89,6 +91,10 @@ interface BuildFigures {
   armRequests: number;
   /** ARM requests whose path names the builder VM. */
   builderRequests: number;
+  /** Where created → ended went, from the durable history (bench/timeline.ts). */
+  parts: Breakdown;
+  /** The same as one line per event and ARM request. */
+  trace: string[];
 }
 
 // The CLI as installed (package.json "bin": dist/cli/main.js), so its wall time is not tsx's.
@@ -160,7 +166,13 @@ try {
         `build ${status.buildId} ended ${status.phase} (exit ${exitCode}): ${status.error?.message}`,
       );
     }
+    const from = Date.parse(status.timings.createdAt);
+    const to = Date.parse(status.timings.endedAt ?? "");
+    // The local host's engine is the LocalDurableEngine sim/functionApp.ts makes.
+    const history = (host.engine as LocalDurableEngine).history(status.buildId) ?? [];
     return {
+      parts: breakdown(history, from, to),
+      trace: timeline(history, arm.requests.slice(armBefore), from, to),
       wallMs,
       buildShMs: buildSh.totalMs(),
       vmStarted: sampler.vmStarts() > startsBefore,
@@ -240,6 +252,14 @@ try {
   const orchestration = spread(changed.map((b) => total(b) - b.buildShMs - emulated(b)));
   printSpread("overhead (total − build.sh − emulated)", orchestration, "s");
   printGoal("orchestration overhead", orchestration, { atMost: GOALS.orchestrationOverheadMs, unit: "s" });
+
+  console.log("where created → ended goes (change builds, from the durable history; medians)");
+  const keys = [...new Set(changed.flatMap((b) => Object.keys(b.parts)))];
+  for (const key of keys) printSpread(key, spread(changed.map((b) => b.parts[key] ?? 0)), "s");
+  if (process.env.BENCH_TRACE) {
+    console.log("timeline of the last change build (BENCH_TRACE)");
+    for (const line of changed.at(-1)?.trace ?? []) console.log(`  ${line}`);
+  }
 
   console.log("revision healthy → orchestration sees it (change builds)");
   const seen = spread(

@@ -302,7 +302,11 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
     },
 
     [ACTIVITIES.cancelBuild]: async (input) => {
-      await deps.compute.cancelBuildCommand(input.vm, input.handle);
+      await deps.compute.cancelBuildCommand(
+        input.vm,
+        input.handle,
+        input.untilGone === false ? { untilGone: false } : {},
+      );
     },
 
     [ACTIVITIES.stopBuilder]: async ({ vm, lease }) => {
@@ -328,16 +332,21 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
 
     [ACTIVITIES.getRevision]: (input) => deps.apps.getRevision(input.app, input.revisionName),
 
-    [ACTIVITIES.readDeployment]: async ({ app, revisionName }) => {
-      const [revision, status] = await Promise.all([
-        // Azure may answer the PATCH before the revision exists: not there yet is not an error here.
+    [ACTIVITIES.readDeployment]: async ({ app, revisionName, appRead }) => {
+      // Azure may answer the PATCH before the revision exists: not there yet is not an error here.
+      const revision = () =>
         deps.apps.getRevision(app, revisionName).catch((error: unknown) => {
           if (error instanceof NotFoundError) return undefined;
           throw error;
-        }),
-        deps.apps.getApp(app),
-      ]);
-      return { revision, app: status };
+        });
+      if (appRead !== "when-needed") {
+        const [found, status] = await Promise.all([revision(), deps.apps.getApp(app)]);
+        return { revision: found, app: status };
+      }
+      // One read per poll while the revision starts; the app only when its state decides something.
+      const found = await revision();
+      const ready = found?.provisioningState === "Provisioned" && found.healthState === "Healthy";
+      return { revision: found, app: !found || ready ? await deps.apps.getApp(app) : undefined };
     },
 
     [ACTIVITIES.routeTraffic]: ({ app, revisionName }) => deps.apps.sendAllTraffic(app, revisionName),

@@ -210,7 +210,11 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
       };
     },
 
-    async cancelBuildCommand(vm: VmRef, handle: BuildCommandHandle): Promise<void> {
+    async cancelBuildCommand(
+      vm: VmRef,
+      handle: BuildCommandHandle,
+      options: { untilGone?: boolean } = {},
+    ): Promise<void> {
       // The hybrid profile starts only action Run Commands, also behind a handle made from the
       // build's name alone (a start that never answered): none of them can be cancelled.
       if (handle.kind === "action" || pinned) {
@@ -220,9 +224,20 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
         });
       }
       try {
-        await client(vm.subscriptionId)
-          .virtualMachineRunCommands.delete(vm.resourceGroup, vm.vmName, handle.name, poll)
-          .pollUntilDone();
+        const poller = client(vm.subscriptionId).virtualMachineRunCommands.delete(
+          vm.resourceGroup,
+          vm.vmName,
+          handle.name,
+          poll,
+        );
+        // DELETE answers 202 with Azure-AsyncOperation and Location and no Retry-After
+        // (../shared/azure-recordings/run-command-v2.json, whose operation was Succeeded at the
+        // first poll), so following it costs at least one SDK poll interval (2 s by default:
+        // @azure/core-lro `POLL_INTERVAL_IN_MS`, src/poller/constants.ts). A command whose script
+        // has exited needs only the accepted DELETE; a running one must be gone (its script
+        // stopped) before anything else uses the VM.
+        if (options.untilGone === false) await poller.submitted();
+        else await poller.pollUntilDone();
       } catch (error) {
         const typed = toTypedError(error, "arm", `cancel build command ${handle.name} on VM ${name(vm)}`);
         // Already gone is what we wanted.

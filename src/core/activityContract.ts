@@ -158,6 +158,15 @@ export interface BuildCommandInput {
   handle: BuildCommandHandle;
 }
 
+export interface CancelBuildInput extends BuildCommandInput {
+  /**
+   * Absent or true: done once the run command is gone (its script stopped), which a stop needs
+   * before the lease goes back. False (version 6 on, retiring a command whose script has exited):
+   * done once Azure accepted the DELETE; the resource goes by itself.
+   */
+  untilGone?: boolean;
+}
+
 export interface ReadBuildInput extends BuildCommandInput {
   /** A result line from another build (a stale script) is not this build's result. */
   buildId: string;
@@ -204,10 +213,20 @@ export interface GetRevisionInput {
   revisionName: string;
 }
 
+export interface ReadDeploymentInput extends GetRevisionInput {
+  /**
+   * Absent or `always`: the app is read with every revision read. `when-needed` (version 6 on): only
+   * when the revision is missing (did the update fail before Azure made it?) or provisioned and
+   * healthy (which revision is the latest, for the deploy's message): one ARM read per poll.
+   */
+  appRead?: "always" | "when-needed";
+}
+
 export interface DeploymentView {
   /** Undefined while the revision does not exist (yet, or because the update failed before it). */
   revision: RevisionStatus | undefined;
-  app: ContainerAppStatus;
+  /** Always with `appRead: "always"`; with `when-needed`, only when it was read. */
+  app: ContainerAppStatus | undefined;
 }
 
 export interface ReadImageDigestInput extends ImageRepositoryRef {
@@ -256,12 +275,12 @@ export interface ActivityContract {
   [ACTIVITIES.getVmStatus]: { input: VmInput; output: VmStatus };
   [ACTIVITIES.startBuild]: { input: StartBuildInput; output: BuildCommandHandle };
   [ACTIVITIES.readBuild]: { input: ReadBuildInput; output: BuildProgress };
-  [ACTIVITIES.cancelBuild]: { input: BuildCommandInput; output: void };
+  [ACTIVITIES.cancelBuild]: { input: CancelBuildInput; output: void };
   [ACTIVITIES.stopBuilder]: { input: StopBuilderInput; output: VmStatus };
   [ACTIVITIES.readApp]: { input: ReadAppInput; output: ContainerAppStatus };
   [ACTIVITIES.deployImage]: { input: DeployInput; output: ImageUpdateStarted };
   [ACTIVITIES.getRevision]: { input: GetRevisionInput; output: RevisionStatus };
-  [ACTIVITIES.readDeployment]: { input: GetRevisionInput; output: DeploymentView };
+  [ACTIVITIES.readDeployment]: { input: ReadDeploymentInput; output: DeploymentView };
   [ACTIVITIES.routeTraffic]: { input: GetRevisionInput; output: void };
   [ACTIVITIES.readImageDigest]: { input: ReadImageDigestInput; output: ImageDigest };
   [ACTIVITIES.lookUpImages]: { input: LookUpImagesInput; output: ImageLookup };

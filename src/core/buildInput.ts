@@ -31,8 +31,12 @@ export const buildIdSchema = ruleSchema(BUILD_ID);
  * 5: before the lease, one registry lookup (image for the source digest, base image for the base
  *    key); with the image present, no lease, VM, source or build: the digest is deployed
  *    (orchestration/registryFirst.ts).
+ * 6: the deploy no longer waits for the builder's hand-back: the app is patched first, then the
+ *    finished command is retired (its DELETE not followed to the end once the script has exited)
+ *    and the lease given back while the revision starts; the revision is first read a poll wait
+ *    after the PATCH, and each read asks ARM for the revision only (orchestration/build.ts, deploy.ts).
  */
-export const ORCHESTRATOR_VERSION = 5;
+export const ORCHESTRATOR_VERSION = 6;
 
 export const buildInputSchema = z
   .object({

@@ -87,8 +87,11 @@ export interface ComputeGateway {
    */
   findBuildCommand(vm: VmRef, name: string): Promise<BuildCommandHandle | undefined>;
   readBuildCommand(vm: VmRef, handle: BuildCommandHandle): Promise<BuildCommandView>;
-  /** Deletes the managed run command (stops the script); the action Run Command cannot be cancelled. */
-  cancelBuildCommand(vm: VmRef, handle: BuildCommandHandle): Promise<void>;
+  /**
+   * Deletes the managed run command (stops the script); the action Run Command cannot be cancelled.
+   * Resolves once the command is gone, or with `untilGone: false` once Azure accepted the delete.
+   */
+  cancelBuildCommand(vm: VmRef, handle: BuildCommandHandle, options?: { untilGone?: boolean }): Promise<void>;
   /**
    * Best effort: deletes the VM's managed run commands whose name starts with `prefix`, except
    * `keep` (if given), and waits until they are gone. Never throws; says what it removed and what it could not.

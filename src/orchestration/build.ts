@@ -113,16 +113,34 @@ class BuildRun {
     const result = yield* command.build();
     run.step("build", "succeeded");
     // The builder's part is done: retire the command and give the builder to the next build in
-    // the queue now, instead of holding it through the deploy (which never touches the VM).
+    // the queue, instead of holding it through the deploy (which never touches the VM).
+    const handBack = () => this.handBack(command, lease);
+    if (run.version < 6) {
+      yield* handBack();
+      yield* this.deployStep(result.image, result.digest);
+      return;
+    }
+    // 7. Version 6 on: the deploy does not wait for that. The app is patched first, and the
+    //    command is retired and the lease given back while the new revision starts (Azure's take
+    //    10-60 s), in place of the poll's first wait; a build that deploys nothing hands back here.
+    yield* this.deployStep(result.image, result.digest, handBack);
+    yield* handBack();
+  }
+
+  /** Retires the build command and gives the lease back; once. */
+  private *handBack(command: BuildCommand, lease: BuilderLease): Generator<Task, void, unknown> {
+    if (this.releasedBeforeDeploy) return;
     yield* command.finish();
     yield* lease.release();
     this.releasedBeforeDeploy = true;
-
-    // 7. Deploy the image unless the caller asked not to.
-    yield* this.deployStep(result.image, result.digest);
   }
 
-  private *deployStep(image: string | undefined, digest: string | undefined): Generator<Task, void, unknown> {
+  /** 7. Deploys the image unless the caller asked not to; `handBack`: see deploy.ts. */
+  private *deployStep(
+    image: string | undefined,
+    digest: string | undefined,
+    handBack?: () => Generator<Task, void, unknown>,
+  ): Generator<Task, void, unknown> {
     const { run } = this;
     if (!run.input.deploy || !image || !this.env) {
       run.step("deploy", "skipped");
@@ -130,7 +148,7 @@ class BuildRun {
     }
     run.phase("deploying");
     run.step("deploy", "running");
-    const changed = yield* deploy(run, this.env, image, digest);
+    const changed = yield* deploy(run, this.env, image, digest, handBack);
     run.step("deploy", changed ? "succeeded" : "skipped");
   }
 

@@ -294,8 +294,15 @@ export class BuildCommand {
     onFailure: string,
   ): Generator<Task, ActivityFailure | undefined, unknown> {
     const { run, env } = this;
+    // Version 6 on: a command whose script has exited only needs Azure to accept its delete.
+    const untilGone = !(this.exited && run.version >= 6);
     try {
-      yield* run.call(ACTIVITIES.cancelBuild, { vm: env.vm, handle }, RETRY.arm, false);
+      yield* run.call(
+        ACTIVITIES.cancelBuild,
+        { vm: env.vm, handle, ...(untilGone ? {} : { untilGone: false }) },
+        RETRY.arm,
+        false,
+      );
       run.log(`build command ${handle.name} deleted`);
       return undefined;
     } catch (error) {
@@ -327,7 +334,9 @@ export class BuildCommand {
   private *exitedProbe(handle: BuildCommandHandle): Generator<Task, true | undefined, unknown> {
     try {
       const progress = yield* this.read(handle, false);
-      return TERMINAL_EXECUTION_STATES.has(progress.executionState) ? true : undefined;
+      if (!TERMINAL_EXECUTION_STATES.has(progress.executionState)) return undefined;
+      this.exited = true;
+      return true;
     } catch (error) {
       this.run.log(`could not read build command ${handle.name}: ${describe(error)}`);
       return true;

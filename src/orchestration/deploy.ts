@@ -4,7 +4,7 @@ import { ACTIVITIES, type ResolvedEnvironment } from "../core/activityContract.j
 import { revisionSuffix } from "../core/buildInput.js";
 import { checkReportedImage } from "../core/imageReference.js";
 import { RETRY } from "../core/retry.js";
-import type { RunContext } from "./context.js";
+import type { LeaseKeeper, RunContext } from "./context.js";
 import { BuildEnded } from "./failures.js";
 import { POLLS, pollUntil } from "./poll.js";
 
@@ -13,18 +13,39 @@ import { POLLS, pollUntil } from "./poll.js";
  * multiple revision mode, then sends all traffic to it); or,
  * when the app already runs exactly that image on a healthy revision, leaves it alone (a new
  * revision would run the same bytes). Returns whether the app was changed.
+ *
+ * Version 6 on, `handBack` (the build's hand-back of its builder, once) runs as soon as the app is
+ * patched, and the first read of the revision comes a poll wait after the PATCH, not at once: a
+ * revision is never ready the moment Azure accepts the update (the PATCH answers 202 and its
+ * operation stays in progress over several polls while the revision provisions:
+ * ../shared/azure-recordings/containerapp-update-revisions.json, containerapp-2022-put-patch-409.json),
+ * so that wait is where other work costs the developer nothing. A PATCH that must wait its turn
+ * (another build's update of the app answers 409 for minutes, `RETRY.deploy`) hands back before
+ * its first retry wait instead of holding the builder through them.
  */
 export function* deploy(
   run: RunContext,
   env: ResolvedEnvironment,
   image: string,
   digest: string | undefined,
+  handBack?: () => Generator<Task, void, unknown>,
 ): Generator<Task, boolean, unknown> {
   // A cancel that came with the build's result (or while its command was retired) wins while
   // nothing is deployed: stopping the deploy is what a cancel is for. Older builds deployed.
   if (run.version >= 4) run.throwIfCancelled();
   const reference = yield* confirmedReference(run, env, image, digest);
   if (yield* keepsRunning(run, env, reference)) return false;
+  // Version 6 on, nothing waited between the build's result and here (the builder's hand-back
+  // comes after the PATCH), so a cancel delivered meanwhile sits unread: look once, before the
+  // app is touched (a zero-length timer), as the hand-back's waits used to.
+  if (run.version >= 6 && (yield* run.cancelPending())) throw run.cancelledError();
+  const retryWaits: LeaseKeeper | undefined = handBack && {
+    *wait(ms: number, interruptible: boolean) {
+      const until = run.now() + ms;
+      yield* handBack();
+      if (run.now() < until) yield* run.sleep(until - run.now(), interruptible);
+    },
+  };
   const started = yield* run.call(
     ACTIVITIES.deployImage,
     {
@@ -35,6 +56,8 @@ export function* deploy(
     },
     // Version 2 on: a deploy behind another build's waits long enough for that one to finish.
     run.version >= 2 ? RETRY.deploy : RETRY.arm,
+    true,
+    run.version >= 6 ? retryWaits : undefined,
   );
   const { revisionName } = started;
   // Single revision mode moves all traffic to a new revision once it is ready; Multiple mode
@@ -66,6 +89,13 @@ export function* deploy(
   // Azure's update operation lasts until the revision is provisioned and fails with it; this poll
   // follows the revision (and the app's operation state) under the deploy timeout instead.
   let latestRevision: string | undefined;
+  if (run.version >= 6) {
+    const patchedAt = run.now();
+    if (handBack) yield* handBack();
+    const firstReadAt = patchedAt + POLLS.deploy.firstMs;
+    // Not interruptible, as the poll below (version 4 on): the app is patched already.
+    if (run.now() < firstReadAt) yield* run.sleep(firstReadAt - run.now(), false);
+  }
   yield* pollUntil(run, {
     policy: POLLS.deploy,
     // Once the app is patched its new revision comes up whatever the build does, so from version 4
@@ -74,10 +104,15 @@ export function* deploy(
     interruptible: run.version < 4,
     probe: function* () {
       // Report on the revision this build created, never on whichever one happens to be active.
-      const view = yield* run.call(ACTIVITIES.readDeployment, { app: env.app, revisionName }, RETRY.arm);
+      // Version 6 on: one ARM read per poll while the revision starts (the app only when it decides).
+      const view = yield* run.call(
+        ACTIVITIES.readDeployment,
+        { app: env.app, revisionName, ...(run.version >= 6 ? { appRead: "when-needed" as const } : {}) },
+        RETRY.arm,
+      );
       const healthState = view.revision?.healthState ?? "None";
       const provisioningState = view.revision?.provisioningState ?? "Provisioning";
-      latestRevision = view.app.latestRevisionName;
+      latestRevision = view.app?.latestRevisionName ?? latestRevision;
       run.status = { ...run.status, revision: { name: revisionName, healthState, provisioningState } };
       if (provisioningState === "Provisioned" && healthState === "Healthy") return true;
       run.publish();
@@ -85,7 +120,7 @@ export function* deploy(
         throw failed(`${provisioningState}/${healthState}`);
       }
       // The update failed without failing a revision of ours (e.g. before Azure made it).
-      if (view.app.provisioningState === "Failed") {
+      if (view.app?.provisioningState === "Failed") {
         throw failed(`${provisioningState}/${healthState} and the app's update failed`);
       }
       return undefined;

@@ -32,9 +32,13 @@ const NEVER_LATE = Number.POSITIVE_INFINITY;
  * times only, never the order of activities and timers, so in-flight builds replay unchanged.
  *
  * - `deploy`: the new revision's health. Container Apps revisions are usually healthy in 10-60 s;
- *   waits of at most 1.5 s (plus a read's round trip, 0.5 s say) mean a revision healthy at 25 s
- *   is seen by 27 s (14 reads; 4 with the old 5 s → 30 s schedule, seen at up to 40.6 s), about
- *   60 reads in the first two minutes, then every 15 s: about 120 over a 15-minute deploy timeout.
+ *   a read every second (plus its round trip, 0.5 s say) sees one healthy at 25 s by 25.5 s
+ *   (18 reads; the 1 s → 1.5 s schedule before saw it by 27 s with 14, and the 5 s → 30 s one
+ *   at up to 40.6 s), about 80 reads in the first two minutes, then every 15 s: about 140 over a
+ *   15-minute deploy timeout. From orchestrator version 6 a read is one ARM request (the
+ *   revision; two before, with the app), so this costs fewer requests than the 1.5 s schedule
+ *   did. ARM's read limit is a bucket of 250 per subscription refilled at 25 a second
+ *   (https://learn.microsoft.com/azure/azure-resource-manager/management/request-limits-and-throttling).
  * - `builderReady`: the VM's power state and agent after a start (a deallocated VM takes 30-90 s):
  *   at most 2 s for three minutes (a VM ready at 60 s is seen by 62.4 s, 27 reads), then every
  *   15 s: about 100 reads over the 10-minute timeout.
@@ -46,7 +50,7 @@ const NEVER_LATE = Number.POSITIVE_INFINITY;
  * - `exit`: after the callback, the script is only cleaning up; the grace is short anyway.
  */
 export const POLLS = {
-  deploy: { firstMs: 1_000, factor: 1.2, maxMs: 1_500, expectedMs: 120_000, lateMaxMs: 15_000 },
+  deploy: { firstMs: 1_000, factor: 1, maxMs: 1_000, expectedMs: 120_000, lateMaxMs: 15_000 },
   builderReady: { firstMs: 1_000, factor: 1.2, maxMs: 2_000, expectedMs: 180_000, lateMaxMs: 15_000 },
   queue: { firstMs: 1_000, factor: 1.5, maxMs: 5_000, expectedMs: 600_000, lateMaxMs: 15_000 },
   command: { firstMs: 5_000, factor: 1.5, maxMs: 30_000, expectedMs: NEVER_LATE, lateMaxMs: 30_000 },

@@ -191,6 +191,34 @@ describe("compute gateway against the ARM emulator", () => {
     assert.ok(del);
   });
 
+  it("retires an exited build command with an accepted DELETE, without following its operation", async () => {
+    emulator.setRunCommandExecutor(scriptedExecutor({ durationMs: 10 }));
+    const gateway = createComputeGateway(gatewayOptions(emulator));
+    const vm = newVm();
+    const handle = await gateway.startBuildCommand(vm, spec("fb-retire"));
+    await waitFor(
+      () => gateway.readBuildCommand(vm, handle),
+      (v) => v.executionState === "Succeeded",
+    );
+    const before = emulator.requests.length;
+    await gateway.cancelBuildCommand(vm, handle, { untilGone: false });
+    const sent = emulator.requests.slice(before);
+    assert.deepEqual(
+      sent.map((r) => r.method),
+      ["DELETE"],
+      "one DELETE, no poll of its operation",
+    );
+    // Azure finishes the delete by itself: the command goes.
+    await waitFor(
+      () =>
+        gateway.readBuildCommand(vm, handle).then(
+          () => false,
+          (error: unknown) => error instanceof NotFoundError,
+        ),
+      (gone) => gone,
+    );
+  });
+
   it("runs the action Run Command under the hybrid profile and reads it back from the serialized poller", async () => {
     emulator.setRunCommandExecutor(async (run) => {
       const { env } = await scriptView(run);

@@ -9,7 +9,7 @@ describe("backoff", () => {
   // The delays every policy of the project gives, attempt by attempt (0 = the first wait).
   const table: [string, BackoffPolicy, number[]][] = [
     ["build command poll", POLLS.command, [5_000, 7_500, 11_250, 16_875, 25_313, 30_000, 30_000]],
-    ["deploy poll", POLLS.deploy, [1_000, 1_200, 1_440, 1_500, 1_500]],
+    ["deploy poll", POLLS.deploy, [1_000, 1_000, 1_000, 1_000, 1_000]],
     ["builder-ready poll", POLLS.builderReady, [1_000, 1_200, 1_440, 1_728, 2_000, 2_000]],
     ["builder queue", POLLS.queue, [1_000, 1_500, 2_250, 3_375, 5_000, 5_000]],
     // Rounded at each step: 5_063 × 1.5 = 7_594.5 → 7_595 (not 1_000 × 1.5^5 = 7_593.75).

@@ -159,10 +159,11 @@ describe("build orchestration end to end", () => {
         assert.equal(status.error?.code, "ForgedResult");
         assert.match(status.error?.message ?? "", reason);
         assert.match(status.error?.hint ?? "", /Only an image the builder pushed to .*team\/app/);
+        // Version 6: the build ends before its finished command is retired (that comes after a PATCH).
         assertReason(
           status,
           "ForgedResult",
-          /builder \S+ was given back when its build command finished, before the deploy$/,
+          /its build command finished; builder \S+ goes back to the queue once the command is retired \(within a minute\)$/,
         );
         assert.equal(appPatches(s), patchesBefore, "the app was not patched");
         assert.equal(arm.getContainerApp(appRef(s))?.images.web, "registry.example.test/team/app:old");
@@ -170,10 +171,10 @@ describe("build orchestration end to end", () => {
     }
   });
 
-  it("gives the builder back as soon as its command is retired, before the deploy", async () => {
+  it("gives the builder back as soon as its command is retired, before the deploy (version 5, kept for its in-flight builds)", async () => {
     const s = scenario({ powerState: "running" });
     arm.setRunCommandExecutor(succeed());
-    const input = newInput(s);
+    const input = newInput(s, { orchestratorVersion: 5 });
     const { status, driver } = await runBuild(s, input, "V3", (d) =>
       d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}),
     );
@@ -186,6 +187,97 @@ describe("build orchestration end to end", () => {
     assert.ok(release > scheduled.lastIndexOf(ACTIVITIES.cancelBuild), "the command is retired first");
     assert.ok(release < scheduled.indexOf(ACTIVITIES.deployImage), "the lease goes back before the deploy");
     assert.equal(scheduled.filter((name) => name === ACTIVITIES.releaseLease).length, 1);
+  });
+
+  it("patches the app first, then retires the command and gives the builder back while the revision starts", async () => {
+    const s = scenario({ powerState: "running" });
+    arm.setRunCommandExecutor(succeed());
+    const input = newInput(s);
+    const requestsBefore = s.arm.requests.length;
+    const { status, driver } = await runBuild(s, input, "V3", (d) =>
+      d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}),
+    );
+    assert.equal(status.phase, "succeeded");
+    const scheduled = driver
+      .getHistory()
+      .filter((e) => e.EventType === HistoryEventType.TaskScheduled)
+      .map((e) => e.Name);
+    const patch = scheduled.indexOf(ACTIVITIES.deployImage);
+    const retire = scheduled.lastIndexOf(ACTIVITIES.cancelBuild);
+    const release = scheduled.indexOf(ACTIVITIES.releaseLease);
+    assert.ok(patch >= 0 && patch < retire, "the app is patched before the command is retired");
+    assert.ok(retire < release, "the command is retired before the lease goes back");
+    assert.ok(
+      release < scheduled.indexOf(ACTIVITIES.readDeployment),
+      "the builder is back before the revision is first read",
+    );
+    assert.equal(scheduled.filter((name) => name === ACTIVITIES.releaseLease).length, 1);
+    // The exited command's DELETE is accepted, not followed to its end: no read of its operation.
+    const requests = s.arm.requests.slice(requestsBefore);
+    const del = requests.findIndex((r) => r.method === "DELETE" && /\/runCommands\//i.test(r.path));
+    assert.ok(del >= 0, "the command was deleted");
+    const opsAfter = requests.slice(del + 1).filter((r) => /\/operations\//i.test(r.path));
+    assert.equal(opsAfter.length, 0, "the delete's operation was not polled");
+  });
+
+  it("gives the builder back before waiting its turn behind another build's update of the app", async () => {
+    const s = scenario({ powerState: "running" });
+    arm.setRunCommandExecutor(succeed());
+    // Azure's answer while another update of the app provisions (../shared/azure-recordings/
+    // containerapp-2022-put-patch-409.json): top-level code and message, no Retry-After.
+    arm.inject({
+      method: "PATCH",
+      path: new RegExp(`/containerApps/${s.env.containerApp}$`, "i"),
+      response: {
+        status: 409,
+        body: {
+          code: "ContainerAppOperationInProgress",
+          message: `Cannot modify a container app '${s.env.containerApp}' because there is an active provisioning operation in progress.`,
+        },
+      },
+    });
+    const input = newInput(s);
+    const { status, driver } = await runBuild(s, input, "V3", (d) =>
+      d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}),
+    );
+    assert.equal(status.phase, "succeeded", JSON.stringify(status.error));
+    const scheduled = driver
+      .getHistory()
+      .filter((e) => e.EventType === HistoryEventType.TaskScheduled)
+      .map((e) => e.Name);
+    const patches = scheduled.flatMap((name, i) => (name === ACTIVITIES.deployImage ? [i] : []));
+    assert.equal(patches.length, 2, "the PATCH was refused once, then accepted");
+    const release = scheduled.indexOf(ACTIVITIES.releaseLease);
+    assert.ok(patches[0]! < release && release < patches[1]!, "the builder went back before the retry");
+  });
+
+  it("reads only the revision while it starts, and the app once it is healthy (version 6)", async () => {
+    // New revisions take 300 ms of real time here: several polls see them starting.
+    const slow = await startArmEmulator({ revisionReadyMs: 300 });
+    try {
+      const s = scenario({ powerState: "running", emulator: slow });
+      slow.setRunCommandExecutor(succeed());
+      const input = newInput(s);
+      const { status, driver } = await runBuild(s, input, "V3", (d) =>
+        d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}),
+      );
+      assert.equal(status.phase, "succeeded");
+      const reads = driver
+        .getHistory()
+        .filter((e) => e.EventType === HistoryEventType.TaskCompleted && e.Result?.includes('"revision"'))
+        .map((e) => JSON.parse(e.Result ?? "{}") as { revision?: { healthState?: string }; app?: unknown });
+      assert.ok(reads.length >= 2, `${reads.length} revision reads`);
+      for (const read of reads.slice(0, -1)) assert.equal(read.app, undefined, "no app read while it starts");
+      assert.equal(reads.at(-1)?.revision?.healthState, "Healthy");
+      assert.notEqual(reads.at(-1)?.app, undefined, "the app is read once the revision is healthy");
+      const appReads = slow.requests.filter(
+        (r) => r.method === "GET" && r.path.toLowerCase().endsWith(`/containerapps/${s.env.containerApp}`),
+      );
+      // The deploy's own two (image check, then the PATCH's read of the app) and the final one.
+      assert.ok(appReads.length <= reads.length, `${appReads.length} app reads for ${reads.length} polls`);
+    } finally {
+      await slow.stop();
+    }
   });
 
   it("deploys the registry's digest for the tag when the builder reported no digest (never the movable tag)", async () => {

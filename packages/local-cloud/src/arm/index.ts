@@ -100,7 +100,15 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
     const headers = flattenHeaders(req);
     const method = req.method ?? "GET";
     const apiVersion = url.searchParams.get("api-version") ?? undefined;
-    requests.push({ method, path, query: url.search.replace(/^\?/, ""), apiVersion, headers, body: raw });
+    requests.push({
+      method,
+      path,
+      query: url.search.replace(/^\?/, ""),
+      apiVersion,
+      headers,
+      body: raw,
+      at: Date.now(),
+    });
 
     counter.request();
     let action = takeFault(method, path);

@@ -32,6 +32,8 @@ export interface RecordedRequest {
   headers: Record<string, string>;
   /** Body text ('' when empty). */
   body: string;
+  /** When the emulator received it (epoch ms): for timelines (the orchestration bench). */
+  at: number;
 }
 
 /** What a run command does on the "VM". Resolve with the exit code; honour `signal` (cancel/timeout). */

@@ -17,6 +17,7 @@ import {
   type ReplaySchemaName,
 } from "./driver.js";
 import { TERMINAL_STATUSES, type DurableEngine, type InstanceStatus } from "./engine.js";
+import type { HistoryEvent } from "./history.js";
 import type { DateStringMode } from "./hostRules.js";
 
 export interface LocalDurableEngineOptions {
@@ -141,6 +142,11 @@ export class LocalDurableEngine implements DurableEngine {
     // Once the instance settled, its status (which may record a driver failure) is final.
     const settled = await Promise.race([entry.done, Promise.resolve(undefined)]);
     return settled ?? status;
+  }
+
+  /** A copy of an instance's history (for timelines and debugging); undefined for an unknown id. */
+  history(instanceId: string): HistoryEvent[] | undefined {
+    return this.instances.get(instanceId)?.driver.getHistory();
   }
 
   async listInstances(): Promise<InstanceStatus[]> {
