@@ -182,15 +182,23 @@ export class BlobAccount {
   }
 }
 
-/** Source archives: one block blob per build, uploaded by the CLI, read by the builder VM. */
-export class BlobSourceStore implements SourceStore {
-  /** @internal use {@link createBlobStores}. */
+/**
+ * A container whose blobs clients reach through SAS URLs for exactly one blob: the upload grant,
+ * the read grant, and a blob's size and MD5. Source archives and the content store
+ * (src/azure/contentStore.ts) are both such.
+ */
+export class SignedContainer {
   constructor(
-    private readonly account: BlobAccount,
-    private readonly containerName: string,
+    protected readonly account: BlobAccount,
+    protected readonly containerName: string,
   ) {}
 
-  /** SAS for exactly this blob: create + write only (no read, delete or list), ≤ 30 minutes. */
+  /**
+   * Create + write for this blob only, ≤ 30 minutes, no read, delete or list: create alone ("write
+   * a new blob") would refuse a client's second try of an upload that broke off; write lets it
+   * replace the blob, and the API verifies whatever is there (BlobSasPermissions:
+   * https://learn.microsoft.com/python/api/azure-storage-blob/azure.storage.blob.blobsaspermissions).
+   */
   async createUploadUrl(blobName: string, minutes: number): Promise<SignedUrl> {
     checkBlobName(blobName);
     checkMinutes(minutes, MAX_UPLOAD_SAS_MINUTES, "upload SAS");
@@ -198,7 +206,7 @@ export class BlobSourceStore implements SourceStore {
     return this.account.sign(this.containerName, blobName, "cw", minutes);
   }
 
-  /** Read-only SAS for the builder to download the archive. */
+  /** Read-only SAS for the builder to download the blob. */
   async createReadUrl(blobName: string, minutes: number): Promise<SignedUrl> {
     checkBlobName(blobName);
     checkMinutes(minutes, MAX_SAS_MINUTES, "read SAS");
@@ -222,7 +230,10 @@ export class BlobSourceStore implements SourceStore {
       throw typed;
     }
   }
+}
 
+/** Source archives: one block blob per build, uploaded by the CLI, read by the builder VM. */
+export class BlobSourceStore extends SignedContainer implements SourceStore {
   /** Streams the blob through SHA-256 (never buffers it whole); hex digest. */
   async sha256(blobName: string): Promise<string> {
     checkBlobName(blobName);

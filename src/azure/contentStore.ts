@@ -9,21 +9,8 @@ import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import { NotFoundError } from "../core/errors.js";
-import type {
-  BlobStat,
-  ContentStore,
-  JsonBlob,
-  PackCheck,
-  SignedUrl,
-  WriteCondition,
-} from "../core/ports.js";
-import {
-  type BlobAccount,
-  checkBlobName,
-  checkMinutes,
-  MAX_SAS_MINUTES,
-  MAX_UPLOAD_SAS_MINUTES,
-} from "./blobs.js";
+import type { ContentStore, JsonBlob, PackCheck, WriteCondition } from "../core/ports.js";
+import { type BlobAccount, checkBlobName, MAX_SAS_MINUTES, SignedContainer } from "./blobs.js";
 import { toTypedError } from "./errors.js";
 
 export function createContentStore(account: BlobAccount, containerName: string): ContentStore {
@@ -33,13 +20,8 @@ export function createContentStore(account: BlobAccount, containerName: string):
 /** Thrown inside the pack check's pipeline to stop the download at the first wrong byte. */
 class PackProblem extends Error {}
 
-class BlobContentStore implements ContentStore {
+class BlobContentStore extends SignedContainer implements ContentStore {
   readonly maxReadMinutes = MAX_SAS_MINUTES;
-
-  constructor(
-    private readonly account: BlobAccount,
-    private readonly containerName: string,
-  ) {}
 
   /** A blob that is not JSON reads as `value: undefined` with its ETag, so a caller can replace it. */
   async readJson(blobName: string): Promise<JsonBlob | undefined> {
@@ -85,43 +67,6 @@ class BlobContentStore implements ContentStore {
       return response.etag ?? "";
     } catch (error) {
       throw toTypedError(error, "blob", `blob ${blobName}`);
-    }
-  }
-
-  /**
-   * Create + write for this blob only: create alone ("write a new blob") would refuse the CLI's
-   * second try of a pack whose first upload broke off; write lets it replace the blob, and the
-   * API verifies whatever is there (BlobSasPermissions:
-   * https://learn.microsoft.com/python/api/azure-storage-blob/azure.storage.blob.blobsaspermissions).
-   */
-  async createUploadUrl(blobName: string, minutes: number): Promise<SignedUrl> {
-    checkBlobName(blobName);
-    checkMinutes(minutes, MAX_UPLOAD_SAS_MINUTES, "upload SAS");
-    await this.account.container(this.containerName);
-    return this.account.sign(this.containerName, blobName, "cw", minutes);
-  }
-
-  async createReadUrl(blobName: string, minutes: number): Promise<SignedUrl> {
-    checkBlobName(blobName);
-    checkMinutes(minutes, MAX_SAS_MINUTES, "read SAS");
-    await this.account.container(this.containerName);
-    return this.account.sign(this.containerName, blobName, "r", minutes);
-  }
-
-  async stat(blobName: string): Promise<BlobStat> {
-    checkBlobName(blobName);
-    const container = await this.account.container(this.containerName);
-    try {
-      const props = await container.getBlobClient(blobName).getProperties();
-      return {
-        exists: true,
-        size: props.contentLength ?? 0,
-        contentMd5: props.contentMD5 ? Buffer.from(props.contentMD5).toString("base64") : undefined,
-      };
-    } catch (error) {
-      const typed = toTypedError(error, "blob", `blob ${blobName}`);
-      if (typed instanceof NotFoundError) return { exists: false, size: 0, contentMd5: undefined };
-      throw typed;
     }
   }
 

@@ -8,7 +8,7 @@ import { toTypedError } from "./errors.js";
 
 /** Blocks of 4 MiB, 4 in flight: a good pace on a home uplink without hogging memory. */
 const BLOCK_BYTES = 4 * 1024 * 1024;
-const CONCURRENCY = 4;
+const BLOCKS = { blockSize: BLOCK_BYTES, maxSingleShotSize: BLOCK_BYTES, concurrency: 4 } as const;
 
 export interface UploadOptions {
   /** Base64 MD5 of the file, stored as the blob's Content-MD5 (the server can compare it). */
@@ -24,12 +24,7 @@ export async function uploadFileToSas(
   options: UploadOptions = {},
 ): Promise<void> {
   await putWith(sasUrl, "the source upload", (client) =>
-    client.uploadFile(path, {
-      blockSize: BLOCK_BYTES,
-      maxSingleShotSize: BLOCK_BYTES,
-      concurrency: CONCURRENCY,
-      ...requestOptions(options),
-    }),
+    client.uploadFile(path, { ...BLOCKS, ...requestOptions(options) }),
   );
 }
 
@@ -40,12 +35,7 @@ export async function uploadBytesToSas(
   options: UploadOptions = {},
 ): Promise<void> {
   await putWith(sasUrl, "a pack upload", (client) =>
-    client.uploadData(bytes, {
-      blockSize: BLOCK_BYTES,
-      maxSingleShotSize: BLOCK_BYTES,
-      concurrency: CONCURRENCY,
-      ...requestOptions(options),
-    }),
+    client.uploadData(bytes, { ...BLOCKS, ...requestOptions(options) }),
   );
 }
 

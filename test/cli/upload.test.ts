@@ -3,10 +3,14 @@ import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, it } from "node:test";
+import { after, before, describe, it } from "node:test";
 import { createBlobStores, type BlobStores } from "../../src/azure/blobs.js";
 import { uploadFileToSas } from "../../src/azure/storageUpload.js";
+import { createContentStore } from "../../src/azure/contentStore.js";
 import { createArchive } from "../../src/cli/archive.js";
+import { createManifest, type SourceTree } from "../../src/cli/manifest.js";
+import { uploadPacks } from "../../src/cli/packs.js";
+import type { ContentUploads } from "../../src/core/api.js";
 import { FastBuildError } from "../../src/core/errors.js";
 import { startAzurite, type Azurite } from "@fast-build/local-cloud/azurite";
 
@@ -66,4 +70,50 @@ it("a read-only SAS cannot be used to upload: the error is typed and keeps the s
   } finally {
     await archive.dispose();
   }
+});
+
+describe("uploadPacks", () => {
+  const contents = () => createContentStore(stores.account, "source-content");
+  const answer = async (packs: string[][], maxBytes = 1024 * 1024): Promise<ContentUploads> => {
+    const store = contents();
+    const urls = await Promise.all(packs.map((_, n) => store.createUploadUrl(`packs/t-${salt}/${n}.gz`, 15)));
+    return {
+      packs: packs.map((shas, n) => ({ url: urls[n]!.url, contents: shas })),
+      expiresOn: urls[0]!.expiresOn,
+      maxBytes,
+      stored: 0,
+      missing: packs.flat().length,
+      missingBytes: 0,
+    };
+  };
+  const salt = randomBytes(4).toString("hex");
+  const shaOf = (tree: SourceTree, path: string) => {
+    const entry = tree.manifest.entries.find((e) => e.path === path);
+    assert.ok(entry?.type === "file");
+    return entry;
+  };
+
+  it("uploads each pack as the gzip of its contents in order, as the API verifies it", async () => {
+    const tree = await createManifest(root);
+    const order = [shaOf(tree, "src/main.rs"), shaOf(tree, "Cargo.toml")];
+    const planned = await answer([[order[0]!.sha256], [order[1]!.sha256]]);
+    const sent = await uploadPacks(tree, planned);
+    assert.ok(sent > 0);
+    for (const [n, entry] of order.entries()) {
+      const check = await contents().verifyPack(`packs/t-${salt}/${n}.gz`, [entry]);
+      assert.equal(check.ok, true, JSON.stringify(check));
+    }
+  });
+
+  it("refuses packs over the answer's limit, and a content the manifest does not have, sending nothing", async () => {
+    const tree = await createManifest(root);
+    const big = shaOf(tree, "assets.bin");
+    await assert.rejects(uploadPacks(tree, await answer([[big.sha256]], 1024)), { code: "SourceTooLarge" });
+    await assert.rejects(uploadPacks(tree, await answer([["f".repeat(64)]])), (error: unknown) => {
+      assert.ok(error instanceof FastBuildError);
+      assert.equal(error.code, "UnexpectedAnswer");
+      assert.match(error.hint ?? "", /different versions/);
+      return true;
+    });
+  });
 });
