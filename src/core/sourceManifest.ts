@@ -204,9 +204,8 @@ export function checkManifest(manifest: SourceManifest, limits: ExtractLimits): 
   }
   const names = new Set(entries.map((e) => e.path));
   for (const entry of entries) {
-    const parts = entry.path.split("/");
-    for (let i = 1; i < parts.length; i++) {
-      const parent = parts.slice(0, i).join("/");
+    for (let slash = entry.path.indexOf("/"); slash > 0; slash = entry.path.indexOf("/", slash + 1)) {
+      const parent = entry.path.slice(0, slash);
       if (names.has(parent)) {
         throw new ManifestError(
           "ThroughLink",

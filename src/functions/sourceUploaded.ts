@@ -135,9 +135,12 @@ async function manifestSource(
     }
   }
 
-  await mergeIndex(deps, input.environment, pending, log);
-  const plan = await planOf(deps, pending);
-  await store.writeJson(contentBlobNames.plan(buildId), plan, undefined);
+  // Independent writes, both idempotent: a report retried after either failed redoes both. With no
+  // new pack the index has nothing to learn (its stale entries go at the next merge).
+  await Promise.all([
+    pending.packs.length > 0 ? mergeIndex(deps, input.environment, pending, log) : undefined,
+    planOf(deps, pending).then((plan) => store.writeJson(contentBlobNames.plan(buildId), plan, undefined)),
+  ]);
 
   await buildInstances(context).raise(buildId, BUILD_EVENTS.sourceUploaded, {
     size,
