@@ -36,6 +36,7 @@ plan options:
   --json            print the plan as one JSON object on stdout
   --api URL         also ask this API (with --env NAME) whether the registry has the image or
                     the base, and so what the build would do; without it, no request is sent
+  --env NAME        with --api: the environment whose registry is asked (or FASTBUILD_ENV)
   --rebuild-base    as for dev: the base would be rebuilt even if the registry has it
 
 other options:
@@ -43,7 +44,8 @@ other options:
   --follow          logs: keep printing until the build has ended
 
 every command:
-  --api URL         function app URL (or FASTBUILD_API_URL); key in FASTBUILD_API_KEY
+  --api URL         function app URL (or FASTBUILD_API_URL; plan asks only with --api);
+                    key in FASTBUILD_API_KEY
   -h, --help        show this help
 
 A build id is what \`fast-build dev\` prints, e.g. 20260314092653-3f9a0c1d2e.
