@@ -15,6 +15,8 @@ import {
   type AcquireLeaseResult,
   type ActivityHandlers,
   type BuildProgress,
+  type ImageLookup,
+  type LookUpImagesInput,
   type RenewLeaseInput,
   type ResolvedEnvironment,
   TERMINAL_EXECUTION_STATES,
@@ -355,26 +357,29 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
       digest: await deps.registry.manifestDigest({ registry, repository }, tag),
     }),
 
-    [ACTIVITIES.lookUpImages]: async ({
-      registry,
-      repository,
-      sourceTag,
-      baseRepository,
-      baseTag,
-      environment,
-    }) => {
-      const [source, base, recent] = await Promise.all([
-        deps.registry.manifestDigest({ registry, repository }, sourceTag),
-        deps.registry.manifestDigest({ registry, repository: baseRepository }, baseTag),
-        environment === undefined ? undefined : deps.leases.recentBuilds(environment),
-      ]);
-      if (!recent) return { source, base };
-      return {
-        source,
-        base,
-        expected: { hit: estimateDuration(recent, "hit"), miss: estimateDuration(recent, "miss") },
-      };
-    },
+    [ACTIVITIES.lookUpImages]: (input) => lookUpImages(deps, input),
+  };
+}
+
+/**
+ * Asks the registry for the source's image and the base image, and the environment's recent
+ * builds for what either outcome takes: the orchestrator's registry-first step (fb_LookUpImages)
+ * and the read-only `GET /api/environments/{env}/images` (`fast-build plan --api`) both call this.
+ */
+export async function lookUpImages(
+  deps: Pick<ActivityDeps, "registry" | "leases">,
+  { registry, repository, sourceTag, baseRepository, baseTag, environment }: LookUpImagesInput,
+): Promise<ImageLookup> {
+  const [source, base, recent] = await Promise.all([
+    deps.registry.manifestDigest({ registry, repository }, sourceTag),
+    deps.registry.manifestDigest({ registry, repository: baseRepository }, baseTag),
+    environment === undefined ? undefined : deps.leases.recentBuilds(environment),
+  ]);
+  if (!recent) return { source, base };
+  return {
+    source,
+    base,
+    expected: { hit: estimateDuration(recent, "hit"), miss: estimateDuration(recent, "miss") },
   };
 }
 

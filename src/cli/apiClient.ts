@@ -6,6 +6,7 @@ import { z } from "zod";
 import type {
   BuilderInfo,
   BuildStatus,
+  ImagesResponse,
   LogsResponse,
   StartBuildRequest,
   StartBuildResponse,
@@ -74,6 +75,23 @@ const buildersSchema = z.array(
     idleShutdownAt: z.string().optional(),
   }),
 );
+
+const imageStateSchema = z.looseObject({
+  reference: z.string(),
+  state: z.enum(["present", "absent"]),
+  digest: z.string().optional(),
+});
+const estimateSchema = z.looseObject({
+  medianMs: z.number().optional(),
+  builds: z.number(),
+  text: z.string(),
+});
+const imagesSchema = z.looseObject({
+  environment: z.string(),
+  sourceImage: imageStateSchema,
+  baseImage: imageStateSchema,
+  expected: z.looseObject({ hit: estimateSchema, miss: estimateSchema }).optional(),
+});
 
 const errorBodySchema = z.object({
   error: z.object({ code: z.string(), message: z.string(), hint: z.string().optional() }),
@@ -152,6 +170,13 @@ export class ApiClient {
   async builders(): Promise<BuilderInfo[]> {
     const body = await this.call("GET", "/api/builders");
     return parse(buildersSchema, body, "GET /api/builders");
+  }
+
+  /** `GET /api/environments/{env}/images`: what the registry has for this source and base key (read-only). */
+  async images(environment: string, sourceDigest: string, baseKey: string): Promise<ImagesResponse> {
+    const query = new URLSearchParams({ sourceDigest, baseKey });
+    const path = `/api/environments/${encodeURIComponent(environment)}/images?${query.toString()}`;
+    return parse(imagesSchema, await this.call("GET", path), "GET /api/environments/{env}/images");
   }
 
   private async call(method: "GET" | "POST", path: string, body?: unknown): Promise<unknown> {

@@ -24,11 +24,23 @@ export interface DevFlags extends ApiFlags {
   follow: boolean;
   /** Send one archive of the whole tree instead of its manifest and the contents the store lacks. */
   archive: boolean;
+  /** Print what `fast-build plan` prints and send nothing (no API call). */
+  dryRun: boolean;
+}
+
+/** `fast-build plan`: `api` given means also ask the API what the registry has. */
+export interface PlanFlags extends ApiFlags {
+  env: string | undefined;
+  dir: string | undefined;
+  rebuildBase: boolean;
+  json: boolean;
+  archive: boolean;
 }
 
 export type Command =
   | { command: "help" }
   | { command: "dev"; flags: DevFlags }
+  | { command: "plan"; flags: PlanFlags }
   | { command: "follow"; buildId: string; flags: ApiFlags }
   | { command: "status"; buildId: string; flags: ApiFlags & { json: boolean } }
   | { command: "logs"; buildId: string; flags: ApiFlags & { follow: boolean } }
@@ -42,10 +54,15 @@ type OptionName = keyof typeof OPTIONS;
 /** Which options each command takes (besides --help), and whether it names a build. */
 const COMMANDS: Record<CommandName, { options: readonly OptionName[]; buildId: boolean; usage: string }> = {
   dev: {
-    options: ["env", "api", "dir", "no-deploy", "rebuild-base", "json", "no-follow", "archive"],
+    options: ["env", "api", "dir", "no-deploy", "rebuild-base", "json", "no-follow", "archive", "dry-run"],
     buildId: false,
     usage:
-      "fast-build dev [--env NAME] [--dir PATH] [--no-deploy] [--rebuild-base] [--json] [--no-follow] [--archive]",
+      "fast-build dev [--env NAME] [--dir PATH] [--no-deploy] [--rebuild-base] [--json] [--no-follow] [--archive] [--dry-run]",
+  },
+  plan: {
+    options: ["env", "api", "dir", "rebuild-base", "json", "archive"],
+    buildId: false,
+    usage: "fast-build plan [--dir PATH] [--archive] [--json] [--api URL --env NAME] [--rebuild-base]",
   },
   follow: { options: ["api"], buildId: true, usage: "fast-build follow <build-id>" },
   status: { options: ["api", "json"], buildId: true, usage: "fast-build status <build-id> [--json]" },
@@ -98,6 +115,19 @@ export function parseCommand(argv: readonly string[]): Command {
   if (!spec.buildId) {
     if (rest.length > 0) throw usageError(`unexpected argument to ${name}: ${rest.join(" ")}`, name);
     if (name === "builders") return { command: "builders", flags: { ...api, json } };
+    if (name === "plan") {
+      return {
+        command: "plan",
+        flags: {
+          ...api,
+          env: values.env,
+          dir: values.dir,
+          rebuildBase: values["rebuild-base"] ?? false,
+          json,
+          archive: values.archive ?? false,
+        },
+      };
+    }
     return {
       command: "dev",
       flags: {
@@ -109,6 +139,7 @@ export function parseCommand(argv: readonly string[]): Command {
         json,
         follow: !values["no-follow"],
         archive: values.archive ?? false,
+        dryRun: values["dry-run"] ?? false,
       },
     };
   }

@@ -6,21 +6,19 @@
  * comes.
  */
 import { execFile } from "node:child_process";
-import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Writable } from "node:stream";
 import { promisify } from "node:util";
 import { uploadFileToSas } from "../azure/storageUpload.js";
 import type { CliSettings } from "../config/cli.js";
 import type { StartBuildRequest, StartBuildResponse } from "../core/api.js";
 import { startBuildRequestSchema } from "../core/api.js";
-import { computeBaseKey, KIT_DIR_IN_ARCHIVE, recipeFiles, RECIPE_DIR_IN_ARCHIVE } from "../core/baseKey.js";
 import { FastBuildError, InvalidInputError, PermanentError } from "../core/errors.js";
 import { diffManifests } from "../core/sourceManifest.js";
 import { ApiClient } from "./apiClient.js";
 import { createArchive, formatBytes, sourceTooLarge, type SourceArchive } from "./archive.js";
 import type { DevFlags } from "./args.js";
+import { readBuildInputs } from "./buildInputs.js";
 import { createManifest } from "./manifest.js";
 import { ManifestCache } from "./manifestCache.js";
 import { uploadPacks } from "./packs.js";
@@ -54,21 +52,7 @@ export async function runDev(opts: DevRun): Promise<number> {
   const root = resolve(opts.cwd, flags.dir ?? ".");
 
   out.status("reading the dependency recipe");
-  const kit = await readBuildKit();
-  const { key: baseKey, recipe } = await computeBaseKey(root, { dockerfileBase: kit.dockerfileBase });
-  // The recipe and the Dockerfiles travel with the source, so the builder compiles the dependency
-  // base from exactly what the key was computed over (see src/core/baseKey.ts); the builder VM
-  // keeps no Dockerfiles of its own.
-  const generated = [
-    { prefix: RECIPE_DIR_IN_ARCHIVE, files: recipeFiles(recipe) },
-    {
-      prefix: KIT_DIR_IN_ARCHIVE,
-      files: [
-        { path: "Dockerfile.app", content: kit.dockerfileApp },
-        { path: "Dockerfile.base", content: kit.dockerfileBase },
-      ],
-    },
-  ];
+  const { baseKey, generated } = await readBuildInputs(root);
   const api = new ApiClient({ baseUrl: opts.settings.apiUrl, apiKey: opts.settings.apiKey });
   let source = flags.archive
     ? await archiveSource(root, generated, out)
@@ -234,31 +218,6 @@ function isManifestUnsupported(error: unknown): boolean {
     /unrecognized key/i.test(error.message) &&
     /\bmanifest(Delta)?\b/.test(error.message)
   );
-}
-
-/**
- * The Dockerfiles that ship with this package, two levels up from both `src/cli/` and `dist/cli/`:
- * Dockerfile.base's bytes are part of the base key, and both go into the archive.
- * The key covers the build defaults of build.sh (toolchain image, release profile, host target);
- * a project pins its toolchain with rust-toolchain.toml, which is part of the recipe. Were the
- * builder to build with other options, the key would only miss the cache, never pick a wrong base.
- */
-async function readBuildKit(): Promise<{ dockerfileBase: Buffer; dockerfileApp: Buffer }> {
-  const read = (name: string) => {
-    const file = new URL(`../../dockerfiles/${name}`, import.meta.url);
-    return readFile(file).catch((error: unknown) => {
-      throw new PermanentError(`fast-build is incomplete: cannot read ${fileURLToPath(file)}`, {
-        code: "InstallationIncomplete",
-        hint: "Reinstall fast-build (the package must include dockerfiles/).",
-        cause: error,
-      });
-    });
-  };
-  const [dockerfileBase, dockerfileApp] = await Promise.all([
-    read("Dockerfile.base"),
-    read("Dockerfile.app"),
-  ]);
-  return { dockerfileBase, dockerfileApp };
 }
 
 async function buildRequest(

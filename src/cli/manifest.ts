@@ -21,12 +21,14 @@ import {
 import {
   checkDirectory,
   checkNotEmpty,
+  LeftOutLog,
   LinkChecker,
   listSourceFiles,
   lstatOrUndefined,
   mergeGenerated,
   readable,
   type GeneratedFiles,
+  type LeftOut,
   type SourceFileList,
 } from "./sourceTree.js";
 
@@ -35,6 +37,8 @@ export interface ManifestOptions {
   generated?: readonly GeneratedFiles[];
   /** The builder's link limits (default: the app's defaults, src/core/extractLimits.ts). */
   linkLimits?: LinkLimits;
+  /** Also report what was left out and why (`fast-build plan`; costs one more git call). */
+  explain?: boolean;
 }
 
 export interface SourceTree {
@@ -48,6 +52,8 @@ export interface SourceTree {
   mode: SourceFileList["mode"];
   /** Paths left out because they are neither files nor symlinks. */
   skipped: string[];
+  /** With `explain`: every path left out, by reason (these `skipped` ones included). */
+  leftOut?: LeftOut;
   /** A content's bytes, read again from the tree and checked against its sha256. */
   read(sha256: string): Buffer;
 }
@@ -59,8 +65,9 @@ export interface SourceTree {
  */
 export async function createManifest(root: string, options: ManifestOptions = {}): Promise<SourceTree> {
   await checkDirectory(root);
-  const list = await listSourceFiles(root);
+  const list = await listSourceFiles(root, { explain: options.explain ?? false });
   checkNotEmpty(root, list);
+  const log = list.leftOut && new LeftOutLog(list.leftOut);
   const limits = { ...defaultExtractLimits(), ...options.linkLimits };
   const links = new LinkChecker(limits);
   const where = new Map<string, string | Buffer>();
@@ -73,7 +80,7 @@ export async function createManifest(root: string, options: ManifestOptions = {}
     entries.push({ path, type: "file", size: bytes.length, sha256, executable });
     contentBytes += bytes.length;
   };
-  for (const entry of mergeGenerated(list.files, options.generated)) {
+  for (const entry of mergeGenerated(list.files, options.generated, log)) {
     if (typeof entry !== "string") {
       addFile(entry.path, entry.content, false, entry.content);
       continue;
@@ -95,6 +102,7 @@ export async function createManifest(root: string, options: ManifestOptions = {}
       );
     } else {
       skipped.push(entry);
+      log?.add("not-a-regular-file", entry);
     }
   }
   links.checkTree();
@@ -118,6 +126,7 @@ export async function createManifest(root: string, options: ManifestOptions = {}
     contentBytes,
     mode: list.mode,
     skipped,
+    ...(log ? { leftOut: log.reasons } : {}),
     read(sha256) {
       const from = where.get(sha256);
       if (from === undefined) throw new Error(`no content ${sha256} in this tree`);

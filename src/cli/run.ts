@@ -2,8 +2,10 @@
  * Runs a `fast-build` command other than `--help` (src/cli/main.ts answers that alone): parses
  * flags, reads settings, loads and runs the command and turns every error into a message with its
  * hint and an exit code (never a stack trace). Each command's module is loaded when it runs:
- * `dev` brings the archiver and the storage SDK, the others only the API client.
+ * `dev` brings the archiver and the storage SDK, `plan` the archiver (and the API client for
+ * `--api`), the others only the API client.
  */
+import { resolve } from "node:path";
 import type { Writable } from "node:stream";
 import { loadApiSettings, loadCliSettings } from "../config/cli.js";
 import {
@@ -59,6 +61,22 @@ async function run(command: Command, io: CliIo, interrupt: AbortSignal): Promise
   if (command.command === "help") {
     io.stdout.write(`${USAGE}\n`);
     return EXIT.ok;
+  }
+  if (command.command === "plan" || (command.command === "dev" && command.flags.dryRun)) {
+    const { flags } = command;
+    // Offline unless plan names an API; dev --dry-run never asks (and needs no settings).
+    const ask =
+      command.command === "plan" && flags.api !== undefined ? loadCliSettings(flags, io.env) : undefined;
+    const { runPlan } = await import("./plan.js");
+    return runPlan({
+      root: resolve(process.cwd(), flags.dir ?? "."),
+      archive: flags.archive,
+      rebuildBase: flags.rebuildBase,
+      json: flags.json,
+      ...(ask ? { ask } : {}),
+      out: createOutput(flags.json ? io.stderr : io.stdout),
+      stdout: io.stdout,
+    });
   }
   if (command.command === "dev") {
     const settings = loadCliSettings(command.flags, io.env);
@@ -127,6 +145,8 @@ function exitCodeForError(error: unknown, command: Command | undefined): number 
     return EXIT.usage;
   }
   if (error instanceof NotFoundError && command !== undefined && "buildId" in command) return EXIT.usage;
+  // plan --api asks about the environment it was given: an unknown one is the user's typo.
+  if (error instanceof NotFoundError && command?.command === "plan") return EXIT.usage;
   return EXIT.failed;
 }
 

@@ -42,6 +42,43 @@ export interface SourceFileList {
   mode: "git" | "gitignore";
   /** Paths relative to the root, `/`-separated, in byte order. Files and symlinks only. */
   files: string[];
+  /** What was not listed and why: only with `{ explain: true }` (`fast-build plan`). */
+  leftOut?: LeftOut;
+}
+
+/** Why a path of the tree is not sent. */
+export type LeftOutReason =
+  | "gitignored"
+  | "cargo-target"
+  | "git-dir"
+  | "submodule-not-checked-out"
+  | "nested-repository"
+  | "not-a-regular-file"
+  | "replaced-by-generated";
+
+/** How many paths each reason left out, with the first few of them (an ignored folder counts once, as `dir/`). */
+export type LeftOut = Partial<Record<LeftOutReason, { count: number; examples: string[] }>>;
+
+/** Examples kept per reason: enough to recognise it, bounded for a tree with a huge ignored folder. */
+export const LEFT_OUT_EXAMPLES = 5;
+
+/** Records left-out paths, bounded: counts per reason and the first {@link LEFT_OUT_EXAMPLES}. */
+export class LeftOutLog {
+  constructor(readonly reasons: LeftOut = {}) {}
+
+  add(reason: LeftOutReason, path: string): void {
+    const entry = (this.reasons[reason] ??= { count: 0, examples: [] });
+    entry.count++;
+    if (entry.examples.length < LEFT_OUT_EXAMPLES) entry.examples.push(path);
+  }
+}
+
+export interface ListOptions {
+  /**
+   * Also say what was left out and why. Off by default: it costs an extra `git ls-files` of the
+   * ignored paths, and the normal path (dev, the archive benchmark) must not pay for it.
+   */
+  explain?: boolean;
 }
 
 export interface GeneratedFiles {
@@ -53,9 +90,17 @@ export interface GeneratedFiles {
 export type Entry = string | { path: string; content: Buffer };
 
 /** The tree's files plus the generated ones, in byte order of their paths (determinism). */
-export function mergeGenerated(files: readonly string[], generated: readonly GeneratedFiles[] = []): Entry[] {
+export function mergeGenerated(
+  files: readonly string[],
+  generated: readonly GeneratedFiles[] = [],
+  log?: LeftOutLog,
+): Entry[] {
   const prefixes = generated.map((group) => `${group.prefix.replace(/\/+$/, "")}/`);
-  const entries: Entry[] = files.filter((f) => !prefixes.some((prefix) => f.startsWith(prefix)));
+  const entries: Entry[] = files.filter((f) => {
+    const replaced = prefixes.some((prefix) => f.startsWith(prefix));
+    if (replaced) log?.add("replaced-by-generated", f);
+    return !replaced;
+  });
   generated.forEach((group, i) => {
     for (const file of group.files) {
       entries.push({ path: prefixes[i] + file.path, content: Buffer.from(file.content) });
@@ -113,14 +158,43 @@ function guarded(check: () => void): void {
 }
 
 /** The files to send under `root`, in byte order of their paths. */
-export async function listSourceFiles(root: string): Promise<SourceFileList> {
+export async function listSourceFiles(root: string, options: ListOptions = {}): Promise<SourceFileList> {
   const inRepo = await run("git", ["-C", root, "rev-parse", "--is-inside-work-tree"]).then(
     ({ stdout }) => stdout.trim() === "true",
     // No git, or not a repository: fall back to reading .gitignore files ourselves.
     () => false,
   );
-  const files = inRepo ? await gitFiles(root, "") : walkFiles(root);
-  return { mode: inRepo ? "git" : "gitignore", files: sortBytes(dropExcluded(files)) };
+  const log = options.explain ? new LeftOutLog() : undefined;
+  const files = inRepo ? await gitFiles(root, "", log) : walkFiles(root, log);
+  if (log && inRepo) await gitIgnored(root, "", log);
+  const kept = sortBytes(dropExcluded(files, log));
+  return { mode: inRepo ? "git" : "gitignore", files: kept, ...(log ? { leftOut: log.reasons } : {}) };
+}
+
+/**
+ * The ignored paths of one repository and of each checked-out submodule, as git reports them
+ * (`--directory`: an ignored folder once, as `dir/`). Only for `explain`.
+ */
+async function gitIgnored(root: string, prefix: string, log: LeftOutLog): Promise<void> {
+  const { stdout } = await run(
+    "git",
+    [
+      "-C",
+      join(root, prefix),
+      "ls-files",
+      "-z",
+      "--others",
+      "--ignored",
+      "--exclude-standard",
+      "--directory",
+    ],
+    { maxBuffer: GIT_MAX_BUFFER, encoding: "buffer" },
+  );
+  for (const name of splitNul(stdout)) {
+    // Names that are not UTF-8 are only reported here, never sent: no refusal for them.
+    const entry = name.toString("utf8");
+    log.add("gitignored", prefix ? `${prefix}/${entry}` : entry);
+  }
 }
 
 /**
@@ -128,7 +202,7 @@ export async function listSourceFiles(root: string): Promise<SourceFileList> {
  * submodule. git 2.39 refuses `--recurse-submodules` together with `--others`, so untracked files
  * of submodules would be lost that way: each submodule is listed by its own git instead.
  */
-async function gitFiles(root: string, prefix: string): Promise<string[]> {
+async function gitFiles(root: string, prefix: string, log?: LeftOutLog): Promise<string[]> {
   const { stdout } = await run(
     "git",
     ["-C", join(root, prefix), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -138,7 +212,10 @@ async function gitFiles(root: string, prefix: string): Promise<string[]> {
   const files: string[] = [];
   for (const entry of entries) {
     // "dir/": an untracked nested repository, opaque to git; not part of this tree's sources.
-    if (entry.endsWith("/")) continue;
+    if (entry.endsWith("/")) {
+      log?.add("nested-repository", prefix ? `${prefix}/${entry}` : entry);
+      continue;
+    }
     const rel = prefix ? `${prefix}/${entry}` : entry;
     const info = lstatOrUndefined(join(root, rel));
     // Tracked but deleted in the working tree: the working tree is what we archive.
@@ -146,7 +223,10 @@ async function gitFiles(root: string, prefix: string): Promise<string[]> {
     if (info.isDirectory()) {
       // A gitlink: recurse when the submodule is checked out (it has its own .git).
       const checkedOut = lstatOrUndefined(join(root, rel, ".git")) !== undefined;
-      if (checkedOut) files.push(...(await gitFiles(root, rel)));
+      if (checkedOut) {
+        files.push(...(await gitFiles(root, rel, log)));
+        if (log) await gitIgnored(root, rel, log);
+      } else log?.add("submodule-not-checked-out", `${rel}/`);
       continue;
     }
     files.push(rel);
@@ -155,7 +235,7 @@ async function gitFiles(root: string, prefix: string): Promise<string[]> {
 }
 
 /** Outside git: walk the tree, honouring every .gitignore the way git does (deepest verdict wins). */
-function walkFiles(root: string): string[] {
+function walkFiles(root: string, log?: LeftOutLog): string[] {
   const files: string[] = [];
   const visit = (dirRel: string, rules: ReadonlyArray<{ base: string; rules: Ignore }>) => {
     const entries = readable(dirRel || ".", () =>
@@ -170,7 +250,10 @@ function walkFiles(root: string): string[] {
     for (const { entry, name } of entries) {
       const rel = dirRel ? `${dirRel}/${name}` : name;
       const isDir = entry.isDirectory();
-      if (isIgnored(own, rel, isDir)) continue;
+      if (isIgnored(own, rel, isDir)) {
+        log?.add("gitignored", isDir ? `${rel}/` : rel);
+        continue;
+      }
       if (isDir) visit(rel, own);
       else files.push(rel);
     }
@@ -198,18 +281,20 @@ function isIgnored(
  * Drops `.git` anywhere and cargo build output: a `target` directory at the root or next to a
  * Cargo.toml (a folder merely named `target` elsewhere is source and stays).
  */
-function dropExcluded(files: readonly string[]): string[] {
+function dropExcluded(files: readonly string[], log?: LeftOutLog): string[] {
   const cargoDirs = new Set(
     files.filter((f) => f === "Cargo.toml" || f.endsWith("/Cargo.toml")).map((f) => posix.dirname(f)),
   );
   return files.filter((file) => {
     const parts = file.split("/");
-    return parts.every((part, i) => {
-      if (part === ".git") return false;
-      if (part !== "target" || i === parts.length - 1) return true;
+    const dropped = parts.findIndex((part, i) => {
+      if (part === ".git") return true;
+      if (part !== "target" || i === parts.length - 1) return false;
       const parent = i === 0 ? "." : parts.slice(0, i).join("/");
-      return !(i === 0 || cargoDirs.has(parent));
+      return i === 0 || cargoDirs.has(parent);
     });
+    if (dropped >= 0 && log) log.add(parts[dropped] === ".git" ? "git-dir" : "cargo-target", file);
+    return dropped < 0;
   });
 }
 

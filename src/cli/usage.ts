@@ -11,6 +11,8 @@ export const USAGE = `usage: fast-build <command> [options]
 commands:
   dev                   send the current folder (only the files the store lacks), build it on the
                         builder VM, deploy it
+  plan                  say what dev would send and build, offline: files, bytes, what is left out
+                        and why, the source digest and base key; with --api, what the registry has
   follow <build-id>     follow a build from now on: its log, phases and summary; Ctrl-C leaves it
                         running (exit code: as for dev, by the build's final phase)
   status <build-id>     print the build's status once
@@ -26,13 +28,24 @@ dev options:
   --json            print the final build status as JSON on stdout
   --no-follow       return after the upload, do not wait for the build
   --archive         send one archive of the whole tree instead of only the changed files
+  --dry-run         print what \`fast-build plan\` prints and send nothing (no API call)
+
+plan options:
+  --dir PATH        project folder (default: the current folder)
+  --archive         plan the one-archive upload: its digest and bytes
+  --json            print the plan as one JSON object on stdout
+  --api URL         also ask this API (with --env NAME) whether the registry has the image or
+                    the base, and so what the build would do; without it, no request is sent
+  --env NAME        with --api: the environment whose registry is asked (or FASTBUILD_ENV)
+  --rebuild-base    as for dev: the base would be rebuilt even if the registry has it
 
 other options:
   --json            status, builders: print the API's JSON on stdout
   --follow          logs: keep printing until the build has ended
 
 every command:
-  --api URL         function app URL (or FASTBUILD_API_URL); key in FASTBUILD_API_KEY
+  --api URL         function app URL (or FASTBUILD_API_URL; plan asks only with --api);
+                    key in FASTBUILD_API_KEY
   -h, --help        show this help
 
 A build id is what \`fast-build dev\` prints, e.g. 20260314092653-3f9a0c1d2e.
@@ -50,6 +63,7 @@ export const OPTIONS = {
   json: { type: "boolean" },
   "no-follow": { type: "boolean" },
   archive: { type: "boolean" },
+  "dry-run": { type: "boolean" },
   follow: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;

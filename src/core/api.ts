@@ -205,3 +205,18 @@ export const STATUS_WAIT = { maxMs: 25_000, recheckMs: 150 } as const;
 
 /** The query parameters of the long poll. */
 export const STATUS_WAIT_QUERY = { waitMs: "waitForChangeMs", etag: "etag" } as const;
+
+/**
+ * `GET /api/environments/{env}/images?sourceDigest=…&baseKey=…` (read-only; `fast-build plan
+ * --api`): what the registry has for a build of this source with this base key, asked as the
+ * orchestrator asks it before it touches the builder.
+ */
+export interface ImagesResponse {
+  environment: string;
+  /** `<registry>/<repository>:src-<hex>`: the image a build of this source pushes. */
+  sourceImage: { reference: string; state: "present" | "absent"; digest?: string };
+  /** `<registry>/<repository>-base:<base key>`. */
+  baseImage: { reference: string; state: "present" | "absent"; digest?: string };
+  /** What the environment's recent builds took, with a base hit and with a miss. */
+  expected?: Record<"hit" | "miss", { medianMs?: number; builds: number; text: string }>;
+}

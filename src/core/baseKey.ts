@@ -120,6 +120,41 @@ export function baseKeyOf(recipe: DependencyRecipe, opts: BaseKeyOptions): strin
   return sha256Hex(canonicalJson(material));
 }
 
+/** What a base key is computed over, for `fast-build plan` to show: the tree's files and the build settings. */
+export interface BaseKeyCoverage {
+  /** The workspace's files that go into the key (manifests normalised, Cargo.lock masked). */
+  files: string[];
+  /** The settings and bytes beside them: the scheme, profile, target, toolchain, features, Dockerfile.base. */
+  settings: {
+    scheme: number;
+    profile: string;
+    target: string | null;
+    toolchain: string | null;
+    features: string | null;
+    /** sha256 hex of Dockerfile.base's bytes. */
+    dockerfileBase: string;
+  };
+}
+
+/** What {@link baseKeyOf} covers for this recipe and these options (pure; the same material). */
+export function baseKeyCoverage(recipe: DependencyRecipe, opts: BaseKeyOptions): BaseKeyCoverage {
+  return {
+    files: [
+      ...recipe.manifests.map((m) => m.path),
+      ...(recipe.lockfile === undefined ? [] : ["Cargo.lock"]),
+      ...recipe.extraFiles.map((f) => f.path),
+    ],
+    settings: {
+      scheme: BASE_KEY_SCHEME,
+      profile: opts.profile ?? "release",
+      target: opts.target ?? null,
+      toolchain: opts.toolchain ?? null,
+      features: opts.features ?? null,
+      dockerfileBase: sha256Hex(opts.dockerfileBase),
+    },
+  };
+}
+
 /** Reads the workspace at `root` into its dependency recipe. */
 export async function readDependencyRecipe(root: string): Promise<DependencyRecipe> {
   const absRoot = resolve(root);

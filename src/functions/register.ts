@@ -85,6 +85,15 @@ http(
   async () => (await import("./listBuilders.js")).listBuilders,
   false,
 );
+// Read-only: what the registry has for a source digest and base key (`fast-build plan --api`).
+http(
+  "findImages",
+  ["GET"],
+  "environments/{env}/images",
+  "function",
+  async () => (await import("./findImages.js")).findImages,
+  false,
+);
 
 app.timer("idleShutdown", {
   schedule: IDLE_SHUTDOWN_SCHEDULE,

@@ -8,7 +8,12 @@
  * Otherwise the status says, before the VM is up, whether the base image for the base key is there.
  */
 import type { Task } from "durable-functions";
-import { ACTIVITIES, type ImageLookup, type ResolvedEnvironment } from "../core/activityContract.js";
+import {
+  ACTIVITIES,
+  type ImageLookup,
+  type LookUpImagesInput,
+  type ResolvedEnvironment,
+} from "../core/activityContract.js";
 import { RETRY } from "../core/retry.js";
 import type { StepName } from "../core/status.js";
 import type { RunContext } from "./context.js";
@@ -19,6 +24,29 @@ export const baseRepositoryOf = (repository: string): string => `${repository}-b
 /** The tag of the image built from a source digest (build.sh `SOURCE_TAG`). */
 export const sourceTagOf = (sourceDigest: string): string => `src-${sourceDigest.replace(/^sha256:/, "")}`;
 
+/**
+ * What to ask the registry for a build of `sourceDigest` with `baseKey` in an environment: the
+ * orchestrator and `GET /api/environments/{env}/images` ask the same question.
+ */
+export function lookUpInput(
+  env: { registry: string; imageRepository: string },
+  build: { sourceDigest: string; baseKey: string; environment: string },
+): LookUpImagesInput {
+  return {
+    registry: env.registry,
+    repository: env.imageRepository,
+    sourceTag: sourceTagOf(build.sourceDigest),
+    baseRepository: baseRepositoryOf(env.imageRepository),
+    baseTag: build.baseKey,
+    environment: build.environment,
+  };
+}
+
+/** The base counts as a hit when the registry has it and the build does not ask to rebuild it. */
+export function baseOutcome(found: Pick<ImageLookup, "base">, rebuildBase: boolean): "hit" | "miss" {
+  return found.base !== undefined && !rebuildBase ? "hit" : "miss";
+}
+
 export const BUILDER_NOT_TOUCHED = "image for this source already in the registry: builder not touched";
 
 /** One registry lookup; publishes what it found. */
@@ -27,19 +55,8 @@ export function* lookUpImages(
   env: ResolvedEnvironment,
 ): Generator<Task, ImageLookup, unknown> {
   const { input } = run;
-  const found = yield* run.call(
-    ACTIVITIES.lookUpImages,
-    {
-      registry: env.registry,
-      repository: env.imageRepository,
-      sourceTag: sourceTagOf(input.sourceDigest),
-      baseRepository: baseRepositoryOf(env.imageRepository),
-      baseTag: input.baseKey,
-      environment: input.environment,
-    },
-    RETRY.arm,
-  );
-  const base = found.base !== undefined && !input.rebuildBase ? "hit" : "miss";
+  const found = yield* run.call(ACTIVITIES.lookUpImages, lookUpInput(env, input), RETRY.arm);
+  const base = baseOutcome(found, input.rebuildBase);
   const present = found.source !== undefined;
   const estimate = found.expected?.[base];
   const expectedDuration = present

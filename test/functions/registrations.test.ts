@@ -36,6 +36,7 @@ describe("the function app's registrations", () => {
         cancelBuild: routes.cancelBuild,
         buildCallback: routes.buildCallback,
         listBuilders: routes.listBuilders,
+        findImages: routes.findImages,
       },
       {
         startBuild: "POST builds function",
@@ -45,6 +46,7 @@ describe("the function app's registrations", () => {
         cancelBuild: "POST builds/{id}/cancel function",
         buildCallback: "POST builds/{id}/callback anonymous",
         listBuilders: "GET builders function",
+        findImages: "GET environments/{env}/images function",
       },
     );
   });
@@ -67,6 +69,7 @@ describe("the function app's registrations", () => {
       );
     }
     assert.deepEqual(host.registrations.get("listBuilders")?.extraInputs, []);
+    assert.deepEqual(host.registrations.get("findImages")?.extraInputs, []);
   });
 
   it("registers the idle timer every minute with a durable client, the orchestrator and its activities", () => {
