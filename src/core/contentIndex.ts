@@ -87,7 +87,7 @@ export function mergeIntoIndex(index: ContentIndex, packs: readonly PlannedPack[
  * ascending (each distinct content once; packs in the order their first content appears).
  */
 export function planPacksOf(
-  pending: Pick<PendingSource, "packs" | "stored">,
+  pending: Pick<PendingSource, "packs"> & { stored: Record<string, ContentLocation> },
   contents: readonly ContentRef[],
 ): { pack: string; contents: (ContentRef & { offset: number })[] }[] {
   const uploaded = new Map(pending.packs.flatMap((pack) => packLocations(pack)));

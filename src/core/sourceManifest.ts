@@ -13,8 +13,11 @@
  * - `index/<environment>.json` (`ContentIndex`): where each stored content is (pack, offset, size),
  *   updated with an ETag check by each accepted upload; entries whose pack is older than
  *   `CONTENT_STORE.reuseDays` are not reused (the lifecycle rule deletes packs after `retentionDays`);
- * - `pending/<buildId>.json` (`PendingSource`): what the start of a build asked for;
- * - `plans/<buildId>.json` (`SourcePlan`): what the builder fetches (read SAS per pack);
+ * - `pending/<buildId>.json` (`PendingSource`): the packs the start of a build asked for;
+ * - `plans/<buildId>.json` (`SourcePlan`): what the builder fetches (read SAS per pack), written by
+ *   the start beside the pending request, since every content's place is known then (stored, or
+ *   at its offset in a planned pack); the orchestration names it to the builder only once the
+ *   source report has verified the packs, and the builder checks every content's sha256 again;
  * - `manifests/<hex>.json`: every manifest a build started with, so the next build of the tree
  *   can send only its change (`ManifestDelta`); a delta whose base is gone is answered
  *   `BaseManifestUnknown`, and the client sends the whole manifest instead.
@@ -309,15 +312,12 @@ export const contentIndexSchema = z
   .strict();
 export type ContentIndex = z.infer<typeof contentIndexSchema>;
 
-/** What the start of a build asked the CLI to upload, and where every other content already is. */
+/** What the start of a build asked the CLI to upload: the source report verifies exactly these. */
 export interface PendingSource {
-  version: 1;
+  version: 2;
   sourceDigest: string;
-  manifest: string;
   /** The packs to be uploaded: blob name and contents in order. */
   packs: { name: string; contents: ContentRef[] }[];
-  /** The manifest's contents already stored, by sha256. */
-  stored: Record<string, ContentLocation>;
 }
 
 /**

@@ -4,22 +4,15 @@
  * orchestration hear `SourceUploaded`. A mismatch changes nothing: the client can upload again.
  *
  * A manifest build (src/core/sourceManifest.ts) instead has every planned pack checked (there,
- * within the size limit together, exactly its contents), joins them to the environment's content
- * index, and writes the builder's plan before the event. Every write is idempotent, so a report
+ * within the size limit together, exactly its contents) and joins them to the environment's
+ * content index before the event (the start wrote the builder's plan). Every write is idempotent, so a report
  * retried after a failure part-way goes through.
  */
 import type { HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
 import { BUILD_EVENTS, sourceBlobName, type BuildInput } from "../core/buildInput.js";
-import { indexOf, mergeIntoIndex, planPacksOf } from "../core/contentIndex.js";
+import { indexOf, mergeIntoIndex } from "../core/contentIndex.js";
 import { ConflictError, InvalidInputError, PayloadTooLargeError, PermanentError } from "../core/errors.js";
-import {
-  contentBlobNames,
-  manifestContents,
-  manifestSchema,
-  PACKS,
-  type PendingSource,
-  type SourcePlan,
-} from "../core/sourceManifest.js";
+import { contentBlobNames, PACKS, type PendingSource } from "../core/sourceManifest.js";
 import { getDeps, type Deps } from "./deps.js";
 import { apiHandler, buildLog, json, routeBuildId } from "./http.js";
 import { buildInstances, requireBuild, requireRunning } from "./instances.js";
@@ -135,25 +128,21 @@ async function manifestSource(
     }
   }
 
-  // Independent writes, both idempotent: a report retried after either failed redoes both. With no
-  // new pack the index has nothing to learn (its stale entries go at the next merge).
-  await Promise.all([
-    pending.packs.length > 0 ? mergeIndex(deps, input.environment, pending, log) : undefined,
-    planOf(deps, pending).then((plan) => store.writeJson(contentBlobNames.plan(buildId), plan, undefined)),
-  ]);
+  // With no new pack the index has nothing to learn (its stale entries go at the next merge).
+  if (pending.packs.length > 0) await mergeIndex(deps, input.environment, pending, log);
 
   await buildInstances(context).raise(buildId, BUILD_EVENTS.sourceUploaded, {
     size,
     reportedAt: new Date().toISOString(),
   });
-  log.info(`source received (${pending.packs.length} packs, ${size} bytes, contents verified; plan written)`);
+  log.info(`source received (${pending.packs.length} packs, ${size} bytes, contents verified)`);
   return json(202, { buildId, size, statusUrl: `/api/builds/${buildId}` });
 }
 
 /** What the start wrote; it is ours, so anything else means the store lost or mixed it up. */
 function pendingOf(value: unknown, input: BuildInput): PendingSource {
   const pending = value as Partial<PendingSource> | undefined;
-  if (pending?.version !== 1 || pending.sourceDigest !== input.sourceDigest || !pending.packs) {
+  if (pending?.version !== 2 || pending.sourceDigest !== input.sourceDigest || !pending.packs) {
     throw new PermanentError(`The pending source of build ${input.buildId} is missing or not its own.`, {
       code: "PendingSourceMissing",
       hint: "Start a new build.",
@@ -181,22 +170,6 @@ async function mergeIndex(
       log.info(`content index of ${environment} changed meanwhile: merging again (attempt ${attempt + 1})`);
     }
   }
-}
-
-/** The builder's plan: the manifest and, per pack it takes contents from, a read URL. */
-async function planOf(deps: Deps, pending: PendingSource): Promise<SourcePlan> {
-  const manifest = manifestSchema.parse(JSON.parse(pending.manifest));
-  const packs = planPacksOf(pending, manifestContents(manifest));
-  // The builder reads the plan when its build starts, maybe after a wait in the builder's queue:
-  // the grants last as long as a build may.
-  const minutes = deps.contents.maxReadMinutes;
-  const urls = await Promise.all(packs.map((pack) => deps.contents.createReadUrl(pack.pack, minutes)));
-  return {
-    version: 1,
-    sourceDigest: pending.sourceDigest,
-    manifest: pending.manifest,
-    packs: packs.map((pack, n) => ({ url: urls[n]!.url, contents: pack.contents })),
-  };
 }
 
 /** The handler `register.ts` routes to (tests call it with their own request and context). */

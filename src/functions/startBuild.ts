@@ -5,15 +5,15 @@
  *
  * With a manifest (content-addressed source, src/core/sourceManifest.ts) it also checks the
  * manifest, reads the environment's content index, plans the packs of the contents the store lacks
- * (`planPacks`), records the request (`pending/<buildId>.json`) and answers a create/write SAS per
- * pack instead of the one archive upload.
+ * (`planPacks`), records the request (`pending/<buildId>.json`) and the builder's plan
+ * (`plans/<buildId>.json`), and answers a create/write SAS per pack instead of the one archive upload.
  */
 import { quoted } from "../core/logText.js";
 import type { HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
 import { startBuildRequestSchema, type ContentUploads, type StartBuildResponse } from "../core/api.js";
 import { createBuildId, createCallbackToken } from "../core/buildId.js";
 import { ORCHESTRATOR_VERSION, sourceBlobName, type BuildInput } from "../core/buildInput.js";
-import { indexOf, storedContents, type PlannedPack } from "../core/contentIndex.js";
+import { indexOf, planPacksOf, storedContents, type PlannedPack } from "../core/contentIndex.js";
 import { ConflictError, InvalidInputError, PayloadTooLargeError } from "../core/errors.js";
 import type { ExtractLimits } from "../core/extractLimits.js";
 import type { JsonBlob } from "../core/ports.js";
@@ -30,6 +30,7 @@ import {
   type ManifestDelta,
   type PendingSource,
   type SourceManifest,
+  type SourcePlan,
 } from "../core/sourceManifest.js";
 import type { Deps } from "./deps.js";
 import { getDeps } from "./deps.js";
@@ -154,16 +155,15 @@ function hasManifest(body: unknown): boolean {
  * whole manifest, its digest included, so a delta made from another base cannot pass.
  */
 async function manifestOfDelta(deps: Deps, delta: ManifestDelta): Promise<SourceManifest> {
-  const stored = await deps.contents.readJson(contentBlobNames.manifest(delta.base));
-  const base = manifestSchema.safeParse(stored?.value);
-  if (!base.success || manifestDigest(base.data) !== delta.base) {
+  const base = RECENT_MANIFESTS.get(delta.base) ?? (await readManifest(deps, delta.base));
+  if (!base) {
     throw new ConflictError(`The store does not have the base manifest ${delta.base}.`, {
       code: "BaseManifestUnknown",
       hint: "Send the whole manifest (field manifest) instead of manifestDelta; nothing was started.",
     });
   }
   try {
-    return applyManifestDelta(base.data, delta);
+    return applyManifestDelta(base, delta);
   } catch (error) {
     if (!(error instanceof ManifestError)) throw error;
     throw new InvalidInputError(`The manifest change is refused: ${error.message}.`, {
@@ -172,6 +172,25 @@ async function manifestOfDelta(deps: Deps, delta: ManifestDelta): Promise<Source
     });
   }
 }
+
+async function readManifest(deps: Deps, digest: string): Promise<SourceManifest | undefined> {
+  const stored = await deps.contents.readJson(contentBlobNames.manifest(digest));
+  const parsed = manifestSchema.safeParse(stored?.value);
+  return parsed.success && manifestDigest(parsed.data) === digest ? parsed.data : undefined;
+}
+
+/**
+ * The last manifests this instance kept or read, by digest: a manifest never changes under its
+ * digest, so a developer's next delta usually finds its base here, without a read of the store.
+ */
+const RECENT_MANIFESTS = new (class extends Map<string, SourceManifest> {
+  override set(digest: string, manifest: SourceManifest): this {
+    this.delete(digest);
+    super.set(digest, manifest);
+    if (this.size > 16) this.delete(this.keys().next().value!);
+    return this;
+  }
+})();
 
 /**
  * Keeps the manifest by its digest for the next build's delta: create-only (the name is the
@@ -240,16 +259,15 @@ async function planUploads(
     name: contentBlobNames.pack(input.buildId, n),
     contents,
   }));
-  const pending: PendingSource = {
-    version: 1,
-    sourceDigest: input.sourceDigest,
-    manifest: canonicalManifest(manifest),
-    packs,
-    stored,
-  };
-  await store.writeJson(contentBlobNames.pending(input.buildId), pending, { ifNoneMatch: "*" });
+  const pending: PendingSource = { version: 2, sourceDigest: input.sourceDigest, packs };
   const minutes = config.builds.uploadSasMinutes;
-  const urls = await Promise.all(packs.map((pack) => store.createUploadUrl(pack.name, minutes)));
+  const [urls] = await Promise.all([
+    Promise.all(packs.map((pack) => store.createUploadUrl(pack.name, minutes))),
+    store.writeJson(contentBlobNames.pending(input.buildId), pending, { ifNoneMatch: "*" }),
+    planFor(deps, input.sourceDigest, manifest, planPacksOf({ packs, stored }, all)).then((plan) =>
+      store.writeJson(contentBlobNames.plan(input.buildId), plan, { ifNoneMatch: "*" }),
+    ),
+  ]);
   return {
     packs: packs.map((pack, n) => ({ url: urls[n]!.url, contents: pack.contents.map((c) => c.sha256) })),
     expiresOn: urls[0]?.expiresOn ?? new Date(now.getTime() + minutes * 60_000).toISOString(),
@@ -257,6 +275,27 @@ async function planUploads(
     stored: Object.keys(stored).length,
     missing: missing.length,
     missingBytes: missing.reduce((sum, content) => sum + content.size, 0),
+  };
+}
+
+/**
+ * The builder's plan: the manifest's text and, per pack it takes contents from, a read URL. The
+ * builder reads it when its build starts, maybe after a wait in the builder's queue: the grants
+ * last as long as a build may.
+ */
+async function planFor(
+  deps: Deps,
+  sourceDigest: string,
+  manifest: SourceManifest,
+  packs: ReturnType<typeof planPacksOf>,
+): Promise<SourcePlan> {
+  const minutes = deps.contents.maxReadMinutes;
+  const urls = await Promise.all(packs.map((pack) => deps.contents.createReadUrl(pack.pack, minutes)));
+  return {
+    version: 1,
+    sourceDigest,
+    manifest: canonicalManifest(manifest),
+    packs: packs.map((pack, n) => ({ url: urls[n]!.url, contents: pack.contents })),
   };
 }
 
