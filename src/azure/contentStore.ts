@@ -17,35 +17,64 @@ export function createContentStore(account: BlobAccount, containerName: string):
   return new BlobContentStore(account, containerName);
 }
 
+/** How many JSON blobs a store instance keeps with their ETags (each an index, a manifest or less). */
+const KNOWN_BLOBS = 32;
+
 /** Thrown inside the pack check's pipeline to stop the download at the first wrong byte. */
 class PackProblem extends Error {}
 
 class BlobContentStore extends SignedContainer implements ContentStore {
   readonly maxReadMinutes = MAX_SAS_MINUTES;
 
+  /**
+   * The JSON blobs this instance last read or wrote, with their ETags: a read asks with
+   * `If-None-Match: <etag>` and, answered 304 Not Modified, returns the same value without a
+   * download or a parse ("Specify this header to perform the operation only if the resource's ETag
+   * doesn't match the value specified", Get Blob's conditional headers:
+   * https://learn.microsoft.com/rest/api/storageservices/specifying-conditional-headers-for-blob-service-operations).
+   * The environments' indexes are read by every build's start and report; most reads find the
+   * version this instance wrote. Values are never changed after they are read or written.
+   */
+  private readonly known = new Map<string, JsonBlob>();
+
   /** A blob that is not JSON reads as `value: undefined` with its ETag, so a caller can replace it. */
   async readJson(blobName: string): Promise<JsonBlob | undefined> {
     checkBlobName(blobName);
     const container = await this.account.container(this.containerName);
+    const cached = this.known.get(blobName);
     let text: string;
     let etag: string;
     try {
-      const download = await container.getBlobClient(blobName).download();
+      const download = await container
+        .getBlobClient(blobName)
+        .download(0, undefined, cached ? { conditions: { ifNoneMatch: cached.etag } } : {});
       const chunks: Buffer[] = [];
       const body = download.readableStreamBody as Readable | undefined;
       if (body) for await (const chunk of body) chunks.push(chunk as Buffer);
       text = Buffer.concat(chunks).toString("utf8");
       etag = download.etag ?? "";
     } catch (error) {
+      if (cached && (error as { statusCode?: number }).statusCode === 304)
+        return this.remember(blobName, cached);
+      this.known.delete(blobName);
       const typed = toTypedError(error, "blob", `blob ${blobName}`);
       if (typed instanceof NotFoundError) return undefined;
       throw typed;
     }
+    let value: unknown;
     try {
-      return { value: JSON.parse(text) as unknown, etag };
+      value = JSON.parse(text) as unknown;
     } catch {
-      return { value: undefined, etag };
+      value = undefined;
     }
+    return this.remember(blobName, { value, etag });
+  }
+
+  private remember(blobName: string, blob: JsonBlob): JsonBlob {
+    this.known.delete(blobName);
+    if (blob.etag) this.known.set(blobName, blob);
+    if (this.known.size > KNOWN_BLOBS) this.known.delete(this.known.keys().next().value!);
+    return blob;
   }
 
   /**
@@ -64,8 +93,11 @@ class BlobContentStore extends SignedContainer implements ContentStore {
         blobHTTPHeaders: { blobContentType: "application/json" },
         ...(condition ? { conditions: condition } : {}),
       });
-      return response.etag ?? "";
+      const etag = response.etag ?? "";
+      this.remember(blobName, { value, etag });
+      return etag;
     } catch (error) {
+      this.known.delete(blobName);
       throw toTypedError(error, "blob", `blob ${blobName}`);
     }
   }

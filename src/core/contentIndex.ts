@@ -18,11 +18,23 @@ const DAY_MS = 24 * 3600_000;
 /** A planned pack: its blob name and the contents it holds, in order. */
 export type PlannedPack = PendingSource["packs"][number];
 
-/** The index as read (absent, or not an index: empty; it is rebuilt by the next accepted upload). */
+/**
+ * The index as read (absent, or not an index: empty; it is rebuilt by the next accepted upload).
+ * The same value read again (the store answers an unchanged blob with the value it had) is not
+ * checked again.
+ */
 export function indexOf(value: unknown): ContentIndex {
+  if (typeof value === "object" && value !== null) {
+    const known = CHECKED.get(value);
+    if (known) return known;
+  }
   const parsed = contentIndexSchema.safeParse(value);
-  return parsed.success ? parsed.data : { version: 1, packs: {}, contents: {} };
+  const index = parsed.success ? parsed.data : { version: 1 as const, packs: {}, contents: {} };
+  if (typeof value === "object" && value !== null) CHECKED.set(value, index);
+  return index;
 }
+
+const CHECKED = new WeakMap<object, ContentIndex>();
 
 /**
  * A pack is reused while it is younger than `CONTENT_STORE.reuseDays`: the lifecycle rule deletes
@@ -75,11 +87,14 @@ export function mergeIntoIndex(index: ContentIndex, packs: readonly PlannedPack[
     for (const [sha256, location] of packLocations(pack)) contents[sha256] ??= location;
   }
   const used = new Set(Object.values(contents).map((location) => location.pack));
-  return {
+  const merged: ContentIndex = {
     version: 1,
     packs: Object.fromEntries(Object.entries(acceptedPacks).filter(([name]) => used.has(name))),
     contents,
   };
+  // Written, then read back unchanged by this instance: already an index.
+  CHECKED.set(merged, merged);
+  return merged;
 }
 
 /**

@@ -57,6 +57,31 @@ describe("content store JSON blobs", () => {
   });
 });
 
+describe("content store JSON blobs, read again", () => {
+  it("answers an unchanged blob with the value it had (a 304, no download), and sees another instance's write", async () => {
+    const { account } = createBlobStores({
+      connectionString: azurite.connectionString,
+      blobEndpoint: undefined,
+      sourceContainer: "build-sources",
+      logContainer: "build-logs",
+    });
+    const other = createContentStore(account, "source-content");
+    const etag = await store.writeJson("index/cached.json", { n: 1 }, { ifNoneMatch: "*" });
+    const first = await other.readJson("index/cached.json");
+    assert.deepEqual(first, { value: { n: 1 }, etag });
+    const again = await other.readJson("index/cached.json");
+    assert.equal(again?.value, first?.value, "the same value: Azurite answered If-None-Match with 304");
+
+    const next = await store.writeJson("index/cached.json", { n: 2 }, { ifMatch: etag });
+    assert.deepEqual(await other.readJson("index/cached.json"), { value: { n: 2 }, etag: next });
+    assert.deepEqual(await store.readJson("index/cached.json"), { value: { n: 2 }, etag: next });
+
+    const blob = new BlockBlobClient(azurite.connectionString, "source-content", "index/cached.json");
+    await blob.delete();
+    assert.equal(await other.readJson("index/cached.json"), undefined, "a deleted blob is gone, not cached");
+  });
+});
+
 describe("content store SAS", () => {
   it("signs a pack upload for that blob only, write-only, and a read grant that cannot write", async () => {
     const { url } = await store.createUploadUrl("packs/b1/0.gz", 15);
