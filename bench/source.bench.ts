@@ -32,10 +32,11 @@
  * script: its run command waits until the build is cancelled, which the bench does after every run
  * (waiting for the end, so the lease is free for the next), so only the source's journey is timed.
  *
- * On loopback the full upload's 2.6 MiB cost little, so the upload phase there is mostly the API's
- * own work on each side. `BENCH_UPLINK_MBIT=N` paces every request body the CLI sends (both
- * proxies, one shared link) at N Mbit/s, as a developer's uplink would; headers, answers and the
- * function app's own storage traffic stay at loopback speed, and no latency is added.
+ * A developer reaches Azure over an uplink, never over loopback, where sending 2.6 MiB costs almost
+ * nothing and the upload phase would be only the API's own work on each side. So every request
+ * body the CLI sends (both proxies, one shared link) is paced at `BENCH_UPLINK_MBIT` Mbit/s,
+ * default 20 (a common office or home upload); headers, answers and the function app's own storage
+ * traffic stay at loopback speed, and no latency is added. `BENCH_UPLINK_MBIT=0`: plain loopback.
  *
  * The API proxy and the CLI runner are like bench/orchestration.bench.ts's, not imported from it:
  * that file runs its bench at import (no main guard) and records less (counts, not bytes or times);
@@ -62,6 +63,7 @@ import { generateRustWorkspace } from "./archive.bench.js";
 const REPO_ROOT = resolve(import.meta.dirname, "..");
 const FILES = 2_000;
 const GOALS = { bytes: 0.01, uploadPhase: 0.2 } as const;
+const DEFAULT_UPLINK_MBIT = 20;
 const UPLINK = uplinkOf(process.env.BENCH_UPLINK_MBIT);
 const SUBSCRIPTION = "00000000-0000-0000-0000-00000000f00d";
 const ENVIRONMENT = {
@@ -204,8 +206,8 @@ try {
   console.log(`${workspaceNote}; the builder's script waits until each build is cancelled`);
   console.log(
     UPLINK
-      ? `uplink: ${process.env.BENCH_UPLINK_MBIT} Mbit/s (BENCH_UPLINK_MBIT), request bodies paced at the proxies`
-      : "uplink: loopback (set BENCH_UPLINK_MBIT=N to pace request bodies at N Mbit/s)",
+      ? `uplink: ${process.env.BENCH_UPLINK_MBIT ?? DEFAULT_UPLINK_MBIT} Mbit/s (BENCH_UPLINK_MBIT), request bodies paced at the proxies`
+      : "uplink: loopback (BENCH_UPLINK_MBIT=0)",
   );
   console.log("first build: an empty store, no CLI cache (the whole manifest and every content), once each");
   await changeOneLine();
@@ -387,13 +389,13 @@ function record(to: Recorded["to"], req: IncomingMessage, res: ServerResponse, u
 }
 
 /**
- * `BENCH_UPLINK_MBIT=N`: the developer's uplink, N Mbit/s shared by every request the CLI sends
- * (both proxies pace the request bodies they pass on; headers and answers go at loopback speed).
- * Unset, everything goes at loopback speed, where sending 2.6 MiB costs almost nothing.
+ * `BENCH_UPLINK_MBIT=N`: the developer's uplink, N Mbit/s (default 20) shared by every request the
+ * CLI sends (both proxies pace the request bodies they pass on; headers and answers go at loopback
+ * speed). 0: everything at loopback speed, where sending 2.6 MiB costs almost nothing.
  */
 function uplinkOf(setting: string | undefined): (() => Transform) | undefined {
-  const mbit = Number(setting);
-  if (!setting || !(mbit > 0)) return undefined;
+  const mbit = Number(setting ?? DEFAULT_UPLINK_MBIT);
+  if (!(mbit > 0)) return undefined;
   let idleAt = 0;
   return () =>
     new Transform({
