@@ -4,41 +4,22 @@
  * manifest when the store lost the base; one archive for a function app without manifests.
  * Requests pass through a recording forwarder, so the test sees what the CLI sent.
  */
-import {
-  cancelRunningBuilds,
-  runsUntilStopped,
-  startTestCloud,
-  type TestCloud,
-} from "../functions/support.js";
+import { cancelRunningBuilds } from "../functions/support.js";
 import assert from "node:assert/strict";
 import { BlobServiceClient } from "@azure/storage-blob";
-import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
-import { after, afterEach, before, beforeEach, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { z } from "zod";
 import { main } from "../../src/cli/main.js";
+import { Capture, KEY, useCliHost } from "./cliHost.js";
 import { startBuildRequestSchema, type StartBuildRequest } from "../../src/core/api.js";
 import { InvalidInputError } from "../../src/core/errors.js";
 import { contentBlobNames, type SourcePlan } from "../../src/core/sourceManifest.js";
 import { cancelBuild } from "../../src/functions/cancelBuild.js";
-import { setDeps } from "../../src/functions/deps.js";
 import { parseWith } from "../../src/functions/http.js";
-import { startLocalHost, type LocalHost } from "@fast-build/local-cloud/host";
-
-const KEY = "dev-test-function-key";
-const MiB = 1024 * 1024;
-
-class Capture extends Writable {
-  text = "";
-  override _write(chunk: Buffer | string, _encoding: BufferEncoding, done: () => void): void {
-    this.text += chunk.toString();
-    done();
-  }
-}
 
 interface Sent {
   method: string;
@@ -84,47 +65,7 @@ async function recordingForwarder(
 }
 
 describe("fast-build dev against the real API", () => {
-  let cloud: TestCloud;
-  let host: LocalHost;
-  const dirs: string[] = [];
-
-  before(async () => {
-    cloud = await startTestCloud();
-    // The project's tree with the kit's Dockerfiles is bigger than the test cloud's 2 KiB limit.
-    const builds = {
-      ...cloud.config.builds,
-      maxUploadBytes: 64 * MiB,
-      extractLimits: { ...cloud.config.builds.extractLimits, maxBytes: 64 * MiB, maxFileBytes: 8 * MiB },
-    };
-    cloud.deps = { ...cloud.deps, config: { ...cloud.config, builds } };
-    setDeps(cloud.deps);
-    host = await startLocalHost({
-      entry: new URL("../../src/functions/index.ts", import.meta.url).href,
-      engine: cloud.engine,
-      functionKey: KEY,
-      log: () => undefined,
-    });
-  });
-  after(async () => {
-    await host.stop();
-    setDeps(undefined);
-    await cloud.stop();
-    await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
-  });
-  beforeEach(() => {
-    setDeps(cloud.deps);
-    cloud.arm.setRunCommandExecutor(runsUntilStopped());
-  });
-  afterEach(() => cancelRunningBuilds(cloud, cancelBuild));
-
-  async function project(): Promise<{ root: string; cache: string }> {
-    const root = await mkdtemp(join(tmpdir(), "fb-dev-"));
-    dirs.push(root);
-    await cp(new URL("../../examples/hello", import.meta.url), join(root, "tree"), { recursive: true });
-    // Content of this test's own, so no other test has stored it.
-    await writeFile(join(root, "tree", "src", "salt.rs"), `// ${root}\n`);
-    return { root: join(root, "tree"), cache: join(root, "cache") };
-  }
+  const local = useCliHost();
 
   async function dev(root: string, cache: string, apiUrl: string, ...flags: string[]) {
     const stdout = new Capture();
@@ -144,11 +85,12 @@ describe("fast-build dev against the real API", () => {
       .filter((s) => s.method === "POST" && s.path === "/api/builds")
       .map((s) => JSON.parse(s.body.toString()) as StartBuildRequest);
   const planOf = async (buildId: string) =>
-    (await cloud.deps.contents.readJson(contentBlobNames.plan(buildId)))?.value as SourcePlan | undefined;
+    (await local.cloud.deps.contents.readJson(contentBlobNames.plan(buildId)))?.value as
+      SourcePlan | undefined;
 
   it("sends the manifest, then only its change and the changed content; nothing for an unchanged tree", async () => {
-    const { root, cache } = await project();
-    const api = await recordingForwarder(host.url, () => undefined);
+    const { root, cache } = await local.project();
+    const api = await recordingForwarder(local.host.url, () => undefined);
     try {
       const first = await dev(root, cache, api.url);
       const [request] = starts(api.sent);
@@ -158,7 +100,7 @@ describe("fast-build dev against the real API", () => {
       assert.match(first.stderr, new RegExp(`^hashed ${files} files`, "m"));
       assert.match(first.stderr, /^uploaded \d+ of \d+ contents \(.+ in 1 pack\)$/m);
       assert.ok(await planOf(first.buildId), "the API wrote the builder's plan");
-      await cancelRunningBuilds(cloud, cancelBuild);
+      await cancelRunningBuilds(local.cloud, cancelBuild);
 
       const main = join(root, "src", "main.rs");
       await writeFile(main, (await readFile(main, "utf8")).replace("hello from fast-build", "hello again"));
@@ -174,7 +116,7 @@ describe("fast-build dev against the real API", () => {
       assert.match(second.stderr, /^uploaded 1 of \d+ contents/m);
       const plan = await planOf(second.buildId);
       assert.match(plan?.manifest ?? "", /"src\/main.rs"/);
-      await cancelRunningBuilds(cloud, cancelBuild);
+      await cancelRunningBuilds(local.cloud, cancelBuild);
 
       const third = await dev(root, cache, api.url);
       assert.deepEqual(starts(api.sent)[2]?.manifestDelta?.changed, []);
@@ -190,14 +132,14 @@ describe("fast-build dev against the real API", () => {
   });
 
   it("sends the whole manifest when the store no longer has the base, and says so", async () => {
-    const { root, cache } = await project();
-    const api = await recordingForwarder(host.url, () => undefined);
+    const { root, cache } = await local.project();
+    const api = await recordingForwarder(local.host.url, () => undefined);
     try {
       await dev(root, cache, api.url);
-      await cancelRunningBuilds(cloud, cancelBuild);
+      await cancelRunningBuilds(local.cloud, cancelBuild);
       const base = starts(api.sent)[0]!.sourceDigest;
-      await BlobServiceClient.fromConnectionString(cloud.azurite.connectionString)
-        .getContainerClient(cloud.config.storage.contentContainer)
+      await BlobServiceClient.fromConnectionString(local.cloud.azurite.connectionString)
+        .getContainerClient(local.cloud.config.storage.contentContainer)
         .getBlobClient(contentBlobNames.manifest(base))
         .delete();
 
@@ -232,8 +174,8 @@ describe("fast-build dev against the real API", () => {
         };
       }
     };
-    const { root, cache } = await project();
-    const api = await recordingForwarder(host.url, older);
+    const { root, cache } = await local.project();
+    const api = await recordingForwarder(local.host.url, older);
     try {
       const run = await dev(root, cache, api.url);
       assert.match(
@@ -248,7 +190,7 @@ describe("fast-build dev against the real API", () => {
       api.server.close();
     }
 
-    const plain = await recordingForwarder(host.url, () => undefined);
+    const plain = await recordingForwarder(local.host.url, () => undefined);
     try {
       const run = await dev(root, cache, plain.url, "--archive");
       assert.match(run.stderr, /^archived \d+ files/m);

@@ -15,7 +15,7 @@ import { createArchive } from "../../src/cli/archive.js";
 import { readBuildInputs } from "../../src/cli/buildInputs.js";
 import { main } from "../../src/cli/main.js";
 import { createManifest } from "../../src/cli/manifest.js";
-import type { SourcePlan } from "../../src/cli/plan.js";
+import type { DevPlan } from "../../src/cli/plan.js";
 import { LEFT_OUT_EXAMPLES } from "../../src/cli/sourceTree.js";
 
 class Capture extends Writable {
@@ -69,10 +69,10 @@ async function cli(...argv: string[]) {
   return { code, stdout: stdout.text, stderr: stderr.text };
 }
 
-async function planJson(...argv: string[]): Promise<SourcePlan> {
+async function planJson(...argv: string[]): Promise<DevPlan> {
   const run = await cli("plan", "--json", ...argv);
   assert.equal(run.code, 0, run.stderr);
-  return JSON.parse(run.stdout) as SourcePlan;
+  return JSON.parse(run.stdout) as DevPlan;
 }
 
 describe("fast-build plan (offline)", () => {
