@@ -116,6 +116,10 @@ export function parseCommand(argv: readonly string[]): Command {
     if (rest.length > 0) throw usageError(`unexpected argument to ${name}: ${rest.join(" ")}`, name);
     if (name === "builders") return { command: "builders", flags: { ...api, json } };
     if (name === "plan") {
+      // Offline without --api: an environment would be silently ignored, so say what it needs.
+      if (values.env !== undefined && values.api === undefined) {
+        throw usageError("--env asks the API, so it needs --api URL (plan is offline without it)", name);
+      }
       return {
         command: "plan",
         flags: {

@@ -214,6 +214,15 @@ describe("fast-build plan refuses bad input with exit 2 and a hint", () => {
     assert.match(extra.stderr, /unexpected argument to plan: now/);
   });
 
+  it("--env without --api, which it would otherwise ignore", async () => {
+    const run = await cli("plan", "--env", "dev", "--dir", await gitRepo(CRATE));
+    assert.equal(run.code, 2);
+    assert.match(
+      run.stderr,
+      /--env asks the API, so it needs --api URL \(plan is offline without it\)\nhint: usage: fast-build plan /,
+    );
+  });
+
   it("--api without an environment, before anything is hashed or asked", async () => {
     const run = await cli("plan", "--api", "http://127.0.0.1:9", "--dir", await gitRepo(CRATE));
     assert.equal(run.code, 2);

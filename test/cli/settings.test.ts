@@ -95,6 +95,7 @@ describe("command line", () => {
           json: true,
           follow: false,
           archive: true,
+          dryRun: false,
         },
       },
     );
