@@ -102,6 +102,16 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
       );
     },
 
+    async beginStart(vm: VmRef): Promise<void> {
+      // Start answers 202 with an empty body and Azure-AsyncOperation + Location, and the VM reads
+      // PowerState/starting until the operation ends (../shared/azure-recordings/vm-start-deallocate.json:
+      // 4 s for a stopped VM; from deallocated, allocation makes it longer). `submitted()` resolves
+      // on that 202: a refusal (409 mid-transition, 403, 404) still throws here.
+      await callAzure("arm", `start VM ${name(vm)}`, async () => {
+        await client(vm.subscriptionId).virtualMachines.start(vm.resourceGroup, vm.vmName, poll).submitted();
+      });
+    },
+
     async deallocate(vm: VmRef): Promise<void> {
       await callAzure("arm", `deallocate VM ${name(vm)}`, () =>
         client(vm.subscriptionId)

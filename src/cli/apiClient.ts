@@ -10,6 +10,7 @@ import type {
   LogsResponse,
   StartBuildRequest,
   StartBuildResponse,
+  WarmResponse,
 } from "../core/api.js";
 import { BUILD_PHASES, STATUS_WAIT_QUERY } from "../core/api.js";
 import {
@@ -91,6 +92,18 @@ const imagesSchema = z.looseObject({
   sourceImage: imageStateSchema,
   baseImage: imageStateSchema,
   expected: z.looseObject({ hit: estimateSchema, miss: estimateSchema }).optional(),
+});
+
+const warmSchema = z.looseObject({
+  environment: z.string(),
+  builder: z.string(),
+  action: z.enum(["started", "none"]),
+  powerStateBefore: z.string(),
+  powerState: z.string(),
+  reason: z.string().optional(),
+  leaseHolder: z.string().optional(),
+  lastActivityAt: z.string().optional(),
+  idleShutdownAt: z.string().optional(),
 });
 
 const errorBodySchema = z.object({
@@ -177,6 +190,12 @@ export class ApiClient {
     const query = new URLSearchParams({ sourceDigest, baseKey });
     const path = `/api/environments/${encodeURIComponent(environment)}/images?${query.toString()}`;
     return parse(imagesSchema, await this.call("GET", path), "GET /api/environments/{env}/images");
+  }
+
+  /** `POST /api/environments/{env}/warm`: starts the environment's builder if it is off. */
+  async warm(environment: string): Promise<WarmResponse> {
+    const path = `/api/environments/${encodeURIComponent(environment)}/warm`;
+    return parse(warmSchema, await this.call("POST", path), "POST /api/environments/{env}/warm");
   }
 
   private async call(method: "GET" | "POST", path: string, body?: unknown): Promise<unknown> {

@@ -2,6 +2,7 @@
  * Command-line parsing (node:util parseArgs): commands, flags and build ids. Settings are
  * validated in src/config/cli.ts; a build id is checked here, before any request is sent.
  */
+import { NAME_PATTERN } from "../config/index.js";
 import { buildIdSchema } from "../core/buildInput.js";
 import { InvalidInputError } from "../core/errors.js";
 import { type OPTIONS, parseArgv } from "./usage.js";
@@ -45,7 +46,8 @@ export type Command =
   | { command: "status"; buildId: string; flags: ApiFlags & { json: boolean } }
   | { command: "logs"; buildId: string; flags: ApiFlags & { follow: boolean } }
   | { command: "cancel"; buildId: string; flags: ApiFlags }
-  | { command: "builders"; flags: ApiFlags & { json: boolean } };
+  | { command: "builders"; flags: ApiFlags & { json: boolean } }
+  | { command: "warm"; environment: string; flags: ApiFlags & { json: boolean } };
 
 export type CommandName = Exclude<Command["command"], "help">;
 
@@ -69,6 +71,7 @@ const COMMANDS: Record<CommandName, { options: readonly OptionName[]; buildId: b
   logs: { options: ["api", "follow"], buildId: true, usage: "fast-build logs <build-id> [--follow]" },
   cancel: { options: ["api"], buildId: true, usage: "fast-build cancel <build-id>" },
   builders: { options: ["api", "json"], buildId: false, usage: "fast-build builders [--json]" },
+  warm: { options: ["api", "json"], buildId: false, usage: "fast-build warm <env> [--json]" },
 };
 
 function isCommandName(name: string): name is CommandName {
@@ -112,6 +115,9 @@ export function parseCommand(argv: readonly string[]): Command {
   const api = { api: values.api };
   const json = values.json ?? false;
 
+  if (name === "warm") {
+    return { command: "warm", environment: parseEnvironment(rest), flags: { ...api, json } };
+  }
   if (!spec.buildId) {
     if (rest.length > 0) throw usageError(`unexpected argument to ${name}: ${rest.join(" ")}`, name);
     if (name === "builders") return { command: "builders", flags: { ...api, json } };
@@ -168,6 +174,31 @@ export function parseCommand(argv: readonly string[]): Command {
     default:
       throw new Error(`unreachable: ${name}`);
   }
+}
+
+/**
+ * The one `<env>` of `fast-build warm`. Only its shape is checked here (the API knows the
+ * environments and answers 404 with their list); `--env` is refused by the option table, so the
+ * name comes one way only.
+ */
+function parseEnvironment(rest: readonly string[]): string {
+  if (rest.length !== 1) {
+    throw usageError(
+      rest.length === 0
+        ? "`fast-build warm` needs an environment, e.g. `fast-build warm dev`"
+        : `\`fast-build warm\` takes one environment, got ${rest.length}: ${rest.join(" ")}`,
+      "warm",
+    );
+  }
+  const env = rest[0] ?? "";
+  if (!NAME_PATTERN.test(env)) {
+    const shown = env.length > 70 ? `${env.slice(0, 70)}…` : env;
+    throw usageError(
+      `${JSON.stringify(shown)} is not an environment name (letters, digits, . _ - only)`,
+      "warm",
+    );
+  }
+  return env;
 }
 
 /**

@@ -19,7 +19,7 @@ import {
   writeJson,
 } from "./follow.js";
 import type { Output } from "./progress.js";
-import { renderBuilders, renderSnapshot } from "./render.js";
+import { renderBuilders, renderSnapshot, renderWarm } from "./render.js";
 
 export interface BuildCommandRun {
   settings: ApiSettings;
@@ -140,5 +140,17 @@ export async function runBuilders(json: boolean, opts: BuildCommandRun): Promise
   const builders = await client(opts).builders();
   if (json) writeJson(opts.stdout, builders);
   else for (const line of renderBuilders(builders, new Date())) opts.out.line(line);
+  return EXIT.ok;
+}
+
+/**
+ * `fast-build warm <env> [--json]`: asks the API to start the environment's builder now (it does
+ * not wait for the VM to be up: the API answers once Azure accepted the start). Exit 0 whether it
+ * started it or there was nothing to do; an unknown environment exits 2 (src/cli/run.ts).
+ */
+export async function runWarm(environment: string, json: boolean, opts: BuildCommandRun): Promise<number> {
+  const answer = await client(opts).warm(environment);
+  if (json) writeJson(opts.stdout, answer);
+  else opts.out.line(renderWarm(answer, new Date()));
   return EXIT.ok;
 }

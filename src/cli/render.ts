@@ -2,7 +2,7 @@
  * What the CLI prints, as pure functions of the build status: the terminal code only writes the
  * lines, so every message is tested without a terminal.
  */
-import type { BuilderInfo, BuildPhase, BuildStatus, BuildStep } from "../core/api.js";
+import type { BuilderInfo, BuildPhase, BuildStatus, BuildStep, WarmResponse } from "../core/api.js";
 
 const PHASE_LABELS: Record<BuildPhase, string> = {
   queued: "queued: waiting for the builder",
@@ -224,6 +224,21 @@ export function renderBuilders(builders: readonly BuilderInfo[], now: Date): str
       .join("  ")
       .trimEnd(),
   );
+}
+
+/**
+ * `fast-build warm`: one line, what the VM was and is, and when the idle timer deallocates it
+ * unless a build uses it first: `builder builder-dev (dev): deallocated → starting (idle shutdown
+ * at 2026-03-14 10:04:12Z (in 30 min 00 s) unless used)`.
+ */
+export function renderWarm(answer: WarmResponse, now: Date): string {
+  const who = `builder ${answer.builder} (${answer.environment})`;
+  const idle = answer.idleShutdownAt
+    ? ` (idle shutdown at ${timeAndDistance(answer.idleShutdownAt, now)} unless used)`
+    : "";
+  if (answer.action === "started") return `${who}: ${answer.powerStateBefore} → ${answer.powerState}${idle}`;
+  if (answer.leaseHolder) return `${who}: ${answer.powerState}, ${answer.reason ?? "in use"}; nothing to do`;
+  return `${who}: ${answer.reason ?? `already ${answer.powerState}`}, nothing to do${idle}`;
 }
 
 /** `2026-03-14 09:26:53Z (4 min 05 s ago)` / `(in 25 min 00 s)`; an unreadable time as given. */

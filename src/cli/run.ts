@@ -92,7 +92,7 @@ async function run(command: Command, io: CliIo, interrupt: AbortSignal): Promise
     });
   }
   const settings = loadApiSettings(command.flags, io.env);
-  const { runBuilders, runCancel, runFollow, runLogs, runStatus } = await import("./builds.js");
+  const { runBuilders, runCancel, runFollow, runLogs, runStatus, runWarm } = await import("./builds.js");
   const opts = (human: Stream): BuildCommandRun => ({
     settings,
     out: createOutput(human),
@@ -112,6 +112,12 @@ async function run(command: Command, io: CliIo, interrupt: AbortSignal): Promise
       return runCancel(command.buildId, opts(io.stdout));
     case "builders":
       return runBuilders(command.flags.json, opts(command.flags.json ? io.stderr : io.stdout));
+    case "warm":
+      return runWarm(
+        command.environment,
+        command.flags.json,
+        opts(command.flags.json ? io.stderr : io.stdout),
+      );
   }
 }
 
@@ -145,8 +151,10 @@ function exitCodeForError(error: unknown, command: Command | undefined): number 
     return EXIT.usage;
   }
   if (error instanceof NotFoundError && command !== undefined && "buildId" in command) return EXIT.usage;
-  // plan --api asks about the environment it was given: an unknown one is the user's typo.
-  if (error instanceof NotFoundError && command?.command === "plan") return EXIT.usage;
+  // plan --api and warm ask about the environment they were given: an unknown one is the user's typo.
+  if (error instanceof NotFoundError && (command?.command === "plan" || command?.command === "warm")) {
+    return EXIT.usage;
+  }
   return EXIT.failed;
 }
 

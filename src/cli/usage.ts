@@ -19,6 +19,8 @@ commands:
   logs <build-id>       print the build's log
   cancel <build-id>     cancel the build (exit 0 also when it had already ended)
   builders              list the builder VMs: power state, lease holder, queue, idle shutdown
+  warm <env>            start the environment's builder VM now (e.g. from a pre-push hook), so
+                        the next build does not wait for it; the idle shutdown still applies
 
 dev options:
   --env NAME        environment to build for (or FASTBUILD_ENV)
@@ -40,7 +42,7 @@ plan options:
   --rebuild-base    as for dev: the base would be rebuilt even if the registry has it
 
 other options:
-  --json            status, builders: print the API's JSON on stdout
+  --json            status, builders, warm: print the API's JSON on stdout
   --follow          logs: keep printing until the build has ended
 
 every command:
@@ -49,8 +51,8 @@ every command:
   -h, --help        show this help
 
 A build id is what \`fast-build dev\` prints, e.g. 20260314092653-3f9a0c1d2e.
-exit codes: 0 succeeded, 1 failed, 2 bad input or settings (or no such build), 3 cancelled,
-            4 timed out, 130 interrupted`;
+exit codes: 0 succeeded, 1 failed, 2 bad input or settings (or no such build or environment),
+            3 cancelled, 4 timed out, 130 interrupted`;
 
 /** The flags of every command; which command takes which is in src/cli/args.ts. */
 export const OPTIONS = {

@@ -188,6 +188,29 @@ export interface BuilderInfo {
   idleShutdownAt?: string;
 }
 
+/**
+ * `POST /api/environments/{env}/warm`: 202 `started` (the VM was off and Azure accepted its start,
+ * which goes on after the answer), 200 `none` (already running or starting, or a build holds it).
+ */
+export interface WarmResponse {
+  environment: string;
+  /** The builder VM's name. */
+  builder: string;
+  action: "started" | "none";
+  /** The power state the warm found. */
+  powerStateBefore: string;
+  /** The power state now (`starting` after a start). */
+  powerState: string;
+  /** Why nothing was done, when nothing was. */
+  reason?: string;
+  /** The build that holds the builder, when one does (no idle shutdown is due then). */
+  leaseHolder?: string;
+  /** The activity this warm recorded (or a later one already there). */
+  lastActivityAt?: string;
+  /** When the idle timer deallocates it unless it is used before. */
+  idleShutdownAt?: string;
+}
+
 export interface ErrorResponse {
   error: ApiError & { correlationId?: string };
 }

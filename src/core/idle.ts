@@ -69,6 +69,35 @@ export function decideIdleShutdown(
   };
 }
 
+export type WarmDecision =
+  | { kind: "recorded"; record: BuilderRecord }
+  | { kind: "in-use"; holder: string }
+  | { kind: "shutting-down"; since: string | undefined };
+
+/**
+ * `fast-build warm` counts as use of the builder: the same `lastActivityAt` that a build's start
+ * and end set, so the idle rule above (and `idleShutdownAt`) needs no case of its own. It is one
+ * compare-and-set on the record, without taking the lease (a warm must never make a build queue):
+ * - an idle check that read the record before this write loses its own compare-and-set and
+ *   decides again on the next tick, with the fresh activity; one reading after it keeps the VM;
+ * - a fresh lease means the VM is in use (a build) or on its way down (the idle shutdown itself):
+ *   nothing is written; the caller must not start a VM the shutdown is deallocating.
+ * A later activity already on the record is kept (clocks of two hosts may differ slightly).
+ */
+export function decideWarm(record: BuilderRecord, now: Date): WarmDecision {
+  if (isLeaseFresh(record, now)) {
+    return record.holder === IDLE_SHUTDOWN_HOLDER
+      ? { kind: "shutting-down", since: record.acquiredAt }
+      : { kind: "in-use", holder: record.holder ?? "?" };
+  }
+  const at = now.toISOString();
+  const last = record.lastActivityAt;
+  return {
+    kind: "recorded",
+    record: { ...record, lastActivityAt: last !== undefined && last > at ? last : at },
+  };
+}
+
 /**
  * Gives the shutdown's lease back once the VM is deallocated. It does not count as activity: the
  * idle clock keeps the time of the last build, and the shutdown's minutes are not build minutes.

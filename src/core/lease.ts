@@ -28,7 +28,7 @@ export interface BuilderRecord {
   generation: number;
   leaseExpiresAt: string | undefined;
   acquiredAt: string | undefined;
-  /** Last time a build started or ended (drives idle shutdown). */
+  /** Last time a build started or ended, or `fast-build warm` asked for the builder (drives idle shutdown). */
   lastActivityAt: string | undefined;
   queue: QueueEntry[];
   /** Minutes the VM was leased, summed over all builds. */

@@ -77,6 +77,11 @@ export interface ComputeGateway {
   getVmStatus(vm: VmRef): Promise<VmStatus>;
   /** Starts the VM and waits for the operation to finish. */
   start(vm: VmRef): Promise<void>;
+  /**
+   * Asks Azure to start the VM and returns once Azure accepted it (Start is a long-running
+   * operation: 202 with Azure-AsyncOperation); the start goes on without us (`fast-build warm`).
+   */
+  beginStart(vm: VmRef): Promise<void>;
   deallocate(vm: VmRef): Promise<void>;
   startBuildCommand(vm: VmRef, spec: BuildCommandSpec): Promise<BuildCommandHandle>;
   /**

@@ -7,25 +7,19 @@
 import type { HttpRequest, HttpResponseInit } from "@azure/functions";
 import { lookUpImages } from "../activities/index.js";
 import { baseKeySchema, sourceDigestSchema, type ImagesResponse } from "../core/api.js";
-import { ConfigError, InvalidInputError, NotFoundError } from "../core/errors.js";
+import { ConfigError, InvalidInputError } from "../core/errors.js";
 import { quoted } from "../core/logText.js";
 import { lookUpInput } from "../orchestration/registryFirst.js";
 import { getDeps } from "./deps.js";
-import { apiHandler, json } from "./http.js";
+import { apiHandler, json, routeEnvironment } from "./http.js";
 
 const QUERY_HINT =
   "Pass sourceDigest=sha256:<64 hex> and baseKey=<64 hex>, as `fast-build plan --json` prints them.";
 
 async function run(request: HttpRequest): Promise<HttpResponseInit> {
   const deps = await getDeps();
-  const name = request.params.env ?? "";
-  const env = Object.hasOwn(deps.config.environments, name) ? deps.config.environments[name] : undefined;
-  if (!env) {
-    throw new NotFoundError(`unknown environment ${quoted(name, 80)}`, {
-      code: "UnknownEnvironment",
-      hint: `Use one of: ${Object.keys(deps.config.environments).join(", ") || "(none configured)"}.`,
-    });
-  }
+  const env = routeEnvironment(request, deps.config.environments);
+  const name = env.name;
   const sourceDigest = queryValue(request, "sourceDigest", sourceDigestSchema);
   const baseKey = queryValue(request, "baseKey", baseKeySchema);
   if (!deps.registry) throw new ConfigError(["the function app has no registry gateway"]);

@@ -6,7 +6,7 @@
  */
 import type { HttpHandler, HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
 import type { z } from "zod";
-import { logLine } from "../config/index.js";
+import { logLine, type EnvironmentConfig } from "../config/index.js";
 import { quoted } from "../core/logText.js";
 import type { ErrorResponse } from "../core/api.js";
 import { buildIdSchema } from "../core/buildInput.js";
@@ -14,6 +14,7 @@ import {
   type ErrorKind,
   InvalidInputError,
   isFastBuildError,
+  NotFoundError,
   PayloadTooLargeError,
   TransientError,
   describeError,
@@ -128,6 +129,20 @@ export function routeBuildId(request: HttpRequest): string {
     });
   }
   return parsed.data;
+}
+
+/** The `{env}` route parameter: a configured environment, else 404 `UnknownEnvironment` listing them. */
+export function routeEnvironment(
+  request: HttpRequest,
+  environments: Readonly<Record<string, EnvironmentConfig>>,
+): EnvironmentConfig {
+  const name = request.params.env ?? "";
+  const env = Object.hasOwn(environments, name) ? environments[name] : undefined;
+  if (env) return env;
+  throw new NotFoundError(`unknown environment ${quoted(name, 80)}`, {
+    code: "UnknownEnvironment",
+    hint: `Use one of: ${Object.keys(environments).join(", ") || "(none configured)"}.`,
+  });
 }
 
 /**

@@ -94,6 +94,15 @@ http(
   async () => (await import("./findImages.js")).findImages,
   false,
 );
+// Starts the builder now (a pre-push hook), counted as use by the idle rule; never takes the lease.
+http(
+  "warmBuilder",
+  ["POST"],
+  "environments/{env}/warm",
+  "function",
+  async () => (await import("./warmBuilder.js")).warmBuilderHandler,
+  false,
+);
 
 app.timer("idleShutdown", {
   schedule: IDLE_SHUTDOWN_SCHEDULE,

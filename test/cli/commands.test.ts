@@ -97,6 +97,7 @@ describe("parsing the build commands", () => {
       "logs <build-id>",
       "cancel <build-id>",
       "builders",
+      "warm <env>",
     ]) {
       assert.match(USAGE, new RegExp(`\\n  ${command} `), command);
     }

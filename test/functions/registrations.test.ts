@@ -37,6 +37,7 @@ describe("the function app's registrations", () => {
         buildCallback: routes.buildCallback,
         listBuilders: routes.listBuilders,
         findImages: routes.findImages,
+        warmBuilder: routes.warmBuilder,
       },
       {
         startBuild: "POST builds function",
@@ -47,6 +48,7 @@ describe("the function app's registrations", () => {
         buildCallback: "POST builds/{id}/callback anonymous",
         listBuilders: "GET builders function",
         findImages: "GET environments/{env}/images function",
+        warmBuilder: "POST environments/{env}/warm function",
       },
     );
   });
@@ -70,6 +72,7 @@ describe("the function app's registrations", () => {
     }
     assert.deepEqual(host.registrations.get("listBuilders")?.extraInputs, []);
     assert.deepEqual(host.registrations.get("findImages")?.extraInputs, []);
+    assert.deepEqual(host.registrations.get("warmBuilder")?.extraInputs, []);
   });
 
   it("registers the idle timer every minute with a durable client, the orchestrator and its activities", () => {
