@@ -35,7 +35,7 @@ export async function describeBuilders(
       ]);
       const record = stored?.record ?? emptyRecord(key);
       const fresh = isLeaseFresh(record, now);
-      const shutdownAt = powerState === "deallocated" ? undefined : idleShutdownAt(record, idleMs);
+      const shutdownAt = powerState === "deallocated" ? undefined : idleShutdownAt(record, idleMs, now);
       return {
         name: env.builderVm,
         environment: env.name,

@@ -50,9 +50,10 @@ export async function warmBuilder(deps: WarmDeps, env: EnvironmentConfig): Promi
       leaseHolder: decision.holder,
     };
   }
+  const shutdownAt = idleShutdownAt(record, idleMs, deps.now());
   const activity = {
     ...(record.lastActivityAt ? { lastActivityAt: record.lastActivityAt } : {}),
-    ...(idleShutdownAt(record, idleMs) ? { idleShutdownAt: idleShutdownAt(record, idleMs) } : {}),
+    ...(shutdownAt ? { idleShutdownAt: shutdownAt } : {}),
   };
   if (powerState === "running" || powerState === "starting") {
     return {

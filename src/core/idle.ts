@@ -28,9 +28,14 @@ export type IdleDecision =
   | { kind: "keep"; reason: string; shutdownAt?: string }
   | { kind: "deallocate"; record: BuilderRecord; generation: number };
 
-/** When the idle timer will deallocate this builder if nothing happens (undefined: not scheduled). */
-export function idleShutdownAt(record: BuilderRecord, idleMs: number): string | undefined {
-  if (record.lastActivityAt === undefined || record.holder !== undefined) return undefined;
+/**
+ * When the idle timer will deallocate this builder if nothing happens (undefined: not scheduled,
+ * while a lease is fresh; without `now`, while anyone holds it). An expired lease does not hide the
+ * last activity: a warm recorded after a build's lease lapsed still keeps the builder up.
+ */
+export function idleShutdownAt(record: BuilderRecord, idleMs: number, now?: Date): string | undefined {
+  if (record.lastActivityAt === undefined) return undefined;
+  if (record.holder !== undefined && (now === undefined || isLeaseFresh(record, now))) return undefined;
   return new Date(Date.parse(record.lastActivityAt) + idleMs).toISOString();
 }
 
@@ -51,7 +56,7 @@ export function decideIdleShutdown(
   if (isLeaseFresh(record, now)) return { kind: "keep", reason: `leased by ${record.holder ?? "?"}` };
   const waiting = record.queue.filter((entry) => isQueueEntryLive(entry, now, policy.queueStaleMs));
   if (waiting.length > 0) return { kind: "keep", reason: `${waiting.length} build(s) queued` };
-  const shutdownAt = idleShutdownAt(record, policy.idleMs);
+  const shutdownAt = idleShutdownAt(record, policy.idleMs, now);
   if (shutdownAt !== undefined && Date.parse(shutdownAt) > now.getTime()) {
     return { kind: "keep", reason: "recently used", shutdownAt };
   }

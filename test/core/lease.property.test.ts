@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { decideIdleShutdown, finishIdleShutdown, idleShutdownAt } from "../../src/core/idle.js";
+import { decideIdleShutdown, decideWarm, finishIdleShutdown, idleShutdownAt } from "../../src/core/idle.js";
 import {
   decideAcquire,
   decideRelease,
@@ -110,6 +110,96 @@ describe("builder lease and idle shutdown (model of the CAS protocol)", () => {
               users.length <= 1,
               `two users of the builder at once: ${users.map((a) => a.id).join(", ")}`,
             );
+          }
+        },
+      ),
+      { numRuns: 400 },
+    );
+  });
+
+  it("never deallocates within the idle window of a warm, nor lets a warm start a VM being deallocated (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          // 0: a build, 1: the idle timer, 2: `fast-build warm`.
+          fc.record({ actor: fc.integer({ min: 0, max: 2 }), dt: fc.integer({ min: 0, max: 200_000 }) }),
+          { minLength: 1, maxLength: 120 },
+        ),
+        (steps) => {
+          let now = Date.UTC(2030, 0, 1);
+          let stored: { record: BuilderRecord; version: number } = {
+            record: { ...emptyRecord(KEY), lastActivityAt: new Date(now - 3_600_000).toISOString() },
+            version: 1,
+          };
+          const cas = (record: BuilderRecord, version: number): boolean => {
+            if (stored.version !== version) return false;
+            stored = { record, version: version + 1 };
+            return true;
+          };
+          const actor = (id: string, kind: Actor["kind"]): Actor => ({
+            id,
+            kind,
+            phase: "want",
+            snapshot: undefined,
+            generation: 0,
+            until: 0,
+          });
+          const [build, idle] = [actor("b1", "build"), actor("idle", "idle")];
+          let warmSnapshot: typeof stored | undefined;
+          let lastWarm = Number.NEGATIVE_INFINITY;
+          for (const { actor: index, dt } of steps) {
+            now += dt;
+            const at = new Date(now);
+            if (index === 2) {
+              // The warm: read, then compare-and-set what it decided; it starts the VM only
+              // after its write won.
+              if (!warmSnapshot) {
+                warmSnapshot = stored;
+                continue;
+              }
+              const decision = decideWarm(warmSnapshot.record, at);
+              if (decision.kind === "recorded" && cas(decision.record, warmSnapshot.version)) {
+                lastWarm = now;
+                assert.ok(
+                  !(idle.phase === "holding" && now < idle.until),
+                  "a warm started the VM while the idle shutdown deallocated it",
+                );
+              }
+              warmSnapshot = undefined;
+              continue;
+            }
+            const a = index === 0 ? build : idle;
+            if (a.phase === "done") continue;
+            if (!a.snapshot) {
+              a.snapshot = stored;
+              continue;
+            }
+            const { record, version } = a.snapshot;
+            a.snapshot = undefined;
+            if (a === build && a.phase === "want") {
+              const decision = decideAcquire(record, a.id, at, TIMING);
+              if (cas(decision.record, version) && decision.kind === "acquired") {
+                a.phase = "holding";
+                a.generation = decision.generation;
+                a.until = Date.parse(decision.expiresAt);
+              }
+            } else if (a === build) {
+              if (cas(decideRelease(record, a.id, a.generation, at).record, version)) {
+                a.phase = "want";
+                a.until = 0;
+              }
+            } else if (a.phase === "want") {
+              const decision = decideIdleShutdown(record, "running", at, POLICY);
+              if (decision.kind === "deallocate" && cas(decision.record, version)) {
+                assert.ok(now >= lastWarm + POLICY.idleMs, "deallocated within the idle window of a warm");
+                a.phase = "holding";
+                a.generation = decision.generation;
+                a.until = Date.parse(decision.record.leaseExpiresAt!);
+              }
+            } else if (cas(finishIdleShutdown(record, a.generation, at), version)) {
+              a.phase = "want";
+              a.until = 0;
+            }
           }
         },
       ),
