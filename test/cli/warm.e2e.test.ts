@@ -10,6 +10,7 @@ import { describe, it } from "node:test";
 import { main } from "../../src/cli/main.js";
 import type { WarmResponse } from "../../src/core/api.js";
 import { builderKey } from "../../src/core/buildInput.js";
+import { emptyRecord, IDLE_SHUTDOWN_HOLDER } from "../../src/core/lease.js";
 import { SUB } from "../functions/support.js";
 import { waitFor } from "../azure/armHelpers.js";
 import { Capture, KEY, useCliHost } from "./cliHost.js";
@@ -96,5 +97,31 @@ describe("fast-build warm against the real API", () => {
     const unknownFlag = await cli(["warm", "dev", "--bogus"]);
     assert.equal(unknownFlag.code, 2);
     assert.match(unknownFlag.stderr, /^error: Unknown option '--bogus'/);
+  });
+
+  it("exits 1 with the hint while the idle shutdown is deallocating the builder", async () => {
+    const leases = local.cloud.deps.leases;
+    const key = builderKey(DEV);
+    const stored = await leases.read(key);
+    const shuttingDown = {
+      ...(stored?.record ?? emptyRecord(key)),
+      holder: IDLE_SHUTDOWN_HOLDER,
+      generation: (stored?.record.generation ?? 0) + 1,
+      leaseExpiresAt: new Date(Date.now() + 600_000).toISOString(),
+      acquiredAt: new Date().toISOString(),
+    };
+    assert.ok(await leases.write(shuttingDown, stored?.etag));
+    try {
+      const run = await cli(["warm", "dev"]);
+
+      assert.equal(run.code, 1);
+      assert.match(
+        run.stderr,
+        /^error: builder builder-dev is being deallocated by the idle shutdown right now\nhint: Run `fast-build warm` again/,
+      );
+    } finally {
+      const held = await leases.read(key);
+      await leases.write({ ...held!.record, holder: undefined, leaseExpiresAt: undefined }, held!.etag);
+    }
   });
 });

@@ -146,6 +146,27 @@ describe("POST /api/environments/{env}/warm", () => {
     assert.equal(cloud.arm.getVm(DEV)?.powerState, "deallocated");
   });
 
+  it("passes Azure's refusal of the start on, with what it said, and the activity stays recorded", async () => {
+    cloud.arm.addVm(DEV, { powerState: "deallocated" });
+    cloud.arm.inject({
+      method: "POST",
+      path: /\/virtualMachines\/builder-dev\/start$/i,
+      response: {
+        status: 409,
+        body: { error: { code: "OperationNotAllowed", message: "Operation 'start' is not allowed." } },
+      },
+    });
+
+    const res = await warm("dev");
+
+    assert.equal(res.status, 409, res.text);
+    const { error } = res.body as ErrorResponse;
+    assert.equal(error.code, "OperationNotAllowed");
+    assert.match(error.message, /start VM rg-builds\/builder-dev/);
+    assert.equal(cloud.arm.getVm(DEV)?.powerState, "deallocated");
+    assert.ok((await record())?.lastActivityAt, "the warm was recorded before the start was asked for");
+  });
+
   it("the idle timer keeps a just-warmed builder for the idle window and deallocates it after", async () => {
     // Last used three hours ago: without the warm, the timer would deallocate it now.
     const old = new Date(Date.now() - 3 * 3600_000).toISOString();
