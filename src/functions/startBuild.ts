@@ -176,7 +176,9 @@ async function manifestOfDelta(deps: Deps, delta: ManifestDelta): Promise<Source
 async function readManifest(deps: Deps, digest: string): Promise<SourceManifest | undefined> {
   const stored = await deps.contents.readJson(contentBlobNames.manifest(digest));
   const parsed = manifestSchema.safeParse(stored?.value);
-  return parsed.success && manifestDigest(parsed.data) === digest ? parsed.data : undefined;
+  if (!parsed.success || manifestDigest(parsed.data) !== digest) return undefined;
+  RECENT_MANIFESTS.set(digest, parsed.data);
+  return parsed.data;
 }
 
 /**
@@ -202,6 +204,7 @@ async function keepManifest(
   digest: string,
   log: BuildLog,
 ): Promise<void> {
+  RECENT_MANIFESTS.set(digest, manifest);
   try {
     await deps.contents.writeJson(contentBlobNames.manifest(digest), manifest, { ifNoneMatch: "*" });
   } catch (error) {

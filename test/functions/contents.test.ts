@@ -7,6 +7,7 @@ import { call, cancelRunningBuilds, runsUntilStopped, startTestCloud, type TestC
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { gunzipSync, gzipSync } from "node:zlib";
+import { BlockBlobClient } from "@azure/storage-blob";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import type { ContentUploads, ErrorResponse, StartBuildResponse } from "../../src/core/api.js";
 import { BUILD_EVENTS, type BuildInput } from "../../src/core/buildInput.js";
@@ -386,6 +387,24 @@ describe("content-addressed source", () => {
       );
       const contents = await materialize(plan);
       for (const bytes of Object.values(edited)) assert.deepEqual(contents.get(sha256(bytes)), bytes);
+    });
+
+    it("takes a delta whose base blob is gone when this instance still holds that manifest", async () => {
+      const tree = freshTree();
+      const first = await build(tree);
+      await cancelRunningBuilds(cloud, cancelBuild);
+      await new BlockBlobClient(
+        cloud.azurite.connectionString,
+        cloud.config.storage.contentContainer,
+        contentBlobNames.manifest(first.input.sourceDigest),
+      ).delete();
+      const edited: Tree = {
+        ...tree,
+        "src/f0.rs": Buffer.from(`fn f0() { again() } ${randomBytes(4).toString("hex")}\n`),
+      };
+      const res = await post(deltaRequest(manifestOf(tree), manifestOf(edited)));
+      assert.equal(res.status, 202, res.text);
+      assert.equal((res.body as StartBuildResponse).contents?.missing, 1);
     });
 
     it("answers 409 BaseManifestUnknown for a base the store does not have, and starts nothing", async () => {
