@@ -13,7 +13,7 @@
  * written as the compressed pieces come out: one pass over the tree, none over the archive.
  */
 import { createHash } from "node:crypto";
-import { closeSync, openSync, readFileSync, readlinkSync, writeSync } from "node:fs";
+import { closeSync, openSync, writeSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,9 +26,8 @@ import {
   checkNotEmpty,
   LinkChecker,
   listSourceFiles,
-  lstatOrUndefined,
   mergeGenerated,
-  readable,
+  readTreeEntry,
   type Entry,
   type GeneratedFiles,
   type SourceFileList,
@@ -157,22 +156,17 @@ async function writeTar(
       await writeEntry(out, entry.path, entry.content, 0o644, stats);
       continue;
     }
-    const rel = entry;
-    const full = join(root, rel);
-    const info = lstatOrUndefined(full);
-    // Deleted since listing (git still tracks it): the working tree is what we archive.
-    if (!info) continue;
-    if (info.isSymbolicLink()) {
-      const target = readable(rel, () => readlinkSync(full));
-      links.add(rel, target);
-      await out.write(header({ path: rel, type: "SymbolicLink", mode: 0o777, size: 0, linkpath: target }));
+    const read = readTreeEntry(root, entry, links);
+    if (!read) continue;
+    if (read.type === "symlink") {
+      await out.write(
+        header({ path: read.path, type: "SymbolicLink", mode: 0o777, size: 0, linkpath: read.target }),
+      );
       stats.fileCount++;
-    } else if (info.isFile()) {
-      // Read whole, so the header's size matches the bytes even if the file changes meanwhile.
-      const data = readable(rel, () => readFileSync(full));
-      await writeEntry(out, rel, data, info.mode & 0o111 ? 0o755 : 0o644, stats);
+    } else if (read.type === "file") {
+      await writeEntry(out, read.path, read.bytes, read.executable ? 0o755 : 0o644, stats);
     } else {
-      stats.skipped.push(rel);
+      stats.skipped.push(read.path);
     }
   }
   // End of archive: two zero blocks.

@@ -1,9 +1,9 @@
 /**
  * `fast-build dev`: hash the tree into a manifest → start the build with it (or with its change
  * from the last one) → upload the contents the store lacks → "source complete" → follow until the
- * build ends; with `--archive` (or an API without manifests), one archive of the whole tree. Bad input is refused before anything is sent; once the server has started the build,
- * a failure before the upload is complete cancels it so it does not wait for a source that never
- * comes.
+ * build ends; with `--archive` (or an API without manifests), one archive of the whole tree. Bad
+ * input is refused before anything is sent; once the server has started the build, a failure
+ * before the upload is complete cancels it so it does not wait for a source that never comes.
  */
 import { execFile } from "node:child_process";
 import { resolve } from "node:path";

@@ -5,7 +5,7 @@
  * follow in packs, and only those the store lacks (src/cli/packs.ts).
  */
 import { createHash } from "node:crypto";
-import { readFileSync, readlinkSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { InvalidInputError } from "../core/errors.js";
 import { defaultExtractLimits } from "../core/extractLimits.js";
@@ -24,9 +24,9 @@ import {
   LeftOutLog,
   LinkChecker,
   listSourceFiles,
-  lstatOrUndefined,
   mergeGenerated,
   readable,
+  readTreeEntry,
   type GeneratedFiles,
   type LeftOut,
   type SourceFileList,
@@ -85,24 +85,15 @@ export async function createManifest(root: string, options: ManifestOptions = {}
       addFile(entry.path, entry.content, false, entry.content);
       continue;
     }
-    const full = join(root, entry);
-    const info = lstatOrUndefined(full);
-    // Deleted since listing (git still tracks it): the working tree is what we send.
-    if (!info) continue;
-    if (info.isSymbolicLink()) {
-      const target = readable(entry, () => readlinkSync(full));
-      links.add(entry, target);
-      entries.push({ path: entry, type: "symlink", target });
-    } else if (info.isFile()) {
-      addFile(
-        entry,
-        readable(entry, () => readFileSync(full)),
-        (info.mode & 0o111) !== 0,
-        entry,
-      );
+    const read = readTreeEntry(root, entry, links);
+    if (!read) continue;
+    if (read.type === "symlink") {
+      entries.push({ path: read.path, type: "symlink", target: read.target });
+    } else if (read.type === "file") {
+      addFile(read.path, read.bytes, read.executable, read.path);
     } else {
-      skipped.push(entry);
-      log?.add("not-a-regular-file", entry);
+      skipped.push(read.path);
+      log?.add("not-a-regular-file", read.path);
     }
   }
   links.checkTree();

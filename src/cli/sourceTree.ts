@@ -8,7 +8,7 @@
  * never a cargo `target/` directory. Names must be UTF-8; order is the byte order of the names.
  */
 import { execFile } from "node:child_process";
-import { lstatSync, readdirSync, readFileSync, type Stats } from "node:fs";
+import { lstatSync, readdirSync, readFileSync, readlinkSync, type Stats } from "node:fs";
 import { stat } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { promisify } from "node:util";
@@ -341,6 +341,33 @@ function utf8Name(name: Buffer, dir: string): string {
       hint: "Rename it to a UTF-8 name (e.g. convmv -f latin1 -t utf8), or add it to .gitignore.",
     });
   }
+}
+
+/** A listed path as it is now, read whole (so a size told with it matches its bytes). */
+export type TreeEntry =
+  | { type: "file"; path: string; bytes: Buffer; executable: boolean }
+  | { type: "symlink"; path: string; target: string }
+  | { type: "other"; path: string };
+
+/**
+ * Reads one listed path for the archive or the manifest: undefined when it was deleted since the
+ * listing (git still tracks it: the working tree is what is sent); a symlink goes through the
+ * builder's link rules as it is met; anything neither a file nor a symlink is `other`.
+ */
+export function readTreeEntry(root: string, rel: string, links: LinkChecker): TreeEntry | undefined {
+  const full = join(root, rel);
+  const info = lstatOrUndefined(full);
+  if (!info) return undefined;
+  if (info.isSymbolicLink()) {
+    const target = readable(rel, () => readlinkSync(full));
+    links.add(rel, target);
+    return { type: "symlink", path: rel, target };
+  }
+  if (info.isFile()) {
+    const bytes = readable(rel, () => readFileSync(full));
+    return { type: "file", path: rel, bytes, executable: (info.mode & 0o111) !== 0 };
+  }
+  return { type: "other", path: rel };
 }
 
 export function lstatOrUndefined(path: string): Stats | undefined {

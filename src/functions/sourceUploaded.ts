@@ -5,8 +5,8 @@
  *
  * A manifest build (src/core/sourceManifest.ts) instead has every planned pack checked (there,
  * within the size limit together, exactly its contents) and joins them to the environment's
- * content index before the event (the start wrote the builder's plan). Every write is idempotent, so a report
- * retried after a failure part-way goes through.
+ * content index before the event (the start wrote the builder's plan). Every write is idempotent,
+ * so a report retried after a failure part-way goes through.
  */
 import type { HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
 import { BUILD_EVENTS, sourceBlobName, type BuildInput } from "../core/buildInput.js";
