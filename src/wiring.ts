@@ -14,7 +14,8 @@ import { createBlobStores } from "./azure/blobs.js";
 import type { ArmGatewayOptions } from "./azure/clientOptions.js";
 import { createComputeGateway } from "./azure/compute.js";
 import { createContentStore } from "./azure/contentStore.js";
-import { createContainerAppsGateway } from "./azure/containerApps.js";
+import { createContainerAppsGateway, createRevisionHistoryGateway } from "./azure/containerApps.js";
+import { createRegistryImportGateway } from "./azure/registryImport.js";
 import { createCredential, type TokenCredential } from "./azure/credentials.js";
 import { createRegistryGateway, type RegistryGatewayOptions } from "./azure/registry.js";
 import { TableLeaseStore } from "./azure/tables.js";
@@ -27,6 +28,8 @@ import type {
   ContentStore,
   LogStore,
   RegistryGateway,
+  RegistryImportGateway,
+  RevisionHistoryGateway,
   SourceStore,
 } from "./core/ports.js";
 
@@ -42,6 +45,10 @@ export interface Deps {
   apps?: ContainerAppsGateway;
   /** The environments' container registries (the deploy's digest check); as for `apps`. */
   registry?: RegistryGateway;
+  /** ACR's import between the environments' registries (promotions); as for `apps`. */
+  registryImport?: RegistryImportGateway;
+  /** The apps' revisions (rollback's choice); as for `apps`. */
+  revisions?: RevisionHistoryGateway;
   /** Builder records (lease, queue, activity) in Table Storage. */
   leases: LeaseStore;
   /** The clock every handler reads (tests pass their own). */
@@ -70,9 +77,12 @@ export interface WiringOptions {
 }
 
 /** Every gateway and store, over one credential and one set of transport options. */
-export function createDeps(
-  options: WiringOptions,
-): Deps & { apps: ContainerAppsGateway; registry: RegistryGateway } {
+export function createDeps(options: WiringOptions): Deps & {
+  apps: ContainerAppsGateway;
+  registry: RegistryGateway;
+  registryImport: RegistryImportGateway;
+  revisions: RevisionHistoryGateway;
+} {
   const { config } = options;
   const credential =
     options.credential ??
@@ -97,6 +107,9 @@ export function createDeps(
     contents: createContentStore(blobs.account, config.storage.contentContainer),
     compute: createComputeGateway({ ...arm(config.arm.compute), profile: config.arm.computeProfile }),
     apps: createContainerAppsGateway(arm(config.arm.containerApps)),
+    // ACR is a public-Azure resource, like Container Apps: the same Resource Manager.
+    registryImport: createRegistryImportGateway(arm(config.arm.containerApps)),
+    revisions: createRevisionHistoryGateway(arm(config.arm.containerApps)),
     registry: createRegistryGateway({
       credential,
       ...(options.tlsCa ? { tlsCa: options.tlsCa } : {}),

@@ -32,7 +32,7 @@ import {
   sourceBlobName,
 } from "../core/buildInput.js";
 import { contentBlobNames } from "../core/sourceManifest.js";
-import { NotFoundError, PermanentError } from "../core/errors.js";
+import { ConfigError, NotFoundError, PermanentError } from "../core/errors.js";
 import { EXTRACT_LIMITS } from "../core/extractLimits.js";
 import { decideAcquire, decideRelease, decideRenew, mutateRecord, type LeaseStore } from "../core/lease.js";
 import type {
@@ -41,6 +41,7 @@ import type {
   ContentStore,
   LogStore,
   RegistryGateway,
+  RegistryImportGateway,
   RemovedCommands,
   SourceStore,
   VmRef,
@@ -58,6 +59,8 @@ export interface ActivityDeps {
   apps: ContainerAppsGateway;
   /** The environments' registries: confirms the digest of a reported image before a deploy. */
   registry: RegistryGateway;
+  /** ACR's import (promotions); optional for the build's own tests, refused at call when absent. */
+  registryImport?: RegistryImportGateway;
   sources: SourceStore;
   /** Content-addressed source: the plan a manifest build's builder fetches. */
   contents: ContentStore;
@@ -160,6 +163,15 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
         sourceMaxBytes: b.maxUploadBytes,
         extractLimits: b.extractLimits,
         callbackBaseUrl: deps.config.publicBaseUrl,
+        ...(env.registryResource
+          ? {
+              registryResource: {
+                subscriptionId: env.registryResource.subscriptionId ?? env.subscriptionId,
+                resourceGroup: env.registryResource.resourceGroup,
+                registryName: env.registryResource.name,
+              },
+            }
+          : {}),
       };
       return Promise.resolve(resolved);
     },
@@ -352,6 +364,17 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
     },
 
     [ACTIVITIES.routeTraffic]: ({ app, revisionName }) => deps.apps.sendAllTraffic(app, revisionName),
+
+    [ACTIVITIES.importImage]: async (input) => {
+      if (!deps.registryImport) {
+        throw new ConfigError(["the registry import gateway is missing from the app's dependencies"]);
+      }
+      await deps.registryImport.importImage(input.target, {
+        sourceResourceId: input.sourceResourceId,
+        sourceImage: input.sourceImage,
+        targetTags: input.targetTags,
+      });
+    },
 
     [ACTIVITIES.readImageDigest]: async ({ registry, repository, tag }) => ({
       digest: await deps.registry.manifestDigest({ registry, repository }, tag),

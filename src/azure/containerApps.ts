@@ -16,7 +16,9 @@ import type {
   ContainerAppsGateway,
   ImageUpdate,
   ImageUpdateStarted,
+  RevisionHistoryGateway,
   RevisionStatus,
+  RevisionSummary,
 } from "../core/ports.js";
 import { callAzure } from "./errors.js";
 import {
@@ -171,6 +173,42 @@ export function createContainerAppsGateway(options: ArmGatewayOptions): Containe
         client(app.subscriptionId)
           .containerApps.update(app.resourceGroup, app.appName, envelope, poll)
           .pollUntilDone(),
+      );
+    },
+  };
+}
+
+/** The app's revisions, newest first (rollback's choice of the image to go back to). */
+export function createRevisionHistoryGateway(options: ArmGatewayOptions): RevisionHistoryGateway {
+  const client = perSubscription(
+    (subscriptionId) =>
+      new ContainerAppsAPIClient(audienceCredential(options), subscriptionId, commonClientOptions(options)),
+  );
+  return {
+    async listRevisions(app: ContainerAppRef): Promise<RevisionSummary[]> {
+      return callAzure(
+        "arm",
+        `list revisions of container app ${app.resourceGroup}/${app.appName}`,
+        async () => {
+          const found: RevisionSummary[] = [];
+          for await (const revision of client(app.subscriptionId).containerAppsRevisions.listRevisions(
+            app.resourceGroup,
+            app.appName,
+          )) {
+            found.push({
+              name: revision.name ?? "",
+              healthState: revision.healthState ?? "None",
+              provisioningState: revision.provisioningState ?? "Provisioning",
+              runningState: revision.runningState,
+              active: revision.active ?? false,
+              createdTime: revision.createdTime?.toISOString(),
+              images: Object.fromEntries(
+                (revision.template?.containers ?? []).map((c) => [c.name ?? "", c.image ?? ""]),
+              ),
+            });
+          }
+          return found.sort((a, b) => (b.createdTime ?? "").localeCompare(a.createdTime ?? ""));
+        },
       );
     },
   };

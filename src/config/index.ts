@@ -14,6 +14,11 @@ import {
   type ExtractLimits,
 } from "../core/extractLimits.js";
 import { BINARY_NAME, CALLBACK_BASE_URL, IMAGE_REPOSITORY, REGISTRY, ruleSchema } from "../core/rules.js";
+import { DEFAULT_APPROVAL_HOURS, MAX_APPROVAL_HOURS } from "../core/promotion.js";
+
+function intSettingShape(min: number, max: number) {
+  return z.number().int("a whole number").min(min).max(max);
+}
 
 /** Names of environments and Azure resources in settings (also what the CLI accepts for --env). */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/;
@@ -32,6 +37,39 @@ export const environmentSchema = z.object({
   containerAppResourceGroup: name.optional(),
   /** The cargo binary the image packages (build.sh needs it; one binary per container app). */
   binaryName: ruleSchema(BINARY_NAME),
+  /**
+   * The registry as Resource Manager names it (ACR's import, `fast-build promote`): needed by an
+   * environment promoted from or to. `subscriptionId` defaults to the environment's.
+   */
+  registryResource: z
+    .object({
+      subscriptionId: z
+        .string()
+        .regex(/^[0-9a-fA-F-]{36}$/, "a subscription GUID")
+        .optional(),
+      resourceGroup: name,
+      name: z
+        .string()
+        .regex(/^[A-Za-z0-9]{5,50}$/, "5-50 letters and digits (ACR's rule for registry names)"),
+    })
+    .strict()
+    .optional(),
+  /**
+   * Promotions into this environment wait for one of `approvers` (user names or object ids, as App
+   * Service authentication reports them; FASTBUILD_AUTH=appservice) to approve, at most `timeoutHours`.
+   */
+  approval: z
+    .object({
+      required: z.boolean(),
+      approvers: z.array(z.string().min(1).max(200)).max(100).default([]),
+      timeoutHours: intSettingShape(1, MAX_APPROVAL_HOURS).default(DEFAULT_APPROVAL_HOURS),
+    })
+    .strict()
+    .refine((a) => !a.required || a.approvers.length > 0, {
+      message: "a required approval needs at least one approver",
+      path: ["approvers"],
+    })
+    .optional(),
 });
 export type EnvironmentConfig = z.infer<typeof environmentSchema> & { name: string };
 
@@ -86,6 +124,12 @@ export interface Config {
   /** Base URL the builder VM calls back (e.g. `https://myapp.azurewebsites.net`). */
   publicBaseUrl: string | undefined;
   taskHubName: string;
+  /**
+   * `appservice`: App Service authentication (Easy Auth) is on, so the `x-ms-client-principal*`
+   * headers are the platform's (it strips client-sent ones) and name the caller; `none`: no caller
+   * identity is known, and approvals are refused.
+   */
+  auth: { mode: "none" | "appservice" };
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -152,6 +196,7 @@ const settingsSchema = z.object({
     .string()
     .regex(/^[A-Za-z][A-Za-z0-9]{2,44}$/)
     .default("fastbuild"),
+  FASTBUILD_AUTH: z.enum(["none", "appservice"]).default("none"),
 });
 
 /** Reads and validates every setting; throws one `ConfigError` listing all problems. */
@@ -214,6 +259,7 @@ export function loadConfig(env: Env = process.env): Config {
       (s.FASTBUILD_PUBLIC_BASE_URL && trimUrl(s.FASTBUILD_PUBLIC_BASE_URL)) ??
       (s.WEBSITE_HOSTNAME ? `https://${s.WEBSITE_HOSTNAME}` : undefined),
     taskHubName: s.TASK_HUB_NAME,
+    auth: { mode: s.FASTBUILD_AUTH },
   };
 }
 

@@ -14,6 +14,7 @@ import type {
   ExecutionState,
   ImageRepositoryRef,
   ImageUpdateStarted,
+  RegistryResourceRef,
   RevisionStatus,
   VmRef,
   VmStatus,
@@ -53,6 +54,8 @@ export const ACTIVITIES = {
    * digest (`src-<hex>`) and of the base image for the base key, in one call.
    */
   lookUpImages: "fb_LookUpImages",
+  /** Promotions (the deploy orchestration): ACR's import of an image by digest into the target registry. */
+  importImage: "fb_ImportImage",
 } as const;
 
 /** A registered activity name. */
@@ -84,7 +87,18 @@ export interface ResolvedEnvironment {
    */
   extractLimits?: ExtractLimits;
   /** Where the builder posts its completion callback; without it the orchestrator polls only. */
-  callbackBaseUrl: string | undefined;
+  callbackBaseUrl:
+    | string
+    | undefined; /** The registry's ARM resource (promotions import into it); absent when not configured. */
+  registryResource?: RegistryResourceRef;
+}
+
+export interface ImportImageInput {
+  target: RegistryResourceRef;
+  sourceResourceId: string;
+  /** `repository@sha256:…`. */
+  sourceImage: string;
+  targetTags: string[];
 }
 
 export type AcquireLeaseResult =
@@ -284,6 +298,7 @@ export interface ActivityContract {
   [ACTIVITIES.routeTraffic]: { input: GetRevisionInput; output: void };
   [ACTIVITIES.readImageDigest]: { input: ReadImageDigestInput; output: ImageDigest };
   [ACTIVITIES.lookUpImages]: { input: LookUpImagesInput; output: ImageLookup };
+  [ACTIVITIES.importImage]: { input: ImportImageInput; output: void };
 }
 
 /** What activity `K` takes (fails to compile for a name the contract lacks). */

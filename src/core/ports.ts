@@ -160,6 +160,41 @@ export interface ContainerAppsGateway {
   sendAllTraffic(app: ContainerAppRef, revisionName: string): Promise<void>;
 }
 
+/** One revision of an app as the revisions list shows it (rollback picks from these). */
+export interface RevisionSummary extends RevisionStatus {
+  /** ISO time Azure created it; revisions are ordered by it. */
+  createdTime: string | undefined;
+  /** Image of each container, by container name. */
+  images: Readonly<Record<string, string>>;
+}
+
+/** The app's revisions (rollback); a separate port so the build's gateway stays as it was. */
+export interface RevisionHistoryGateway {
+  listRevisions(app: ContainerAppRef): Promise<RevisionSummary[]>;
+}
+
+/** A container registry as Resource Manager names it (the target of an image import). */
+export interface RegistryResourceRef {
+  subscriptionId: string;
+  resourceGroup: string;
+  registryName: string;
+}
+
+export interface ImageImport {
+  /** The source registry's ARM resource id. */
+  sourceResourceId: string;
+  /** `repository@sha256:…`: always a digest, so the bytes tested are the bytes imported. */
+  sourceImage: string;
+  /** `repository:tag` in the target registry. */
+  targetTags: string[];
+}
+
+/** ACR's import (a control-plane copy between registries, no pull or push by us). */
+export interface RegistryImportGateway {
+  /** Imports and waits until the copy is done; overwrites a target tag (the tags name the digest). */
+  importImage(target: RegistryResourceRef, image: ImageImport): Promise<void>;
+}
+
 export interface SignedUrl {
   url: string;
   expiresOn: string;

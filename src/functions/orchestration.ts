@@ -10,6 +10,7 @@
 import { app, trigger, type InvocationContext } from "@azure/functions";
 import { ACTIVITIES, BUILD_ORCHESTRATOR } from "../core/activityContract.js";
 import { getDeps } from "./deps.js";
+import { DEPLOY_ORCHESTRATOR } from "../core/promotion.js";
 
 type Handler = (input: unknown) => Promise<unknown>;
 type Listener = (orchestrationTrigger: unknown, context: InvocationContext) => Promise<unknown>;
@@ -44,6 +45,22 @@ function getOrchestrator(): Promise<Listener> {
 app.generic(BUILD_ORCHESTRATOR, {
   trigger: trigger.generic({ type: "orchestrationTrigger" }),
   handler: async (input, context) => (await getOrchestrator())(input, context),
+});
+
+let deployOrchestrator: Promise<Listener> | undefined;
+
+/** The deploy orchestration of promotions and rollbacks (src/orchestration/promote.ts), loaded alike. */
+function getDeployOrchestrator(): Promise<Listener> {
+  deployOrchestrator ??= Promise.all([
+    import("durable-functions/lib/src/util/testingUtils.js"),
+    import("../orchestration/promote.js"),
+  ]).then(([{ createOrchestrator }, module]) => createOrchestrator(module.deployOrchestrator) as Listener);
+  return deployOrchestrator;
+}
+
+app.generic(DEPLOY_ORCHESTRATOR, {
+  trigger: trigger.generic({ type: "orchestrationTrigger" }),
+  handler: async (input, context) => (await getDeployOrchestrator())(input, context),
 });
 
 for (const name of Object.values(ACTIVITIES)) {

@@ -18,8 +18,19 @@ export interface LeaseKeeper {
   wait(ms: number, interruptible: boolean): Generator<Task, void, unknown>;
 }
 
-/** The shared context of one build's phases. */
-export class RunContext {
+/**
+ * What the context reads of its orchestration's input: a build's, or (the deploy orchestration) a
+ * promotion's or rollback's, whose id stands where the build id does (log lines, revision suffix).
+ */
+export interface RunInput {
+  buildId: string;
+  environment: string;
+  createdAt: string;
+  orchestratorVersion?: number | undefined;
+}
+
+/** The shared context of one build's phases (or of a promotion's or rollback's deploy). */
+export class RunContext<I extends RunInput = BuildInput> {
   readonly df: OrchestrationContext["df"];
   /** The build's status as the API shows it; `publish` makes a change visible. */
   status: BuildStatus;
@@ -27,7 +38,7 @@ export class RunContext {
 
   constructor(
     private readonly context: OrchestrationContext,
-    readonly input: BuildInput,
+    readonly input: I,
   ) {
     this.df = context.df;
     this.status = initialStatus(input.buildId, input.environment, "", input.createdAt);

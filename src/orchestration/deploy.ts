@@ -4,7 +4,7 @@ import { ACTIVITIES, type ResolvedEnvironment } from "../core/activityContract.j
 import { revisionSuffix } from "../core/buildInput.js";
 import { checkReportedImage } from "../core/imageReference.js";
 import { RETRY } from "../core/retry.js";
-import type { LeaseKeeper, RunContext } from "./context.js";
+import type { LeaseKeeper, RunContext, RunInput } from "./context.js";
 import { BuildEnded } from "./failures.js";
 import { POLLS, pollUntil } from "./poll.js";
 
@@ -34,6 +34,22 @@ export function* deploy(
   // nothing is deployed: stopping the deploy is what a cancel is for. Older builds deployed.
   if (run.version >= 4) run.throwIfCancelled();
   const reference = yield* confirmedReference(run, env, image, digest);
+  return yield* deployReference(run, env, reference, handBack);
+}
+
+/**
+ * The deploy of a confirmed, digest-pinned reference: what a build does once its image is
+ * confirmed, and what a promotion or rollback does (the deploy orchestration, promote.ts) with the
+ * same waits. `run.version` picks the build orchestrator version whose deploy steps run: a
+ * promotion's input fixes it when it starts. The revision suffix comes from `run.input.buildId`
+ * (a promotion's or rollback's id there). Returns whether the app was changed.
+ */
+export function* deployReference(
+  run: RunContext<RunInput>,
+  env: ResolvedEnvironment,
+  reference: string,
+  handBack?: () => Generator<Task, void, unknown>,
+): Generator<Task, boolean, unknown> {
   if (yield* keepsRunning(run, env, reference)) return false;
   // Version 6 on, nothing waited between the build's result and here (the builder's hand-back
   // comes after the PATCH), so a cancel delivered meanwhile sits unread: look once, before the
@@ -213,7 +229,7 @@ function* confirmedReference(
  * provisioning, or failed) or not healthy does not count: the deploy goes ahead with a new one.
  */
 function* keepsRunning(
-  run: RunContext,
+  run: RunContext<RunInput>,
   env: ResolvedEnvironment,
   reference: string,
 ): Generator<Task, boolean, unknown> {

@@ -129,6 +129,7 @@ const DOING: Readonly<Record<ActivityName, string>> = {
   [ACTIVITIES.routeTraffic]: "move the app's traffic to the new revision",
   [ACTIVITIES.readImageDigest]: "read the image's digest from the registry",
   [ACTIVITIES.lookUpImages]: "ask the registry for this source's image and the base image",
+  [ACTIVITIES.importImage]: "import the image into the target environment's registry",
 };
 
 /** Activities that talk to the build's storage account (the lease table, blobs) rather than Azure Resource Manager. */

@@ -7,7 +7,7 @@
  */
 import type { Task } from "durable-functions";
 import { backoffDelayMs, type BackoffPolicy } from "../core/backoff.js";
-import type { RunContext } from "./context.js";
+import type { RunContext, RunInput } from "./context.js";
 import type { BuilderLease } from "./lease.js";
 
 /**
@@ -86,7 +86,10 @@ export interface PollOptions<T> {
 }
 
 /** Polls until `probe` gives a value or the deadline passes; see {@link PollOptions}. */
-export function* pollUntil<T>(run: RunContext, options: PollOptions<T>): Generator<Task, T, unknown> {
+export function* pollUntil<T>(
+  run: RunContext<RunInput>,
+  options: PollOptions<T>,
+): Generator<Task, T, unknown> {
   const { deadline, policy } = options;
   const startedAt = run.now();
   let lateSince: number | undefined;

@@ -106,6 +106,7 @@ export function metadataEndpoints(endpoint: string, audiences: readonly string[]
 const ID = "([^/]+)";
 const VM = `/subscriptions/${ID}/resourceGroups/${ID}/providers/Microsoft\\.Compute/virtualMachines/${ID}`;
 const APP = `/subscriptions/${ID}/resourceGroups/${ID}/providers/Microsoft\\.App/containerApps/${ID}`;
+const REGISTRY = `/subscriptions/${ID}/resourceGroups/${ID}/providers/Microsoft\\.ContainerRegistry/registries/${ID}`;
 
 /** One emulated ARM operation and the RBAC action Azure checks for it. */
 export interface ArmOperation {
@@ -172,6 +173,16 @@ export const ARM_OPERATIONS: readonly ArmOperation[] = [
     path: re(`${APP}/revisions(?:/${ID})?`),
     action: "Microsoft.App/containerApps/revisions/read",
   },
+  {
+    method: "GET",
+    path: re(`${REGISTRY}`),
+    action: "Microsoft.ContainerRegistry/registries/read",
+  },
+  {
+    method: "POST",
+    path: re(`${REGISTRY}/importImage`),
+    action: "Microsoft.ContainerRegistry/registries/importImage/action",
+  },
 ];
 
 function re(pattern: string): RegExp {
@@ -186,7 +197,7 @@ export function requiredPermission(
   const operation = ARM_OPERATIONS.find((op) => op.method === method && op.path.test(path));
   if (!operation) return undefined;
   // `…/virtualMachines/vm/start` is authorized over the VM: drop an action segment.
-  const scope = /\/(?:start|deallocate|powerOff|runCommand|instanceView)$/i.test(path)
+  const scope = /\/(?:start|deallocate|powerOff|runCommand|instanceView|importImage)$/i.test(path)
     ? path.replace(/\/[^/]+$/, "")
     : path;
   return { action: operation.action, scope };

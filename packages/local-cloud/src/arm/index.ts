@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { ComputeProvider } from "./compute.js";
 import { ContainerAppsProvider } from "./containerApps.js";
+import { ContainerRegistryProvider } from "./containerRegistry.js";
 import { scriptedExecutor } from "./executors.js";
 import { ArmHttpError, Timers, newId, type ArmRequest, type Reply } from "./http.js";
 import { AZURE_PUBLIC_AUDIENCES, authenticate, authorize, metadataEndpoints } from "./auth.js";
@@ -38,7 +39,11 @@ export { FAULT_CODES, HTTP_FAULT_KINDS } from "./faults.js";
 export type { LocalShellOptions, ScriptedResult } from "./executors.js";
 
 /** Oldest api-version each provider accepts here (2020-06-01 is the Azure Stack hybrid one). */
-const MIN_API_VERSION: Record<string, string> = { compute: "2015-06-15", app: "2022-01-01-preview" };
+const MIN_API_VERSION: Record<string, string> = {
+  compute: "2015-06-15",
+  app: "2022-01-01-preview",
+  containerRegistry: "2019-05-01",
+};
 const API_VERSION = /^\d{4}-\d{2}-\d{2}(-preview)?$/;
 
 /** Starts the emulator on free loopback ports. Call `stop()` when done. */
@@ -90,8 +95,15 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
     failRevisionsWithImage: options.failRevisionsWithImage,
     timers,
   });
+  const registries = new ContainerRegistryProvider({
+    endpoint: () => endpoint,
+    timers,
+    importDelayMs: options.provisioningMs ?? 20,
+  });
   const rgExists = (sub: string, rg: string) =>
-    compute.hasResourceGroup(sub, rg) || apps.hasResourceGroup(sub, rg);
+    compute.hasResourceGroup(sub, rg) ||
+    apps.hasResourceGroup(sub, rg) ||
+    registries.hasResourceGroup(sub, rg);
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const raw = (await readBody(req)).toString("utf8");
@@ -182,7 +194,11 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
           "The api-version query parameter (?api-version=) is required for all requests.",
         );
       }
-      const provider = /\/providers\/Microsoft\.App\//i.test(path) ? "app" : "compute";
+      const provider = /\/providers\/Microsoft\.App\//i.test(path)
+        ? "app"
+        : /\/providers\/Microsoft\.ContainerRegistry\//i.test(path)
+          ? "containerRegistry"
+          : "compute";
       if (!API_VERSION.test(apiVersion)) {
         throw new ArmHttpError(
           400,
@@ -210,7 +226,10 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
         }
       }
       const request: ArmRequest = { method, path, query, apiVersion, body, headers };
-      const reply = compute.handle(request, rgExists) ?? apps.handle(request, rgExists);
+      const reply =
+        compute.handle(request, rgExists) ??
+        apps.handle(request, rgExists) ??
+        registries.handle(request, rgExists);
       if (reply) return reply;
       throw new ArmHttpError(404, "NotFound", `The emulator serves no route for ${method} ${path}.`);
     } catch (error) {
@@ -288,6 +307,7 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
     getVm: (ref) => compute.getVm(ref),
     addContainerApp: (ref, init) => apps.addContainerApp(ref, init),
     getContainerApp: (ref) => apps.getContainerApp(ref),
+    addRegistry: (ref, init) => registries.addRegistry(ref, init),
     setRunCommandExecutor: (fn) => {
       executor = fn;
     },

@@ -15,6 +15,22 @@ export interface ContainerAppRef {
   appName: string;
 }
 
+/** A container registry, as its ARM id names it. */
+export interface RegistryRef {
+  subscriptionId: string;
+  resourceGroup: string;
+  registryName: string;
+}
+
+/** Where an emulated registry's images live (a local registry, packages/local-cloud/src/registry.ts). */
+export interface RegistryInit {
+  /** Its login server (`properties.loginServer`), e.g. the local registry's `host`. */
+  loginServer: string;
+  /** The store's Docker Registry v2 API, `http://127.0.0.1:PORT` (the local registry's `url`). */
+  storeUrl: string;
+  location?: string;
+}
+
 /** The `PowerState/<x>` code of a VM's instance view. */
 export type PowerState =
   "starting" | "running" | "stopping" | "stopped" | "deallocating" | "deallocated" | "unknown";
@@ -260,6 +276,8 @@ export interface ArmEmulator {
   getVm(ref: VmRef): VmView | undefined;
   addContainerApp(ref: ContainerAppRef, init: ContainerAppInit): void;
   getContainerApp(ref: ContainerAppRef): ContainerAppView | undefined;
+  /** A Microsoft.ContainerRegistry registry over a local registry's store (the import's source or target). */
+  addRegistry(ref: RegistryRef, init: RegistryInit): void;
   setRunCommandExecutor(fn: RunCommandExecutor): void;
   inject(fault: Fault): void;
   /** Starts random faults (replacing earlier ones), or stops them (`undefined`). Throws on bad rates. */
