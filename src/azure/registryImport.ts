@@ -47,8 +47,3 @@ export function createRegistryImportGateway(options: ArmGatewayOptions): Registr
     },
   };
 }
-
-/** The ARM resource id of a registry. */
-export function registryResourceId(ref: RegistryResourceRef): string {
-  return `/subscriptions/${ref.subscriptionId}/resourceGroups/${ref.resourceGroup}/providers/Microsoft.ContainerRegistry/registries/${ref.registryName}`;
-}

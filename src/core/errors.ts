@@ -27,7 +27,8 @@ export type ErrorKind =
   | "too-large"
   | "transient"
   | "permanent"
-  | "config";
+  | "config"
+  | "forbidden";
 
 export abstract class FastBuildError extends Error {
   abstract readonly kind: ErrorKind;
@@ -97,6 +98,11 @@ export class PayloadTooLargeError extends NonRetryableError {
 /** The credentials were refused. */
 export class UnauthorizedError extends NonRetryableError {
   readonly kind = "unauthorized";
+}
+
+/** The caller is known but may not do this (an approval by someone who is not an approver). */
+export class ForbiddenError extends NonRetryableError {
+  readonly kind = "forbidden";
 }
 
 /** Our own settings are wrong: nothing works until they are fixed. */

@@ -6,6 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import type { ApiError, BuildStatus } from "./api.js";
+import type { RegistryResourceRef } from "./ports.js";
 import { BUILD_ID, ruleSchema } from "./rules.js";
 
 /** The deploy orchestration's registered name (promotions and rollbacks; builds have their own). */
@@ -262,4 +263,9 @@ export function chooseRollback(
     );
   }
   return pick(candidate);
+}
+
+/** The ARM resource id of a registry (ACR's import names its source by it). */
+export function registryResourceId(ref: RegistryResourceRef): string {
+  return `/subscriptions/${ref.subscriptionId}/resourceGroups/${ref.resourceGroup}/providers/Microsoft.ContainerRegistry/registries/${ref.registryName}`;
 }

@@ -34,6 +34,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorKind, number>> = {
   transient: 503,
   permanent: 500,
   config: 500,
+  forbidden: 403,
 };
 
 /** Requests to the API are small JSON documents. */

@@ -104,6 +104,43 @@ http(
   false,
 );
 
+// Promotions and rollbacks (src/functions/promotions.ts): start, status, the approval's decision.
+http(
+  "startPromotion",
+  ["POST"],
+  "promotions",
+  "function",
+  async () => (await import("./promotions.js")).startPromotion,
+);
+http(
+  "getPromotion",
+  ["GET"],
+  "promotions/{id}",
+  "function",
+  async () => (await import("./promotions.js")).getPromotion,
+);
+http(
+  "approvePromotion",
+  ["POST"],
+  "promotions/{id}/approve",
+  "function",
+  async () => (await import("./promotions.js")).approvePromotion,
+);
+http(
+  "rejectPromotion",
+  ["POST"],
+  "promotions/{id}/reject",
+  "function",
+  async () => (await import("./promotions.js")).rejectPromotion,
+);
+http(
+  "startRollback",
+  ["POST"],
+  "environments/{env}/rollback",
+  "function",
+  async () => (await import("./promotions.js")).startRollback,
+);
+
 app.timer("idleShutdown", {
   schedule: IDLE_SHUTDOWN_SCHEDULE,
   // A missed tick is not worth catching up: the next one decides with fresh data.
