@@ -13,6 +13,7 @@ import type {
   WarmResponse,
 } from "../core/api.js";
 import { BUILD_PHASES, STATUS_WAIT_QUERY } from "../core/api.js";
+import type { DeployStatus } from "../core/promotion.js";
 import {
   ConflictError,
   type FastBuildError,
@@ -55,6 +56,30 @@ const buildStatusSchema = z.looseObject({
   terminal: z.boolean(),
   steps: z.array(z.looseObject({ name: z.string(), state: z.string() })),
   timings: z.looseObject({ createdAt: z.string() }),
+});
+
+const promotionStartedSchema = z.looseObject({
+  promotionId: z.string(),
+  from: z.string(),
+  to: z.string(),
+  image: z.string(),
+  source: z.string(),
+  approvalRequired: z.boolean(),
+  statusUrl: relativeUrl,
+});
+export type PromotionStarted = z.infer<typeof promotionStartedSchema>;
+
+const rollbackStartedSchema = z.looseObject({
+  rollbackId: z.string(),
+  environment: z.string(),
+  image: z.string(),
+  revision: z.string(),
+  statusUrl: relativeUrl,
+});
+export type RollbackStarted = z.infer<typeof rollbackStartedSchema>;
+
+const deployStatusSchema = buildStatusSchema.extend({
+  deploy: z.looseObject({ kind: z.enum(["promote", "rollback"]), to: z.string() }),
 });
 
 const logsResponseSchema = z.object({
@@ -196,6 +221,41 @@ export class ApiClient {
   async warm(environment: string): Promise<WarmResponse> {
     const path = `/api/environments/${encodeURIComponent(environment)}/warm`;
     return parse(warmSchema, await this.call("POST", path), "POST /api/environments/{env}/warm");
+  }
+
+  /** `POST /api/promotions`: starts a promotion (202), or refuses it with the reason. */
+  async promote(request: { from: string; to: string; buildId?: string }): Promise<PromotionStarted> {
+    return parse(
+      promotionStartedSchema,
+      await this.call("POST", "/api/promotions", request),
+      "POST /api/promotions",
+    );
+  }
+
+  /** `POST /api/environments/{env}/rollback`. */
+  async rollback(environment: string, to: string | undefined): Promise<RollbackStarted> {
+    const path = `/api/environments/${encodeURIComponent(environment)}/rollback`;
+    return parse(rollbackStartedSchema, await this.call("POST", path, to ? { to } : {}), `POST ${path}`);
+  }
+
+  /** `GET /api/promotions/{id}` (promotions and rollbacks). */
+  async promotion(id: string): Promise<DeployStatus> {
+    const body = await this.call("GET", `/api/promotions/${encodeURIComponent(id)}`);
+    return parse(deployStatusSchema, body, "promotion status") as unknown as DeployStatus;
+  }
+
+  /** `POST /api/promotions/{id}/approve|reject`. */
+  async decide(
+    id: string,
+    decision: "approve" | "reject",
+    reason?: string,
+  ): Promise<Record<string, unknown>> {
+    const path = `/api/promotions/${encodeURIComponent(id)}/${decision}`;
+    return parse(
+      z.looseObject({ promotionId: z.string() }),
+      await this.call("POST", path, reason ? { reason } : {}),
+      `POST ${path}`,
+    );
   }
 
   private async call(method: "GET" | "POST", path: string, body?: unknown): Promise<unknown> {

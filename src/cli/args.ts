@@ -47,7 +47,18 @@ export type Command =
   | { command: "logs"; buildId: string; flags: ApiFlags & { follow: boolean } }
   | { command: "cancel"; buildId: string; flags: ApiFlags }
   | { command: "builders"; flags: ApiFlags & { json: boolean } }
-  | { command: "warm"; environment: string; flags: ApiFlags & { json: boolean } };
+  | { command: "warm"; environment: string; flags: ApiFlags & { json: boolean } }
+  | { command: "promote"; from: string; to: string; flags: DeployFlags & { build: string | undefined } }
+  | { command: "rollback"; environment: string; flags: DeployFlags & { to: string | undefined } }
+  | { command: "approve"; id: string; flags: ApiFlags & { json: boolean } }
+  | { command: "reject"; id: string; flags: ApiFlags & { json: boolean; reason: string | undefined } }
+  | { command: "promotion"; id: string; flags: ApiFlags & { json: boolean } };
+
+/** promote and rollback: print JSON, or return once started. */
+export interface DeployFlags extends ApiFlags {
+  json: boolean;
+  follow: boolean;
+}
 
 export type CommandName = Exclude<Command["command"], "help">;
 
@@ -72,6 +83,23 @@ const COMMANDS: Record<CommandName, { options: readonly OptionName[]; buildId: b
   cancel: { options: ["api"], buildId: true, usage: "fast-build cancel <build-id>" },
   builders: { options: ["api", "json"], buildId: false, usage: "fast-build builders [--json]" },
   warm: { options: ["api", "json"], buildId: false, usage: "fast-build warm <env> [--json]" },
+  promote: {
+    options: ["api", "build", "json", "no-follow"],
+    buildId: false,
+    usage: "fast-build promote <from> <to> [--build ID] [--json] [--no-follow]",
+  },
+  rollback: {
+    options: ["api", "to", "json", "no-follow"],
+    buildId: false,
+    usage: "fast-build rollback <env> [--to REVISION|BUILD] [--json] [--no-follow]",
+  },
+  approve: { options: ["api", "json"], buildId: false, usage: "fast-build approve <id> [--json]" },
+  reject: {
+    options: ["api", "json", "reason"],
+    buildId: false,
+    usage: "fast-build reject <id> [--reason TEXT] [--json]",
+  },
+  promotion: { options: ["api", "json"], buildId: false, usage: "fast-build promotion <id> [--json]" },
 };
 
 function isCommandName(name: string): name is CommandName {
@@ -117,6 +145,15 @@ export function parseCommand(argv: readonly string[]): Command {
 
   if (name === "warm") {
     return { command: "warm", environment: parseEnvironment(rest), flags: { ...api, json } };
+  }
+  if (
+    name === "promote" ||
+    name === "rollback" ||
+    name === "approve" ||
+    name === "reject" ||
+    name === "promotion"
+  ) {
+    return parseDeployCommand(name, rest, values, api);
   }
   if (!spec.buildId) {
     if (rest.length > 0) throw usageError(`unexpected argument to ${name}: ${rest.join(" ")}`, name);
@@ -199,6 +236,77 @@ function parseEnvironment(rest: readonly string[]): string {
     );
   }
   return env;
+}
+
+/** An environment name given as an argument of `command`. */
+function environmentArgument(raw: string, command: CommandName): string {
+  if (NAME_PATTERN.test(raw)) return raw;
+  const shown = raw.length > 70 ? `${raw.slice(0, 70)}…` : raw;
+  throw usageError(
+    `${JSON.stringify(shown)} is not an environment name (letters, digits, . _ - only)`,
+    command,
+  );
+}
+
+/** A promotion (`p-…`) or rollback (`r-…`) id, as `fast-build promote` / `rollback` print it. */
+const DEPLOY_ID = /^[pr]-\d{14}-[0-9a-f]{8}$/;
+
+type Values = ReturnType<typeof parseArgv>["values"];
+
+/** promote, rollback, approve, reject, promotion: their arguments, checked before any request. */
+function parseDeployCommand(
+  name: "promote" | "rollback" | "approve" | "reject" | "promotion",
+  rest: readonly string[],
+  values: Values,
+  api: ApiFlags,
+): Command {
+  const json = values.json ?? false;
+  const want = name === "promote" ? 2 : 1;
+  if (rest.length !== want) {
+    const what =
+      name === "promote"
+        ? "two environments, <from> and <to>"
+        : name === "rollback"
+          ? "an environment"
+          : "a promotion or rollback id";
+    throw usageError(
+      `\`fast-build ${name}\` needs ${what}, got ${rest.length}${rest.length ? `: ${rest.join(" ")}` : ""}`,
+      name,
+    );
+  }
+  for (const option of ["build", "to", "reason"] as const) {
+    if (values[option] !== undefined && values[option].trim() === "") {
+      throw usageError(`--${option} needs a value`, name);
+    }
+  }
+  if (name === "promote") {
+    const from = environmentArgument(rest[0] ?? "", name);
+    const to = environmentArgument(rest[1] ?? "", name);
+    if (from === to)
+      throw usageError(`<from> and <to> are both ${from}: promote to another environment`, name);
+    const build = values.build === undefined ? undefined : parseBuildId(values.build, name);
+    return { command: name, from, to, flags: { ...api, json, follow: !values["no-follow"], build } };
+  }
+  if (name === "rollback") {
+    const environment = environmentArgument(rest[0] ?? "", name);
+    const to = values.to;
+    if (to !== undefined && !/^[A-Za-z0-9][A-Za-z0-9-]{0,99}$/.test(to)) {
+      throw usageError(
+        `--to ${JSON.stringify(to.slice(0, 70))} is neither a revision name nor a build id`,
+        name,
+      );
+    }
+    return { command: name, environment, flags: { ...api, json, follow: !values["no-follow"], to } };
+  }
+  const id = rest[0] ?? "";
+  if (!DEPLOY_ID.test(id)) {
+    throw new InvalidInputError(`${JSON.stringify(id.slice(0, 70))} is not a promotion or rollback id`, {
+      code: "InvalidPromotionId",
+      hint: `It is what fast-build promote or rollback printed, e.g. p-20260314092653-3f9a0c1d; ${usageHint(name)}`,
+    });
+  }
+  if (name === "reject") return { command: name, id, flags: { ...api, json, reason: values.reason } };
+  return { command: name, id, flags: { ...api, json } };
 }
 
 /**

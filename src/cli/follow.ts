@@ -12,7 +12,16 @@ import type { Output } from "./progress.js";
 import { phaseLabel, renderPoll, splitLogLines } from "./render.js";
 
 /** Process exit codes (also in the usage text). */
-export const EXIT = { ok: 0, failed: 1, usage: 2, cancelled: 3, timedOut: 4, interrupted: 130 } as const;
+/** `refused`: the API would not start or decide it (409, 403): nothing changed. */
+export const EXIT = {
+  ok: 0,
+  failed: 1,
+  usage: 2,
+  cancelled: 3,
+  timedOut: 4,
+  refused: 5,
+  interrupted: 130,
+} as const;
 
 const PHASE_EXIT: Partial<Record<BuildPhase, number>> = {
   succeeded: EXIT.ok,

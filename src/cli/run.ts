@@ -10,11 +10,13 @@ import type { Writable } from "node:stream";
 import { loadApiSettings, loadCliSettings } from "../config/cli.js";
 import {
   ConfigError,
+  ConflictError,
   describeError,
   InvalidInputError,
   isFastBuildError,
   NotFoundError,
   PayloadTooLargeError,
+  UnauthorizedError,
 } from "../core/errors.js";
 import { type Command, parseCommand, USAGE } from "./args.js";
 import type { BuildCommandRun } from "./builds.js";
@@ -118,8 +120,39 @@ async function run(command: Command, io: CliIo, interrupt: AbortSignal): Promise
         command.flags.json,
         opts(command.flags.json ? io.stderr : io.stdout),
       );
+    default:
+      return runDeployCommand(command, opts(command.flags.json ? io.stderr : io.stdout));
   }
 }
+
+/** promote, rollback, approve, reject, promotion (src/cli/promotions.ts). */
+async function runDeployCommand(
+  command: Extract<Command, { command: "promote" | "rollback" | "approve" | "reject" | "promotion" }>,
+  opts: BuildCommandRun,
+): Promise<number> {
+  const { runDecide, runPromote, runPromotion, runRollback } = await import("./promotions.js");
+  switch (command.command) {
+    case "promote":
+      return runPromote(command.from, command.to, command.flags, opts);
+    case "rollback":
+      return runRollback(command.environment, command.flags, opts);
+    case "approve":
+      return runDecide(command.id, "approve", command.flags, opts);
+    case "reject":
+      return runDecide(command.id, "reject", command.flags, opts);
+    case "promotion":
+      return runPromotion(command.id, command.flags.json, opts);
+  }
+}
+
+/** The commands whose refusals by the API (409, 403) exit `refused`. */
+const DEPLOY_COMMANDS: ReadonlySet<string> = new Set([
+  "promote",
+  "rollback",
+  "approve",
+  "reject",
+  "promotion",
+]);
 
 /** What the first Ctrl-C says and does; `undefined`: nothing to wind down, leave at once. */
 function interruptMessage(command: Command): string | undefined {
@@ -151,6 +184,11 @@ function exitCodeForError(error: unknown, command: Command | undefined): number 
     return EXIT.usage;
   }
   if (error instanceof NotFoundError && command !== undefined && "buildId" in command) return EXIT.usage;
+  if (command !== undefined && DEPLOY_COMMANDS.has(command.command)) {
+    // An unknown environment, promotion or build named on the command line is the user's typo.
+    if (error instanceof NotFoundError) return EXIT.usage;
+    if (error instanceof ConflictError || error instanceof UnauthorizedError) return EXIT.refused;
+  }
   // plan --api and warm ask about the environment they were given: an unknown one is the user's typo.
   if (error instanceof NotFoundError && (command?.command === "plan" || command?.command === "warm")) {
     return EXIT.usage;

@@ -21,6 +21,14 @@ commands:
   builders              list the builder VMs: power state, lease holder, queue, idle shutdown
   warm <env>            start the environment's builder VM now (e.g. from a pre-push hook), so
                         the next build does not wait for it; the idle shutdown still applies
+  promote <from> <to>   deploy the image <from> runs (or --build ID's) to <to>, by digest: ACR
+                        imports it into <to>'s registry, no rebuild; waits for an approval when
+                        <to> requires one, then for the new revision to be healthy
+  approve <id>          approve a promotion waiting for you (an approver of its environment)
+  reject <id>           reject it (--reason TEXT); nothing is deployed
+  rollback <env>        deploy the previous healthy image again (or --to REVISION|BUILD), by
+                        digest, with the same health wait; refused when there is nothing to go to
+  promotion <id>        print a promotion's or rollback's status once
 
 dev options:
   --env NAME        environment to build for (or FASTBUILD_ENV)
@@ -41,8 +49,15 @@ plan options:
   --env NAME        with --api: the environment whose registry is asked (or FASTBUILD_ENV)
   --rebuild-base    as for dev: the base would be rebuilt even if the registry has it
 
+promote / rollback options:
+  --build ID        promote: the image build ID deployed to <from> (default: what <from> runs)
+  --to X            rollback: a revision name of the app, or a build id that deployed there
+  --reason TEXT     reject: why (shown in the promotion's status)
+  --json            print the final status (or the API's answer) as JSON on stdout
+  --no-follow       print the id and return; follow later with \`fast-build promotion <id>\`
+
 other options:
-  --json            status, builders, warm: print the API's JSON on stdout
+  --json            status, builders, warm, approve, reject, promotion: print the API's JSON on stdout
   --follow          logs: keep printing until the build has ended
 
 every command:
@@ -52,7 +67,8 @@ every command:
 
 A build id is what \`fast-build dev\` prints, e.g. 20260314092653-3f9a0c1d2e.
 exit codes: 0 succeeded, 1 failed, 2 bad input or settings (or no such build or environment),
-            3 cancelled, 4 timed out, 130 interrupted`;
+            3 cancelled (a promotion rejected), 4 timed out (also: nobody approved in time),
+            5 refused (nothing to roll back to, a deploy under way, not an approver), 130 interrupted`;
 
 /** The flags of every command; which command takes which is in src/cli/args.ts. */
 export const OPTIONS = {
@@ -67,6 +83,9 @@ export const OPTIONS = {
   archive: { type: "boolean" },
   "dry-run": { type: "boolean" },
   follow: { type: "boolean" },
+  build: { type: "string" },
+  to: { type: "string" },
+  reason: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
