@@ -140,6 +140,8 @@ export interface ApiClientOptions {
   baseUrl: string;
   /** Functions key, sent as `x-functions-key`. */
   apiKey: string | undefined;
+  /** A user's Entra access token, sent as `Authorization: Bearer` (App Service authentication). */
+  apiToken?: string | undefined;
 }
 
 /** The API's URLs of a build known only by its id (`fast-build follow <id>` and the like). */
@@ -278,6 +280,7 @@ export class ApiClient {
     }
     const headers: Record<string, string> = { accept: "application/json", "user-agent": "fast-build-cli" };
     if (this.options.apiKey) headers["x-functions-key"] = this.options.apiKey;
+    if (this.options.apiToken) headers.authorization = `Bearer ${this.options.apiToken}`;
     if (body !== undefined) headers["content-type"] = "application/json";
     let response: Response;
     try {

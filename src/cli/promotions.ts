@@ -21,7 +21,11 @@ import {
 } from "./follow.js";
 
 function client(settings: ApiSettings): ApiClient {
-  return new ApiClient({ baseUrl: settings.apiUrl, apiKey: settings.apiKey });
+  return new ApiClient({
+    baseUrl: settings.apiUrl,
+    apiKey: settings.apiKey,
+    ...(settings.apiToken ? { apiToken: settings.apiToken } : {}),
+  });
 }
 
 /** The exit code of an ended promotion or rollback. */

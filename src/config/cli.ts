@@ -15,6 +15,12 @@ export interface ApiSettings {
   apiUrl: string;
   /** Functions key, sent as `x-functions-key`; unset for a local runtime without keys. */
   apiKey: string | undefined;
+  /**
+   * FASTBUILD_API_TOKEN: a Microsoft Entra access token for the function app, sent as
+   * `Authorization: Bearer`, so App Service authentication knows who calls (approvals need it:
+   * e.g. `az account get-access-token --resource <the app's client id> --query accessToken -o tsv`).
+   */
+  apiToken?: string | undefined;
 }
 
 /** The settings of `fast-build dev`. */
@@ -100,5 +106,9 @@ function readApiSettings(flags: Pick<CliSettingFlags, "api">, env: Env, problems
   if (apiKey !== undefined && /\s/.test(apiKey)) {
     problems.push("FASTBUILD_API_KEY: contains whitespace; copy the function key exactly");
   }
-  return { apiUrl, apiKey };
+  const apiToken = env.FASTBUILD_API_TOKEN?.trim() || undefined;
+  if (apiToken !== undefined && !/^[A-Za-z0-9._~+/=-]+$/.test(apiToken)) {
+    problems.push("FASTBUILD_API_TOKEN: not a bearer token (letters, digits and . _ ~ + / = - only)");
+  }
+  return { apiUrl, apiKey, ...(apiToken ? { apiToken } : {}) };
 }

@@ -213,9 +213,9 @@ function decide(approved: boolean) {
     const id = routeDeployId(request);
     const body = parseWith(decisionRequestSchema, await readJson(request), "decision");
     const deps = await getDeps();
-    const caller = requireCaller(request, deps.config.auth);
     const instances = deployInstances(context);
     const found = requireDeploy(await instances.get(id), id);
+    const caller = requireCaller(request, deps.config.auth);
     const approval = found.status.deploy.approval;
     if (found.input.kind !== "promote" || !approval?.required) {
       throw new ConflictError(`${id} needs no approval`, {

@@ -108,6 +108,15 @@ export interface LocalHostOptions {
   maxRequestBytes?: number;
   /** Function log lines (default: printed to the console). */
   log?: (entry: HostLogEntry) => void;
+  /**
+   * Models App Service authentication ("Easy Auth") in front of the functions: every client-sent
+   * `x-ms-client-principal*` header is removed, and a request with `Authorization: Bearer <JWT>`
+   * gets the platform's headers from the token's claims (`preferred_username` or `name`, `oid`),
+   * as App Service does for a signed-in user (MicrosoftDocs azure-docs
+   * articles/app-service/configure-authentication-user-identities.md). Tokens are decoded, not
+   * verified, as elsewhere in the local cloud. Off by default: then headers pass as sent.
+   */
+  easyAuth?: boolean;
 }
 
 export interface LocalHost {
@@ -242,7 +251,7 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     const request = new HttpRequest({
       method,
       url: requestUrl.href,
-      headers: flattenHeaders(req),
+      headers: options.easyAuth ? easyAuthHeaders(flattenHeaders(req)) : flattenHeaders(req),
       query: Object.fromEntries(requestUrl.searchParams),
       params,
       ...(method !== "GET" && method !== "HEAD" && body.length > 0 ? { body: { bytes: body } } : {}),
@@ -482,3 +491,39 @@ function toImportSpecifier(entry: string): string {
 }
 
 export { installCoreShim } from "./coreShim.js";
+
+/** The headers App Service authentication hands the app: client copies gone, the token's user in. */
+export function easyAuthHeaders(headers: Record<string, string>): Record<string, string> {
+  const kept = Object.fromEntries(
+    Object.entries(headers).filter(([name]) => !name.toLowerCase().startsWith("x-ms-client-principal")),
+  );
+  const bearer = /^Bearer\s+([^.\s]+)\.([^.\s]+)\.[^\s]*$/i.exec(headers.authorization ?? "");
+  if (!bearer) return kept;
+  let claims: Record<string, unknown>;
+  try {
+    claims = JSON.parse(Buffer.from(bearer[2]!, "base64url").toString("utf8")) as Record<string, unknown>;
+  } catch {
+    return kept;
+  }
+  const name = typeof claims.preferred_username === "string" ? claims.preferred_username : claims.name;
+  const oid = claims.oid;
+  if (typeof name !== "string" || name === "") return kept;
+  const principal = {
+    auth_typ: "aad",
+    name_typ: "name",
+    role_typ: "roles",
+    claims: [
+      { typ: "name", val: name },
+      ...(typeof oid === "string"
+        ? [{ typ: "http://schemas.microsoft.com/identity/claims/objectidentifier", val: oid }]
+        : []),
+    ],
+  };
+  return {
+    ...kept,
+    "x-ms-client-principal-name": name,
+    ...(typeof oid === "string" ? { "x-ms-client-principal-id": oid } : {}),
+    "x-ms-client-principal-idp": "aad",
+    "x-ms-client-principal": Buffer.from(JSON.stringify(principal)).toString("base64"),
+  };
+}
