@@ -60,7 +60,7 @@ describe("ACR import against the ARM emulator", () => {
     assert.equal(await digestIn(target, "team/app", "promoted"), digest);
     const post = arm.requests.find((r) => r.method === "POST" && r.path.endsWith("/importImage"));
     assert.equal(post?.apiVersion, "2025-11-01");
-    assert.deepEqual(JSON.parse(post!.body), {
+    assert.deepEqual(JSON.parse(post.body), {
       source: { resourceId: registryResourceId(SOURCE), sourceImage: `team/app@${digest}` },
       targetTags: ["team/app:promoted"],
       mode: "Force",
@@ -124,7 +124,7 @@ describe("ACR import against the ARM emulator", () => {
     ];
     for (const { message, ...parameters } of bad) {
       await assert.rejects(
-        client.registries.importImage(TARGET.resourceGroup, TARGET.registryName, parameters as never),
+        client.registries.importImage(TARGET.resourceGroup, TARGET.registryName, parameters),
         (error: unknown) =>
           (error as { statusCode?: number }).statusCode === 400 &&
           message.test(String((error as Error).message)),
