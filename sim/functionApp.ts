@@ -22,6 +22,8 @@ import { loadConfig } from "../src/config/index.js";
 import { BUILD_ORCHESTRATOR } from "../src/core/activityContract.js";
 import { setDeps } from "../src/functions/deps.js";
 import { buildOrchestrator } from "../src/orchestration/build.js";
+import { DEPLOY_ORCHESTRATOR } from "../src/core/promotion.js";
+import { deployOrchestrator } from "../src/orchestration/promote.js";
 import { createDeps } from "../src/wiring.js";
 
 const REPO_ROOT = resolve(import.meta.dirname, "..");
@@ -84,7 +86,11 @@ export async function startFunctionApp(
     functionKey: options.functionKey,
     engine: (registrations) =>
       new LocalDurableEngine({
-        orchestrators: new Map([[BUILD_ORCHESTRATOR, buildOrchestrator]]),
+        orchestrators: new Map([
+          [BUILD_ORCHESTRATOR, buildOrchestrator],
+          // Promotions and rollbacks (sim/promote.ts).
+          [DEPLOY_ORCHESTRATOR, deployOrchestrator],
+        ]),
         activities: activityHandlers(registrations),
         ...(options.clock ? { clock: options.clock } : {}),
         log: (level, message) => lines.push(`${new Date().toISOString()} ${level} durable: ${message}`),

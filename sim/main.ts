@@ -20,3 +20,9 @@ if (failed.length > 0) {
   );
   process.exit(1);
 }
+if (report.promote && (report.promote.promotion.exitCode !== 0 || report.promote.rollback.exitCode !== 0)) {
+  console.error(
+    `\nthe promotion or the rollback failed; the function app's log is in ${report.scratch}/functions.log`,
+  );
+  process.exit(1);
+}

@@ -26,6 +26,7 @@ import { startAzurite } from "@fast-build/local-cloud/azurite";
 import { prepareLocalBuilder, type LocalBuilder } from "@fast-build/local-cloud/builder";
 import { startRegistry } from "@fast-build/local-cloud/registry";
 import { startFunctionApp } from "./functionApp.js";
+import { prepareStaging, promoteAndRollBack, type PromoteReport } from "./promote.js";
 
 const REPO_ROOT = resolve(import.meta.dirname, "..");
 /** The real build kit: build.sh and safe_extract.py run unchanged on the local "builder". */
@@ -70,6 +71,8 @@ export interface SimReport {
   /** What the image now deployed prints when run (buildah run). */
   deployedOutput: string;
   scratch: string;
+  /** The promotion to staging and the rollback of sim, after the builds. */
+  promote?: PromoteReport;
 }
 
 /** Runs the simulation: three builds of the sample workspace through the whole product. */
@@ -110,10 +113,22 @@ export async function runSimulation(options: SimOptions = {}): Promise<SimReport
       revisionSuffix: "initial",
     });
     say(`  builder VM         ${ENVIRONMENT.builderVm} (deallocated; buildah plays Docker)`);
+    const staging = await prepareStaging(scratch, arm, {
+      registry,
+      subscriptionId: SUBSCRIPTION,
+      resourceGroup: ENVIRONMENT.resourceGroup,
+      containerName: ENVIRONMENT.containerName,
+      initialImage: builder.images.runtime,
+    });
+    cleanups.push(() => staging.stop());
+    say(`  staging            registry ${staging.registry.url}, container app ${staging.appRef.appName}`);
 
     const functionKey = randomBytes(18).toString("base64url");
     const host = await startFunctionApp(azurite, arm, {
-      environments: { sim: { ...ENVIRONMENT, registry: registry.host } },
+      environments: {
+        sim: { ...ENVIRONMENT, registry: registry.host, ...staging.simSettings },
+        ...staging.environments,
+      },
       functionKey,
       logFile: hostLog,
       taskHub: "fastbuildsim",
@@ -172,7 +187,8 @@ export async function runSimulation(options: SimOptions = {}): Promise<SimReport
     say(`   container app ${ENVIRONMENT.containerApp}: ${image}`);
     say(`   latest ready revision: ${app?.latestReadyRevisionName ?? "none"}`);
     say(`   the deployed image says: ${deployedOutput.trim()}`);
-    return { builds, app, deployedOutput, scratch };
+    const promote = await promoteAndRollBack({ say, cli, arm, staging });
+    return { builds, app, deployedOutput, scratch, promote };
   } finally {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
   }
