@@ -101,4 +101,19 @@ describe("npm run sim", () => {
       }
     }
   });
+
+  it("promotes the image sim runs to staging by digest, then rolls sim back to its previous image", () => {
+    const promotion = report.promote?.promotion;
+    const rollback = report.promote?.rollback;
+    assert.equal(promotion?.exitCode, 0);
+    assert.equal(promotion?.status?.phase, "succeeded");
+    const [first, second] = report.builds.map((b) => b.status?.deployment?.reference);
+    assert.equal(`@${promotion?.status?.deploy.image.digest}`, second?.slice(second.indexOf("@")));
+    assert.equal(promotion?.status?.deploy.import?.digestIdentical, true);
+    assert.equal(promotion?.status?.revision?.healthState, "Healthy");
+    assert.match(narration, /staging's registry has sha256:[0-9a-f]{64} \(the same digest\)/);
+    assert.equal(rollback?.exitCode, 0);
+    assert.equal(rollback?.status?.deployment?.reference, first);
+    assert.equal(rollback?.status?.revision?.healthState, "Healthy");
+  });
 });
