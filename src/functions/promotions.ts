@@ -66,12 +66,19 @@ function gateways(deps: Awaited<ReturnType<typeof getDeps>>): {
   return { apps: deps.apps, revisions: deps.revisions };
 }
 
-/** 409 while the app's newest revision is not its ready one: a deploy is under way there. */
+/**
+ * 409 while the app's newest revision is still starting (not its ready one, and neither failed
+ * nor unhealthy): a deploy is under way there. A newest revision that failed is no deploy under
+ * way: rolling back is what it calls for.
+ */
 async function requireSettled(apps: ContainerAppsGateway, env: EnvironmentConfig) {
   const app = await apps.getApp(appOf(env));
-  if (app.latestRevisionName && app.latestRevisionName !== app.latestReadyRevisionName) {
+  const latest = app.latestRevisionName;
+  if (latest && latest !== app.latestReadyRevisionName) {
+    const revision = await apps.getRevision(appOf(env), latest);
+    if (revision.provisioningState === "Failed" || revision.healthState === "Unhealthy") return app;
     throw new ConflictError(
-      `a deploy is under way in environment ${env.name}: revision ${app.latestRevisionName} is not ready yet`,
+      `a deploy is under way in environment ${env.name}: revision ${latest} is ${revision.provisioningState}/${revision.healthState}, not ready yet`,
       {
         code: "DeployInProgress",
         hint: "Wait until the build or promotion deploying there has ended (fast-build status), then try again.",

@@ -43,6 +43,7 @@ describe("fast-build promote, approve, reject, rollback against the real API", (
   let stagingRegistry: LocalRegistry;
   let engine: LocalDurableEngine;
   let host: LocalHost;
+  let deps: ReturnType<typeof createDeps>;
   let first: string;
   let second: string;
   const app = (name: string) => ({ subscriptionId: SUB, resourceGroup: "rg-apps", appName: name });
@@ -75,7 +76,7 @@ describe("fast-build promote, approve, reject, rollback against the real API", (
       binaryName: "app",
       ...(registryName ? { registryResource: { resourceGroup: "rg-reg", name: registryName } } : {}),
     });
-    for (const name of ["sim-app", "staging-app", "plain-app", "auto-app"]) {
+    for (const name of ["sim-app", "staging-app", "plain-app", "auto-app", "broken-app"]) {
       arm.addContainerApp(app(name), {
         containers: [{ name: "main", image: `${simRegistry.host}/apps/demo@${first}` }],
         revisionSuffix: "one",
@@ -90,6 +91,7 @@ describe("fast-build promote, approve, reject, rollback against the real API", (
         },
         auto: env("auto-app", stagingRegistry, "stagingregistry"),
         plain: env("plain-app", simRegistry),
+        broken: env("broken-app", simRegistry),
       }),
       AzureWebJobsStorage: azurite.connectionString,
       FASTBUILD_COMPUTE_ENDPOINT: arm.endpoint,
@@ -97,7 +99,7 @@ describe("fast-build promote, approve, reject, rollback against the real API", (
       FASTBUILD_AUTH: "appservice",
     });
     const wiring = testWiring(arm);
-    const deps = createDeps({
+    deps = createDeps({
       ...wiring,
       tlsCa: `${wiring.tlsCa ?? ""}\n${simRegistry.ca}\n${stagingRegistry.ca}`,
       registryOptions: {
@@ -261,6 +263,28 @@ describe("fast-build promote, approve, reject, rollback against the real API", (
     const nothing = await run(["rollback", "plain"]);
     assert.equal(nothing.code, 5, nothing.stderr);
     assert.match(nothing.stderr, /there is nothing to go back to/);
+  });
+
+  it("rollback after a deploy whose revision failed goes back to the healthy image (a failed revision is no deploy under way)", async () => {
+    const bad = await pushImage(simRegistry.url, "apps/unhealthy", "bad", "bad");
+    await deps.apps.updateImage(app("broken-app"), {
+      containerName: "main",
+      image: `${simRegistry.host}/apps/unhealthy@${bad}`,
+      revisionSuffix: "bad",
+    });
+    await waitFor(
+      () =>
+        Promise.resolve(
+          arm.getContainerApp(app("broken-app"))?.revisions.find((r) => r.name === "broken-app--bad"),
+        ),
+      (r) => r?.provisioningState === "Failed",
+    );
+    const back = await run(["rollback", "broken"]);
+    assert.equal(back.code, 0, back.stderr);
+    assert.equal(
+      arm.getContainerApp(app("broken-app"))?.images.main,
+      `${simRegistry.host}/apps/demo@${first}`,
+    );
   });
 
   it("rollback --to a revision name deploys that revision's image; an unknown one exits 2", async () => {
