@@ -6,10 +6,12 @@
  */
 import "@fast-build/local-cloud/host";
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { main } from "../../src/cli/main.js";
 import { loadConfig } from "../../src/config/index.js";
 import { BUILD_ORCHESTRATOR } from "../../src/core/activityContract.js";
+import { ORCHESTRATOR_VERSION, type BuildInput } from "../../src/core/buildInput.js";
 import { DEPLOY_ORCHESTRATOR, type DeployStatus } from "../../src/core/promotion.js";
 import { setDeps } from "../../src/functions/deps.js";
 import { buildOrchestrator } from "../../src/orchestration/build.js";
@@ -295,6 +297,42 @@ describe("fast-build promote, approve, reject, rollback against the real API", (
     const unknown = await run(["rollback", "sim", "--to", "sim-app--nope"]);
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /the app has no revision named sim-app--nope/);
+  });
+
+  it("promote --build ID promotes the digest that build deployed; a build of another environment is refused (exit 5)", async () => {
+    // A build whose source image the registry has: the orchestrator deploys its digest without a builder.
+    const hex = randomBytes(32).toString("hex");
+    const built = await pushImage(simRegistry.url, "apps/demo", `src-${hex}`, `build-${hex}`);
+    const buildId = `20261203000000-${randomBytes(5).toString("hex")}`;
+    const input: BuildInput = {
+      buildId,
+      environment: "auto",
+      sourceDigest: `sha256:${hex}`,
+      baseKey: "c".repeat(64),
+      rebuildBase: false,
+      deploy: true,
+      callbackToken: randomBytes(24).toString("base64url"),
+      createdAt: new Date().toISOString(),
+      orchestratorVersion: ORCHESTRATOR_VERSION,
+    };
+    // auto's registry is staging's: push the build's image there too, as the builder would.
+    await pushImage(stagingRegistry.url, "apps/demo", `src-${hex}`, `build-${hex}`);
+    await engine.startNew(BUILD_ORCHESTRATOR, buildId, input);
+    const ended = await engine.waitForCompletion(buildId, 60_000);
+    assert.equal((ended.output as { phase?: string }).phase, "succeeded", JSON.stringify(ended.output));
+
+    const wrong = await run(["promote", "sim", "staging", "--build", buildId]);
+    assert.equal(wrong.code, 5, wrong.stderr);
+    assert.match(wrong.stderr, new RegExp(`build ${buildId} was a build of auto, not of sim`));
+
+    const promoted = await run(["promote", "auto", "plain", "--build", buildId]);
+    assert.equal(promoted.code, 2, "plain has no registryResource");
+    const ok = await run(["promote", "auto", "sim", "--build", buildId, "--json"]);
+    assert.equal(ok.code, 0, ok.stderr);
+    const status = JSON.parse(ok.stdout) as DeployStatus;
+    assert.equal(status.deploy.image.digest, built);
+    assert.equal(status.deploy.image.source, `build ${buildId}`);
+    assert.equal(arm.getContainerApp(app("sim-app"))?.images.main, `${simRegistry.host}/apps/demo@${built}`);
   });
 
   it("refuses bad input before anything starts (exit 2), with what to type instead", async () => {
