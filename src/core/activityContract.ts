@@ -25,6 +25,12 @@ import type { DurationEstimate } from "./expectedDuration.js";
 /** The build orchestrator's registered name. */
 export const BUILD_ORCHESTRATOR = "fb_BuildOrchestrator";
 
+/**
+ * The deploy orchestration's registered name (promotions and rollbacks, src/orchestration/promote.ts).
+ * Here, not in core/promotion.ts, so that registering it at start loads no schema library.
+ */
+export const DEPLOY_ORCHESTRATOR = "fb_DeployOrchestrator";
+
 export const ACTIVITIES = {
   resolveEnvironment: "fb_ResolveEnvironment",
   acquireLease: "fb_AcquireLease",

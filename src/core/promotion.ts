@@ -9,8 +9,7 @@ import type { ApiError, BuildStatus } from "./api.js";
 import type { RegistryResourceRef } from "./ports.js";
 import { BUILD_ID, ruleSchema } from "./rules.js";
 
-/** The deploy orchestration's registered name (promotions and rollbacks; builds have their own). */
-export const DEPLOY_ORCHESTRATOR = "fb_DeployOrchestrator";
+export { DEPLOY_ORCHESTRATOR } from "./activityContract.js";
 
 /** The deploy orchestration's version (its own line; the build orchestrator's is ORCHESTRATOR_VERSION). */
 export const DEPLOY_ORCHESTRATOR_VERSION = 1;

@@ -8,9 +8,8 @@
  * OpenTelemetry) that a cold start serving an HTTP request never needs.
  */
 import { app, trigger, type InvocationContext } from "@azure/functions";
-import { ACTIVITIES, BUILD_ORCHESTRATOR } from "../core/activityContract.js";
+import { ACTIVITIES, BUILD_ORCHESTRATOR, DEPLOY_ORCHESTRATOR } from "../core/activityContract.js";
 import { getDeps } from "./deps.js";
-import { DEPLOY_ORCHESTRATOR } from "../core/promotion.js";
 
 type Handler = (input: unknown) => Promise<unknown>;
 type Listener = (orchestrationTrigger: unknown, context: InvocationContext) => Promise<unknown>;
