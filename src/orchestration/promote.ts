@@ -25,6 +25,7 @@ import { RETRY } from "../core/retry.js";
 import { finished, fitStatus, initialStatus } from "../core/status.js";
 import { RunContext, type RunInput } from "./context.js";
 import { deployReference } from "./deploy.js";
+import { POLLS, pollUntil } from "./poll.js";
 import { EventLatch } from "./eventLatch.js";
 import { ActivityFailed, BuildEnded, describe } from "./failures.js";
 
@@ -85,6 +86,9 @@ class DeployRun {
     );
     if (input.approval?.required) yield* this.waitForApproval(input.approval.timeoutMs);
     run.phase("deploying");
+    // The API refused to start beside a deploy it could see; an approval's wait can last days, so
+    // look again here, and wait (bounded by the deploy timeout) for one that started meanwhile.
+    yield* this.waitForSettledApp(env);
     const reference =
       input.kind === "promote"
         ? yield* this.importImage(env)
@@ -146,6 +150,42 @@ class DeployRun {
         message: `rejected by ${by.name}${reason ? `: ${reason}` : ""}; nothing was deployed`,
       });
     }
+  }
+
+  /**
+   * Until the app's newest revision is its ready one (or failed): never PATCH beside another
+   * deploy's revision that is still starting. Azure would order the two updates anyway; this keeps
+   * a promotion or rollback from replacing a build's revision before the build saw it healthy.
+   */
+  private *waitForSettledApp(env: ResolvedEnvironment): Generator<Task, void, unknown> {
+    const { run } = this;
+    yield* pollUntil(run, {
+      policy: POLLS.deploy,
+      interruptible: false,
+      probe: function* () {
+        const app = yield* run.call(ACTIVITIES.readApp, { app: env.app }, RETRY.arm);
+        const latest = app.latestRevisionName;
+        if (!latest || latest === app.latestReadyRevisionName) return true;
+        const revision = yield* run.call(
+          ACTIVITIES.getRevision,
+          { app: env.app, revisionName: latest },
+          RETRY.arm,
+        );
+        if (revision.provisioningState === "Failed" || revision.healthState === "Unhealthy") return true;
+        run.log(`waiting for revision ${latest} (another deploy) before deploying`);
+        return undefined;
+      },
+      deadline: {
+        at: run.now() + env.limits.deployTimeoutMs,
+        expired: () => {
+          throw new BuildEnded("failed", {
+            code: "DeployInProgress",
+            message: `another deploy's revision of ${env.app.appName} did not become ready within ${Math.round(env.limits.deployTimeoutMs / 60_000)} minutes; nothing was deployed`,
+            hint: "Check that deploy (fast-build status / promotion), then run this again.",
+          });
+        },
+      },
+    });
   }
 
   /** ACR's import into the target registry, then the digest read back there: it must be the same. */
