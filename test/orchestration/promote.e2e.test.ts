@@ -16,10 +16,11 @@ import {
 import { deployOrchestrator, promotedTag } from "../../src/orchestration/promote.js";
 import { createActivities, createDeps } from "../../src/wiring.js";
 import { startArmEmulator, type ArmEmulator } from "@fast-build/local-cloud/arm";
+import { createContainerAppsGateway } from "../../src/azure/containerApps.js";
 import { startAzurite, type Azurite } from "@fast-build/local-cloud/azurite";
 import { startRegistry, type LocalRegistry } from "@fast-build/local-cloud/registry";
 import { OrchestrationDriver } from "@fast-build/local-cloud/durable/driver";
-import { SUB, testWiring } from "../azure/armHelpers.js";
+import { gatewayOptions, SUB, testWiring } from "../azure/armHelpers.js";
 import { pushImage } from "../azure/registryImages.js";
 
 const START = new Date(Date.UTC(2030, 0, 1, 12));
@@ -53,7 +54,11 @@ describe("deploy orchestration: promote and roll back", () => {
 
   const SOURCE_ID = `/subscriptions/${SUB}/resourceGroups/rg-sim/providers/Microsoft.ContainerRegistry/registries/simregistry`;
 
-  function setUp(approval?: { required: boolean; approvers: string[]; timeoutHours: number }) {
+  function setUp(
+    approval?: { required: boolean; approvers: string[]; timeoutHours: number },
+    emulator: ArmEmulator = arm,
+    settings: Record<string, string> = {},
+  ) {
     const k = ++n;
     const env = (
       name: string,
@@ -78,7 +83,7 @@ describe("deploy orchestration: promote and roll back", () => {
       ...(approval ? { approval } : {}),
     };
     for (const e of [from, to]) {
-      arm.addContainerApp(
+      emulator.addContainerApp(
         { subscriptionId: SUB, resourceGroup: e.resourceGroup, appName: e.containerApp },
         { containers: [{ name: "web", image: "registry.example.test/team/app:old" }], revisionSuffix: "old" },
       );
@@ -86,10 +91,11 @@ describe("deploy orchestration: promote and roll back", () => {
     const config = loadConfig({
       FASTBUILD_ENVIRONMENTS: JSON.stringify({ [from.name]: from, [to.name]: to }),
       AzureWebJobsStorage: azurite.connectionString,
-      FASTBUILD_COMPUTE_ENDPOINT: arm.endpoint,
-      FASTBUILD_CONTAINERAPPS_ENDPOINT: arm.endpoint,
+      FASTBUILD_COMPUTE_ENDPOINT: emulator.endpoint,
+      FASTBUILD_CONTAINERAPPS_ENDPOINT: emulator.endpoint,
+      ...settings,
     });
-    const wiring = testWiring(arm);
+    const wiring = testWiring(emulator);
     const deps = createDeps({
       ...wiring,
       tlsCa: `${wiring.tlsCa ?? ""}\n${sim.ca}\n${staging.ca}`,
@@ -240,5 +246,38 @@ describe("deploy orchestration: promote and roll back", () => {
     assert.equal(status.phase, "failed");
     assert.equal(status.error?.code, "DeployFailed");
     assert.equal(appOf(from)!.latestReadyRevisionName, before);
+  });
+
+  it("waits for another deploy's revision that is still starting, and ends DeployInProgress with nothing deployed when it never becomes ready", async () => {
+    // Revisions here never become ready: another deploy stays under way.
+    const stuck = await startArmEmulator({ revisionReadyMs: 24 * 3_600_000 });
+    try {
+      const { from, activities } = setUp(undefined, stuck, { FASTBUILD_DEPLOY_TIMEOUT_MINUTES: "1" });
+      const ref = { subscriptionId: SUB, resourceGroup: from.resourceGroup, appName: from.containerApp };
+      const gateway = createContainerAppsGateway(gatewayOptions(stuck));
+      await gateway.updateImage(ref, {
+        containerName: "web",
+        image: "registry.example.test/team/app:other",
+        revisionSuffix: "other",
+      });
+      const digest = await pushImage(sim.url, "team/app", `b-${n}`, `stuck-${n}`);
+      const d = driver(
+        activities,
+        input(from, {
+          id: `r-20300101120000-${randomBytes(4).toString("hex")}`,
+          kind: "rollback",
+          environment: from.name,
+          image: { repository: "team/app", digest, source: "revision x" },
+        }),
+      );
+      const status = (await d.run()).output as DeployStatus;
+      assert.equal(status.phase, "failed");
+      assert.equal(status.error?.code, "DeployInProgress");
+      const app = stuck.getContainerApp(ref)!;
+      assert.equal(app.images.web, "registry.example.test/team/app:other", "not patched by the rollback");
+      assert.equal(app.revisions.length, 2, "the initial revision and the other deploy's only");
+    } finally {
+      await stuck.stop();
+    }
   });
 });
