@@ -207,7 +207,9 @@ export function createRevisionHistoryGateway(options: ArmGatewayOptions): Revisi
               ),
             });
           }
-          return found.sort((a, b) => (b.createdTime ?? "").localeCompare(a.createdTime ?? ""));
+          // createdTime has whole seconds; two revisions of one second keep the list's order, which
+          // is the order they were made in (the emulator's; assumed of Azure's): reversed, newest first.
+          return found.reverse().sort((a, b) => (b.createdTime ?? "").localeCompare(a.createdTime ?? ""));
         },
       );
     },
