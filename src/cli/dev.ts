@@ -18,6 +18,7 @@ import { diffManifests } from "../core/sourceManifest.js";
 import { ApiClient } from "./apiClient.js";
 import { createArchive, formatBytes, sourceTooLarge, type SourceArchive } from "./archive.js";
 import type { DevFlags } from "./args.js";
+import type { ProjectSettings } from "../core/projectSettings.js";
 import { readBuildInputs } from "./buildInputs.js";
 import { createManifest } from "./manifest.js";
 import { ManifestCache } from "./manifestCache.js";
@@ -52,7 +53,7 @@ export async function runDev(opts: DevRun): Promise<number> {
   const root = resolve(opts.cwd, flags.dir ?? ".");
 
   out.status("reading the dependency recipe");
-  const { baseKey, generated } = await readBuildInputs(root);
+  const { baseKey, generated, project } = await readBuildInputs(root);
   const api = new ApiClient({ baseUrl: opts.settings.apiUrl, apiKey: opts.settings.apiKey });
   let source = flags.archive
     ? await archiveSource(root, generated, out)
@@ -60,7 +61,7 @@ export async function runDev(opts: DevRun): Promise<number> {
   try {
     let started: StartBuildResponse | undefined;
     while (!started) {
-      const request = await buildRequest(root, source, baseKey, opts);
+      const request = await buildRequest(root, source, baseKey, project, opts);
       if (opts.interrupt.aborted) return EXIT.interrupted;
       out.status("starting the build");
       try {
@@ -224,6 +225,7 @@ async function buildRequest(
   root: string,
   source: Source,
   baseKey: string,
+  project: ProjectSettings | undefined,
   opts: DevRun,
 ): Promise<StartBuildRequest> {
   const git = source.mode === "git" ? await gitInfo(root) : {};
@@ -238,6 +240,8 @@ async function buildRequest(
     sourceDigest: source.digest,
     ...(source.bytes !== undefined ? { sourceBytes: source.bytes } : {}),
     baseKey,
+    // The project file's settings (fast-build.toml); without one, the request is as before.
+    ...(project ? { project } : {}),
     options: { rebuildBase: opts.flags.rebuildBase, deploy: opts.flags.deploy },
   });
   if (!parsed.success) {

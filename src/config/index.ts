@@ -30,8 +30,11 @@ export const environmentSchema = z.object({
   containerName: name,
   /** Resource group of the container app when it differs from the builder's. */
   containerAppResourceGroup: name.optional(),
-  /** The cargo binary the image packages (build.sh needs it; one binary per container app). */
-  binaryName: ruleSchema(BINARY_NAME),
+  /**
+   * The cargo binary the image packages, for builds whose request names none (CLIs before the
+   * project file, or a fast-build.toml without `[build] binary`); the project file's wins.
+   */
+  binaryName: ruleSchema(BINARY_NAME).optional(),
 });
 export type EnvironmentConfig = z.infer<typeof environmentSchema> & { name: string };
 

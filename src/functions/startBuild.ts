@@ -12,6 +12,7 @@ import { quoted } from "../core/logText.js";
 import type { HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
 import { startBuildRequestSchema, type ContentUploads, type StartBuildResponse } from "../core/api.js";
 import { createBuildId, createCallbackToken } from "../core/buildId.js";
+import { effectiveBinary } from "../core/projectSettings.js";
 import { ORCHESTRATOR_VERSION, sourceBlobName, type BuildInput } from "../core/buildInput.js";
 import { indexOf, planPacksOf, storedContents, type PlannedPack } from "../core/contentIndex.js";
 import { ConflictError, InvalidInputError, PayloadTooLargeError } from "../core/errors.js";
@@ -68,6 +69,18 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
       hint: `Use one of: ${known.join(", ")}.`,
     });
   }
+  // The binary comes from the project file, else the environment (older CLIs); the built-in
+  // Dockerfile.app cannot build without one, so a build with neither never starts.
+  const environment = config.environments[req.environment]!;
+  if (effectiveBinary(req.project, environment.binaryName).missing) {
+    throw new InvalidInputError(
+      `No binary to build: the request names none (project.binary) and environment ${quoted(req.environment, 80)} has no binaryName.`,
+      {
+        code: "BinaryNameMissing",
+        hint: 'Set [build] binary = "NAME" in fast-build.toml (`fast-build init` detects it), or binaryName in the environment\'s FASTBUILD_ENVIRONMENTS entry.',
+      },
+    );
+  }
   const maxBytes = config.builds.maxUploadBytes;
   if (req.sourceBytes !== undefined && req.sourceBytes > maxBytes) {
     throw new PayloadTooLargeError(
@@ -103,6 +116,7 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
     createdAt: createdAt.toISOString(),
     orchestratorVersion: ORCHESTRATOR_VERSION,
     ...(manifest ? { sourceFormat: "manifest" as const } : {}),
+    ...(req.project ? { project: req.project } : {}),
   };
   const log = buildLog(context, buildId);
 
