@@ -47,7 +47,16 @@ export type Command =
   | { command: "logs"; buildId: string; flags: ApiFlags & { follow: boolean } }
   | { command: "cancel"; buildId: string; flags: ApiFlags }
   | { command: "builders"; flags: ApiFlags & { json: boolean } }
-  | { command: "warm"; environment: string; flags: ApiFlags & { json: boolean } };
+  | { command: "warm"; environment: string; flags: ApiFlags & { json: boolean } }
+  | { command: "init"; flags: InitFlags };
+
+/** `fast-build init`: offline, no API. */
+export interface InitFlags {
+  dir: string | undefined;
+  binary: string | undefined;
+  force: boolean;
+  json: boolean;
+}
 
 export type CommandName = Exclude<Command["command"], "help">;
 
@@ -72,6 +81,11 @@ const COMMANDS: Record<CommandName, { options: readonly OptionName[]; buildId: b
   cancel: { options: ["api"], buildId: true, usage: "fast-build cancel <build-id>" },
   builders: { options: ["api", "json"], buildId: false, usage: "fast-build builders [--json]" },
   warm: { options: ["api", "json"], buildId: false, usage: "fast-build warm <env> [--json]" },
+  init: {
+    options: ["dir", "binary", "force", "json"],
+    buildId: false,
+    usage: "fast-build init [--dir PATH] [--binary NAME] [--force] [--json]",
+  },
 };
 
 function isCommandName(name: string): name is CommandName {
@@ -107,7 +121,7 @@ export function parseCommand(argv: readonly string[]): Command {
     if (option === "help" || values[option] === undefined || spec.options.includes(option)) continue;
     throw usageError(`--${option} is not an option of \`fast-build ${name}\``, name);
   }
-  for (const option of ["env", "api", "dir"] as const) {
+  for (const option of ["env", "api", "dir", "binary"] as const) {
     if (values[option] !== undefined && values[option].trim() === "") {
       throw usageError(`--${option} needs a value`, name);
     }
@@ -121,6 +135,12 @@ export function parseCommand(argv: readonly string[]): Command {
   if (!spec.buildId) {
     if (rest.length > 0) throw usageError(`unexpected argument to ${name}: ${rest.join(" ")}`, name);
     if (name === "builders") return { command: "builders", flags: { ...api, json } };
+    if (name === "init") {
+      return {
+        command: "init",
+        flags: { dir: values.dir, binary: values.binary, force: values.force ?? false, json },
+      };
+    }
     if (name === "plan") {
       // Offline without --api: an environment would be silently ignored, so say what it needs.
       if (values.env !== undefined && values.api === undefined) {

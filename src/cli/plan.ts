@@ -164,7 +164,7 @@ function projectLine(plan: DevPlan): string {
   const p = plan.project;
   if (!p) return "no fast-build.toml (the environment's binary; `fast-build init` writes one)";
   return [
-    `fast-build.toml: binary ${p.binary ?? (p.dockerfiles ? "(the Dockerfiles decide)" : "(the environment's)")}`,
+    `fast-build.toml: binary ${p.binary ?? (p.dockerfiles ? "none (the Dockerfiles decide)" : "(the environment's)")}`,
     `profile ${p.profile ?? "release"}`,
     ...(p.features?.length ? [`features ${p.features.join(",")}`] : []),
     ...(p.target ? [`target ${p.target}`] : []),

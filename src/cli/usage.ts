@@ -21,6 +21,8 @@ commands:
   builders              list the builder VMs: power state, lease holder, queue, idle shutdown
   warm <env>            start the environment's builder VM now (e.g. from a pre-push hook), so
                         the next build does not wait for it; the idle shutdown still applies
+  init                  write fast-build.toml from what it detects (Cargo workspace, binaries,
+                        rust-toolchain.toml, the project's own Dockerfiles, lock files); offline
 
 dev options:
   --env NAME        environment to build for (or FASTBUILD_ENV)
@@ -40,6 +42,12 @@ plan options:
                     the base, and so what the build would do; without it, no request is sent
   --env NAME        with --api: the environment whose registry is asked (or FASTBUILD_ENV)
   --rebuild-base    as for dev: the base would be rebuilt even if the registry has it
+
+init options:
+  --dir PATH        project folder (default: the current folder)
+  --binary NAME     the binary, when the workspace has several (default: default-run, or the only one)
+  --force           replace an existing fast-build.toml
+  --json            print what was detected and written as JSON on stdout
 
 other options:
   --json            status, builders, warm: print the API's JSON on stdout
@@ -68,6 +76,8 @@ export const OPTIONS = {
   "dry-run": { type: "boolean" },
   follow: { type: "boolean" },
   help: { type: "boolean", short: "h" },
+  force: { type: "boolean" },
+  binary: { type: "string" },
 } as const;
 
 /** argv (without node and script) by the flag table, strictly: an unknown flag throws. */
