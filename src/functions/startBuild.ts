@@ -33,6 +33,7 @@ import {
   type SourceManifest,
   type SourcePlan,
 } from "../core/sourceManifest.js";
+import type { EnvironmentConfig } from "../config/index.js";
 import type { Deps } from "./deps.js";
 import { getDeps } from "./deps.js";
 import {
@@ -47,6 +48,45 @@ import {
   tooLarge,
 } from "./http.js";
 import { buildInstances } from "./instances.js";
+
+/**
+ * The image listens on the project file's port, but Azure routes to the app's ingress targetPort,
+ * which fast-build does not change: with a mismatch the new revision fails its health probes and
+ * the build would end only at the deploy timeout. So the start refuses it before anything runs
+ * (one read of the app; a build with `--no-deploy` is not asked). When the read itself fails, the
+ * build goes on: the deploy reads the app again and reports what it finds.
+ */
+async function checkPort(
+  deps: Deps,
+  environment: EnvironmentConfig,
+  port: number,
+  context: InvocationContext,
+): Promise<void> {
+  if (!deps.apps) return;
+  const app = {
+    subscriptionId: environment.subscriptionId,
+    resourceGroup: environment.containerAppResourceGroup ?? environment.resourceGroup,
+    appName: environment.containerApp,
+  };
+  let targetPort: number | undefined;
+  try {
+    targetPort = (await deps.apps.getApp(app)).targetPort;
+  } catch (error) {
+    context.warn(
+      `could not read container app ${quoted(app.appName, 80)} to compare its port: ${String(error)}`,
+    );
+    return;
+  }
+  if (targetPort !== undefined && targetPort !== port) {
+    throw new InvalidInputError(
+      `Container app ${quoted(app.appName, 80)} sends its traffic to port ${targetPort}, but fast-build.toml's [container] port is ${port}.`,
+      {
+        code: "PortMismatch",
+        hint: `Set [container] port = ${targetPort} in fast-build.toml if the server listens there, or point the app's ingress at ${port} (az containerapp ingress update -n ${app.appName} -g ${app.resourceGroup} --target-port ${port}); --no-deploy builds without deploying.`,
+      },
+    );
+  }
+}
 
 async function run(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
   const { value: body, bytes } = await readJsonBody(request, MAX_MANIFEST_BODY_BYTES);
@@ -80,6 +120,9 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
         hint: 'Set [build] binary = "NAME" in fast-build.toml (`fast-build init` detects it), or binaryName in the environment\'s FASTBUILD_ENVIRONMENTS entry.',
       },
     );
+  }
+  if (req.project?.port !== undefined && req.options?.deploy !== false) {
+    await checkPort(deps, environment, req.project.port, context);
   }
   const maxBytes = config.builds.maxUploadBytes;
   if (req.sourceBytes !== undefined && req.sourceBytes > maxBytes) {

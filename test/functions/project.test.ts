@@ -92,6 +92,26 @@ describe("POST /api/builds with project settings", () => {
     });
   }
 
+  it("refuses a port the app's ingress does not send traffic to, saying both ways out, and starts nothing", async () => {
+    const before = await instanceCount();
+    // The test cloud's apps have ingress.targetPort 8080 (the emulator's default, as Azure's portal's).
+    const res = await post(request({ binary: "app", port: 3000 }));
+    assert.equal(res.status, 400, res.text);
+    const { error } = res.body as ErrorResponse;
+    assert.equal(error.code, "PortMismatch");
+    assert.match(
+      error.message,
+      /sends its traffic to port 8080, but fast-build\.toml's \[container\] port is 3000/,
+    );
+    assert.match(error.hint ?? "", /\[container\] port = 8080.*--target-port 3000.*--no-deploy/);
+    assert.equal(await instanceCount(), before);
+  });
+
+  it("does not ask the app about the port of a build that does not deploy", async () => {
+    const res = await post({ ...request({ binary: "app", port: 3000 }), options: { deploy: false } });
+    assert.equal(res.status, 202, res.text);
+  });
+
   it("refuses a build whose project names no binary when the environment has none either", async () => {
     withoutEnvironmentBinary();
     const before = await instanceCount();
@@ -112,7 +132,7 @@ describe("POST /api/builds with project settings", () => {
     withoutEnvironmentBinary();
     const projects = [
       { binary: "server", features: ["metrics"], profile: "release", port: 8080 },
-      { port: 3000, dockerfiles: { base: "Dockerfile.base", app: "Dockerfile.app" } },
+      { port: 8080, dockerfiles: { base: "Dockerfile.base", app: "Dockerfile.app" } },
     ];
     for (const project of projects) {
       const res = await post(request(project));

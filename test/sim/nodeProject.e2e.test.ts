@@ -103,6 +103,8 @@ before(async () => {
   arm.addContainerApp(app, {
     containers: [{ name: ENVIRONMENT.containerName, image: builder.images.runtime }],
     revisionSuffix: "initial",
+    // The port the service listens on (fast-build.toml's [container] port): the start checks it.
+    targetPort: 3000,
   });
   functionKey = randomBytes(18).toString("base64url");
   host = await startFunctionApp(azurite, arm, {
@@ -191,5 +193,33 @@ describe("a Node project with its own Dockerfiles, on the local cloud", () => {
     assert.equal(third.phase, "succeeded", JSON.stringify(third.error));
     assert.equal(third.cache?.base, "miss");
     assert.notEqual(third.cache?.baseKey, first.cache?.baseKey);
+  });
+
+  it("refuses a port the app's ingress does not route to before anything runs (exit 2), and a bad project file naming its line", async () => {
+    const file = join(project, "fast-build.toml");
+    const text = await readFile(file, "utf8");
+    const env = {
+      FASTBUILD_API_URL: host.url,
+      FASTBUILD_API_KEY: functionKey,
+      FASTBUILD_CACHE_DIR: join(scratch, "cli-cache"),
+    };
+    await writeFile(file, text.replace("port = 3000", "port = 4000"));
+    const mismatch = await fastBuild(["dev", "--env", "node", "--dir", project], env);
+    assert.equal(mismatch.code, 2, mismatch.stderr);
+    assert.match(
+      mismatch.stderr,
+      /sends its traffic to port 3000, but fast-build\.toml's \[container\] port is 4000/,
+    );
+    assert.doesNotMatch(mismatch.stderr, /^build \S+ started/m);
+
+    await writeFile(file, text.replace("port = 3000", "prot = 3000"));
+    const bad = await fastBuild(["dev", "--env", "node", "--dir", project], env);
+    assert.equal(bad.code, 2, bad.stderr);
+    const line = text.split("\n").findIndex((l) => l.startsWith("port = ")) + 1;
+    assert.match(
+      bad.stderr,
+      new RegExp(`fast-build\\.toml:${line}: container\\.prot: unknown key; fix: did you mean port\\?`),
+    );
+    await writeFile(file, text);
   });
 });
