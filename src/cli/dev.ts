@@ -67,6 +67,17 @@ export async function runDev(opts: DevRun): Promise<number> {
       try {
         started = await source.start(api, request);
       } catch (error) {
+        if (isProjectUnsupported(error)) {
+          // Not sent without it: building the project's way or not at all, never silently otherwise.
+          throw new InvalidInputError(
+            "the function app does not know fast-build.toml's settings (an older version)",
+            {
+              code: "ProjectUnsupported",
+              hint: "Deploy the current fast-build function app (azd deploy), or remove fast-build.toml to build as before (the built-in Dockerfiles and the environment's binaryName).",
+              cause: error,
+            },
+          );
+        }
         if (source.kind !== "manifest" || !isManifestUnsupported(error)) throw error;
         // A function app from before content-addressed source: the archive still works.
         out.line("  note: the function app takes no manifest (an older version); sending an archive instead");
@@ -209,6 +220,16 @@ async function manifestSource(
 
 function fileList(mode: "git" | "gitignore"): string {
   return mode === "git" ? "git file list" : ".gitignore file list";
+}
+
+/** An API that predates the project file refuses its field by name, as it refuses any unknown one. */
+function isProjectUnsupported(error: unknown): boolean {
+  return (
+    error instanceof InvalidInputError &&
+    error.code === "InvalidRequest" &&
+    /unrecognized key/i.test(error.message) &&
+    /"project"/.test(error.message)
+  );
 }
 
 /** An API that predates manifests refuses the unknown field by name (src/functions/http.ts parseWith). */
