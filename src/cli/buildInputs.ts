@@ -31,7 +31,7 @@ import {
   type ProjectFile,
 } from "../core/projectFile.js";
 import type { ProjectSettings } from "../core/projectSettings.js";
-import { checkDirectory, type GeneratedFiles } from "./sourceTree.js";
+import { checkDirectory, listSourceFiles, type GeneratedFiles } from "./sourceTree.js";
 
 export interface BuildInputs {
   /** The base image's tag (64 hex digits). */
@@ -71,6 +71,26 @@ export async function readBuildInputs(root: string): Promise<BuildInputs> {
         dockerfileApp: await need(file.docker.app!, ["docker", "app"]),
       }
     : await readBuildKit();
+  if (own) {
+    // The builder reads them from the tree it gets: one the upload leaves out (ignored by git,
+    // under target/) would fail the build only after the upload and the VM's start.
+    const listed = new Set((await listSourceFiles(root)).files);
+    for (const [path, key] of [
+      [file.docker.base!, "base"],
+      [file.docker.app!, "app"],
+    ] as const) {
+      if (!listed.has(path)) {
+        const line = lineOf(projectText ?? "", ["docker", key]);
+        throw new InvalidInputError(
+          `${PROJECT_FILE}${line !== undefined ? `:${line}` : ""}: docker.${key}: ${path} is not sent with the source (ignored by .gitignore, or under target/)`,
+          {
+            code: "ProjectFileNotSent",
+            hint: `Commit ${path} or take it out of .gitignore (\`fast-build plan\` lists what is left out and why).`,
+          },
+        );
+      }
+    }
+  }
   const keyFiles: { path: string; content: Buffer }[] = [];
   for (const path of file?.docker.baseKeyFiles ?? []) {
     keyFiles.push({ path, content: await need(path, ["docker", "base-key-files"]) });

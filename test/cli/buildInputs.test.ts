@@ -104,6 +104,20 @@ describe("build inputs from fast-build.toml", () => {
     );
   });
 
+  it("refuses a project Dockerfile the upload would leave out (.gitignore), naming its line", async () => {
+    const root = await copyOf("node-hello", { ".gitignore": "node_modules/\nDockerfile.app\n" });
+    await assert.rejects(readBuildInputs(root), (error: unknown) => {
+      assert.ok(error instanceof InvalidInputError);
+      assert.equal(error.code, "ProjectFileNotSent");
+      assert.match(
+        error.message,
+        /^fast-build\.toml:\d+: docker\.app: Dockerfile\.app is not sent with the source/,
+      );
+      assert.match(error.hint ?? "", /\.gitignore/);
+      return true;
+    });
+  });
+
   it("refuses a project that is neither a Cargo workspace nor names its own Dockerfiles, pointing at fast-build init", async () => {
     const root = await copyOf("node-hello", { "fast-build.toml": "[container]\nport = 3000\n" });
     await assert.rejects(readBuildInputs(root), (error: unknown) => {
