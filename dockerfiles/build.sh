@@ -689,7 +689,13 @@ else
   # context independent of our own sources. Without it the whole tree serves: slower to
   # build, but it compiles the same dependencies.
   base_context=$src/.fastbuild/recipe
-  if [ ! -d "$base_context" ] || [ -L "$base_context" ]; then
+  if [ -n "${FASTBUILD_DOCKERFILE_BASE:-}" ] && { [ ! -d "$base_context" ] || [ -L "$base_context" ]; }; then
+    # The project's own Dockerfile.base sees exactly what its key covers: the key files (in the
+    # recipe folder), or with none of them nothing at all.
+    log "fast-build.toml names no base-key-files: the base's build context is empty"
+    base_context=$BUILD_DIR/empty-context
+    mkdir -p "$base_context"
+  elif [ ! -d "$base_context" ] || [ -L "$base_context" ]; then
     log "no .fastbuild/recipe in the archive: building the base from the whole tree"
     base_context=$src
   fi

@@ -482,6 +482,32 @@ describe("dockerfiles/build.sh with buildah and a local registry", () => {
     assert.doesNotMatch(run.output, /fixture-app/);
   });
 
+  it("gives the project's Dockerfile.base an empty context when no key files come, and the toolchain as TOOLCHAIN_IMAGE", async () => {
+    const own = await projectDockerfiles();
+    const base =
+      'ARG TOOLCHAIN_IMAGE\nFROM ${TOOLCHAIN_IMAGE}\nWORKDIR /ctx\nCOPY . .\nRUN echo "project-base context: $(ls -A | wc -l) entries"\n';
+    const p = await prepare(
+      {
+        ...own.files,
+        "docker/Dockerfile.base": base,
+        "app/src/main.rs": 'fn main() { println!("own-empty"); }\n',
+      },
+      toolchain2,
+      false,
+    );
+    const run = await runBuildScript(
+      env(p, "own5", {
+        FASTBUILD_DOCKERFILE_BASE: "docker/Dockerfile.base",
+        FASTBUILD_DOCKERFILE_APP: "docker/Dockerfile.app",
+        FASTBUILD_TOOLCHAIN_IMAGE: toolchain2,
+        FASTBUILD_REBUILD_BASE: "true",
+      }),
+    );
+    assert.equal(run.code, 0, run.output);
+    assert.match(run.output, /the base's build context is empty/);
+    assert.match(run.output, /project-base context: 0 entries/);
+  });
+
   it("refuses a project Dockerfile that is missing from the source or a link, before building", async () => {
     const own = await projectDockerfiles();
     const p = await prepare({ ...own.files, "app/src/main.rs": 'fn main() { println!("own2"); }\n' });
