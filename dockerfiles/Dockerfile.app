@@ -37,5 +37,9 @@ RUN --mount=type=cache,id=fastbuild-cargo-registry,target=/usr/local/cargo/regis
     cp "$dir/${CARGO_TARGET:+$CARGO_TARGET/}$out/$BINARY_NAME" /out/app
 
 FROM ${RUNTIME_IMAGE}
+# fast-build.toml's [container] port (metadata only: the Container App's ingress targetPort is what
+# Azure routes to; 8080 when the project names none).
+ARG PORT=8080
+EXPOSE ${PORT}
 COPY --from=build /out/app /usr/local/bin/app
 ENTRYPOINT ["/usr/local/bin/app"]

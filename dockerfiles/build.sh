@@ -13,7 +13,8 @@
 #   FASTBUILD_REGISTRY            registry host[:port] in lower case, e.g. myreg.azurecr.io
 #   FASTBUILD_IMAGE_REPOSITORY    app image repository, e.g. team/app
 #   FASTBUILD_BASE_KEY            base image key (16-64 hex), computed by the upload command
-#   FASTBUILD_BINARY_NAME         cargo binary to build and package
+#   FASTBUILD_BINARY_NAME         cargo binary to build and package (BINARY_NAME build arg); optional
+#                                 only with the project's own Dockerfiles (FASTBUILD_DOCKERFILE_BASE/APP)
 #   FASTBUILD_EXTRACTOR_B64       safe_extract.py, base64 (no line breaks): the activity sends it
 #                                 with each build, since it runs before the archive is opened and an
 #                                 archive must never bring its own extractor. Optional only when
@@ -35,6 +36,11 @@
 #   FASTBUILD_CALLBACK_URL + FASTBUILD_CALLBACK_TOKEN   POST heartbeats and the result JSON,
 #                                 header x-fastbuild-token; FASTBUILD_HEARTBEAT_SECONDS (30)
 #   FASTBUILD_WORK_ROOT           per-build workspaces live under it (default /var/lib/fastbuild)
+#   FASTBUILD_DOCKERFILE_BASE + FASTBUILD_DOCKERFILE_APP  the project's own Dockerfiles (fast-build.toml
+#                                 [docker] base/app): paths inside the source tree, relative to its root
+#                                 (src/core/rules.ts PROJECT_PATH), both or neither; they win over
+#                                 FASTBUILD_DOCKERFILES_DIR and the archive's .fastbuild/kit/
+#   FASTBUILD_PORT                the port the container listens on (PORT build arg of Dockerfile.app)
 #   FASTBUILD_DOCKERFILES_DIR     folder with Dockerfile.base / Dockerfile.app: a machine-level
 #                                 override (stand-in Dockerfiles of the local builder and tests).
 #                                 Default: the archive's .fastbuild/kit/, the very bytes the upload
@@ -298,7 +304,24 @@ need FASTBUILD_SOURCE_DIGEST '^sha256:[0-9a-f]{64}$' "give sha256:<64 lower-case
 need FASTBUILD_REGISTRY '^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$' "give the registry host[:port] in lower case, e.g. myreg.azurecr.io or 127.0.0.1:5000 (ACR login servers are lower-case)"
 need FASTBUILD_IMAGE_REPOSITORY '^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$' "give a lower-case repository such as team/app"
 need FASTBUILD_BASE_KEY '^[0-9a-f]{16,64}$' "give the base key the upload command computed (16-64 lower-case hex)"
-need FASTBUILD_BINARY_NAME '^[A-Za-z0-9_-]{1,64}$' "give the cargo binary name (letters, digits, _ -)"
+# A project with its own Dockerfiles decides what its image runs; the built-in ones need the binary.
+readonly PROJECT_PATH_RE='^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}){0,15}$'
+optional FASTBUILD_DOCKERFILE_BASE "$PROJECT_PATH_RE" "give the path of the project's Dockerfile.base inside the source tree (letters, digits, _ . -; no leading dot, .. or /)"
+optional FASTBUILD_DOCKERFILE_APP "$PROJECT_PATH_RE" "give the path of the project's Dockerfile.app inside the source tree (letters, digits, _ . -; no leading dot, .. or /)"
+if [ -n "${FASTBUILD_DOCKERFILE_BASE:-}" ] && [ -z "${FASTBUILD_DOCKERFILE_APP:-}" ]; then
+  problems+=("FASTBUILD_DOCKERFILE_APP is not set: the project's own Dockerfiles come as a pair (FASTBUILD_DOCKERFILE_BASE and FASTBUILD_DOCKERFILE_APP)")
+elif [ -z "${FASTBUILD_DOCKERFILE_BASE:-}" ] && [ -n "${FASTBUILD_DOCKERFILE_APP:-}" ]; then
+  problems+=("FASTBUILD_DOCKERFILE_BASE is not set: the project's own Dockerfiles come as a pair (FASTBUILD_DOCKERFILE_BASE and FASTBUILD_DOCKERFILE_APP)")
+fi
+if [ -n "${FASTBUILD_DOCKERFILE_APP:-}" ]; then
+  optional FASTBUILD_BINARY_NAME '^[A-Za-z0-9_-]{1,64}$' "give the cargo binary name (letters, digits, _ -)"
+else
+  need FASTBUILD_BINARY_NAME '^[A-Za-z0-9_-]{1,64}$' "give the cargo binary name (letters, digits, _ -)"
+fi
+optional FASTBUILD_PORT '^[1-9][0-9]{0,4}$' "give the container's port, 1-65535"
+if [[ ${FASTBUILD_PORT:-} =~ ^[1-9][0-9]{0,4}$ ]] && [ "$FASTBUILD_PORT" -gt 65535 ]; then
+  problems+=("FASTBUILD_PORT is invalid: give the container's port, 1-65535")
+fi
 optional FASTBUILD_SOURCE_MAX_BYTES '^[1-9][0-9]{0,11}$' "give a positive number of bytes"
 optional FASTBUILD_EXTRACT_MAX_BYTES '^[1-9][0-9]{0,12}$' "give a positive number of bytes"
 optional FASTBUILD_EXTRACT_MAX_FILES '^[1-9][0-9]{0,8}$' "give a positive number of files"
@@ -601,8 +624,26 @@ rm -f "$BUILD_DIR/source.tar.gz" "$BUILD_DIR/source-plan.json"
 # The Dockerfiles the upload command hashed into the base key travel next to the recipe, so the
 # base is built from exactly those bytes. Links are not followed: the kit must be the archive's own
 # files (safe_extract.py keeps links inside the tree, but a kit is plain files).
-if [ -z "$DOCKERFILES_DIR" ]; then
+# The project's own pair (fast-build.toml [docker]) wins: the upload command hashed that
+# Dockerfile.base's bytes into the base key, and the manifest's digest pins them. Plain files
+# inside the tree only: a path through a symlink is refused (realpath must be the path itself).
+DOCKERFILE_BASE=$DOCKERFILES_DIR/Dockerfile.base
+DOCKERFILE_APP=$DOCKERFILES_DIR/Dockerfile.app
+if [ -n "${FASTBUILD_DOCKERFILE_BASE:-}" ]; then
+  src_real=$(realpath -e "$src")
+  for variable in FASTBUILD_DOCKERFILE_BASE FASTBUILD_DOCKERFILE_APP; do
+    file=$src/${!variable}
+    if [ ! -f "$file" ] || [ -L "$file" ] || [ "$(realpath -e "$file" 2>/dev/null)" != "$src_real/${!variable}" ]; then
+      fail kit "$EXIT_KIT" "the project's Dockerfile ${!variable} ($variable) is missing from the source or not a plain file inside it: fix [docker] in fast-build.toml. Nothing was built."
+    fi
+  done
+  DOCKERFILE_BASE=$src/$FASTBUILD_DOCKERFILE_BASE
+  DOCKERFILE_APP=$src/$FASTBUILD_DOCKERFILE_APP
+  log "using the project's own Dockerfiles: $FASTBUILD_DOCKERFILE_BASE, $FASTBUILD_DOCKERFILE_APP (fast-build.toml)"
+elif [ -z "$DOCKERFILES_DIR" ]; then
   DOCKERFILES_DIR=$src/.fastbuild/kit
+  DOCKERFILE_BASE=$DOCKERFILES_DIR/Dockerfile.base
+  DOCKERFILE_APP=$DOCKERFILES_DIR/Dockerfile.app
   for file in "$DOCKERFILES_DIR/Dockerfile.base" "$DOCKERFILES_DIR/Dockerfile.app"; do
     if [ ! -f "$file" ] || [ -L "$file" ] || [ -L "$DOCKERFILES_DIR" ] || [ -L "$src/.fastbuild" ]; then
       fail kit "$EXIT_KIT" "the archive has no build kit (${file#"$src/"} is missing or not a plain file): upload with a current fast-build, which adds .fastbuild/kit/, or set FASTBUILD_DOCKERFILES_DIR on the builder. Nothing was built."
@@ -648,14 +689,22 @@ else
   # context independent of our own sources. Without it the whole tree serves: slower to
   # build, but it compiles the same dependencies.
   base_context=$src/.fastbuild/recipe
-  if [ ! -d "$base_context" ] || [ -L "$base_context" ]; then
+  if [ -n "${FASTBUILD_DOCKERFILE_BASE:-}" ] && { [ ! -d "$base_context" ] || [ -L "$base_context" ]; }; then
+    # The project's own Dockerfile.base sees exactly what its key covers: the key files (in the
+    # recipe folder), or with none of them nothing at all.
+    log "fast-build.toml names no base-key-files: the base's build context is empty"
+    base_context=$BUILD_DIR/empty-context
+    mkdir -p "$base_context"
+  elif [ ! -d "$base_context" ] || [ -L "$base_context" ]; then
     log "no .fastbuild/recipe in the archive: building the base from the whole tree"
     base_context=$src
   fi
   base_args=("${build_args[@]}")
-  [ -z "${FASTBUILD_TOOLCHAIN_IMAGE:-}" ] || base_args+=(--build-arg "RUST_IMAGE=$FASTBUILD_TOOLCHAIN_IMAGE")
+  # RUST_IMAGE for the built-in Dockerfile.base; TOOLCHAIN_IMAGE, the same, for a project's own.
+  [ -z "${FASTBUILD_TOOLCHAIN_IMAGE:-}" ] || base_args+=(--build-arg "RUST_IMAGE=$FASTBUILD_TOOLCHAIN_IMAGE"
+    --build-arg "TOOLCHAIN_IMAGE=$FASTBUILD_TOOLCHAIN_IMAGE")
   rc=0
-  run_logged "${CLI[@]}" build "${BUILD_EXTRA[@]}" -f "$DOCKERFILES_DIR/Dockerfile.base" -t "$BASE_IMAGE" \
+  run_logged "${CLI[@]}" build "${BUILD_EXTRA[@]}" -f "$DOCKERFILE_BASE" -t "$BASE_IMAGE" \
     "${base_args[@]}" "$base_context" || rc=$?
   if [ "$rc" -ne 0 ]; then
     mapfile -t extra < <(step_failure_args "$rc")
@@ -676,11 +725,12 @@ tags=("$BUILD_ID")
 tags+=("$SOURCE_TAG")
 tag_args=()
 for tag in "${tags[@]}"; do tag_args+=(-t "$REGISTRY/$REPOSITORY:$tag"); done
-app_args=("${build_args[@]}" --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "BASE_KEY=$BASE_KEY"
-  --build-arg "BINARY_NAME=$FASTBUILD_BINARY_NAME")
+app_args=("${build_args[@]}" --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "BASE_KEY=$BASE_KEY")
+[ -z "${FASTBUILD_BINARY_NAME:-}" ] || app_args+=(--build-arg "BINARY_NAME=$FASTBUILD_BINARY_NAME")
+[ -z "${FASTBUILD_PORT:-}" ] || app_args+=(--build-arg "PORT=$FASTBUILD_PORT")
 [ -z "${FASTBUILD_RUNTIME_IMAGE:-}" ] || app_args+=(--build-arg "RUNTIME_IMAGE=$FASTBUILD_RUNTIME_IMAGE")
 rc=0
-run_logged "${CLI[@]}" build "${BUILD_EXTRA[@]}" -f "$DOCKERFILES_DIR/Dockerfile.app" "${tag_args[@]}" \
+run_logged "${CLI[@]}" build "${BUILD_EXTRA[@]}" -f "$DOCKERFILE_APP" "${tag_args[@]}" \
   "${app_args[@]}" "$src" || rc=$?
 if [ "$rc" -ne 0 ]; then
   mapfile -t extra < <(step_failure_args "$rc")

@@ -34,6 +34,7 @@ import {
 import { contentBlobNames } from "../core/sourceManifest.js";
 import { ConfigError, NotFoundError, PermanentError } from "../core/errors.js";
 import { EXTRACT_LIMITS } from "../core/extractLimits.js";
+import { effectiveBinary } from "../core/projectSettings.js";
 import { decideAcquire, decideRelease, decideRenew, mutateRecord, type LeaseStore } from "../core/lease.js";
 import type {
   ComputeGateway,
@@ -152,7 +153,7 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
         containerName: env.containerName,
         registry: env.registry,
         imageRepository: env.imageRepository,
-        binaryName: env.binaryName,
+        ...(env.binaryName !== undefined ? { binaryName: env.binaryName } : {}),
         limits: {
           sourceTimeoutMs: b.sourceTimeoutMinutes * 60_000,
           buildTimeoutMs: b.buildTimeoutMinutes * 60_000,
@@ -249,7 +250,28 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
       };
       parameters.FASTBUILD_BASE_KEY = input.baseKey;
       if (input.commit) parameters.FASTBUILD_COMMIT = input.commit;
-      parameters.FASTBUILD_BINARY_NAME = env.binaryName;
+      // The project's settings (fast-build.toml, checked by POST /builds against src/core/rules.ts;
+      // build.sh checks them again), else the environment's binary: parameters, never script text.
+      const project = input.project;
+      const { binary, missing } = effectiveBinary(project, env.binaryName);
+      if (missing) {
+        throw new PermanentError(
+          "no binary to build: the build names none and its environment has no binaryName",
+          {
+            code: "BinaryNameMissing",
+            hint: 'Set [build] binary = "NAME" in fast-build.toml, or binaryName in the environment\'s FASTBUILD_ENVIRONMENTS entry, and start the build again.',
+          },
+        );
+      }
+      if (binary !== undefined) parameters.FASTBUILD_BINARY_NAME = binary;
+      if (project?.profile !== undefined) parameters.FASTBUILD_CARGO_PROFILE = project.profile;
+      if (project?.features?.length) parameters.FASTBUILD_CARGO_FEATURES = project.features.join(",");
+      if (project?.target !== undefined) parameters.FASTBUILD_CARGO_TARGET = project.target;
+      if (project?.port !== undefined) parameters.FASTBUILD_PORT = String(project.port);
+      if (project?.dockerfiles) {
+        parameters.FASTBUILD_DOCKERFILE_BASE = project.dockerfiles.base;
+        parameters.FASTBUILD_DOCKERFILE_APP = project.dockerfiles.app;
+      }
       // Every limit, on every build: the extractor's own defaults are for runs by hand only.
       const limits = env.extractLimits ?? deps.config.builds.extractLimits;
       for (const limit of EXTRACT_LIMITS) parameters[limit.variable] = String(limits[limit.key]);

@@ -229,5 +229,6 @@ function statusOf(found: ContainerApp): ContainerAppStatus {
     // Azure's default when the app does not say.
     activeRevisionsMode: found.configuration?.activeRevisionsMode ?? "Single",
     ingress: found.configuration?.ingress !== undefined,
+    targetPort: found.configuration?.ingress?.targetPort ?? undefined,
   };
 }

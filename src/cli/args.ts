@@ -52,12 +52,21 @@ export type Command =
   | { command: "rollback"; environment: string; flags: DeployFlags & { to: string | undefined } }
   | { command: "approve"; id: string; flags: ApiFlags & { json: boolean } }
   | { command: "reject"; id: string; flags: ApiFlags & { json: boolean; reason: string | undefined } }
-  | { command: "promotion"; id: string; flags: ApiFlags & { json: boolean } };
+  | { command: "promotion"; id: string; flags: ApiFlags & { json: boolean } }
+  | { command: "init"; flags: InitFlags };
 
 /** promote and rollback: print JSON, or return once started. */
 export interface DeployFlags extends ApiFlags {
   json: boolean;
   follow: boolean;
+}
+
+/** `fast-build init`: offline, no API. */
+export interface InitFlags {
+  dir: string | undefined;
+  binary: string | undefined;
+  force: boolean;
+  json: boolean;
 }
 
 export type CommandName = Exclude<Command["command"], "help">;
@@ -100,6 +109,11 @@ const COMMANDS: Record<CommandName, { options: readonly OptionName[]; buildId: b
     usage: "fast-build reject <id> [--reason TEXT] [--json]",
   },
   promotion: { options: ["api", "json"], buildId: false, usage: "fast-build promotion <id> [--json]" },
+  init: {
+    options: ["dir", "binary", "force", "json"],
+    buildId: false,
+    usage: "fast-build init [--dir PATH] [--binary NAME] [--force] [--json]",
+  },
 };
 
 function isCommandName(name: string): name is CommandName {
@@ -135,7 +149,7 @@ export function parseCommand(argv: readonly string[]): Command {
     if (option === "help" || values[option] === undefined || spec.options.includes(option)) continue;
     throw usageError(`--${option} is not an option of \`fast-build ${name}\``, name);
   }
-  for (const option of ["env", "api", "dir"] as const) {
+  for (const option of ["env", "api", "dir", "binary"] as const) {
     if (values[option] !== undefined && values[option].trim() === "") {
       throw usageError(`--${option} needs a value`, name);
     }
@@ -158,6 +172,12 @@ export function parseCommand(argv: readonly string[]): Command {
   if (!spec.buildId) {
     if (rest.length > 0) throw usageError(`unexpected argument to ${name}: ${rest.join(" ")}`, name);
     if (name === "builders") return { command: "builders", flags: { ...api, json } };
+    if (name === "init") {
+      return {
+        command: "init",
+        flags: { dir: values.dir, binary: values.binary, force: values.force ?? false, json },
+      };
+    }
     if (name === "plan") {
       // Offline without --api: an environment would be silently ignored, so say what it needs.
       if (values.env !== undefined && values.api === undefined) {

@@ -18,6 +18,7 @@ import { diffManifests } from "../core/sourceManifest.js";
 import { ApiClient } from "./apiClient.js";
 import { createArchive, formatBytes, sourceTooLarge, type SourceArchive } from "./archive.js";
 import type { DevFlags } from "./args.js";
+import type { ProjectSettings } from "../core/projectSettings.js";
 import { readBuildInputs } from "./buildInputs.js";
 import { createManifest } from "./manifest.js";
 import { ManifestCache } from "./manifestCache.js";
@@ -52,7 +53,7 @@ export async function runDev(opts: DevRun): Promise<number> {
   const root = resolve(opts.cwd, flags.dir ?? ".");
 
   out.status("reading the dependency recipe");
-  const { baseKey, generated } = await readBuildInputs(root);
+  const { baseKey, generated, project } = await readBuildInputs(root);
   const api = new ApiClient({ baseUrl: opts.settings.apiUrl, apiKey: opts.settings.apiKey });
   let source = flags.archive
     ? await archiveSource(root, generated, out)
@@ -60,12 +61,23 @@ export async function runDev(opts: DevRun): Promise<number> {
   try {
     let started: StartBuildResponse | undefined;
     while (!started) {
-      const request = await buildRequest(root, source, baseKey, opts);
+      const request = await buildRequest(root, source, baseKey, project, opts);
       if (opts.interrupt.aborted) return EXIT.interrupted;
       out.status("starting the build");
       try {
         started = await source.start(api, request);
       } catch (error) {
+        if (isProjectUnsupported(error)) {
+          // Not sent without it: building the project's way or not at all, never silently otherwise.
+          throw new InvalidInputError(
+            "the function app does not know fast-build.toml's settings (an older version)",
+            {
+              code: "ProjectUnsupported",
+              hint: "Deploy the current fast-build function app (azd deploy), or remove fast-build.toml to build as before (the built-in Dockerfiles and the environment's binaryName).",
+              cause: error,
+            },
+          );
+        }
         if (source.kind !== "manifest" || !isManifestUnsupported(error)) throw error;
         // A function app from before content-addressed source: the archive still works.
         out.line("  note: the function app takes no manifest (an older version); sending an archive instead");
@@ -210,6 +222,16 @@ function fileList(mode: "git" | "gitignore"): string {
   return mode === "git" ? "git file list" : ".gitignore file list";
 }
 
+/** An API that predates the project file refuses its field by name, as it refuses any unknown one. */
+function isProjectUnsupported(error: unknown): boolean {
+  return (
+    error instanceof InvalidInputError &&
+    error.code === "InvalidRequest" &&
+    /unrecognized key/i.test(error.message) &&
+    /"project"/.test(error.message)
+  );
+}
+
 /** An API that predates manifests refuses the unknown field by name (src/functions/http.ts parseWith). */
 function isManifestUnsupported(error: unknown): boolean {
   return (
@@ -224,6 +246,7 @@ async function buildRequest(
   root: string,
   source: Source,
   baseKey: string,
+  project: ProjectSettings | undefined,
   opts: DevRun,
 ): Promise<StartBuildRequest> {
   const git = source.mode === "git" ? await gitInfo(root) : {};
@@ -238,6 +261,8 @@ async function buildRequest(
     sourceDigest: source.digest,
     ...(source.bytes !== undefined ? { sourceBytes: source.bytes } : {}),
     baseKey,
+    // The project file's settings (fast-build.toml); without one, the request is as before.
+    ...(project ? { project } : {}),
     options: { rebuildBase: opts.flags.rebuildBase, deploy: opts.flags.deploy },
   });
   if (!parsed.success) {

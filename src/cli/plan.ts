@@ -17,7 +17,8 @@ import { baseOutcome } from "../orchestration/registryFirst.js";
 import type { CliSettings } from "../config/cli.js";
 import { ApiClient } from "./apiClient.js";
 import { createArchive, formatBytes } from "./archive.js";
-import { readBuildInputs } from "./buildInputs.js";
+import type { ProjectSettings } from "../core/projectSettings.js";
+import { readBuildInputs, type BuildInputs } from "./buildInputs.js";
 import { EXIT, writeJson } from "./follow.js";
 import { createManifest } from "./manifest.js";
 import type { Output } from "./progress.js";
@@ -61,6 +62,10 @@ export interface DevPlan {
   largest: { path: string; bytes: number }[];
   /** Added by fast-build: the recipe and Dockerfiles the base key is computed over. */
   generated: string[];
+  /** The project file's settings, as the build sends them (absent without fast-build.toml). */
+  project?: ProjectSettings;
+  /** Which Dockerfiles build it: the project's own (their paths in the tree) or the built-in Rust pair. */
+  dockerfiles: BuildInputs["dockerfiles"];
   leftOut: LeftOut;
   registry?: RegistryPlan;
 }
@@ -101,6 +106,8 @@ export async function planSource(root: string, opts: { archive: boolean }): Prom
     largest,
     generated: inputs.generated.flatMap((group) => group.files.map((f) => `${group.prefix}/${f.path}`)),
     leftOut: tree.leftOut ?? {},
+    ...(inputs.project ? { project: inputs.project } : {}),
+    dockerfiles: inputs.dockerfiles,
   };
 }
 
@@ -152,6 +159,19 @@ const REASONS: Record<LeftOutReason, string> = {
   "replaced-by-generated": "replaced by fast-build's generated files",
 };
 
+/** The project file's settings in one line. */
+function projectLine(plan: DevPlan): string {
+  const p = plan.project;
+  if (!p) return "no fast-build.toml (the environment's binary; `fast-build init` writes one)";
+  return [
+    `fast-build.toml: binary ${p.binary ?? (p.dockerfiles ? "none (the Dockerfiles decide)" : "(the environment's)")}`,
+    `profile ${p.profile ?? "release"}`,
+    ...(p.features?.length ? [`features ${p.features.join(",")}`] : []),
+    ...(p.target ? [`target ${p.target}`] : []),
+    `port ${p.port ?? "(not set)"}`,
+  ].join(", ");
+}
+
 /** The plan as text, for a person. */
 export function renderPlan(plan: DevPlan): string[] {
   const lines = [
@@ -161,8 +181,10 @@ export function renderPlan(plan: DevPlan): string[] {
       ? `  sends:        manifest (${formatBytes(plan.manifestBytes ?? 0)}) and only the contents the store lacks: at most ${formatBytes(plan.archiveBytes)} compressed`
       : `  sends:        one archive of ${formatBytes(plan.archiveBytes)}`,
     `  source:       ${plan.sourceDigest}${plan.sends === "archive" ? " (the archive's digest)" : " (the manifest's digest)"}`,
+    `  project:      ${projectLine(plan)}`,
+    `  dockerfiles:  ${plan.dockerfiles.source === "project" ? `the project's own: ${plan.dockerfiles.base}, ${plan.dockerfiles.app}` : "built-in (Rust)"}`,
     `  base key:     ${plan.baseKey}`,
-    `    covers:     ${plan.baseKeyCovers.files.join(", ")}, Dockerfile.base; profile ${plan.baseKeyCovers.settings.profile}, target ${plan.baseKeyCovers.settings.target ?? "host"}, toolchain ${plan.baseKeyCovers.settings.toolchain ?? "Dockerfile.base's default"}`,
+    `    covers:     ${[...plan.baseKeyCovers.files, plan.dockerfiles.source === "project" ? plan.dockerfiles.base : "Dockerfile.base"].join(", ")}; profile ${plan.baseKeyCovers.settings.profile}, target ${plan.baseKeyCovers.settings.target ?? "host"}, toolchain ${plan.baseKeyCovers.settings.toolchain ?? "Dockerfile.base's default"}`,
     `  largest files:`,
     ...plan.largest.map((f) => `    ${formatBytes(f.bytes).padStart(10)}  ${f.path}`),
   ];

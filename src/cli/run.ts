@@ -80,6 +80,17 @@ async function run(command: Command, io: CliIo, interrupt: AbortSignal): Promise
       stdout: io.stdout,
     });
   }
+  if (command.command === "init") {
+    const { runInit } = await import("./init.js");
+    return runInit({
+      root: resolve(process.cwd(), command.flags.dir ?? "."),
+      force: command.flags.force,
+      binary: command.flags.binary,
+      json: command.flags.json,
+      out: createOutput(command.flags.json ? io.stderr : io.stdout),
+      stdout: io.stdout,
+    });
+  }
   if (command.command === "dev") {
     const settings = loadCliSettings(command.flags, io.env);
     const { runDev } = await import("./dev.js");

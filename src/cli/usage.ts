@@ -29,6 +29,8 @@ commands:
   rollback <env>        deploy the previous healthy image again (or --to REVISION|BUILD), by
                         digest, with the same health wait; refused when there is nothing to go to
   promotion <id>        print a promotion's or rollback's status once
+  init                  write fast-build.toml from what it detects (Cargo workspace, binaries,
+                        rust-toolchain.toml, the project's own Dockerfiles, lock files); offline
 
 dev options:
   --env NAME        environment to build for (or FASTBUILD_ENV)
@@ -55,6 +57,12 @@ promote / rollback options:
   --reason TEXT     reject: why (shown in the promotion's status)
   --json            print the final status (or the API's answer) as JSON on stdout
   --no-follow       print the id and return; follow later with \`fast-build promotion <id>\`
+
+init options:
+  --dir PATH        project folder (default: the current folder)
+  --binary NAME     the binary, when the workspace has several (default: default-run, or the only one)
+  --force           replace an existing fast-build.toml
+  --json            print what was detected and written as JSON on stdout
 
 other options:
   --json            status, builders, warm, approve, reject, promotion: print the API's JSON on stdout
@@ -87,6 +95,8 @@ export const OPTIONS = {
   to: { type: "string" },
   reason: { type: "string" },
   help: { type: "boolean", short: "h" },
+  force: { type: "boolean" },
+  binary: { type: "string" },
 } as const;
 
 /** argv (without node and script) by the flag table, strictly: an unknown flag throws. */

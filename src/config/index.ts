@@ -35,8 +35,11 @@ export const environmentSchema = z.object({
   containerName: name,
   /** Resource group of the container app when it differs from the builder's. */
   containerAppResourceGroup: name.optional(),
-  /** The cargo binary the image packages (build.sh needs it; one binary per container app). */
-  binaryName: ruleSchema(BINARY_NAME),
+  /**
+   * The cargo binary the image packages, for builds whose request names none (CLIs before the
+   * project file, or a fast-build.toml without `[build] binary`); the project file's wins.
+   */
+  binaryName: ruleSchema(BINARY_NAME).optional(),
   /**
    * The registry as Resource Manager names it (ACR's import, `fast-build promote`): needed by an
    * environment promoted from or to. `subscriptionId` defaults to the environment's.

@@ -20,6 +20,7 @@ import type {
   VmStatus,
 } from "./ports.js";
 import type { ExtractLimits } from "./extractLimits.js";
+import type { ProjectSettings } from "./projectSettings.js";
 import type { DurationEstimate } from "./expectedDuration.js";
 
 /** The build orchestrator's registered name. */
@@ -75,8 +76,8 @@ export interface ResolvedEnvironment {
   containerName: string;
   registry: string;
   imageRepository: string;
-  /** Cargo binary the builder packages. */
-  binaryName: string;
+  /** The environment's cargo binary, for builds whose project names none (optional since the project file). */
+  binaryName?: string;
   limits: {
     sourceTimeoutMs: number;
     buildTimeoutMs: number;
@@ -151,6 +152,11 @@ export interface StartBuildInput {
   baseKey: string;
   rebuildBase: boolean;
   callbackToken: string;
+  /**
+   * The project's build settings (fast-build.toml): binary, cargo options, port, own Dockerfiles.
+   * Absent from starts scheduled before the project file, which build as before.
+   */
+  project?: ProjectSettings;
   timeoutSeconds: number;
   /**
    * `manifest`: the builder fetches the plan (FASTBUILD_SOURCE_PLAN_URL) instead of one archive

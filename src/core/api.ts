@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { BASE_KEY, COMMIT, ruleSchema, SOURCE_DIGEST } from "./rules.js";
+import { projectSettingsSchema } from "./projectSettings.js";
 import { manifestDeltaSchema, manifestSchema } from "./sourceManifest.js";
 
 /** Git refs and commits are displayed and passed on as parameters, so keep them boring. */
@@ -42,6 +43,12 @@ export const startBuildRequestSchema = z
      * each by digest): answered 409 `BaseManifestUnknown` when the store no longer has that base.
      */
     manifestDelta: manifestDeltaSchema.optional(),
+    /**
+     * The project file's build settings (fast-build.toml, src/core/projectSettings.ts): binary,
+     * features, profile, target, port and the project's own Dockerfiles. Absent (CLIs before the
+     * project file): the environment's `binaryName` and the built-in Dockerfiles.
+     */
+    project: projectSettingsSchema.optional(),
     options: z
       .object({
         rebuildBase: z.boolean().optional(),

@@ -56,7 +56,31 @@ export interface BaseKeyOptions {
   features?: string;
   /** The bytes of Dockerfile.base: a change to how the base is built must change the key. */
   dockerfileBase: string | Uint8Array;
+  /**
+   * The project's own files that key its base image (`[docker] base-key-files` of fast-build.toml,
+   * e.g. a Node project's package-lock.json): path and sha256 of the bytes. Absent or empty: the
+   * key is what it was before the project file (so a Rust workspace keeps its bases).
+   */
+  keyFiles?: readonly KeyFile[];
 }
+
+/** A file of the tree that keys the base image, by its path and the sha256 hex of its bytes. */
+export interface KeyFile {
+  path: string;
+  sha256: string;
+}
+
+/**
+ * The recipe of a project that is not a Cargo workspace (its own Dockerfiles, keyed by its own
+ * files): nothing of cargo's. Its base key covers Dockerfile.base and the key files only.
+ */
+export const EMPTY_RECIPE: DependencyRecipe = {
+  manifests: [],
+  lockfile: undefined,
+  extraFiles: [],
+  ownCrates: [],
+  stubs: [],
+};
 
 export interface RecipeManifest {
   /** POSIX path relative to the workspace root, e.g. `crates/core/Cargo.toml`. */
@@ -116,6 +140,9 @@ export function baseKeyOf(recipe: DependencyRecipe, opts: BaseKeyOptions): strin
     target: opts.target ?? null,
     features: opts.features ?? null,
     dockerfileBase: sha256Hex(opts.dockerfileBase),
+    ...(opts.keyFiles?.length
+      ? { keyFiles: opts.keyFiles.map((f) => ({ path: f.path, sha256: f.sha256 })) }
+      : {}),
   };
   return sha256Hex(canonicalJson(material));
 }
@@ -143,6 +170,7 @@ export function baseKeyCoverage(recipe: DependencyRecipe, opts: BaseKeyOptions):
       ...recipe.manifests.map((m) => m.path),
       ...(recipe.lockfile === undefined ? [] : ["Cargo.lock"]),
       ...recipe.extraFiles.map((f) => f.path),
+      ...(opts.keyFiles ?? []).map((f) => f.path),
     ],
     settings: {
       scheme: BASE_KEY_SCHEME,
@@ -162,7 +190,7 @@ export async function readDependencyRecipe(root: string): Promise<DependencyReci
   if (!(await isFile(rootManifestPath))) {
     throw new InvalidInputError(`no Cargo.toml in ${absRoot}`, {
       code: "NoCargoManifest",
-      hint: "Run the command from the root of a Cargo workspace (the folder with the top-level Cargo.toml).",
+      hint: "Run the command from the root of a Cargo workspace (the folder with the top-level Cargo.toml), or describe another kind of project, with its own Dockerfiles, in fast-build.toml (`fast-build init`).",
     });
   }
 

@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { baseKeySchema, branchSchema, commitSchema, sourceDigestSchema } from "./api.js";
 import { buildResultSchema } from "./buildResult.js";
+import { projectSettingsSchema } from "./projectSettings.js";
 import { BUILD_ID, CALLBACK_TOKEN, ruleSchema } from "./rules.js";
 import type { VmRef } from "./ports.js";
 
@@ -65,6 +66,12 @@ export const buildInputSchema = z
      * newer code along the path it started on (absent: 1, before versions were written).
      */
     orchestratorVersion: z.number().int().min(1).max(ORCHESTRATOR_VERSION).optional(),
+    /**
+     * The project's build settings (fast-build.toml), checked by `POST /builds`; absent in builds
+     * started before the project file, or by a CLI without one. Only the start activity reads them:
+     * the orchestration's steps are the same with or without.
+     */
+    project: projectSettingsSchema.optional(),
   })
   .strict();
 export type BuildInput = z.infer<typeof buildInputSchema>;

@@ -123,6 +123,8 @@ export interface ContainerAppStatus {
   activeRevisionsMode: string;
   /** Whether the app has ingress at all (without it there is no traffic to move). */
   ingress: boolean;
+  /** The port the ingress sends traffic to (`ingress.targetPort`), when the app has ingress. */
+  targetPort?: number | undefined;
 }
 
 export interface ImageUpdate {

@@ -107,3 +107,47 @@ export function ruleMessage(rule: Rule, value: string): string {
   }
   return rule.message;
 }
+
+/** A cargo profile (`release`, `dev`, or a custom `[profile.NAME]`). */
+export const CARGO_PROFILE: Rule = {
+  pattern: /^[A-Za-z0-9_-]{1,64}$/,
+  message: "a cargo profile name (letters, digits, _ -), e.g. release",
+};
+
+/**
+ * One cargo feature (`name` or `crate/name`). The builder gets them comma-joined in
+ * FASTBUILD_CARGO_FEATURES, which build.sh checks with {@link CARGO_FEATURE_LIST}.
+ */
+export const CARGO_FEATURE: Rule = {
+  pattern: /^[A-Za-z0-9_][A-Za-z0-9_/-]{0,99}$/,
+  message: "a cargo feature name (letters, digits, _ - and / for crate/feature)",
+};
+
+/** The features as build.sh receives them: comma-separated, at most 500 characters. */
+export const CARGO_FEATURE_LIST: Rule = {
+  pattern: /^[A-Za-z0-9_/,-]{1,500}$/,
+  message: "comma-separated cargo features, at most 500 characters",
+};
+
+/** A target triple, e.g. `x86_64-unknown-linux-musl`. */
+export const CARGO_TARGET: Rule = {
+  pattern: /^[A-Za-z0-9_.-]{1,100}$/,
+  message: "a target triple such as x86_64-unknown-linux-musl",
+};
+
+/** The port the container listens on: 1-65535 (build.sh checks the digits, the schema the range). */
+export const CONTAINER_PORT: Rule = {
+  pattern: /^[1-9][0-9]{0,4}$/,
+  message: "a port number from 1 to 65535",
+};
+
+/**
+ * A file inside the source tree, relative to its root (a project's own Dockerfiles, the files that
+ * key its base image): `/`-separated names of letters, digits, `_ . -`, each starting with a letter,
+ * digit or `_`, so no `.`/`..` segment, no hidden file (nor `.fastbuild/`), no absolute path.
+ */
+export const PROJECT_PATH: Rule = {
+  pattern: /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(\/[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}){0,15}$/,
+  message:
+    "a path inside the project, relative to its root, e.g. docker/Dockerfile.base (letters, digits, _ . -; no leading dot, .. or /)",
+};

@@ -12,6 +12,7 @@ import { quoted } from "../core/logText.js";
 import type { HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
 import { startBuildRequestSchema, type ContentUploads, type StartBuildResponse } from "../core/api.js";
 import { createBuildId, createCallbackToken } from "../core/buildId.js";
+import { effectiveBinary } from "../core/projectSettings.js";
 import { ORCHESTRATOR_VERSION, sourceBlobName, type BuildInput } from "../core/buildInput.js";
 import { indexOf, planPacksOf, storedContents, type PlannedPack } from "../core/contentIndex.js";
 import { ConflictError, InvalidInputError, PayloadTooLargeError } from "../core/errors.js";
@@ -32,6 +33,7 @@ import {
   type SourceManifest,
   type SourcePlan,
 } from "../core/sourceManifest.js";
+import type { EnvironmentConfig } from "../config/index.js";
 import type { Deps } from "./deps.js";
 import { getDeps } from "./deps.js";
 import {
@@ -46,6 +48,45 @@ import {
   tooLarge,
 } from "./http.js";
 import { buildInstances } from "./instances.js";
+
+/**
+ * The image listens on the project file's port, but Azure routes to the app's ingress targetPort,
+ * which fast-build does not change: with a mismatch the new revision fails its health probes and
+ * the build would end only at the deploy timeout. So the start refuses it before anything runs
+ * (one read of the app; a build with `--no-deploy` is not asked). When the read itself fails, the
+ * build goes on: the deploy reads the app again and reports what it finds.
+ */
+async function checkPort(
+  deps: Deps,
+  environment: EnvironmentConfig,
+  port: number,
+  context: InvocationContext,
+): Promise<void> {
+  if (!deps.apps) return;
+  const app = {
+    subscriptionId: environment.subscriptionId,
+    resourceGroup: environment.containerAppResourceGroup ?? environment.resourceGroup,
+    appName: environment.containerApp,
+  };
+  let targetPort: number | undefined;
+  try {
+    targetPort = (await deps.apps.getApp(app)).targetPort;
+  } catch (error) {
+    context.warn(
+      `could not read container app ${quoted(app.appName, 80)} to compare its port: ${String(error)}`,
+    );
+    return;
+  }
+  if (targetPort !== undefined && targetPort !== port) {
+    throw new InvalidInputError(
+      `Container app ${quoted(app.appName, 80)} sends its traffic to port ${targetPort}, but fast-build.toml's [container] port is ${port}.`,
+      {
+        code: "PortMismatch",
+        hint: `Set [container] port = ${targetPort} in fast-build.toml if the server listens there, or point the app's ingress at ${port} (az containerapp ingress update -n ${app.appName} -g ${app.resourceGroup} --target-port ${port}); --no-deploy builds without deploying.`,
+      },
+    );
+  }
+}
 
 async function run(request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
   const { value: body, bytes } = await readJsonBody(request, MAX_MANIFEST_BODY_BYTES);
@@ -67,6 +108,21 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
       code: "UnknownEnvironment",
       hint: `Use one of: ${known.join(", ")}.`,
     });
+  }
+  // The binary comes from the project file, else the environment (older CLIs); the built-in
+  // Dockerfile.app cannot build without one, so a build with neither never starts.
+  const environment = config.environments[req.environment]!;
+  if (effectiveBinary(req.project, environment.binaryName).missing) {
+    throw new InvalidInputError(
+      `No binary to build: the request names none (project.binary) and environment ${quoted(req.environment, 80)} has no binaryName.`,
+      {
+        code: "BinaryNameMissing",
+        hint: 'Set [build] binary = "NAME" in fast-build.toml (`fast-build init` detects it), or binaryName in the environment\'s FASTBUILD_ENVIRONMENTS entry.',
+      },
+    );
+  }
+  if (req.project?.port !== undefined && req.options?.deploy !== false) {
+    await checkPort(deps, environment, req.project.port, context);
   }
   const maxBytes = config.builds.maxUploadBytes;
   if (req.sourceBytes !== undefined && req.sourceBytes > maxBytes) {
@@ -103,6 +159,7 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
     createdAt: createdAt.toISOString(),
     orchestratorVersion: ORCHESTRATOR_VERSION,
     ...(manifest ? { sourceFormat: "manifest" as const } : {}),
+    ...(req.project ? { project: req.project } : {}),
   };
   const log = buildLog(context, buildId);
 

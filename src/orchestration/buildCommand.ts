@@ -79,6 +79,8 @@ export class BuildCommand {
       timeoutSeconds: Math.ceil(env.limits.buildTimeoutMs / 1000),
       ...(input.commit ? { commit: input.commit } : {}),
       ...(input.sourceFormat === "manifest" ? { sourceFormat: "manifest" as const } : {}),
+      // Only in builds that have one: an older build's start input stays exactly as it was.
+      ...(input.project ? { project: input.project } : {}),
       // The start confirms the lease (renewing this generation) right before the command starts.
       ...(this.lease.renewal ? { lease: this.lease.renewal } : {}),
     };

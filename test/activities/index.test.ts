@@ -393,3 +393,83 @@ describe("readBuild activity", () => {
     await call(ACTIVITIES.cancelBuild, { vm: environment.vm, handle });
   });
 });
+
+describe("startBuild activity with the project file's settings", () => {
+  it("sends them as run-command parameters, the project's binary over the environment's", async () => {
+    const { env, call } = activitiesFor();
+    const environment = (await call(ACTIVITIES.resolveEnvironment, {
+      environment: env.name,
+    })) as ResolvedEnvironment;
+    await call(ACTIVITIES.startBuild, {
+      ...startInput("build-project-1", environment),
+      project: {
+        binary: "server",
+        features: ["metrics", "serde/derive"],
+        profile: "dist",
+        target: "x86_64-unknown-linux-musl",
+        port: 8080,
+        dockerfiles: { base: "docker/Dockerfile.base", app: "docker/Dockerfile.app" },
+      },
+    } satisfies StartBuildInput);
+    const run = await runFor("build-project-1");
+    assert.deepEqual(
+      Object.fromEntries(
+        [
+          "FASTBUILD_BINARY_NAME",
+          "FASTBUILD_CARGO_FEATURES",
+          "FASTBUILD_CARGO_PROFILE",
+          "FASTBUILD_CARGO_TARGET",
+          "FASTBUILD_PORT",
+          "FASTBUILD_DOCKERFILE_BASE",
+          "FASTBUILD_DOCKERFILE_APP",
+        ].map((name) => [name, run?.parameters[name]]),
+      ),
+      {
+        FASTBUILD_BINARY_NAME: "server",
+        FASTBUILD_CARGO_FEATURES: "metrics,serde/derive",
+        FASTBUILD_CARGO_PROFILE: "dist",
+        FASTBUILD_CARGO_TARGET: "x86_64-unknown-linux-musl",
+        FASTBUILD_PORT: "8080",
+        FASTBUILD_DOCKERFILE_BASE: "docker/Dockerfile.base",
+        FASTBUILD_DOCKERFILE_APP: "docker/Dockerfile.app",
+      },
+    );
+    // Values travel as parameters only, never in the script's text.
+    assert.doesNotMatch(run?.script ?? "", /docker\/Dockerfile\.base|serde\/derive/);
+  });
+
+  it("builds a start input from before the project file as before: the environment's binary, nothing else", async () => {
+    const { env, call } = activitiesFor();
+    const environment = (await call(ACTIVITIES.resolveEnvironment, {
+      environment: env.name,
+    })) as ResolvedEnvironment;
+    await call(ACTIVITIES.startBuild, startInput("build-project-2", environment));
+    const run = await runFor("build-project-2");
+    assert.equal(run?.parameters.FASTBUILD_BINARY_NAME, "app");
+    for (const name of ["FASTBUILD_PORT", "FASTBUILD_DOCKERFILE_BASE", "FASTBUILD_CARGO_PROFILE"]) {
+      assert.equal(run?.parameters[name], undefined, name);
+    }
+  });
+
+  it("needs no binary for a project with its own Dockerfiles, and refuses a build with none for the built-in ones", async () => {
+    const { env, call } = activitiesFor();
+    const resolved = (await call(ACTIVITIES.resolveEnvironment, {
+      environment: env.name,
+    })) as ResolvedEnvironment;
+    const { binaryName: _dropped, ...environment } = resolved;
+    const dockerfiles = { base: "Dockerfile.base", app: "Dockerfile.app" };
+    await call(ACTIVITIES.startBuild, {
+      ...startInput("build-project-3", environment),
+      project: { dockerfiles },
+    });
+    assert.equal((await runFor("build-project-3"))?.parameters.FASTBUILD_BINARY_NAME, undefined);
+    await assert.rejects(
+      call(ACTIVITIES.startBuild, { ...startInput("build-project-4", environment), project: { port: 80 } }),
+      /BinaryNameMissing|no binary to build/,
+    );
+    assert.equal(
+      runs.some((run) => run.parameters.FASTBUILD_BUILD_ID === "build-project-4"),
+      false,
+    );
+  });
+});

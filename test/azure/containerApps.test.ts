@@ -28,7 +28,7 @@ describe("container apps gateway against the ARM emulator", () => {
     await emulator.stop();
   });
 
-  it("reads the app's revisions, provisioning state and images", async () => {
+  it("reads the app's revisions, provisioning state, images and ingress target port", async () => {
     const gateway = createContainerAppsGateway(gatewayOptions(emulator));
     const app = newApp();
     assert.deepEqual(await gateway.getApp(app), {
@@ -38,6 +38,7 @@ describe("container apps gateway against the ARM emulator", () => {
       images: { web: "registry.local/web:v1", sidecar: "registry.local/sidecar:v1" },
       activeRevisionsMode: "Single",
       ingress: true,
+      targetPort: 8080,
     });
   });
 

@@ -157,6 +157,47 @@ describe("fast-build dev against the real API", () => {
     }
   });
 
+  it("says to deploy the current function app when an older one refuses the project file's settings", async () => {
+    // The API before the project file: its strict request schema names the unknown field.
+    const olderSchema = z.object(startBuildRequestSchema.shape).omit({ project: true }).strict();
+    const older = (sent: Sent) => {
+      if (sent.method !== "POST" || sent.path !== "/api/builds") return undefined;
+      try {
+        parseWith(olderSchema, JSON.parse(sent.body.toString()), "build request");
+        return undefined;
+      } catch (error) {
+        assert.ok(error instanceof InvalidInputError);
+        return {
+          status: 400,
+          body: { error: { code: error.code, message: error.message, hint: error.hint } },
+        };
+      }
+    };
+    const { root, cache } = await local.project();
+    const api = await recordingForwarder(local.host.url, older);
+    try {
+      const stdout = new Capture();
+      const stderr = new Capture();
+      const code = await main(["dev", "--env", "dev", "--dir", root, "--no-follow"], {
+        stdout,
+        stderr,
+        env: { FASTBUILD_API_URL: api.url, FASTBUILD_API_KEY: KEY, FASTBUILD_CACHE_DIR: cache },
+      });
+      assert.equal(code, 2, stderr.text);
+      assert.match(
+        stderr.text,
+        /error: the function app does not know fast-build\.toml's settings \(an older version\)/,
+      );
+      assert.match(
+        stderr.text,
+        /hint: Deploy the current fast-build function app.*or remove fast-build\.toml/,
+      );
+      assert.equal(starts(api.sent).length, 1, "nothing else was started");
+    } finally {
+      api.server.close();
+    }
+  });
+
   it("sends one archive to a function app that takes no manifest (an older version), and with --archive", async () => {
     // What the API before manifests answered: its strict request schema names the unknown field.
     const olderSchema = z

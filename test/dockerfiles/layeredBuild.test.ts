@@ -438,6 +438,129 @@ describe("dockerfiles/build.sh with buildah and a local registry", () => {
     assert.match(assertResultLine(run).message ?? "", /Dockerfile\.base is missing or not a plain file/);
   });
 
+  /** The project's own pair (fast-build.toml [docker]), in `docker/` of the tree, and a kit folder of it. */
+  async function projectDockerfiles(): Promise<{ files: Record<string, string>; kit: string }> {
+    const base = (await readFile(join(FIXTURE_DOCKERFILES, "Dockerfile.base"), "utf8")).replace(
+      "fixture-base: compiling",
+      "project-base: compiling",
+    );
+    const app =
+      "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nARG PORT=1\nARG BINARY_NAME=none\nWORKDIR /src\nCOPY . .\n" +
+      'RUN echo "project-app: port $PORT, binary $BINARY_NAME"\nEXPOSE ${PORT}\n';
+    const kit = join(scratch, `kit${counter++}`);
+    await mkdir(kit);
+    await writeFile(join(kit, "Dockerfile.base"), base);
+    await writeFile(join(kit, "Dockerfile.app"), app);
+    return { files: { "docker/Dockerfile.base": base, "docker/Dockerfile.app": app }, kit };
+  }
+
+  it("builds with the project's own Dockerfiles from the source, over the machine's and the archive's, needing no binary", async () => {
+    const own = await projectDockerfiles();
+    // The key covers the project's Dockerfile.base (its bytes, here also the archive's kit).
+    const p = await prepare(
+      { ...own.files, "app/src/main.rs": 'fn main() { println!("own"); }\n' },
+      toolchain1,
+      true,
+      own.kit,
+    );
+    assert.notEqual(p.baseKey, first.baseKey);
+    const { FASTBUILD_BINARY_NAME: _none, ...vars } = env(p, "own1", {
+      FASTBUILD_DOCKERFILE_BASE: "docker/Dockerfile.base",
+      FASTBUILD_DOCKERFILE_APP: "docker/Dockerfile.app",
+      FASTBUILD_PORT: "9090",
+    });
+    const run = await runBuildScript(vars);
+    const result = assertResultLine(run);
+    assert.equal(run.code, 0, run.output);
+    assert.equal(result.baseCacheHit, false);
+    assert.match(
+      run.output,
+      /using the project's own Dockerfiles: docker\/Dockerfile\.base, docker\/Dockerfile\.app/,
+    );
+    assert.match(run.output, /project-base: compiling dependencies/);
+    assert.match(run.output, /project-app: port 9090, binary none/);
+    assert.doesNotMatch(run.output, /fixture-app/);
+  });
+
+  it("gives the project's Dockerfile.base an empty context when no key files come, and the toolchain as TOOLCHAIN_IMAGE", async () => {
+    const own = await projectDockerfiles();
+    const base =
+      'ARG TOOLCHAIN_IMAGE\nFROM ${TOOLCHAIN_IMAGE}\nWORKDIR /ctx\nCOPY . .\nRUN echo "project-base context: $(ls -A | wc -l) entries"\n';
+    const p = await prepare(
+      {
+        ...own.files,
+        "docker/Dockerfile.base": base,
+        "app/src/main.rs": 'fn main() { println!("own-empty"); }\n',
+      },
+      toolchain2,
+      false,
+    );
+    const run = await runBuildScript(
+      env(p, "own5", {
+        FASTBUILD_DOCKERFILE_BASE: "docker/Dockerfile.base",
+        FASTBUILD_DOCKERFILE_APP: "docker/Dockerfile.app",
+        FASTBUILD_TOOLCHAIN_IMAGE: toolchain2,
+        FASTBUILD_REBUILD_BASE: "true",
+      }),
+    );
+    assert.equal(run.code, 0, run.output);
+    assert.match(run.output, /the base's build context is empty/);
+    assert.match(run.output, /project-base context: 0 entries/);
+  });
+
+  it("refuses a project Dockerfile that is missing from the source or a link, before building", async () => {
+    const own = await projectDockerfiles();
+    const p = await prepare({ ...own.files, "app/src/main.rs": 'fn main() { println!("own2"); }\n' });
+    const missing = await runBuildScript(
+      env(p, "own2", {
+        FASTBUILD_DOCKERFILE_BASE: "docker/Dockerfile.nope",
+        FASTBUILD_DOCKERFILE_APP: "docker/Dockerfile.app",
+      }),
+    );
+    assert.equal(missing.code, EXIT_CODES.kit, missing.output);
+    assert.match(
+      assertResultLine(missing).message ?? "",
+      /docker\/Dockerfile\.nope \(FASTBUILD_DOCKERFILE_BASE\) is missing from the source or not a plain file.*fast-build\.toml/,
+    );
+    assert.doesNotMatch(missing.output, /STEP \d|fixture-|project-/);
+
+    const q = await prepare({ ...own.files, "app/src/main.rs": 'fn main() { println!("own3"); }\n' });
+    const root = q.root!;
+    await rm(join(root, "docker", "Dockerfile.app"));
+    await symlink("../Cargo.toml", join(root, "docker", "Dockerfile.app"));
+    const entries = (await readdir(root)).sort();
+    const chunks: Buffer[] = [];
+    for await (const chunk of tar.c({ gzip: true, cwd: root, portable: true, noMtime: true }, entries))
+      chunks.push(chunk);
+    const archive = Buffer.concat(chunks);
+    const run = await runBuildScript(
+      env({ ...q, url: files.serve(archive), digest: sha256Digest(archive) }, "own3", {
+        FASTBUILD_DOCKERFILE_BASE: "docker/Dockerfile.base",
+        FASTBUILD_DOCKERFILE_APP: "docker/Dockerfile.app",
+      }),
+    );
+    assert.equal(run.code, EXIT_CODES.kit, run.output);
+    assert.match(
+      assertResultLine(run).message ?? "",
+      /docker\/Dockerfile\.app \(FASTBUILD_DOCKERFILE_APP\) is missing from the source or not a plain file/,
+    );
+  });
+
+  it("refuses half a pair of project Dockerfiles, and the built-in ones without a binary, listing both", async () => {
+    const p = await prepare({ "app/src/main.rs": 'fn main() { println!("half"); }\n' });
+    const { FASTBUILD_BINARY_NAME: _none, ...vars } = env(p, "own4", {
+      FASTBUILD_DOCKERFILE_BASE: "Dockerfile.base",
+    });
+    const run = await runBuildScript(vars);
+    assert.equal(run.code, EXIT_CODES.usage, run.output);
+    const message = assertResultLine(run).message ?? "";
+    assert.match(
+      message,
+      /FASTBUILD_DOCKERFILE_APP is not set: the project's own Dockerfiles come as a pair/,
+    );
+    assert.match(message, /FASTBUILD_BINARY_NAME is not set/);
+  });
+
   it("runs as Run Command does (script text, no folder): the extractor comes as a parameter", async () => {
     const p = await prepare({ "app/src/main.rs": 'fn main() { println!("run command"); }\n' });
     const run = await runAsRunCommand(env(p, "rc1", { FASTBUILD_EXTRACTOR_B64: await extractorParameter() }));

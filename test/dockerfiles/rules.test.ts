@@ -19,6 +19,7 @@ import {
   EXTRACT_LIMITS,
   type ExtractLimit,
 } from "../../src/core/extractLimits.js";
+import { projectSettingsSchema } from "../../src/core/projectSettings.js";
 import { MINIMAL_SETTINGS } from "../config/settings.js";
 import { runBuildScript } from "./helpers.js";
 
@@ -151,6 +152,54 @@ function extractLimitInput(limit: ExtractLimit): Input {
 }
 
 INPUTS.push(...EXTRACT_LIMITS.map(extractLimitInput));
+
+// The project file's settings (fast-build.toml, src/core/projectSettings.ts), as the start
+// activity sends them: the port as its digits, the features comma-joined, paths as they are.
+const project = projectSettingsSchema.shape;
+const PATHS = {
+  good: ["Dockerfile.base", "docker/Dockerfile.base", "a_b/c-d.e", "_x/Dockerfile"],
+  bad: [
+    "../Dockerfile",
+    "/etc/passwd",
+    ".fastbuild/kit/Dockerfile.base",
+    "a//b",
+    "a/../b",
+    "a/./b",
+    "docker/",
+    "a b",
+    "a;b",
+    "a\\b",
+  ],
+};
+INPUTS.push(
+  {
+    variable: "FASTBUILD_PORT",
+    app: (value) => /^[0-9]+$/.test(value) && project.port.safeParse(Number(value)).success,
+    sent: (value) => (/^[0-9]+$/.test(value) ? String(Number(value)) : value),
+    good: ["1", "80", "8080", "65535"],
+    bad: ["0", "65536", "99999", "-1", "1.5", "80a", "123456"],
+  },
+  { variable: "FASTBUILD_DOCKERFILE_BASE", app: accepts(project.dockerfiles.unwrap().shape.base), ...PATHS },
+  { variable: "FASTBUILD_DOCKERFILE_APP", app: accepts(project.dockerfiles.unwrap().shape.app), ...PATHS },
+  {
+    variable: "FASTBUILD_CARGO_PROFILE",
+    app: accepts(project.profile),
+    good: ["release", "dev", "my-prof_1"],
+    bad: ["my prof", "a/b", "x".repeat(65), "rel;ease"],
+  },
+  {
+    variable: "FASTBUILD_CARGO_FEATURES",
+    app: (value) => project.features.safeParse(value.split(",")).success,
+    good: ["metrics", "a,b", "serde/derive,x-y_z"],
+    bad: ["a b", "a;b", Array.from({ length: 6 }, () => "f".repeat(99)).join(",")],
+  },
+  {
+    variable: "FASTBUILD_CARGO_TARGET",
+    app: accepts(project.target),
+    good: ["x86_64-unknown-linux-musl", "wasm32-wasip1"],
+    bad: ["a b", "a/b", "x".repeat(101)],
+  },
+);
 
 // The builder's content cache bound: not an app setting (yet), so its rule stands for the app.
 INPUTS.push({

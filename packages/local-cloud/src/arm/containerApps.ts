@@ -171,7 +171,7 @@ export class ContainerAppsProvider {
           ingress: {
             fqdn: `${ref.appName}.${ENV_DOMAIN}`,
             external: true,
-            targetPort: 8080,
+            targetPort: init.targetPort ?? 8080,
             exposedPort: 0,
             transport: "Auto",
             traffic: init.traffic ?? ([{ weight: 100, latestRevision: true }] satisfies TrafficWeight[]),

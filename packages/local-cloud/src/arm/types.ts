@@ -232,6 +232,8 @@ export interface ContainerAppInit {
   activeRevisionsMode?: "Single" | "Multiple";
   /** `ingress.traffic` (default `[{ weight: 100, latestRevision: true }]`). */
   traffic?: TrafficWeight[];
+  /** `ingress.targetPort`, the port traffic goes to in the container (default 8080). */
+  targetPort?: number;
 }
 
 export interface TrafficWeight {
