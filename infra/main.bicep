@@ -23,6 +23,14 @@ param builderSshPublicKey string
 @minValue(5)
 param idleShutdownMinutes int = 30
 
+// Hibernation keeps the builder's memory (warm page cache, running daemons) on its OS disk, so the
+// next start resumes instead of booting. Only some sizes (Dasv5/Dsv5/Easv5/Esv5 families up to
+// 64 GB RAM, including the default Standard_D8as_v5) and images support it, and it excludes Spot and
+// Trusted Launch (MicrosoftDocs/azure-docs articles/virtual-machines/hibernate-resume.md and
+// linux/hibernate-resume-linux.md); Azure refuses the deployment otherwise.
+@description('Enable hibernation on the builder VM (additionalCapabilities.hibernationEnabled) and let the idle shutdown hibernate it instead of deallocating it.')
+param builderHibernation bool = false
+
 @description('The cargo binary the image packages.')
 param binaryName string = 'app'
 
@@ -76,6 +84,7 @@ module builder 'app/builder.bicep' = {
     tags: tags
     name: 'vm-builder-${token}'
     vmSize: builderVmSize
+    hibernationEnabled: builderHibernation
     sshPublicKey: builderSshPublicKey
     registryName: registry.outputs.name
   }
@@ -118,6 +127,7 @@ module functions 'app/functions.bicep' = {
         containerApp: containerApp.outputs.name
         containerName: containerApp.outputs.containerName
         binaryName: binaryName
+        idleShutdown: builderHibernation ? 'hibernate' : 'deallocate'
       }
     }
     idleShutdownMinutes: idleShutdownMinutes

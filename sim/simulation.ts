@@ -19,7 +19,7 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { cp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import type { Writable } from "node:stream";
+import { Writable } from "node:stream";
 import type { BuildStatus } from "../src/core/api.js";
 import { localShellExecutor, startArmEmulator, type ContainerAppView } from "@fast-build/local-cloud/arm";
 import { startAzurite } from "@fast-build/local-cloud/azurite";
@@ -27,6 +27,7 @@ import { prepareLocalBuilder, type LocalBuilder } from "@fast-build/local-cloud/
 import { startRegistry } from "@fast-build/local-cloud/registry";
 import { startFunctionApp } from "./functionApp.js";
 import { prepareStaging, promoteAndRollBack, type PromoteReport } from "./promote.js";
+import { compareWarmStarts, type WarmComparison } from "./warm.js";
 
 const REPO_ROOT = resolve(import.meta.dirname, "..");
 /** The real build kit: build.sh and safe_extract.py run unchanged on the local "builder". */
@@ -53,6 +54,10 @@ export interface SimOptions {
   cliOutput?: Writable;
   /** How long the builder VM takes to start from deallocated (default 3 s, so the overlap shows). */
   vmStartMs?: number;
+  /** How long a hibernated builder takes to resume (default a third of `vmStartMs`). */
+  vmResumeMs?: number;
+  /** Rounds of the first-build-after-warm comparison (sim/warm.ts; default 1, 0 skips it). */
+  warmRounds?: number;
 }
 
 export interface SimBuild {
@@ -73,6 +78,8 @@ export interface SimReport {
   scratch: string;
   /** The promotion to staging and the rollback of sim, after the builds. */
   promote?: PromoteReport;
+  /** The first build after warm vs cold (sim/warm.ts), when it ran. */
+  warm?: WarmComparison;
 }
 
 /** Runs the simulation: three builds of the sample workspace through the whole product. */
@@ -89,7 +96,12 @@ export async function runSimulation(options: SimOptions = {}): Promise<SimReport
     say("fast-build simulation: the whole product on the built-in local cloud");
     const [azurite, arm, registry] = await Promise.all([
       startAzurite(),
-      startArmEmulator({ vmStartMs: options.vmStartMs ?? 3000, revisionReadyMs: 1500, provisioningMs: 200 }),
+      startArmEmulator({
+        vmStartMs: options.vmStartMs ?? 3000,
+        vmResumeMs: options.vmResumeMs ?? Math.round((options.vmStartMs ?? 3000) / 3),
+        revisionReadyMs: 1500,
+        provisioningMs: 200,
+      }),
       startRegistry({ storageDir: join(scratch, "registry") }),
     ]);
     cleanups.push(
@@ -188,7 +200,29 @@ export async function runSimulation(options: SimOptions = {}): Promise<SimReport
     say(`   latest ready revision: ${app?.latestReadyRevisionName ?? "none"}`);
     say(`   the deployed image says: ${deployedOutput.trim()}`);
     const promote = await promoteAndRollBack({ say, cli, arm, staging });
-    return { builds, app, deployedOutput, scratch, promote };
+    const warm =
+      options.warmRounds === 0
+        ? undefined
+        : await compareWarmStarts({
+            arm,
+            vm: vmRef(),
+            environment: "sim",
+            repoRoot: REPO_ROOT,
+            cli,
+            rounds: options.warmRounds,
+            say,
+            // Its CLI output goes nowhere: the developer's display is the three builds' above.
+            dev: () =>
+              runCli(workspace, { ...cli, output: new Writable({ write: (_c, _e, done) => done() }) }),
+            change: async (label) => {
+              await writeFile(
+                main,
+                (await readFile(main, "utf8")).replace(/hello[^"]*"/, `hello (${label})"`),
+              );
+              await git(workspace, "commit", "-qam", label);
+            },
+          });
+    return { builds, app, deployedOutput, scratch, promote, ...(warm ? { warm } : {}) };
   } finally {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
   }

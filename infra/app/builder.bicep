@@ -5,6 +5,8 @@ param location string
 param tags object
 param name string
 param vmSize string
+@description('additionalCapabilities.hibernationEnabled: the idle shutdown may hibernate the VM.')
+param hibernationEnabled bool = false
 @secure()
 param sshPublicKey string
 param registryName string
@@ -102,6 +104,9 @@ resource vm 'Microsoft.Compute/virtualMachines@2024-07-01' = {
   identity: { type: 'SystemAssigned' }
   properties: {
     hardwareProfile: { vmSize: vmSize }
+    // Without it Azure refuses a hibernate with OperationNotAllowed ("can only be triggered on a VM
+    // that is enabled for hibernation"); fast-build then deallocates instead.
+    additionalCapabilities: { hibernationEnabled: hibernationEnabled }
     storageProfile: {
       imageReference: {
         publisher: 'Canonical'
@@ -128,6 +133,22 @@ resource vm 'Microsoft.Compute/virtualMachines@2024-07-01' = {
     }
     networkProfile: { networkInterfaces: [{ id: nic.id, properties: { deleteOption: 'Delete' } }] }
     diagnosticsProfile: { bootDiagnostics: { enabled: true } }
+  }
+}
+
+// The guest must be set up to suspend to disk (a swap file as large as RAM, the resume kernel
+// argument): LinuxHibernateExtension does it (MicrosoftDocs/azure-docs
+// articles/virtual-machines/linux/hibernate-resume-linux.md, "Configuring hibernation in the guest OS").
+resource hibernateExtension 'Microsoft.Compute/virtualMachines/extensions@2024-07-01' = if (hibernationEnabled) {
+  parent: vm
+  name: 'LinuxHibernateExtension'
+  location: location
+  tags: tags
+  properties: {
+    publisher: 'Microsoft.CPlat.Core'
+    type: 'LinuxHibernateExtension'
+    typeHandlerVersion: '1.0'
+    autoUpgradeMinorVersion: true
   }
 }
 

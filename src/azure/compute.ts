@@ -93,7 +93,13 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
       // Run Command needs the guest agent: "Ready" only while it reports in.
       const agentReady =
         powerState === "running" && (view.vmAgent?.statuses ?? []).some((s) => s.displayStatus === "Ready");
-      return { powerState, agentReady };
+      // A hibernated VM reads PowerState/deallocated plus HibernationState/Hibernated
+      // (MicrosoftDocs/azure-docs articles/virtual-machines/linux/hibernate-resume-linux.md, the
+      // status check of its platform instructions).
+      const hibernated = (view.statuses ?? []).some(
+        (s) => s.code?.toLowerCase() === "hibernationstate/hibernated",
+      );
+      return hibernated ? { powerState, agentReady, hibernated: true } : { powerState, agentReady };
     },
 
     async start(vm: VmRef): Promise<void> {
@@ -116,6 +122,23 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
       await callAzure("arm", `deallocate VM ${name(vm)}`, () =>
         client(vm.subscriptionId)
           .virtualMachines.deallocate(vm.resourceGroup, vm.vmName, poll)
+          .pollUntilDone(),
+      );
+    },
+
+    async hibernate(vm: VmRef): Promise<void> {
+      // `hibernate` is a query parameter of the deallocate from Compute api-version 2021-03-01
+      // (@azure/arm-compute 25.x `VirtualMachinesDeallocateOptionalParams.hibernate`); the hybrid
+      // profile's 2020-06-01 has none, and would deallocate plainly: never send it there.
+      if (pinned) {
+        throw new PermanentError(`hibernate VM ${name(vm)}: the ${profile} profile cannot hibernate`, {
+          code: "HibernationUnsupportedProfile",
+          hint: 'Azure Stack Hub (api-version 2020-06-01) has no hibernation: set the environment\'s idleShutdown to "deallocate".',
+        });
+      }
+      await callAzure("arm", `hibernate VM ${name(vm)}`, () =>
+        client(vm.subscriptionId)
+          .virtualMachines.deallocate(vm.resourceGroup, vm.vmName, { ...poll, hibernate: true })
           .pollUntilDone(),
       );
     },

@@ -3,12 +3,20 @@
  * - **Orphans.** A fresh lease held by a build whose orchestration has ended (it crashed or was
  *   terminated, so its cleanup never ran) is taken back: the build's command is stopped by its
  *   name and the builder goes to the next build in the queue at once, not when the lease expires.
- * - **Idle shutdown.** Deallocates builders nobody has used for the configured idle time.
+ * - **Idle shutdown.** Deallocates builders nobody has used for the configured idle time, or
+ *   hibernates them where the environment says `idleShutdown: "hibernate"` (and deallocates after
+ *   all when Azure refuses the hibernate: the builder must stop either way).
  * Both go through the builder lease by compare-and-set (src/core/idle.ts decides), so a build
  * taking the lease at the same moment either wins or queues behind them. The timer trigger
  * (src/functions/idleShutdown.ts) only calls {@link runIdleShutdown} and logs the outcomes.
  */
-import { safeLog, type Config, type EnvironmentConfig, type LogSink } from "../config/index.js";
+import {
+  safeLog,
+  type Config,
+  type EnvironmentConfig,
+  type IdleShutdownAction,
+  type LogSink,
+} from "../config/index.js";
 import { ENDED_RUNTIME_STATUSES } from "../core/api.js";
 import { builderKey, builderVm, runCommandName } from "../core/buildInput.js";
 import { describeError } from "../core/errors.js";
@@ -36,7 +44,7 @@ export interface BuildersDeps {
     arm: Pick<Config["arm"], "computeProfile">;
   };
   leases: LeaseStore;
-  compute: Pick<ComputeGateway, "getVmStatus" | "deallocate" | "removeBuildCommands">;
+  compute: Pick<ComputeGateway, "getVmStatus" | "deallocate" | "hibernate" | "removeBuildCommands">;
   now(): Date;
 }
 
@@ -48,7 +56,9 @@ export type BuildersLog = LogSink;
 
 export type IdleOutcome =
   | { builder: string; action: "kept"; reason: string }
-  | { builder: string; action: "deallocated" }
+  | { builder: string; action: "hibernated" }
+  /** `reason`: why it was deallocated although the environment asked for a hibernate. */
+  | { builder: string; action: "deallocated"; reason?: string }
   | { builder: string; action: "recovered"; reason: string }
   | { builder: string; action: "skipped"; reason: string }
   | { builder: string; action: "failed"; reason: string };
@@ -64,13 +74,14 @@ export function idlePolicy(deps: { config: Pick<BuildersDeps["config"], "builds"
 /** The builders of all environments, once each (environments may share a builder). */
 export function builders(
   environments: Readonly<Record<string, EnvironmentConfig>>,
-): { key: string; vm: VmRef }[] {
-  const byKey = new Map<string, VmRef>();
+): { key: string; vm: VmRef; idleShutdown: IdleShutdownAction }[] {
+  // Environments sharing a builder agree on its idleShutdown (config/index.ts refuses otherwise).
+  const byKey = new Map<string, { vm: VmRef; idleShutdown: IdleShutdownAction }>();
   for (const env of Object.values(environments)) {
     const vm = builderVm(env);
-    byKey.set(builderKey(vm), vm);
+    byKey.set(builderKey(vm), { vm, idleShutdown: env.idleShutdown ?? "deallocate" });
   }
-  return [...byKey].map(([key, vm]) => ({ key, vm }));
+  return [...byKey].map(([key, builder]) => ({ key, ...builder }));
 }
 
 /** One pass over every builder; one builder's failure does not stop the others. */
@@ -83,11 +94,13 @@ export async function runIdleShutdown(
   const log = safeLog(sink);
   const policy = idlePolicy(deps);
   return Promise.all(
-    builders(deps.config.environments).map(async ({ key, vm }): Promise<IdleOutcome> => {
+    builders(deps.config.environments).map(async ({ key, vm, idleShutdown }): Promise<IdleOutcome> => {
       try {
         const stored = await deps.leases.read(key);
         const holder = leaseHoldingBuild(stored?.record ?? emptyRecord(key), deps.now());
-        if (holder === undefined) return await shutdownIfIdle(deps, key, vm, stored, policy, log);
+        if (holder === undefined) {
+          return await shutdownIfIdle(deps, { key, vm, idleShutdown }, stored, policy, log);
+        }
         // A build holds the builder: nothing to shut down, but is that build still running?
         const state = await orchestrationState(holder);
         if (state !== undefined && !ENDED_RUNTIME_STATUSES.has(state)) {
@@ -104,8 +117,7 @@ export async function runIdleShutdown(
 
 async function shutdownIfIdle(
   deps: BuildersDeps,
-  key: string,
-  vm: VmRef,
+  { key, vm, idleShutdown }: { key: string; vm: VmRef; idleShutdown: IdleShutdownAction },
   stored: StoredRecord | undefined,
   policy: IdlePolicy,
   log: BuildersLog,
@@ -122,9 +134,9 @@ async function shutdownIfIdle(
       reason: "the builder record changed; the next run decides",
     };
   }
-  log.info(`[builder ${vm.vmName}] idle: deallocating`);
+  let outcome: IdleOutcome;
   try {
-    await deps.compute.deallocate(vm);
+    outcome = await stopIdle(deps, vm, idleShutdown, log);
   } finally {
     // Give the lease back even when deallocation failed, so builds are not blocked until it expires.
     await mutateRecord(deps.leases, key, (record) => ({
@@ -132,8 +144,53 @@ async function shutdownIfIdle(
       result: undefined,
     }));
   }
-  log.info(`[builder ${vm.vmName}] deallocated`);
-  return { builder: vm.vmName, action: "deallocated" };
+  log.info(`[builder ${vm.vmName}] ${outcome.action}`);
+  return outcome;
+}
+
+/**
+ * Hibernate when configured, else (or when Azure refuses the hibernate) deallocate. A refusal is
+ * Azure's 409 `OperationNotAllowed` (hibernation not enabled on the VM, VM not running) or an
+ * operation ending `VMHibernateNotSupported` (guest not set up, or just booted) / `VMHibernateFailed`
+ * (MicrosoftDocs/azure-docs articles/virtual-machines/hibernate-resume-troubleshooting.md, "Common
+ * error codes"). Whatever the hibernate's failure, the builder is then deallocated: the user asked
+ * for it to stop when idle, and a stopped builder without its memory is only a slower next start,
+ * while a running one costs money every minute. The reason is logged and reported.
+ */
+async function stopIdle(
+  deps: BuildersDeps,
+  vm: VmRef,
+  idleShutdown: IdleShutdownAction,
+  log: BuildersLog,
+): Promise<IdleOutcome> {
+  let fallback: string | undefined;
+  if (idleShutdown === "hibernate") {
+    log.info(`[builder ${vm.vmName}] idle: hibernating`);
+    try {
+      await deps.compute.hibernate(vm);
+      return { builder: vm.vmName, action: "hibernated" };
+    } catch (error) {
+      fallback = `hibernate refused, deallocated instead: ${describeError(error)}`;
+      log.warn(`[builder ${vm.vmName}] ${fallback}`);
+      // A hibernate that failed after it began may still be winding down: deallocate once it ended.
+      await settled(deps, vm);
+    }
+  } else {
+    log.info(`[builder ${vm.vmName}] idle: deallocating`);
+  }
+  await deps.compute.deallocate(vm);
+  return fallback
+    ? { builder: vm.vmName, action: "deallocated", reason: fallback }
+    : { builder: vm.vmName, action: "deallocated" };
+}
+
+/** Waits (briefly) while the VM is in a transition, so the deallocate is not refused as mid-operation. */
+async function settled(deps: BuildersDeps, vm: VmRef): Promise<void> {
+  for (let i = 0; i < 30; i++) {
+    const { powerState } = await deps.compute.getVmStatus(vm);
+    if (powerState !== "deallocating" && powerState !== "stopping" && powerState !== "starting") return;
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+  }
 }
 
 /**

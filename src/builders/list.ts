@@ -22,14 +22,14 @@ export async function describeBuilders(
     Object.values(deps.config.environments).map(async (env): Promise<BuilderInfo> => {
       const vm = builderVm(env);
       const key = builderKey(vm);
-      const [stored, powerState] = await Promise.all([
+      const [stored, { powerState, hibernated }] = await Promise.all([
         deps.leases.read(key),
         deps.compute.getVmStatus(vm).then(
-          (status) => status.powerState as string,
+          (status) => ({ powerState: status.powerState, hibernated: status.hibernated }),
           (error: unknown) => {
             // One unreachable VM should not hide the others: show it as unknown.
             log.warn(`[builder ${vm.vmName}] power state unavailable: ${String(error)}`);
-            return "unknown";
+            return { powerState: "unknown", hibernated: undefined };
           },
         ),
       ]);
@@ -45,6 +45,8 @@ export async function describeBuilders(
         queue: record.queue.map((entry) => entry.buildId),
         ...(record.lastActivityAt ? { lastActivityAt: record.lastActivityAt } : {}),
         ...(shutdownAt ? { idleShutdownAt: shutdownAt } : {}),
+        ...(hibernated ? { hibernated } : {}),
+        ...(env.idleShutdown === "hibernate" ? { idleShutdown: "hibernate" as const } : {}),
       };
     }),
   );

@@ -39,7 +39,8 @@ export async function warmBuilder(deps: WarmDeps, env: EnvironmentConfig): Promi
       hint: "Run `fast-build warm` again in a few minutes, or just start the build: it waits for the shutdown and starts the builder again.",
     });
   }
-  const { powerState } = await deps.compute.getVmStatus(vm);
+  // A hibernated builder reads `deallocated` and is started the same way: the start resumes it.
+  const { powerState, hibernated } = await deps.compute.getVmStatus(vm);
   if (decision.kind === "in-use") {
     return {
       ...base,
@@ -90,7 +91,14 @@ export async function warmBuilder(deps: WarmDeps, env: EnvironmentConfig): Promi
       ...activity,
     };
   }
-  return { ...base, action: "started", powerStateBefore: powerState, powerState: "starting", ...activity };
+  return {
+    ...base,
+    action: "started",
+    powerStateBefore: powerState,
+    powerState: "starting",
+    ...activity,
+    ...(hibernated ? { hibernated } : {}),
+  };
 }
 
 function isUp(state: PowerState | undefined): boolean {

@@ -99,6 +99,8 @@ const buildersSchema = z.array(
     queue: z.array(z.string()),
     lastActivityAt: z.string().optional(),
     idleShutdownAt: z.string().optional(),
+    hibernated: z.literal(true).optional(),
+    idleShutdown: z.literal("hibernate").optional(),
   }),
 );
 
@@ -129,6 +131,7 @@ const warmSchema = z.looseObject({
   leaseHolder: z.string().optional(),
   lastActivityAt: z.string().optional(),
   idleShutdownAt: z.string().optional(),
+  hibernated: z.literal(true).optional(),
 });
 
 const errorBodySchema = z.object({

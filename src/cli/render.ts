@@ -211,11 +211,13 @@ export function renderBuilders(builders: readonly BuilderInfo[], now: Date): str
   const rows = builders.map((b) => [
     b.name,
     b.environment,
-    b.powerState,
+    b.hibernated ? `${b.powerState} (hibernated)` : b.powerState,
     b.leaseHolder ?? "-",
     String(b.queue.length),
     b.lastActivityAt ? timeAndDistance(b.lastActivityAt, now) : "-",
-    b.idleShutdownAt ? timeAndDistance(b.idleShutdownAt, now) : "-",
+    b.idleShutdownAt
+      ? `${timeAndDistance(b.idleShutdownAt, now)}${b.idleShutdown === "hibernate" ? " (hibernate)" : ""}`
+      : "-",
   ]);
   const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]?.length ?? 0)));
   return [header, ...rows].map((row) =>
@@ -236,7 +238,11 @@ export function renderWarm(answer: WarmResponse, now: Date): string {
   const idle = answer.idleShutdownAt
     ? ` (idle shutdown at ${timeAndDistance(answer.idleShutdownAt, now)} unless used)`
     : "";
-  if (answer.action === "started") return `${who}: ${answer.powerStateBefore} → ${answer.powerState}${idle}`;
+  if (answer.action === "started") {
+    const before = answer.hibernated ? `${answer.powerStateBefore} (hibernated)` : answer.powerStateBefore;
+    const resume = answer.hibernated ? " (resuming)" : "";
+    return `${who}: ${before} → ${answer.powerState}${resume}${idle}`;
+  }
   if (answer.leaseHolder) return `${who}: ${answer.powerState}, ${answer.reason ?? "in use"}; nothing to do`;
   return `${who}: ${answer.reason ?? `already ${answer.powerState}`}, nothing to do${idle}`;
 }

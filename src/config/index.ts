@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { oneLine } from "../core/logText.js";
 import { ConfigError } from "../core/errors.js";
+import { builderKey, builderVm } from "../core/buildInput.js";
 import {
   DEFAULT_MAX_UPLOAD_BYTES,
   EXTRACT_BYTES_FACTOR,
@@ -21,6 +22,10 @@ function intSettingShape(min: number, max: number) {
 }
 
 /** Names of environments and Azure resources in settings (also what the CLI accepts for --env). */
+/** What the idle shutdown may do to a builder; `deallocate` when an environment does not say. */
+export const IDLE_SHUTDOWN_ACTIONS = ["deallocate", "hibernate"] as const;
+export type IdleShutdownAction = (typeof IDLE_SHUTDOWN_ACTIONS)[number];
+
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/;
 const name = z.string().regex(NAME_PATTERN, "letters, digits, . _ - only");
 
@@ -73,6 +78,12 @@ export const environmentSchema = z.object({
       path: ["approvers"],
     })
     .optional(),
+  /**
+   * What the idle shutdown does to the builder (default `deallocate`): `hibernate` keeps its memory
+   * on the OS disk so the next start resumes instead of booting (the VM needs
+   * `additionalCapabilities.hibernationEnabled`; Azure's refusal falls back to a deallocate).
+   */
+  idleShutdown: z.enum(IDLE_SHUTDOWN_ACTIONS).optional(),
 });
 export type EnvironmentConfig = z.infer<typeof environmentSchema> & { name: string };
 
@@ -227,6 +238,7 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push("FASTBUILD_TABLE_ENDPOINT: required with FASTBUILD_BLOB_ENDPOINT");
   }
   const computeEndpoint = s.FASTBUILD_COMPUTE_ENDPOINT ?? s.FASTBUILD_ARM_ENDPOINT ?? PUBLIC_ARM_ENDPOINT;
+  checkIdleShutdown(environments, s.FASTBUILD_COMPUTE_PROFILE, problems);
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     environments,
@@ -264,6 +276,35 @@ export function loadConfig(env: Env = process.env): Config {
     taskHubName: s.TASK_HUB_NAME,
     auth: { mode: s.FASTBUILD_AUTH },
   };
+}
+
+/**
+ * `idleShutdown: "hibernate"` needs the deallocate's `hibernate` parameter (Compute api-version
+ * 2021-03-01 and later), which the Azure Stack Hub profile (2020-06-01) lacks; and environments
+ * sharing one builder must agree on what its idle shutdown does.
+ */
+function checkIdleShutdown(
+  environments: Readonly<Record<string, EnvironmentConfig>>,
+  profile: ComputeProfile,
+  problems: string[],
+): void {
+  const byBuilder = new Map<string, { env: string; action: IdleShutdownAction }>();
+  for (const env of Object.values(environments)) {
+    const action = env.idleShutdown ?? "deallocate";
+    if (action === "hibernate" && profile !== "latest") {
+      problems.push(
+        `FASTBUILD_ENVIRONMENTS.${env.name}.idleShutdown: "hibernate" needs Compute api-version 2021-03-01 or later; the ${profile} profile (FASTBUILD_COMPUTE_PROFILE, Azure Stack Hub, api-version 2020-06-01) cannot hibernate: set "deallocate" or remove the setting`,
+      );
+    }
+    const builder = builderKey(builderVm(env));
+    const other = byBuilder.get(builder);
+    if (other && other.action !== action) {
+      problems.push(
+        `FASTBUILD_ENVIRONMENTS.${env.name}.idleShutdown: "${action}", but environment ${other.env} shares builder ${env.builderVm} with "${other.action}": set the same idleShutdown on both`,
+      );
+    }
+    if (!other) byBuilder.set(builder, { env: env.name, action });
+  }
 }
 
 function extractLimits(settings: Readonly<Record<string, unknown>>): ExtractLimits {

@@ -193,6 +193,10 @@ export interface BuilderInfo {
   lastActivityAt?: string;
   /** When the idle timer will deallocate it, if nothing else happens. */
   idleShutdownAt?: string;
+  /** Deallocated by a hibernate: its next start resumes it (`powerState` reads `deallocated`). */
+  hibernated?: true;
+  /** What the idle shutdown does to it, when that is `hibernate` (else it deallocates). */
+  idleShutdown?: "hibernate";
 }
 
 /**
@@ -216,6 +220,8 @@ export interface WarmResponse {
   lastActivityAt?: string;
   /** When the idle timer deallocates it unless it is used before. */
   idleShutdownAt?: string;
+  /** The builder was hibernated: this start resumes it. */
+  hibernated?: true;
 }
 
 export interface ErrorResponse {

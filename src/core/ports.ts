@@ -24,6 +24,11 @@ export interface VmStatus {
   powerState: PowerState;
   /** The VM agent reports Ready: Run Command can be accepted. */
   agentReady: boolean;
+  /**
+   * Deallocated by a hibernate (`HibernationState/Hibernated` next to `PowerState/deallocated`):
+   * the ordinary start resumes it. Set only when true, so other states read as before.
+   */
+  hibernated?: true;
 }
 
 /** How a build command was started: a managed Run Command, or the action Run Command (hybrid). */
@@ -83,6 +88,13 @@ export interface ComputeGateway {
    */
   beginStart(vm: VmRef): Promise<void>;
   deallocate(vm: VmRef): Promise<void>;
+  /**
+   * Hibernates the VM (a deallocate with `hibernate=true`) and waits for the operation. Azure
+   * refuses it (409 `OperationNotAllowed`, or the operation fails `VMHibernateNotSupported`) for a
+   * VM without `additionalCapabilities.hibernationEnabled`, one not running, or a guest not ready;
+   * the hybrid profile has no such parameter (`HibernationUnsupportedProfile`, nothing sent).
+   */
+  hibernate(vm: VmRef): Promise<void>;
   startBuildCommand(vm: VmRef, spec: BuildCommandSpec): Promise<BuildCommandHandle>;
   /**
    * The handle of build command `name` when a start of it already took: its script is starting,

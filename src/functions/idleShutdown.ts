@@ -18,7 +18,8 @@ export async function idleShutdown(_timer: Timer, context: InvocationContext): P
     async (buildId) => (await instances.get(buildId))?.runtimeStatus,
   );
   for (const outcome of outcomes) {
-    if (outcome.action !== "deallocated")
+    // runIdleShutdown already logged each stop (and a hibernate's fallback, with its reason).
+    if (outcome.action !== "deallocated" && outcome.action !== "hibernated")
       context.info(
         logLine(
           `[builder ${outcome.builder}] ${outcome.action}: ${"reason" in outcome ? outcome.reason : ""}`,

@@ -140,6 +140,8 @@ const FUNCTIONS: Record<string, Fn> = {
     return scope.copyIndex + Number(offset ?? 0);
   },
   createArray: (args) => args,
+  // Both branches are evaluated first (ARM evaluates only the chosen one; none here has effects).
+  if: ([condition, whenTrue, whenFalse]) => (condition === true ? whenTrue : whenFalse),
   createObject: (args) => {
     const entries: [string, unknown][] = [];
     for (let i = 0; i < args.length; i += 2) entries.push([String(args[i]), args[i + 1]]);

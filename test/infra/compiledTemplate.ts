@@ -80,6 +80,8 @@ function walk(scope: Scope): Deployed[] {
         ? [scope]
         : Array.from({ length: count }, (_, copyIndex): Scope => ({ ...scope, copyIndex }));
     return scopes.flatMap((at) => {
+      // A conditional resource (`= if (…)` in Bicep) is deployed only when its condition holds.
+      if (resource.condition !== undefined && evaluate(resource.condition, at) !== true) return [];
       const deployed: Deployed = { type: resource.type, id: idOf(resource, at), resource, scope: at };
       if (resource.type !== "Microsoft.Resources/deployments") return [deployed];
       return [deployed, ...walk(moduleScope(resource, at))];

@@ -73,6 +73,20 @@ describe("npm run sim", () => {
     assert.match(narration, /nothing to deploy: the app already runs this image/);
   });
 
+  it("measures the first build after warm vs cold: each scenario's build succeeds and the medians are narrated", () => {
+    const measured = report.warm?.measurements.map((m) => [m.scenario, m.exitCode, m.phase]);
+    assert.deepEqual(measured, [
+      ["cold", 0, "succeeded"],
+      ["warm", 0, "succeeded"],
+      ["resume", 0, "succeeded"],
+      ["resume+warm", 0, "succeeded"],
+    ]);
+    // Numbers are printed, never asserted: they depend on the machine.
+    for (const scenario of ["cold", "warm", "resume", "resume+warm"]) {
+      assert.match(narration, new RegExp(`median ${scenario.replace("+", "\\+")} +\\d+\\.\\d s`));
+    }
+  });
+
   it("streams the builder's live log to the developer, in time order", () => {
     assert.match(cliOutput, /fastbuild\[app\]/);
     assert.match(narration, /the deployed image says: hello again/);

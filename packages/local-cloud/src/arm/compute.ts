@@ -29,6 +29,9 @@ export interface ComputeContext {
   timing: {
     vmStartMs: number;
     vmDeallocateMs: number;
+    /** Start of a hibernated VM (a resume): shorter than `vmStartMs`. */
+    vmResumeMs: number;
+    vmHibernateMs: number;
     vmPowerOffMs: number;
     provisioningMs: number;
     /** How often running output reaches the blobs and the instance view. */
@@ -37,7 +40,7 @@ export interface ComputeContext {
   storageCa: string | undefined;
   executor(): RunCommandExecutor;
   takeOperationFault(
-    operation: "start" | "deallocate" | "powerOff",
+    operation: "start" | "deallocate" | "powerOff" | "hibernate",
     vmName: string,
   ): { code: string; message: string } | undefined;
   timers: Timers;
@@ -102,6 +105,10 @@ interface VmState {
   vmId: string;
   powerState: PowerState;
   identity: VmIdentity | undefined;
+  /** `additionalCapabilities.hibernationEnabled`. */
+  hibernationEnabled: boolean;
+  /** Deallocated by a hibernate (`HibernationState/Hibernated`): the next start is a resume. */
+  hibernated: boolean;
   provisioningTime: string;
   runCommands: Map<string, RunCommandState>;
   actionRunning: boolean;
@@ -157,8 +164,10 @@ export class ComputeProvider {
       ref,
       location: init.location ?? "westus",
       vmId: newId(),
-      powerState: init.powerState ?? "deallocated",
+      powerState: init.hibernated ? "deallocated" : (init.powerState ?? "deallocated"),
       identity: init.identity,
+      hibernationEnabled: init.hibernationEnabled === true,
+      hibernated: init.hibernated === true && init.hibernationEnabled === true,
       provisioningTime: armTime(),
       runCommands: new Map(),
       actionRunning: false,
@@ -169,7 +178,12 @@ export class ComputeProvider {
   getVm(ref: VmRef): VmView | undefined {
     const vm = this.vms.get(key(ref));
     return (
-      vm && { powerState: vm.powerState, location: vm.location, agentReady: vm.powerState === "running" }
+      vm && {
+        powerState: vm.powerState,
+        location: vm.location,
+        agentReady: vm.powerState === "running",
+        hibernated: vm.hibernated,
+      }
     );
   }
 
@@ -314,6 +328,7 @@ export class ComputeProvider {
         `Operation '${action}' is not allowed on VM '${vm.ref.vmName}' since the VM is ${vm.powerState}.`,
       );
     }
+    if (action === "deallocate" && wantsHibernate(req)) return this.hibernate(req, vm);
     const { op, headers } = this.startOperation(vm, req.apiVersion);
     const { timing } = this.ctx;
     if (action === "start") {
@@ -322,9 +337,16 @@ export class ComputeProvider {
         this.finish(op);
       } else {
         const before = vm.powerState;
+        // A hibernated VM is started with the ordinary start, which resumes it: its memory comes
+        // back from the OS disk instead of a boot (MicrosoftDocs/azure-docs
+        // articles/virtual-machines/hibernate-resume.md "How hibernation works";
+        // hibernate-resume-troubleshooting.md "Unable to resume a VM": "Starting a hibernated VM
+        // is similar to starting a stopped VM"). A failed start leaves it hibernated.
+        const resuming = vm.hibernated;
         vm.powerState = "starting";
-        this.ctx.timers.after(timing.vmStartMs, () => {
+        this.ctx.timers.after(resuming ? timing.vmResumeMs : timing.vmStartMs, () => {
           vm.powerState = fault ? before : "running";
+          if (!fault) vm.hibernated = false;
           vm.provisioningTime = armTime();
           this.finish(op, fault);
         });
@@ -336,6 +358,9 @@ export class ComputeProvider {
       );
       const target: PowerState = action === "poweroff" ? "stopped" : "deallocated";
       const already = action === "poweroff" ? ["stopped", "deallocated"] : ["deallocated"];
+      // Stop-deallocating a hibernated VM discards the saved memory: it is plainly deallocated
+      // (hibernate-resume.md FAQ: a hibernated VM can be stop(deallocated) to change its disks).
+      if (!fault && action === "deallocate") vm.hibernated = false;
       if (already.includes(vm.powerState) && !fault) {
         this.finish(op);
       } else {
@@ -355,12 +380,56 @@ export class ComputeProvider {
     return { status: 202, headers };
   }
 
+  /**
+   * `POST …/deallocate?hibernate=true` as Azure answers it (MicrosoftDocs/azure-docs
+   * articles/virtual-machines/hibernate-resume-troubleshooting.md, "Common error codes"): only a
+   * running VM with `additionalCapabilities.hibernationEnabled` may hibernate, else 409
+   * `OperationNotAllowed` with Azure's message; a guest that cannot hibernate yet (right after boot)
+   * fails the operation with `VMHibernateNotSupported` (inject an operation fault `hibernate`).
+   * Hibernated: `PowerState/deallocated` plus `HibernationState/Hibernated` in the instance view
+   * (articles/virtual-machines/linux/hibernate-resume-linux.md, the platform instructions' status check).
+   */
+  private hibernate(req: ArmRequest, vm: VmState): Reply {
+    if (!vm.hibernationEnabled) {
+      throw new ArmHttpError(
+        409,
+        "OperationNotAllowed",
+        "The Hibernate-Deallocate Operation can only be triggered on a VM that is enabled for hibernation. Enable the property additionalCapabilities.hibernationEnabled during VM creation, or after stopping and deallocating the VM.",
+      );
+    }
+    if (vm.powerState !== "running") {
+      throw new ArmHttpError(
+        409,
+        "OperationNotAllowed",
+        "The Hibernate-Deallocate Operation can only be triggered on a VM that is successfully provisioned and is running.",
+      );
+    }
+    const { op, headers } = this.startOperation(vm, req.apiVersion);
+    const fault = this.ctx.takeOperationFault("hibernate", vm.ref.vmName);
+    vm.powerState = "deallocating";
+    // The guest suspends to disk, so its processes are not killed; a managed Run Command's script
+    // would resume with the VM. The emulator's executors are host processes that cannot be frozen,
+    // so they stop here as at a deallocate (the idle shutdown hibernates only idle builders).
+    if (!fault) {
+      for (const rc of vm.runCommands.values()) rc.abort?.abort("vm-stopped");
+      vm.actionAbort?.abort("vm-stopped");
+    }
+    this.ctx.timers.after(this.ctx.timing.vmHibernateMs, () => {
+      vm.powerState = fault ? "running" : "deallocated";
+      if (!fault) vm.hibernated = true;
+      vm.provisioningTime = armTime();
+      this.finish(op, fault);
+    });
+    return { status: 202, headers };
+  }
+
   private vmJson(vm: VmState, withInstanceView: boolean): Record<string, unknown> {
     const { subscriptionId, resourceGroup, vmName } = vm.ref;
     const id = `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Compute/virtualMachines/${vmName}`;
     const properties: Record<string, unknown> = {
       vmId: vm.vmId,
       hardwareProfile: { vmSize: "Standard_D4s_v5" },
+      ...(vm.hibernationEnabled ? { additionalCapabilities: { hibernationEnabled: true } } : {}),
       storageProfile: {
         imageReference: {
           publisher: "Canonical",
@@ -783,6 +852,21 @@ function exitMessage(exitCode: number): string {
   return `Execution failed: failed to execute command: command terminated with exit status=${exitCode}`;
 }
 
+/**
+ * The deallocate's `hibernate` query parameter arrived with Compute api-version 2021-03-01
+ * (azure-rest-api-specs `VirtualMachines_Deallocate`; the @azure/arm-compute 25.x SDK sends
+ * `hibernate=true` with its own, later version). An older version, such as Azure Stack Hub's
+ * 2020-06-01, has no such parameter, and ARM does not reject query parameters an api-version does
+ * not define, so it is a plain deallocate there: inferred, not recorded; fast-build refuses
+ * `idleShutdown: "hibernate"` with that profile at config load so it never relies on it.
+ */
+const HIBERNATE_MIN_API_VERSION = "2021-03-01";
+
+function wantsHibernate(req: ArmRequest): boolean {
+  const value = req.query.get("hibernate");
+  return value?.toLowerCase() === "true" && req.apiVersion.slice(0, 10) >= HIBERNATE_MIN_API_VERSION;
+}
+
 function key(ref: VmRef): string {
   return `${ref.subscriptionId}/${ref.resourceGroup}/${ref.vmName}`.toLowerCase();
 }
@@ -807,6 +891,9 @@ function instanceView(vm: VmState): Record<string, unknown> {
       time: vm.provisioningTime,
     },
     { code: `PowerState/${vm.powerState}`, level: "Info", displayStatus: DISPLAY[vm.powerState] },
+    ...(vm.hibernated
+      ? [{ code: "HibernationState/Hibernated", level: "Info", displayStatus: "VM hibernated" }]
+      : []),
   ];
   const disks = [
     {

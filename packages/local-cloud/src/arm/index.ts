@@ -69,6 +69,8 @@ export async function startArmEmulator(options: ArmEmulatorOptions = {}): Promis
     timing: {
       vmStartMs: options.vmStartMs ?? 30,
       vmDeallocateMs: options.vmDeallocateMs ?? 30,
+      vmResumeMs: options.vmResumeMs ?? 15,
+      vmHibernateMs: options.vmHibernateMs ?? options.vmDeallocateMs ?? 30,
       vmPowerOffMs: options.vmPowerOffMs ?? 20,
       provisioningMs: options.provisioningMs ?? 20,
       flushMs: options.runCommandFlushMs ?? 15_000,

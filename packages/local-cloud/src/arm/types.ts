@@ -81,6 +81,13 @@ export interface ArmEmulatorOptions {
   vmStartMs?: number;
   /** Time a VM spends in `deallocating` (default 30 ms). */
   vmDeallocateMs?: number;
+  /**
+   * Time a hibernated VM spends in `starting` before it runs again (default 15 ms): a resume reads
+   * the memory back from the OS disk instead of booting, so it is shorter than `vmStartMs`.
+   */
+  vmResumeMs?: number;
+  /** Time a VM spends in `deallocating` while it hibernates (default: `vmDeallocateMs`). */
+  vmHibernateMs?: number;
   /** Time a VM spends in `stopping` (default 20 ms). */
   vmPowerOffMs?: number;
   /** Container-app provisioning after a PATCH; run-command `Pending` time (default 20 ms). */
@@ -202,7 +209,8 @@ export interface HttpFault {
 
 /** Makes a long-running VM operation end `Failed` with this Azure error (e.g. `AllocationFailed`). */
 export interface OperationFault {
-  operation: "start" | "deallocate" | "powerOff";
+  /** `hibernate`: a deallocate with `hibernate=true` (e.g. `VMHibernateNotSupported` right after boot). */
+  operation: "start" | "deallocate" | "powerOff" | "hibernate";
   /** Only this VM (default: any). */
   vmName?: string;
   times?: number;
@@ -215,12 +223,18 @@ export interface VmInit {
   powerState?: PowerState;
   location?: string;
   identity?: VmIdentity;
+  /** `additionalCapabilities.hibernationEnabled` (default false): without it Azure refuses to hibernate. */
+  hibernationEnabled?: boolean;
+  /** Starts hibernated (`PowerState/deallocated` + `HibernationState/Hibernated`); needs `hibernationEnabled`. */
+  hibernated?: boolean;
 }
 
 export interface VmView {
   powerState: PowerState;
   location: string;
   agentReady: boolean;
+  /** Deallocated by a hibernate: the next start resumes it. */
+  hibernated: boolean;
 }
 
 export interface ContainerAppInit {

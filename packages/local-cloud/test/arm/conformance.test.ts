@@ -194,7 +194,12 @@ describe("ARM emulator conformance with the spec examples", () => {
           resourceGroup: p.resourceGroupName!,
           vmName: p.vmName,
         };
-        if (!emulator.getVm(vm)) emulator.addVm(vm, { powerState: "running", location: "westus" });
+        // An example that hibernates (deallocate with `hibernate: true`) needs a VM Azure lets
+        // hibernate: one with additionalCapabilities.hibernationEnabled.
+        const hibernates = (p as Record<string, unknown>).hibernate === true;
+        if (!emulator.getVm(vm)) {
+          emulator.addVm(vm, { powerState: "running", location: "westus", hibernationEnabled: hibernates });
+        }
       }
       if (p.containerAppName) {
         const app = {
