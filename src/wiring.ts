@@ -18,6 +18,7 @@ import { createContainerAppsGateway } from "./azure/containerApps.js";
 import { createCredential, type TokenCredential } from "./azure/credentials.js";
 import { createRegistryGateway, type RegistryGatewayOptions } from "./azure/registry.js";
 import { TableLeaseStore } from "./azure/tables.js";
+import { TableHistoryStore, type HistoryStore } from "./azure/history.js";
 import type { ArmEndpointConfig, Config } from "./config/index.js";
 import { ConfigError } from "./core/errors.js";
 import type { LeaseStore } from "./core/lease.js";
@@ -44,6 +45,8 @@ export interface Deps {
   registry?: RegistryGateway;
   /** Builder records (lease, queue, activity) in Table Storage. */
   leases: LeaseStore;
+  /** Build history and builder power transitions (FASTBUILD_HISTORY_TABLE). */
+  history: HistoryStore;
   /** The clock every handler reads (tests pass their own). */
   now(): Date;
 }
@@ -104,6 +107,13 @@ export function createDeps(
     }),
     leases: new TableLeaseStore({
       tableName: config.storage.activityTable,
+      connectionString: config.storage.connectionString,
+      endpoint: config.storage.tableEndpoint,
+      credential,
+      ...(options.tlsCa ? { clientOptions: { tlsOptions: { ca: options.tlsCa } } } : {}),
+    }),
+    history: new TableHistoryStore({
+      tableName: config.history.table,
       connectionString: config.storage.connectionString,
       endpoint: config.storage.tableEndpoint,
       credential,

@@ -22,6 +22,7 @@ import {
 } from "../core/idle.js";
 import { emptyRecord, mutateRecord, type LeaseStore, type StoredRecord } from "../core/lease.js";
 import type { ComputeGateway, VmRef } from "../core/ports.js";
+import { recordPower, type PowerDeps } from "./power.js";
 
 /** Deallocation is a long-running ARM operation (minutes); the shutdown's lease must outlast it. */
 const SHUTDOWN_LEASE_MS = 20 * 60_000;
@@ -36,7 +37,9 @@ export interface BuildersDeps {
     arm: Pick<Config["arm"], "computeProfile">;
   };
   leases: LeaseStore;
-  compute: Pick<ComputeGateway, "getVmStatus" | "deallocate" | "removeBuildCommands">;
+  compute: Pick<ComputeGateway, "getVmStatus" | "deallocate" | "removeBuildCommands" | "getVmSize">;
+  /** Where deallocations are recorded (the costs' disk minutes). */
+  history: PowerDeps["history"];
   now(): Date;
 }
 
@@ -125,6 +128,7 @@ async function shutdownIfIdle(
   log.info(`[builder ${vm.vmName}] idle: deallocating`);
   try {
     await deps.compute.deallocate(vm);
+    await recordPower(deps, vm, "deallocated");
   } finally {
     // Give the lease back even when deallocation failed, so builds are not blocked until it expires.
     await mutateRecord(deps.leases, key, (record) => ({
@@ -173,6 +177,7 @@ async function recoverOrphan(
       stopped = removed.removed.length > 0 ? "its run command was deleted" : "it had no run command left";
     } else {
       await deps.compute.deallocate(vm);
+      await recordPower(deps, vm, "deallocated");
       stopped = removed
         ? `its run command could not be deleted (${removed.failed.join("; ")}), so the builder was deallocated`
         : "the builder was deallocated to stop its Run Command (the hybrid profile's cannot be cancelled)";

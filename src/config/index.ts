@@ -14,6 +14,7 @@ import {
   type ExtractLimits,
 } from "../core/extractLimits.js";
 import { BINARY_NAME, CALLBACK_BASE_URL, IMAGE_REPOSITORY, REGISTRY, ruleSchema } from "../core/rules.js";
+import { vmRatesSchema, type VmRates } from "../core/history.js";
 
 /** Names of environments and Azure resources in settings (also what the CLI accepts for --env). */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$/;
@@ -86,6 +87,13 @@ export interface Config {
   /** Base URL the builder VM calls back (e.g. `https://myapp.azurewebsites.net`). */
   publicBaseUrl: string | undefined;
   taskHubName: string;
+  /** Build history and builder costs (`GET /api/builds`, `GET /api/costs`; src/core/history.ts). */
+  history: {
+    table: string;
+    /** Per VM size: running and disk (deallocated, hibernated) price per hour. */
+    vmRates: VmRates;
+    currency: string;
+  };
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -152,6 +160,15 @@ const settingsSchema = z.object({
     .string()
     .regex(/^[A-Za-z][A-Za-z0-9]{2,44}$/)
     .default("fastbuild"),
+  FASTBUILD_HISTORY_TABLE: z
+    .string()
+    .regex(/^[A-Za-z][A-Za-z0-9]{2,62}$/)
+    .default("buildhistory"),
+  FASTBUILD_VM_RATES: z.string().default("{}"),
+  FASTBUILD_COST_CURRENCY: z
+    .string()
+    .regex(/^[A-Z]{3}$/, "a three-letter currency code such as USD")
+    .default("USD"),
 });
 
 /** Reads and validates every setting; throws one `ConfigError` listing all problems. */
@@ -179,6 +196,7 @@ export function loadConfig(env: Env = process.env): Config {
     problems.push("FASTBUILD_TABLE_ENDPOINT: required with FASTBUILD_BLOB_ENDPOINT");
   }
   const computeEndpoint = s.FASTBUILD_COMPUTE_ENDPOINT ?? s.FASTBUILD_ARM_ENDPOINT ?? PUBLIC_ARM_ENDPOINT;
+  const vmRates = parseVmRates(s.FASTBUILD_VM_RATES, problems);
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     environments,
@@ -214,7 +232,27 @@ export function loadConfig(env: Env = process.env): Config {
       (s.FASTBUILD_PUBLIC_BASE_URL && trimUrl(s.FASTBUILD_PUBLIC_BASE_URL)) ??
       (s.WEBSITE_HOSTNAME ? `https://${s.WEBSITE_HOSTNAME}` : undefined),
     taskHubName: s.TASK_HUB_NAME,
+    history: { table: s.FASTBUILD_HISTORY_TABLE, vmRates, currency: s.FASTBUILD_COST_CURRENCY },
   };
+}
+
+/** `FASTBUILD_VM_RATES`: `{"Standard_D4s_v5": {"perHour": 0.192, "diskPerHour": 0.0065}}`. */
+function parseVmRates(text: string, problems: string[]): VmRates {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    problems.push(
+      'FASTBUILD_VM_RATES: not valid JSON (e.g. {"Standard_D4s_v5":{"perHour":0.192,"diskPerHour":0.0065}})',
+    );
+    return {};
+  }
+  const parsed = vmRatesSchema.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  for (const issue of parsed.error.issues) {
+    problems.push(`FASTBUILD_VM_RATES${issue.path.map((p) => `.${String(p)}`).join("")}: ${issue.message}`);
+  }
+  return {};
 }
 
 function extractLimits(settings: Readonly<Record<string, unknown>>): ExtractLimits {

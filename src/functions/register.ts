@@ -104,6 +104,24 @@ http(
   false,
 );
 
+// The build history, newest first (GET; POST on the same route starts a build), and the builders' costs.
+http(
+  "listHistory",
+  ["GET"],
+  "builds",
+  "function",
+  async () => (await import("./history.js")).listHistoryHandler,
+  false,
+);
+http(
+  "getCosts",
+  ["GET"],
+  "costs",
+  "function",
+  async () => (await import("./history.js")).costsHandler,
+  false,
+);
+
 app.timer("idleShutdown", {
   schedule: IDLE_SHUTDOWN_SCHEDULE,
   // A missed tick is not worth catching up: the next one decides with fresh data.
