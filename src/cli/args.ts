@@ -5,6 +5,7 @@
 import { NAME_PATTERN } from "../config/index.js";
 import { buildIdSchema } from "../core/buildInput.js";
 import { InvalidInputError } from "../core/errors.js";
+import { CLI_HISTORY_LIMIT, COST_DAYS } from "../core/history.js";
 import { type OPTIONS, parseArgv } from "./usage.js";
 
 export { USAGE } from "./usage.js";
@@ -47,7 +48,9 @@ export type Command =
   | { command: "logs"; buildId: string; flags: ApiFlags & { follow: boolean } }
   | { command: "cancel"; buildId: string; flags: ApiFlags }
   | { command: "builders"; flags: ApiFlags & { json: boolean } }
-  | { command: "warm"; environment: string; flags: ApiFlags & { json: boolean } };
+  | { command: "warm"; environment: string; flags: ApiFlags & { json: boolean } }
+  | { command: "history"; flags: ApiFlags & { json: boolean; env: string | undefined; limit: number } }
+  | { command: "costs"; flags: ApiFlags & { json: boolean; env: string | undefined; days: number } };
 
 export type CommandName = Exclude<Command["command"], "help">;
 
@@ -72,6 +75,16 @@ const COMMANDS: Record<CommandName, { options: readonly OptionName[]; buildId: b
   cancel: { options: ["api"], buildId: true, usage: "fast-build cancel <build-id>" },
   builders: { options: ["api", "json"], buildId: false, usage: "fast-build builders [--json]" },
   warm: { options: ["api", "json"], buildId: false, usage: "fast-build warm <env> [--json]" },
+  history: {
+    options: ["api", "json", "env", "limit"],
+    buildId: false,
+    usage: "fast-build history [--env NAME] [--limit N] [--json]",
+  },
+  costs: {
+    options: ["api", "json", "env", "days"],
+    buildId: false,
+    usage: "fast-build costs [--days N] [--env NAME] [--json]",
+  },
 };
 
 function isCommandName(name: string): name is CommandName {
@@ -121,6 +134,15 @@ export function parseCommand(argv: readonly string[]): Command {
   if (!spec.buildId) {
     if (rest.length > 0) throw usageError(`unexpected argument to ${name}: ${rest.join(" ")}`, name);
     if (name === "builders") return { command: "builders", flags: { ...api, json } };
+    if (name === "history" || name === "costs") {
+      const env = values.env === undefined ? undefined : parseEnvironment([values.env], name);
+      if (name === "history") {
+        const limit = wholeNumber("limit", values.limit, CLI_HISTORY_LIMIT, name);
+        return { command: "history", flags: { ...api, json, env, limit } };
+      }
+      const days = wholeNumber("days", values.days, COST_DAYS, name);
+      return { command: "costs", flags: { ...api, json, env, days } };
+    }
     if (name === "plan") {
       // Offline without --api: an environment would be silently ignored, so say what it needs.
       if (values.env !== undefined && values.api === undefined) {
@@ -181,7 +203,7 @@ export function parseCommand(argv: readonly string[]): Command {
  * environments and answers 404 with their list); `--env` is refused by the option table, so the
  * name comes one way only.
  */
-function parseEnvironment(rest: readonly string[]): string {
+function parseEnvironment(rest: readonly string[], command: CommandName = "warm"): string {
   if (rest.length !== 1) {
     throw usageError(
       rest.length === 0
@@ -195,10 +217,29 @@ function parseEnvironment(rest: readonly string[]): string {
     const shown = env.length > 70 ? `${env.slice(0, 70)}…` : env;
     throw usageError(
       `${JSON.stringify(shown)} is not an environment name (letters, digits, . _ - only)`,
-      "warm",
+      command,
     );
   }
   return env;
+}
+
+/** `--limit` / `--days`: a whole number in the range, else a usage error that names it. */
+function wholeNumber(
+  option: "limit" | "days",
+  raw: string | undefined,
+  range: { min: number; max: number; default: number },
+  command: CommandName,
+): number {
+  if (raw === undefined) return range.default;
+  const value = /^[0-9]{1,7}$/.test(raw.trim()) ? Number(raw.trim()) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < range.min || value > range.max) {
+    const shown = raw.length > 20 ? `${raw.slice(0, 20)}…` : raw;
+    throw usageError(
+      `--${option} must be a whole number from ${range.min} to ${range.max}, got ${JSON.stringify(shown)}`,
+      command,
+    );
+  }
+  return value;
 }
 
 /**

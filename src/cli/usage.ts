@@ -21,6 +21,10 @@ commands:
   builders              list the builder VMs: power state, lease holder, queue, idle shutdown
   warm <env>            start the environment's builder VM now (e.g. from a pre-push hook), so
                         the next build does not wait for it; the idle shutdown still applies
+  history               recent builds, newest first: when, who (branch@commit, author), outcome,
+                        time per phase, image digest, revision
+  costs                 builder VM minutes (running) and disk minutes (deallocated, hibernated)
+                        per day and per build, priced by the app's FASTBUILD_VM_RATES
 
 dev options:
   --env NAME        environment to build for (or FASTBUILD_ENV)
@@ -42,8 +46,11 @@ plan options:
   --rebuild-base    as for dev: the base would be rebuilt even if the registry has it
 
 other options:
-  --json            status, builders, warm: print the API's JSON on stdout
+  --json            status, builders, warm, history, costs: print the API's JSON on stdout
   --follow          logs: keep printing until the build has ended
+  --env NAME        history, costs: only this environment (default: every one)
+  --limit N         history: how many builds, 1-1000 (default 20)
+  --days N          costs: how many days back, 1-90 (default 7)
 
 every command:
   --api URL         function app URL (or FASTBUILD_API_URL; plan asks only with --api);
@@ -68,6 +75,8 @@ export const OPTIONS = {
   "dry-run": { type: "boolean" },
   follow: { type: "boolean" },
   help: { type: "boolean", short: "h" },
+  limit: { type: "string" },
+  days: { type: "string" },
 } as const;
 
 /** argv (without node and script) by the flag table, strictly: an unknown flag throws. */

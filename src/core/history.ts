@@ -111,6 +111,8 @@ const ROW_KEY_PATTERN = new RegExp(`^[0-9]{13}~${BUILD_ID.pattern.source.slice(1
 /** `limit` of `GET /api/builds`; `days` of `GET /api/costs`. */
 export const HISTORY_LIMIT = { min: 1, max: 200, default: 20 } as const;
 export const COST_DAYS = { min: 1, max: 90, default: 7 } as const;
+/** What `fast-build history --limit` may ask for (the CLI follows the API's pages to get it). */
+export const CLI_HISTORY_LIMIT = { min: 1, max: 1000, default: HISTORY_LIMIT.default } as const;
 
 /**
  * The `next` cursor of a history page: the first row key of the next page and the list it belongs
