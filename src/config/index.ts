@@ -250,7 +250,13 @@ function parseVmRates(text: string, problems: string[]): VmRates {
   const parsed = vmRatesSchema.safeParse(raw);
   if (parsed.success) return parsed.data;
   for (const issue of parsed.error.issues) {
-    problems.push(`FASTBUILD_VM_RATES${issue.path.map((p) => `.${String(p)}`).join("")}: ${issue.message}`);
+    const path = issue.path.map((p) => `.${String(p)}`).join("");
+    // zod names a bad record key only as "Invalid key in record".
+    const message =
+      issue.code === "invalid_key"
+        ? "not a VM size: use Azure's name, a VM size such as Standard_D4s_v5"
+        : issue.message;
+    problems.push(`FASTBUILD_VM_RATES${path}: ${message}`);
   }
   return {};
 }

@@ -52,7 +52,14 @@ async function listHistory(request: HttpRequest): Promise<HttpResponseInit> {
   const deps = await getDeps();
   checkKeys(request, QUERY_KEYS.builds);
   const environment = queryEnvironment(request, deps);
-  const limit = queryInteger(request, "limit", HISTORY_LIMIT.min, HISTORY_LIMIT.max, HISTORY_LIMIT.default);
+  const limit = queryInteger(
+    request,
+    "limit",
+    HISTORY_LIMIT.min,
+    HISTORY_LIMIT.max,
+    HISTORY_LIMIT.default,
+    `Ask for up to ${HISTORY_LIMIT.max} builds a page and follow \`next\` for more.`,
+  );
   const cursor = request.query.get("cursor") ?? undefined;
   const page = await deps.history.listBuilds({
     ...(environment !== undefined ? { environment } : {}),
@@ -66,7 +73,14 @@ async function costs(request: HttpRequest): Promise<HttpResponseInit> {
   const deps = await getDeps();
   checkKeys(request, QUERY_KEYS.costs);
   const environment = queryEnvironment(request, deps);
-  const days = queryInteger(request, "days", COST_DAYS.min, COST_DAYS.max, COST_DAYS.default);
+  const days = queryInteger(
+    request,
+    "days",
+    COST_DAYS.min,
+    COST_DAYS.max,
+    COST_DAYS.default,
+    `Ask for 1 to ${COST_DAYS.max} days back (default ${COST_DAYS.default}).`,
+  );
   const now = deps.now();
   const from = new Date(now.getTime() - days * 86_400_000);
   const { vmRates, currency } = deps.config.history;
