@@ -234,7 +234,9 @@ export class ApiClient {
     if (query.environment !== undefined) params.set("env", query.environment);
     if (query.cursor !== undefined) params.set("cursor", query.cursor);
     const body = await this.call("GET", `/api/builds?${params.toString()}`);
-    return parse(historyPageSchema, body, "GET /api/builds") as unknown as HistoryPage;
+    // Checked, then kept as sent: --json prints the API's JSON with its fields in their order.
+    parse(historyPageSchema, body, "GET /api/builds");
+    return body as HistoryPage;
   }
 
   /** `GET /api/costs`: builder minutes and their cost per day, builder and build. */
@@ -242,7 +244,8 @@ export class ApiClient {
     const params = new URLSearchParams({ days: String(query.days) });
     if (query.environment !== undefined) params.set("env", query.environment);
     const body = await this.call("GET", `/api/costs?${params.toString()}`);
-    return parse(costsSchema, body, "GET /api/costs");
+    parse(costsSchema, body, "GET /api/costs");
+    return body as CostsResponse;
   }
 
   /** `POST /api/environments/{env}/warm`: starts the environment's builder if it is off. */
