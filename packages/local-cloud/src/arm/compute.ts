@@ -107,6 +107,7 @@ interface VmState {
   actionRunning: boolean;
   /** Stops the running action Run Command's script when the VM goes down (it cannot be cancelled otherwise). */
   actionAbort: AbortController | undefined;
+  vmSize: string;
 }
 
 const ID = "([^/]+)";
@@ -163,6 +164,7 @@ export class ComputeProvider {
       runCommands: new Map(),
       actionRunning: false,
       actionAbort: undefined,
+      vmSize: init.vmSize ?? "Standard_D4s_v5",
     });
   }
 
@@ -360,7 +362,7 @@ export class ComputeProvider {
     const id = `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Compute/virtualMachines/${vmName}`;
     const properties: Record<string, unknown> = {
       vmId: vm.vmId,
-      hardwareProfile: { vmSize: "Standard_D4s_v5" },
+      hardwareProfile: { vmSize: vm.vmSize },
       storageProfile: {
         imageReference: {
           publisher: "Canonical",

@@ -199,6 +199,8 @@ export interface VmInit {
   powerState?: PowerState;
   location?: string;
   identity?: VmIdentity;
+  /** `properties.hardwareProfile.vmSize` of Virtual Machines - Get (default `Standard_D4s_v5`). */
+  vmSize?: string;
 }
 
 export interface VmView {
