@@ -32,6 +32,8 @@ export interface HistoryStore {
   buildsSince(since: Date, environment: string | undefined, max: number): Promise<BuildHistoryRecord[]>;
   /** Appends a transition unless the builder's last one is already `state` (so a retry adds nothing). */
   recordPower(transition: PowerTransition): Promise<boolean>;
+  /** The builder's last recorded state, if any. */
+  lastPowerState(builderKey: string): Promise<PowerEvent | undefined>;
   /** The builder's transitions since `since`, plus the last one before it (the state the window starts in). */
   powerSince(builderKey: string, since: Date): Promise<PowerTransition[]>;
 }
@@ -152,15 +154,21 @@ export class TableHistoryStore implements HistoryStore {
     return rows.flatMap((row) => parseRecord(row.record));
   }
 
-  async recordPower(transition: PowerTransition): Promise<boolean> {
+  async lastPowerState(builderKey: string): Promise<PowerEvent | undefined> {
     await this.ensureTable();
-    const partitionKey = powerPartition(transition.builderKey);
     const [last] = await this.rows<PowerEntity>(
-      odata`PartitionKey eq ${partitionKey}`,
+      odata`PartitionKey eq ${powerPartition(builderKey)}`,
       1,
-      `read the power history of ${transition.builder}`,
+      "read the power history",
     );
-    if (last?.state === transition.state) return false;
+    return last && (POWER_EVENTS as readonly string[]).includes(last.state)
+      ? (last.state as PowerEvent)
+      : undefined;
+  }
+
+  async recordPower(transition: PowerTransition): Promise<boolean> {
+    const partitionKey = powerPartition(transition.builderKey);
+    if ((await this.lastPowerState(transition.builderKey)) === transition.state) return false;
     const entity: PowerEntity = { ...transition };
     await callAzure("table", `record the power history of ${transition.builder}`, () =>
       this.client.upsertEntity(

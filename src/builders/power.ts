@@ -10,18 +10,21 @@ import type { PowerEvent } from "../core/history.js";
 import type { ComputeGateway, VmRef } from "../core/ports.js";
 
 export interface PowerDeps {
-  history: Pick<HistoryStore, "recordPower">;
+  history: Pick<HistoryStore, "recordPower" | "lastPowerState">;
   compute: Pick<ComputeGateway, "getVmSize">;
   now(): Date;
 }
 
 /** Records that `vm` went to `state` now; true when this added a transition. */
 export async function recordPower(deps: PowerDeps, vm: VmRef, state: PowerEvent): Promise<boolean> {
+  const key = builderKey(vm);
+  // Already so (a retried start, a warm of a started builder): no ARM read for the size either.
+  if ((await deps.history.lastPowerState(key)) === state) return false;
   // The size only prices the minutes: an unreadable size is recorded as such (its cost then says
   // "unknown rate"), it does not fail the start or the shutdown it is recorded for.
   const vmSize = await deps.compute.getVmSize(vm).catch(() => "unknown");
   return deps.history.recordPower({
-    builderKey: builderKey(vm),
+    builderKey: key,
     builder: vm.vmName,
     state,
     at: deps.now().toISOString(),
