@@ -19,6 +19,7 @@ import { createRegistryImportGateway } from "./azure/registryImport.js";
 import { createCredential, type TokenCredential } from "./azure/credentials.js";
 import { createRegistryGateway, type RegistryGatewayOptions } from "./azure/registry.js";
 import { TableLeaseStore } from "./azure/tables.js";
+import { TableHistoryStore, type HistoryStore } from "./azure/history.js";
 import type { ArmEndpointConfig, Config } from "./config/index.js";
 import { ConfigError } from "./core/errors.js";
 import type { LeaseStore } from "./core/lease.js";
@@ -51,6 +52,8 @@ export interface Deps {
   revisions?: RevisionHistoryGateway;
   /** Builder records (lease, queue, activity) in Table Storage. */
   leases: LeaseStore;
+  /** Build history and builder power transitions (FASTBUILD_HISTORY_TABLE). */
+  history: HistoryStore;
   /** The clock every handler reads (tests pass their own). */
   now(): Date;
 }
@@ -117,6 +120,13 @@ export function createDeps(options: WiringOptions): Deps & {
     }),
     leases: new TableLeaseStore({
       tableName: config.storage.activityTable,
+      connectionString: config.storage.connectionString,
+      endpoint: config.storage.tableEndpoint,
+      credential,
+      ...(options.tlsCa ? { clientOptions: { tlsOptions: { ca: options.tlsCa } } } : {}),
+    }),
+    history: new TableHistoryStore({
+      tableName: config.history.table,
       connectionString: config.storage.connectionString,
       endpoint: config.storage.tableEndpoint,
       credential,

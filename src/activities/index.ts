@@ -53,6 +53,8 @@ import { parseBuildResult, RESULT_LIMITS, truncateText } from "../core/buildResu
 import { encodeActivityError } from "../core/retry.js";
 import { redact, type Config } from "../config/index.js";
 import { estimateDuration } from "../core/expectedDuration.js";
+import type { HistoryStore } from "../azure/history.js";
+import { recordPower } from "../builders/power.js";
 
 export interface ActivityDeps {
   config: Pick<Config, "environments" | "builds" | "publicBaseUrl">;
@@ -67,6 +69,8 @@ export interface ActivityDeps {
   contents: ContentStore;
   logs: LogStore;
   leases: LeaseStore;
+  /** Build history and the builders' power transitions. */
+  history: HistoryStore;
   /** Wall clock for leases (shared with other processes, so never the orchestration's clock). */
   now?: () => Date;
   /**
@@ -110,6 +114,7 @@ export function makeActivities(deps: ActivityDeps): ReadonlyMap<string, Activity
  */
 export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
   const now = deps.now ?? (() => new Date());
+  const powerDeps = { history: deps.history, compute: deps.compute, now };
   const loadScript = kitFileLoader("build.sh", deps.buildScriptPath);
   const loadExtractor = kitFileLoader(
     "safe_extract.py",
@@ -200,17 +205,24 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
         return { record: next, result: { vmMinutes } };
       }),
 
-    [ACTIVITIES.recordBuild]: async (input) => {
-      await deps.leases.recordBuild(input);
+    [ACTIVITIES.recordBuild]: async ({ history, ...activity }) => {
+      await deps.leases.recordBuild(activity);
+      // Builds of orchestrator versions before the history (in flight across the deploy) send none.
+      if (history) await deps.history.recordBuild(history);
     },
 
     [ACTIVITIES.startVm]: async ({ vm }) => {
-      const status = await deps.compute.getVmStatus(vm);
+      let status = await deps.compute.getVmStatus(vm);
       // Start only what is off; a VM that is starting or stopping is left to finish (the
       // orchestrator polls and starts it again if it ends up stopped).
       if (status.powerState === "deallocated" || status.powerState === "stopped") {
         await deps.compute.start(vm);
-        return deps.compute.getVmStatus(vm);
+        status = await deps.compute.getVmStatus(vm);
+      }
+      // Also when someone else started it (warm, another build): recorded once, and a retry of
+      // this activity after a failed write records it then.
+      if (status.powerState === "running" || status.powerState === "starting") {
+        await recordPower(powerDeps, vm, "started");
       }
       return status;
     },
@@ -352,8 +364,12 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
       if (lease) await renewLease(lease);
       const before = await deps.compute.getVmStatus(vm);
       // A stop run again (re-delivered, or retried after a lost reply) finds the VM deallocated.
-      if (before.powerState === "deallocated") return before;
+      if (before.powerState === "deallocated") {
+        await recordPower(powerDeps, vm, "deallocated");
+        return before;
+      }
       await deps.compute.deallocate(vm);
+      await recordPower(powerDeps, vm, "deallocated");
       return deps.compute.getVmStatus(vm);
     },
 

@@ -118,6 +118,15 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
       });
     },
 
+    async getVmSize(vm: VmRef): Promise<string> {
+      // Virtual Machines - Get: properties.hardwareProfile.vmSize (azure-rest-api-specs,
+      // specification/compute/resource-manager/Microsoft.Compute/ComputeRP/stable/*/virtualMachine.json).
+      const found = await callAzure("arm", `read VM ${name(vm)}`, () =>
+        client(vm.subscriptionId).virtualMachines.get(vm.resourceGroup, vm.vmName),
+      );
+      return found.hardwareProfile?.vmSize ?? "unknown";
+    },
+
     async deallocate(vm: VmRef): Promise<void> {
       await callAzure("arm", `deallocate VM ${name(vm)}`, () =>
         client(vm.subscriptionId)

@@ -30,6 +30,7 @@ import {
 } from "../core/idle.js";
 import { emptyRecord, mutateRecord, type LeaseStore, type StoredRecord } from "../core/lease.js";
 import type { ComputeGateway, VmRef } from "../core/ports.js";
+import { recordPower, type PowerDeps } from "./power.js";
 
 /** Deallocation is a long-running ARM operation (minutes); the shutdown's lease must outlast it. */
 const SHUTDOWN_LEASE_MS = 20 * 60_000;
@@ -44,7 +45,12 @@ export interface BuildersDeps {
     arm: Pick<Config["arm"], "computeProfile">;
   };
   leases: LeaseStore;
-  compute: Pick<ComputeGateway, "getVmStatus" | "deallocate" | "hibernate" | "removeBuildCommands">;
+  compute: Pick<
+    ComputeGateway,
+    "getVmStatus" | "deallocate" | "hibernate" | "removeBuildCommands" | "getVmSize"
+  >;
+  /** Where deallocations and hibernations are recorded (the costs' disk minutes). */
+  history: PowerDeps["history"];
   now(): Date;
 }
 
@@ -137,6 +143,7 @@ async function shutdownIfIdle(
   let outcome: IdleOutcome;
   try {
     outcome = await stopIdle(deps, vm, idleShutdown, log);
+    await recordPower(deps, vm, outcome.action === "hibernated" ? "hibernated" : "deallocated");
   } finally {
     // Give the lease back even when deallocation failed, so builds are not blocked until it expires.
     await mutateRecord(deps.leases, key, (record) => ({
@@ -230,6 +237,7 @@ async function recoverOrphan(
       stopped = removed.removed.length > 0 ? "its run command was deleted" : "it had no run command left";
     } else {
       await deps.compute.deallocate(vm);
+      await recordPower(deps, vm, "deallocated");
       stopped = removed
         ? `its run command could not be deleted (${removed.failed.join("; ")}), so the builder was deallocated`
         : "the builder was deallocated to stop its Run Command (the hybrid profile's cannot be cancelled)";

@@ -13,9 +13,10 @@ import { decideWarm, idleShutdownAt, type WarmDecision } from "../core/idle.js";
 import { mutateRecord } from "../core/lease.js";
 import type { ComputeGateway, PowerState } from "../core/ports.js";
 import { idlePolicy, type BuildersDeps } from "./idleShutdown.js";
+import { recordPower } from "./power.js";
 
 export type WarmDeps = Omit<BuildersDeps, "compute"> & {
-  compute: Pick<ComputeGateway, "getVmStatus" | "beginStart">;
+  compute: Pick<ComputeGateway, "getVmStatus" | "beginStart" | "getVmSize">;
 };
 
 /** Starts the builder if it is off (`started`), or says why nothing was done (`none`). */
@@ -91,6 +92,7 @@ export async function warmBuilder(deps: WarmDeps, env: EnvironmentConfig): Promi
       ...activity,
     };
   }
+  await recordPower(deps, vm, "started");
   return {
     ...base,
     action: "started",

@@ -2,6 +2,7 @@
  * The CLI's side of the HTTP API (global fetch). Failures become the shared typed errors, keeping
  * the server's `{error:{code,message,hint}}` so the user sees the hint.
  */
+import type { CostsResponse, HistoryPage } from "../core/history.js";
 import { z } from "zod";
 import type {
   BuilderInfo,
@@ -134,6 +135,41 @@ const warmSchema = z.looseObject({
   hibernated: z.literal(true).optional(),
 });
 
+/** What the history and costs commands print from (the rest of each record passes through to --json). */
+const historyPageSchema = z.object({
+  builds: z.array(
+    z
+      .object({
+        buildId: z.string(),
+        environment: z.string(),
+        createdAt: z.string(),
+        outcome: z.string(),
+        durationMs: z.number(),
+        phasesMs: z.record(z.string(), z.number()),
+        vmMinutes: z.number(),
+      })
+      .passthrough(),
+  ),
+  next: z.string().optional(),
+});
+
+const usageSchema = z
+  .object({ runningMinutes: z.number(), stoppedMinutes: z.number(), cost: z.number().optional() })
+  .passthrough();
+const costsSchema = z
+  .object({
+    from: z.string(),
+    to: z.string(),
+    days: z.number(),
+    currency: z.string(),
+    perDay: z.array(usageSchema.extend({ day: z.string() })),
+    builders: z.array(usageSchema.extend({ builder: z.string(), vmSizes: z.array(z.string()) })),
+    total: usageSchema,
+    builds: z.object({ count: z.number(), vmMinutes: z.number() }).passthrough(),
+    notes: z.array(z.string()),
+  })
+  .passthrough();
+
 const errorBodySchema = z.object({
   error: z.object({ code: z.string(), message: z.string(), hint: z.string().optional() }),
 });
@@ -220,6 +256,26 @@ export class ApiClient {
     const query = new URLSearchParams({ sourceDigest, baseKey });
     const path = `/api/environments/${encodeURIComponent(environment)}/images?${query.toString()}`;
     return parse(imagesSchema, await this.call("GET", path), "GET /api/environments/{env}/images");
+  }
+
+  /** `GET /api/builds`: one page of the build history, newest first. */
+  async history(query: { environment?: string; limit: number; cursor?: string }): Promise<HistoryPage> {
+    const params = new URLSearchParams({ limit: String(query.limit) });
+    if (query.environment !== undefined) params.set("env", query.environment);
+    if (query.cursor !== undefined) params.set("cursor", query.cursor);
+    const body = await this.call("GET", `/api/builds?${params.toString()}`);
+    // Checked, then kept as sent: --json prints the API's JSON with its fields in their order.
+    parse(historyPageSchema, body, "GET /api/builds");
+    return body as HistoryPage;
+  }
+
+  /** `GET /api/costs`: builder minutes and their cost per day, builder and build. */
+  async costs(query: { environment: string | undefined; days: number }): Promise<CostsResponse> {
+    const params = new URLSearchParams({ days: String(query.days) });
+    if (query.environment !== undefined) params.set("env", query.environment);
+    const body = await this.call("GET", `/api/costs?${params.toString()}`);
+    parse(costsSchema, body, "GET /api/costs");
+    return body as CostsResponse;
   }
 
   /** `POST /api/environments/{env}/warm`: starts the environment's builder if it is off. */

@@ -5,6 +5,7 @@
 import { NAME_PATTERN } from "../config/index.js";
 import { buildIdSchema } from "../core/buildInput.js";
 import { InvalidInputError } from "../core/errors.js";
+import { CLI_HISTORY_LIMIT, COST_DAYS } from "../core/history.js";
 import { type OPTIONS, parseArgv } from "./usage.js";
 
 export { USAGE } from "./usage.js";
@@ -53,7 +54,9 @@ export type Command =
   | { command: "approve"; id: string; flags: ApiFlags & { json: boolean } }
   | { command: "reject"; id: string; flags: ApiFlags & { json: boolean; reason: string | undefined } }
   | { command: "promotion"; id: string; flags: ApiFlags & { json: boolean } }
-  | { command: "init"; flags: InitFlags };
+  | { command: "init"; flags: InitFlags }
+  | { command: "history"; flags: ApiFlags & { json: boolean; env: string | undefined; limit: number } }
+  | { command: "costs"; flags: ApiFlags & { json: boolean; env: string | undefined; days: number } };
 
 /** promote and rollback: print JSON, or return once started. */
 export interface DeployFlags extends ApiFlags {
@@ -113,6 +116,16 @@ const COMMANDS: Record<CommandName, { options: readonly OptionName[]; buildId: b
     options: ["dir", "binary", "force", "json"],
     buildId: false,
     usage: "fast-build init [--dir PATH] [--binary NAME] [--force] [--json]",
+  },
+  history: {
+    options: ["api", "json", "env", "limit"],
+    buildId: false,
+    usage: "fast-build history [--env NAME] [--limit N] [--json]",
+  },
+  costs: {
+    options: ["api", "json", "env", "days"],
+    buildId: false,
+    usage: "fast-build costs [--days N] [--env NAME] [--json]",
   },
 };
 
@@ -178,6 +191,15 @@ export function parseCommand(argv: readonly string[]): Command {
         flags: { dir: values.dir, binary: values.binary, force: values.force ?? false, json },
       };
     }
+    if (name === "history" || name === "costs") {
+      const env = values.env === undefined ? undefined : parseEnvironment([values.env], name);
+      if (name === "history") {
+        const limit = wholeNumber("limit", values.limit, CLI_HISTORY_LIMIT, name);
+        return { command: "history", flags: { ...api, json, env, limit } };
+      }
+      const days = wholeNumber("days", values.days, COST_DAYS, name);
+      return { command: "costs", flags: { ...api, json, env, days } };
+    }
     if (name === "plan") {
       // Offline without --api: an environment would be silently ignored, so say what it needs.
       if (values.env !== undefined && values.api === undefined) {
@@ -238,7 +260,7 @@ export function parseCommand(argv: readonly string[]): Command {
  * environments and answers 404 with their list); `--env` is refused by the option table, so the
  * name comes one way only.
  */
-function parseEnvironment(rest: readonly string[]): string {
+function parseEnvironment(rest: readonly string[], command: CommandName = "warm"): string {
   if (rest.length !== 1) {
     throw usageError(
       rest.length === 0
@@ -252,7 +274,7 @@ function parseEnvironment(rest: readonly string[]): string {
     const shown = env.length > 70 ? `${env.slice(0, 70)}…` : env;
     throw usageError(
       `${JSON.stringify(shown)} is not an environment name (letters, digits, . _ - only)`,
-      "warm",
+      command,
     );
   }
   return env;
@@ -327,6 +349,25 @@ function parseDeployCommand(
   }
   if (name === "reject") return { command: name, id, flags: { ...api, json, reason: values.reason } };
   return { command: name, id, flags: { ...api, json } };
+}
+
+/** `--limit` / `--days`: a whole number in the range, else a usage error that names it. */
+function wholeNumber(
+  option: "limit" | "days",
+  raw: string | undefined,
+  range: { min: number; max: number; default: number },
+  command: CommandName,
+): number {
+  if (raw === undefined) return range.default;
+  const value = /^[0-9]{1,7}$/.test(raw.trim()) ? Number(raw.trim()) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < range.min || value > range.max) {
+    const shown = raw.length > 20 ? `${raw.slice(0, 20)}…` : raw;
+    throw usageError(
+      `--${option} must be a whole number from ${range.min} to ${range.max}, got ${JSON.stringify(shown)}`,
+      command,
+    );
+  }
+  return value;
 }
 
 /**

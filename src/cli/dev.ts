@@ -11,8 +11,8 @@ import type { Writable } from "node:stream";
 import { promisify } from "node:util";
 import { uploadFileToSas } from "../azure/storageUpload.js";
 import type { CliSettings } from "../config/cli.js";
-import type { StartBuildRequest, StartBuildResponse } from "../core/api.js";
-import { startBuildRequestSchema } from "../core/api.js";
+import type { Author, StartBuildRequest, StartBuildResponse } from "../core/api.js";
+import { authorSchema, startBuildRequestSchema } from "../core/api.js";
 import { FastBuildError, InvalidInputError, PermanentError } from "../core/errors.js";
 import { diffManifests } from "../core/sourceManifest.js";
 import { ApiClient } from "./apiClient.js";
@@ -274,18 +274,41 @@ async function buildRequest(
   return parsed.data;
 }
 
-async function gitInfo(root: string): Promise<{ commit?: string; branch?: string }> {
+/**
+ * Who builds what, for the build history: the commit and branch, whether the tree differs from
+ * the commit (tracked changes or untracked files, which the build sends too), and `git config`'s
+ * user.name / user.email. Each is optional: git runs with arguments (execFile), never a shell string.
+ */
+async function gitInfo(
+  root: string,
+): Promise<{ commit?: string; branch?: string; dirty?: boolean; author?: Author }> {
   const git = (...args: string[]) =>
     run("git", ["-C", root, ...args]).then(
       ({ stdout }) => stdout.trim() || undefined,
       // A repository without commits has neither: both are optional.
       () => undefined,
     );
-  const commit = await git("rev-parse", "HEAD");
-  const branch = await git("rev-parse", "--abbrev-ref", "HEAD");
+  const [commit, branch, status, name, email] = await Promise.all([
+    git("rev-parse", "HEAD"),
+    git("rev-parse", "--abbrev-ref", "HEAD"),
+    run("git", ["-C", root, "status", "--porcelain"]).then(
+      ({ stdout }) => stdout.trim() !== "",
+      () => undefined,
+    ),
+    git("config", "user.name"),
+    git("config", "user.email"),
+  ]);
+  // A name or address the API would refuse is left out rather than failing the build.
+  const author = authorSchema.safeParse({
+    ...(name ? { name } : {}),
+    ...(email ? { email } : {}),
+  });
+  const known = author.success && Object.keys(author.data).length > 0 ? author.data : undefined;
   return {
     ...(commit ? { commit } : {}),
     ...(branch && branch !== "HEAD" ? { branch } : {}),
+    ...(commit && status !== undefined ? { dirty: status } : {}),
+    ...(known ? { author: known } : {}),
   };
 }
 

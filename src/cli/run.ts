@@ -125,6 +125,18 @@ async function run(command: Command, io: CliIo, interrupt: AbortSignal): Promise
       return runCancel(command.buildId, opts(io.stdout));
     case "builders":
       return runBuilders(command.flags.json, opts(command.flags.json ? io.stderr : io.stdout));
+    case "history":
+    case "costs": {
+      const { runCosts, runHistory } = await import("./history.js");
+      const human = opts(command.flags.json ? io.stderr : io.stdout);
+      return command.command === "history"
+        ? runHistory(
+            { environment: command.flags.env, limit: command.flags.limit },
+            command.flags.json,
+            human,
+          )
+        : runCosts({ environment: command.flags.env, days: command.flags.days }, command.flags.json, human);
+    }
     case "warm":
       return runWarm(
         command.environment,
@@ -201,7 +213,13 @@ function exitCodeForError(error: unknown, command: Command | undefined): number 
     if (error instanceof ConflictError || error instanceof UnauthorizedError) return EXIT.refused;
   }
   // plan --api and warm ask about the environment they were given: an unknown one is the user's typo.
-  if (error instanceof NotFoundError && (command?.command === "plan" || command?.command === "warm")) {
+  if (
+    error instanceof NotFoundError &&
+    (command?.command === "plan" ||
+      command?.command === "warm" ||
+      command?.command === "history" ||
+      command?.command === "costs")
+  ) {
     return EXIT.usage;
   }
   return EXIT.failed;

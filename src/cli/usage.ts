@@ -31,6 +31,10 @@ commands:
   promotion <id>        print a promotion's or rollback's status once
   init                  write fast-build.toml from what it detects (Cargo workspace, binaries,
                         rust-toolchain.toml, the project's own Dockerfiles, lock files); offline
+  history               recent builds, newest first: when, who (branch@commit, author), outcome,
+                        time per phase, image digest, revision
+  costs                 builder VM minutes (running) and disk minutes (deallocated, hibernated)
+                        per day and per build, priced by the app's FASTBUILD_VM_RATES
 
 dev options:
   --env NAME        environment to build for (or FASTBUILD_ENV)
@@ -65,8 +69,12 @@ init options:
   --json            print what was detected and written as JSON on stdout
 
 other options:
-  --json            status, builders, warm, approve, reject, promotion: print the API's JSON on stdout
+  --json            status, builders, warm, approve, reject, promotion, history, costs: print the
+                    API's JSON on stdout
   --follow          logs: keep printing until the build has ended
+  --env NAME        history, costs: only this environment (default: every one)
+  --limit N         history: how many builds, 1-1000 (default 20)
+  --days N          costs: how many days back, 1-90 (default 7)
 
 every command:
   --api URL         function app URL (or FASTBUILD_API_URL; plan asks only with --api);
@@ -97,6 +105,8 @@ export const OPTIONS = {
   help: { type: "boolean", short: "h" },
   force: { type: "boolean" },
   binary: { type: "string" },
+  limit: { type: "string" },
+  days: { type: "string" },
 } as const;
 
 /** argv (without node and script) by the flag table, strictly: an unknown flag throws. */

@@ -15,6 +15,7 @@ import {
   type ExtractLimits,
 } from "../core/extractLimits.js";
 import { BINARY_NAME, CALLBACK_BASE_URL, IMAGE_REPOSITORY, REGISTRY, ruleSchema } from "../core/rules.js";
+import { vmRatesSchema, type VmRates } from "../core/history.js";
 import { DEFAULT_APPROVAL_HOURS, MAX_APPROVAL_HOURS } from "../core/promotion.js";
 
 function intSettingShape(min: number, max: number) {
@@ -144,6 +145,13 @@ export interface Config {
    * identity is known, and approvals are refused.
    */
   auth: { mode: "none" | "appservice" };
+  /** Build history and builder costs (`GET /api/builds`, `GET /api/costs`; src/core/history.ts). */
+  history: {
+    table: string;
+    /** Per VM size: running and disk (deallocated, hibernated) price per hour. */
+    vmRates: VmRates;
+    currency: string;
+  };
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -211,6 +219,15 @@ const settingsSchema = z.object({
     .regex(/^[A-Za-z][A-Za-z0-9]{2,44}$/)
     .default("fastbuild"),
   FASTBUILD_AUTH: z.enum(["none", "appservice"]).default("none"),
+  FASTBUILD_HISTORY_TABLE: z
+    .string()
+    .regex(/^[A-Za-z][A-Za-z0-9]{2,62}$/)
+    .default("buildhistory"),
+  FASTBUILD_VM_RATES: z.string().default("{}"),
+  FASTBUILD_COST_CURRENCY: z
+    .string()
+    .regex(/^[A-Z]{3}$/, "a three-letter currency code such as USD")
+    .default("USD"),
 });
 
 /** Reads and validates every setting; throws one `ConfigError` listing all problems. */
@@ -239,6 +256,7 @@ export function loadConfig(env: Env = process.env): Config {
   }
   const computeEndpoint = s.FASTBUILD_COMPUTE_ENDPOINT ?? s.FASTBUILD_ARM_ENDPOINT ?? PUBLIC_ARM_ENDPOINT;
   checkIdleShutdown(environments, s.FASTBUILD_COMPUTE_PROFILE, problems);
+  const vmRates = parseVmRates(s.FASTBUILD_VM_RATES, problems);
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     environments,
@@ -275,6 +293,7 @@ export function loadConfig(env: Env = process.env): Config {
       (s.WEBSITE_HOSTNAME ? `https://${s.WEBSITE_HOSTNAME}` : undefined),
     taskHubName: s.TASK_HUB_NAME,
     auth: { mode: s.FASTBUILD_AUTH },
+    history: { table: s.FASTBUILD_HISTORY_TABLE, vmRates, currency: s.FASTBUILD_COST_CURRENCY },
   };
 }
 
@@ -305,6 +324,31 @@ function checkIdleShutdown(
     }
     if (!other) byBuilder.set(builder, { env: env.name, action });
   }
+}
+
+/** `FASTBUILD_VM_RATES`: `{"Standard_D4s_v5": {"perHour": 0.192, "diskPerHour": 0.0065}}`. */
+function parseVmRates(text: string, problems: string[]): VmRates {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    problems.push(
+      'FASTBUILD_VM_RATES: not valid JSON (e.g. {"Standard_D4s_v5":{"perHour":0.192,"diskPerHour":0.0065}})',
+    );
+    return {};
+  }
+  const parsed = vmRatesSchema.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  for (const issue of parsed.error.issues) {
+    const path = issue.path.map((p) => `.${String(p)}`).join("");
+    // zod names a bad record key only as "Invalid key in record".
+    const message =
+      issue.code === "invalid_key"
+        ? "not a VM size: use Azure's name, a VM size such as Standard_D4s_v5"
+        : issue.message;
+    problems.push(`FASTBUILD_VM_RATES${path}: ${message}`);
+  }
+  return {};
 }
 
 function extractLimits(settings: Readonly<Record<string, unknown>>): ExtractLimits {

@@ -7,6 +7,7 @@
  */
 import type { BuildResult } from "./buildResult.js";
 import type { BuildActivityRecord } from "./lease.js";
+import type { BuildHistoryRecord } from "./history.js";
 import type {
   BuildCommandHandle,
   ContainerAppRef,
@@ -220,7 +221,10 @@ export interface BuildProgress {
 }
 
 /** The record activity's input is the row the lease store keeps per build. */
-export type RecordBuildInput = BuildActivityRecord;
+export type RecordBuildInput = BuildActivityRecord & {
+  /** The build's history record (src/core/history.ts); absent from builds started before it existed. */
+  history?: BuildHistoryRecord;
+};
 
 export interface DeployInput {
   app: ContainerAppRef;

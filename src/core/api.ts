@@ -18,6 +18,23 @@ export const branchSchema = z
 
 export const commitSchema = ruleSchema(COMMIT);
 
+/**
+ * Who started a build, as the CLI read it from `git config` (each optional: a tree outside git, or
+ * a git without user.name/email, sends none). Shown in the build history only.
+ */
+export const authorSchema = z
+  .object({
+    name: z.string().min(1).max(100).optional(),
+    email: z
+      .string()
+      .min(3)
+      .max(254)
+      .regex(/^[^\s<>"]+@[^\s<>"]+$/, "an e-mail address")
+      .optional(),
+  })
+  .strict();
+export type Author = z.infer<typeof authorSchema>;
+
 export const sourceDigestSchema = ruleSchema(SOURCE_DIGEST);
 
 export const baseKeySchema = ruleSchema(BASE_KEY);
@@ -27,6 +44,9 @@ export const startBuildRequestSchema = z
     environment: z.string().min(1).max(80),
     commit: commitSchema.optional(),
     branch: branchSchema.optional(),
+    /** The working tree had changes not in `commit` (history only). */
+    dirty: z.boolean().optional(),
+    author: authorSchema.optional(),
     sourceDigest: sourceDigestSchema,
     /** Archive size in bytes, when the client knows it up front (checked against the limit early). */
     sourceBytes: z.number().int().positive().optional(),

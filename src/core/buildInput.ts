@@ -3,7 +3,7 @@
  * the names derived from a build id, and the external events the orchestration waits for.
  */
 import { z } from "zod";
-import { baseKeySchema, branchSchema, commitSchema, sourceDigestSchema } from "./api.js";
+import { authorSchema, baseKeySchema, branchSchema, commitSchema, sourceDigestSchema } from "./api.js";
 import { buildResultSchema } from "./buildResult.js";
 import { projectSettingsSchema } from "./projectSettings.js";
 import { BUILD_ID, CALLBACK_TOKEN, ruleSchema } from "./rules.js";
@@ -46,6 +46,9 @@ export const buildInputSchema = z
     sourceDigest: sourceDigestSchema,
     commit: commitSchema.optional(),
     branch: branchSchema.optional(),
+    /** Who started it (history only; absent in inputs written before the history existed). */
+    dirty: z.boolean().optional(),
+    author: authorSchema.optional(),
     baseKey: baseKeySchema,
     rebuildBase: z.boolean().default(false),
     deploy: z.boolean().default(true),

@@ -114,6 +114,8 @@ export interface ComputeGateway {
    * `keep` (if given), and waits until they are gone. Never throws; says what it removed and what it could not.
    */
   removeBuildCommands(vm: VmRef, selection: { prefix: string; keep?: string }): Promise<RemovedCommands>;
+  /** `hardwareProfile.vmSize` of the VM (e.g. `Standard_D4s_v5`): what its minutes cost. */
+  getVmSize(vm: VmRef): Promise<string>;
 }
 
 export interface RemovedCommands {

@@ -140,6 +140,23 @@ http(
   "function",
   async () => (await import("./promotions.js")).startRollback,
 );
+// The build history, newest first (GET; POST on the same route starts a build), and the builders' costs.
+http(
+  "listHistory",
+  ["GET"],
+  "builds",
+  "function",
+  async () => (await import("./history.js")).listHistoryHandler,
+  false,
+);
+http(
+  "getCosts",
+  ["GET"],
+  "costs",
+  "function",
+  async () => (await import("./history.js")).costsHandler,
+  false,
+);
 
 app.timer("idleShutdown", {
   schedule: IDLE_SHUTDOWN_SCHEDULE,

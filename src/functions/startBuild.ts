@@ -152,6 +152,8 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
     sourceDigest: req.sourceDigest,
     ...(req.commit !== undefined ? { commit: req.commit } : {}),
     ...(req.branch !== undefined ? { branch: req.branch } : {}),
+    ...(req.dirty !== undefined ? { dirty: req.dirty } : {}),
+    ...(req.author !== undefined ? { author: req.author } : {}),
     baseKey: req.baseKey,
     rebuildBase: req.options?.rebuildBase ?? false,
     deploy: req.options?.deploy ?? true,

@@ -14,6 +14,7 @@ import { ACTIVITIES, type RecordBuildInput, type ResolvedEnvironment } from "../
 import type { ApiError, BuildPhase, BuildStatus } from "../core/api.js";
 import { buildInputSchema, type BuildInput } from "../core/buildInput.js";
 import { quoted } from "../core/logText.js";
+import { historyRecord } from "../core/history.js";
 import { RETRY } from "../core/retry.js";
 import { finished, fitStatus, initialStatus } from "../core/status.js";
 import { ensureBuilderReady } from "./builder.js";
@@ -176,6 +177,13 @@ class BuildRun {
       reason,
       vmMinutes: lease?.vmMinutes ?? 0,
     };
+    // The history row: the same activity, so no new step in the orchestration's sequence.
+    record.history = historyRecord(run.status, run.input, {
+      outcome,
+      reason,
+      endedAt: record.endedAt,
+      vmMinutes: record.vmMinutes,
+    });
     // What later builds' expected duration is made of: only builds the builder built.
     const cache = run.status.cache;
     if (outcome === "succeeded" && cache && !cache.skipped && this.command?.resultRead === true) {

@@ -66,6 +66,15 @@ describe("compute gateway against the ARM emulator", () => {
     assert.deepEqual(await gateway.getVmStatus(vm), { powerState: "running", agentReady: true });
   });
 
+  it("reads the VM's size from hardwareProfile.vmSize, and a missing VM is NotFound", async () => {
+    const gateway = createComputeGateway(gatewayOptions(emulator));
+    const vm = { subscriptionId: SUB, resourceGroup: "rg-build", vmName: `builder-${++n}` };
+    emulator.addVm(vm, { vmSize: "Standard_E8s_v5" });
+    assert.equal(await gateway.getVmSize(vm), "Standard_E8s_v5");
+    assert.equal(await gateway.getVmSize(newVm()), "Standard_D4s_v5");
+    await assert.rejects(gateway.getVmSize({ ...vm, vmName: "no-such-vm" }), NotFoundError);
+  });
+
   it("deallocates a running VM", async () => {
     const gateway = createComputeGateway(gatewayOptions(emulator));
     const vm = newVm("running");

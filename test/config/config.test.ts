@@ -157,6 +157,52 @@ describe("loadConfig", () => {
     );
   });
 
+  it("reads the VM rates, the currency and the history table, with defaults", () => {
+    assert.deepEqual(loadConfig(minimal).history, { table: "buildhistory", vmRates: {}, currency: "USD" });
+    const config = loadConfig({
+      ...minimal,
+      FASTBUILD_VM_RATES: '{"Standard_D4s_v5":{"perHour":0.192,"diskPerHour":0.0065}}',
+      FASTBUILD_COST_CURRENCY: "EUR",
+      FASTBUILD_HISTORY_TABLE: "history2",
+    });
+    assert.deepEqual(config.history, {
+      table: "history2",
+      vmRates: { Standard_D4s_v5: { perHour: 0.192, diskPerHour: 0.0065 } },
+      currency: "EUR",
+    });
+  });
+
+  for (const [what, settings, named] of [
+    ["rates that are not JSON", { FASTBUILD_VM_RATES: "{oops" }, /FASTBUILD_VM_RATES: not valid JSON/],
+    [
+      "a rate without diskPerHour",
+      { FASTBUILD_VM_RATES: '{"Standard_D4s_v5":{"perHour":1}}' },
+      /FASTBUILD_VM_RATES\.Standard_D4s_v5\.diskPerHour/,
+    ],
+    [
+      "a negative rate",
+      { FASTBUILD_VM_RATES: '{"Standard_D4s_v5":{"perHour":-1,"diskPerHour":0}}' },
+      /FASTBUILD_VM_RATES\.Standard_D4s_v5\.perHour/,
+    ],
+    [
+      "a size that is not one",
+      { FASTBUILD_VM_RATES: '{"a b":{"perHour":1,"diskPerHour":0}}' },
+      /a VM size such as Standard_D4s_v5/,
+    ],
+    [
+      "a currency that is not a code",
+      { FASTBUILD_COST_CURRENCY: "dollars" },
+      /FASTBUILD_COST_CURRENCY: a three-letter currency code/,
+    ],
+  ] as const) {
+    it(`refuses ${what} at start, naming the setting`, () => {
+      assert.throws(
+        () => loadConfig({ ...minimal, ...settings }),
+        (error) => error instanceof ConfigError && error.problems.some((p) => named.test(p)),
+      );
+    });
+  }
+
   it("rejects an unknown compute profile", () => {
     assert.throws(
       () => loadConfig({ ...minimal, FASTBUILD_COMPUTE_PROFILE: "2019-03-01-hybrid" }),

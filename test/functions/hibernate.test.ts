@@ -10,6 +10,7 @@ import { after, before, beforeEach, describe, it } from "node:test";
 import { startArmEmulator, type ArmEmulator, type VmInit } from "@fast-build/local-cloud/arm";
 import { startAzurite, type Azurite } from "@fast-build/local-cloud/azurite";
 import { createComputeGateway } from "../../src/azure/compute.js";
+import { TableHistoryStore } from "../../src/azure/history.js";
 import { TableLeaseStore } from "../../src/azure/tables.js";
 import { runIdleShutdown, type BuildersDeps } from "../../src/builders/idleShutdown.js";
 import { describeBuilders } from "../../src/builders/list.js";
@@ -70,6 +71,10 @@ describe("idle shutdown with idleShutdown: hibernate", () => {
         connectionString: azurite.connectionString,
       }),
       compute: createComputeGateway(gatewayOptions(arm)),
+      history: new TableHistoryStore({
+        tableName: `hibhistory${tables}`,
+        connectionString: azurite.connectionString,
+      }),
       now: () => new Date(),
     };
   });
@@ -95,6 +100,8 @@ describe("idle shutdown with idleShutdown: hibernate", () => {
       hibernated: true,
     });
     assert.equal((await deps.leases.read(builderKey(DEV)))?.record.holder, undefined, "the lease went back");
+    // The costs count a hibernated builder's disk minutes from here.
+    assert.equal(await deps.history.lastPowerState(builderKey(DEV)), "hibernated");
   });
 
   it("deallocates after all when Azure refuses (hibernation not enabled on the VM), and says why", async () => {

@@ -11,6 +11,7 @@ import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { createArchive } from "../../src/cli/archive.js";
 import { createComputeGateway } from "../../src/azure/compute.js";
+import { TableHistoryStore } from "../../src/azure/history.js";
 import { createContainerAppsGateway } from "../../src/azure/containerApps.js";
 
 import type { BuildStatus } from "../../src/core/api.js";
@@ -42,6 +43,8 @@ import { gatewayOptions, SUB, testWiring } from "../azure/armHelpers.js";
 import { pushImage } from "../azure/registryImages.js";
 
 import {
+  azurite,
+  historyOf,
   arm,
   leases,
   images,
@@ -114,6 +117,42 @@ describe("build orchestration end to end", () => {
       });
     });
   }
+
+  it("writes the build's history at its end: who, outcome, each step's time, image, revision, and the builder's start with its size", async () => {
+    const s = scenario();
+    arm.setRunCommandExecutor(succeed());
+    const input = newInput(s, {
+      commit: "0123456789abcdef0123456789abcdef01234567",
+      branch: "feature/x",
+      dirty: true,
+      author: { name: "Dev One", email: "dev@example.com" },
+    });
+    const { status } = await runBuild(s, input, "V3", (d) => d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}));
+    const record = await historyOf(s, input.buildId, input.environment);
+    assert.equal(record?.outcome, "succeeded");
+    assert.deepEqual(
+      [record?.commit, record?.branch, record?.dirty, record?.author?.name],
+      [input.commit, "feature/x", true, "Dev One"],
+    );
+    assert.deepEqual(Object.keys(record?.phasesMs ?? {}).sort(), [
+      "build",
+      "builder",
+      "deploy",
+      "lease",
+      "source",
+    ]);
+    assert.equal(record?.image?.digest, status.image?.digest);
+    assert.equal(record?.revision, status.revision?.name);
+    assert.equal(record?.builder, s.vm.vmName);
+    const power = await new TableHistoryStore({
+      connectionString: azurite.connectionString,
+      tableName: s.config.history.table,
+    }).powerSince(builderKey(s.vm), new Date(0));
+    assert.deepEqual(
+      power.map((p) => [p.state, p.vmSize]),
+      [["started", "Standard_D4s_v5"]],
+    );
+  });
 
   describe("deploys only an image the environment's registry confirms for this build (issue 9, item 4)", () => {
     const forged: [string, (buildId: string) => Promise<Record<string, unknown>>, RegExp][] = [

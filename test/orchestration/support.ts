@@ -44,6 +44,8 @@ import {
 } from "@fast-build/local-cloud/durable/driver";
 
 import { NotFoundError } from "../../src/core/errors.js";
+import { TableHistoryStore } from "../../src/azure/history.js";
+import type { BuildHistoryRecord } from "../../src/core/history.js";
 import { buildOrchestrator } from "../../src/orchestration/build.js";
 import { createActivities, createDeps } from "../../src/wiring.js";
 import { gatewayOptions, SUB, testWiring } from "../azure/armHelpers.js";
@@ -291,7 +293,29 @@ export async function runBuild(
     rows.some((row) => row.buildId === input.buildId && row.outcome === status.phase),
     "activity is recorded",
   );
+  const history = await historyOf(s, input.buildId, input.environment);
+  assert.equal(history?.outcome, status.phase, "the build history has the build, with its outcome");
   return { status, driver };
+}
+
+/** The build's history record (every build writes one at its end, whatever its outcome). */
+export async function historyOf(
+  s: Scenario,
+  buildId: string,
+  environment: string,
+): Promise<BuildHistoryRecord | undefined> {
+  const store = new TableHistoryStore({
+    connectionString: azurite.connectionString,
+    tableName: s.config.history.table,
+  });
+  let cursor: string | undefined;
+  do {
+    const page = await store.listBuilds({ environment, limit: 200, ...(cursor ? { cursor } : {}) });
+    const found = page.builds.find((b) => b.buildId === buildId);
+    if (found) return found;
+    cursor = page.next;
+  } while (cursor);
+  return undefined;
 }
 
 export const runCommandDeletes = (buildId: string, emulator: ArmEmulator = arm) =>

@@ -114,6 +114,7 @@ interface VmState {
   actionRunning: boolean;
   /** Stops the running action Run Command's script when the VM goes down (it cannot be cancelled otherwise). */
   actionAbort: AbortController | undefined;
+  vmSize: string;
 }
 
 const ID = "([^/]+)";
@@ -172,6 +173,7 @@ export class ComputeProvider {
       runCommands: new Map(),
       actionRunning: false,
       actionAbort: undefined,
+      vmSize: init.vmSize ?? "Standard_D4s_v5",
     });
   }
 
@@ -428,7 +430,7 @@ export class ComputeProvider {
     const id = `/subscriptions/${subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Compute/virtualMachines/${vmName}`;
     const properties: Record<string, unknown> = {
       vmId: vm.vmId,
-      hardwareProfile: { vmSize: "Standard_D4s_v5" },
+      hardwareProfile: { vmSize: vm.vmSize },
       ...(vm.hibernationEnabled ? { additionalCapabilities: { hibernationEnabled: true } } : {}),
       storageProfile: {
         imageReference: {

@@ -227,6 +227,8 @@ export interface VmInit {
   hibernationEnabled?: boolean;
   /** Starts hibernated (`PowerState/deallocated` + `HibernationState/Hibernated`); needs `hibernationEnabled`. */
   hibernated?: boolean;
+  /** `properties.hardwareProfile.vmSize` of Virtual Machines - Get (default `Standard_D4s_v5`). */
+  vmSize?: string;
 }
 
 export interface VmView {
