@@ -9,10 +9,12 @@ import { parseArgs } from "node:util";
 export const USAGE = `usage: fast-build <command> [options]
 
 commands:
-  dev                   send the current folder (only the files the store lacks), build it on the
-                        builder VM, deploy it
+  init                  write fast-build.toml from what it detects (Cargo workspace, binaries,
+                        rust-toolchain.toml, the project's own Dockerfiles, lock files); offline
   plan                  say what dev would send and build, offline: files, bytes, what is left out
                         and why, the source digest and base key; with --api, what the registry has
+  dev                   send the current folder (only the files the store lacks), build it on the
+                        builder VM, deploy it
   follow <build-id>     follow a build from now on: its log, phases and summary; Ctrl-C leaves it
                         running (exit code: as for dev, by the build's final phase)
   status <build-id>     print the build's status once
@@ -29,8 +31,6 @@ commands:
   rollback <env>        deploy the previous healthy image again (or --to REVISION|BUILD), by
                         digest, with the same health wait; refused when there is nothing to go to
   promotion <id>        print a promotion's or rollback's status once
-  init                  write fast-build.toml from what it detects (Cargo workspace, binaries,
-                        rust-toolchain.toml, the project's own Dockerfiles, lock files); offline
   history               recent builds, newest first: when, who (branch@commit, author), outcome,
                         time per phase, image digest, revision
   costs                 builder VM minutes (running) and disk minutes (deallocated, hibernated)
@@ -78,7 +78,7 @@ other options:
 
 every command:
   --api URL         function app URL (or FASTBUILD_API_URL; plan asks only with --api);
-                    key in FASTBUILD_API_KEY
+                    key in FASTBUILD_API_KEY; a signed-in user's token in FASTBUILD_API_TOKEN
   -h, --help        show this help
 
 A build id is what \`fast-build dev\` prints, e.g. 20260314092653-3f9a0c1d2e.
