@@ -9,7 +9,7 @@ const withEnvironments = (environments: Record<string, unknown>): Record<string,
   FASTBUILD_ENVIRONMENTS: JSON.stringify(environments),
 });
 
-function problems(settings: Record<string, string>): string[] {
+function problems(settings: Record<string, string>): readonly string[] {
   try {
     loadConfig(settings);
   } catch (error) {
