@@ -160,6 +160,103 @@ describe("supersede in the builder queue (decideAcquire)", () => {
   });
 });
 
+describe("supersede under concurrent writers (model of the CAS protocol)", () => {
+  it("a superseded build never takes the builder, the holder is never superseded, never two holders (property)", () => {
+    // Builds of two branches ask, hold and release in random interleavings; each reads the record,
+    // then writes its decision by compare-and-set on the version it read (as the Table store does).
+    const stepArb = fc.record({
+      actor: fc.integer({ min: 0, max: 5 }),
+      dt: fc.integer({ min: 0, max: 20_000 }),
+    });
+    fc.assert(
+      fc.property(fc.array(stepArb, { minLength: 40, maxLength: 150, size: "max" }), (steps) => {
+        let now = T0;
+        let stored = { record: emptyRecord("b"), version: 1 };
+        const cas = (record: BuilderRecord, version: number): boolean => {
+          if (stored.version !== version) return false;
+          stored = { record, version: version + 1 };
+          return true;
+        };
+        interface Actor {
+          id: string;
+          scope: QueueScope;
+          phase: "idle" | "asking" | "holding" | "done";
+          snapshot: { record: BuilderRecord; version: number } | undefined;
+          supersededBy: string | undefined;
+          generation: number;
+        }
+        const actors = [0, 1, 2, 3, 4, 5].map((i): Actor => ({
+          id: `b${i}`,
+          scope: scope(i % 2 === 0 ? "main" : "feature"),
+          phase: "idle",
+          snapshot: undefined,
+          supersededBy: undefined,
+          generation: 0,
+        }));
+        for (const { actor: index, dt } of steps) {
+          now += dt;
+          const actor = actors[index]!;
+          if (actor.phase === "done") continue;
+          if (!actor.snapshot) {
+            actor.snapshot = { ...stored };
+            continue;
+          }
+          const { record, version } = actor.snapshot;
+          actor.snapshot = undefined;
+          const date = new Date(now);
+          if (actor.phase === "holding") {
+            // Renew-free model (its lease outlasts the run): a holder keeps the builder for a few
+            // of its turns, so others queue behind it, then releases.
+            if (dt % 4 !== 0) continue;
+            if (cas(decideRelease(record, actor.id, actor.generation, date).record, version))
+              actor.phase = "done";
+            continue;
+          }
+          const decision = decideAcquire(
+            record,
+            actor.id,
+            date,
+            { leaseMs: 3_600_000, queueStaleMs: 3_600_000 },
+            actor.scope,
+          );
+          if (!cas(decision.record, version)) continue;
+          if (decision.kind === "acquired") {
+            assert.equal(
+              actor.supersededBy,
+              undefined,
+              `${actor.id} took the builder after it was superseded`,
+            );
+            actor.phase = "holding";
+            actor.generation = decision.generation;
+          } else if (decision.kind === "superseded") {
+            actor.phase = "done";
+            actor.supersededBy = decision.by;
+            const by = actors.find((a) => a.id === decision.by)!;
+            assert.equal(by.scope.branch, actor.scope.branch, "only by a build of its branch");
+          } else {
+            actor.phase = "asking";
+          }
+          const holders = actors.filter((a) => a.phase === "holding");
+          assert.ok(holders.length <= 1, `two holders: ${holders.map((a) => a.id).join(", ")}`);
+          for (const entry of stored.record.queue) {
+            assert.notEqual(entry.buildId, stored.record.holder, "the holder is not in the queue");
+          }
+          // Every entry marked superseded names a build that joined after it, of its branch.
+          const order = stored.record.queue.map((e) => e.buildId);
+          for (const entry of stored.record.queue) {
+            if (entry.supersededBy === undefined) continue;
+            const by = actors.find((a) => a.id === entry.supersededBy)!;
+            assert.equal(by.scope.branch, entry.branch);
+            const at = order.indexOf(entry.supersededBy);
+            assert.ok(at < 0 || at > order.indexOf(entry.buildId), "superseded only by a newer build");
+          }
+        }
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
+
 describe("supersede setting's default (supersedeEnabled)", () => {
   for (const [name, production] of [
     ["dev", false],
