@@ -46,6 +46,25 @@ export function isWaiting(entry: QueueEntry): boolean {
 }
 
 /**
+ * Marks every entry of the queue that `buildId` (of `scope`) supersedes; `superseded` lists them.
+ * The one rule for both writers: the build joining the queue (`decideAcquire`) and `POST /builds`,
+ * which marks them as soon as the newer build exists so it can tell them at once.
+ */
+export function markSuperseded(
+  record: BuilderRecord,
+  buildId: string,
+  scope: QueueScope,
+): { record: BuilderRecord; superseded: string[] } {
+  const superseded: string[] = [];
+  const queue = record.queue.map((entry) => {
+    if (entry.buildId === buildId || !supersedes(scope, entry)) return entry;
+    superseded.push(entry.buildId);
+    return { ...entry, supersededBy: buildId };
+  });
+  return { record: superseded.length > 0 ? { ...record, queue } : record, superseded };
+}
+
+/**
  * Whether a build of `scope` joining the queue supersedes `entry`: the same environment and
  * branch, still waiting (a build holding the builder is never in the queue, so never superseded).
  */
@@ -188,7 +207,7 @@ export function decideAcquire(
   // when it joined, and what joined after it is newer still.
   const queue =
     own === undefined && scope
-      ? live.map((entry) => (supersedes(scope, entry) ? { ...entry, supersededBy: buildId } : entry))
+      ? markSuperseded({ ...record, queue: live }, buildId, scope).record.queue
       : live;
   const mine = queue.findIndex((entry) => entry.buildId === buildId);
   const ahead = (mine < 0 ? queue : queue.slice(0, mine)).filter(isWaiting).length;

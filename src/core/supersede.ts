@@ -32,3 +32,22 @@ export function supersedeEnabled(environment: string, setting: boolean | undefin
 export function supersededMessage(by: string, branch: string): string {
   return `superseded by build ${by}, a newer build of branch ${JSON.stringify(branch)} for this environment, while it was still queued`;
 }
+
+/** How a superseded build ends (its phase is `cancelled`); the same whichever way it learnt it. */
+export function supersededError(by: string, branch: string): { code: string; message: string; hint: string } {
+  return {
+    code: "Superseded",
+    message: supersededMessage(by, branch),
+    hint: `Follow the newer build instead: fast-build follow ${by}. To keep every queued build of a branch in this environment, set "supersede": false in its configuration.`,
+  };
+}
+
+/**
+ * The cancel event's data `POST /builds` raises to a build it superseded: `reason` as any cancel's,
+ * plus who superseded it and the branch, so the build ends with {@link supersededError}.
+ */
+export interface SupersededCancel {
+  reason: string;
+  supersededBy: string;
+  branch: string;
+}

@@ -13,7 +13,7 @@ import { RETRY, type ActivityFailure } from "../core/retry.js";
 import type { LeaseKeeper, RunContext } from "./context.js";
 import { ActivityFailed, BuildEnded, describe, type LeaseFate } from "./failures.js";
 import { POLLS, pollUntil } from "./poll.js";
-import { supersededMessage } from "../core/supersede.js";
+import { supersededError } from "../core/supersede.js";
 
 /** This build's hold on its builder (or its place in the builder's queue). */
 export class BuilderLease implements LeaseKeeper {
@@ -77,11 +77,7 @@ export class BuilderLease implements LeaseKeeper {
           // release only confirms that.
           run.log(`superseded by build ${answer.supersededBy}`);
           run.status = { ...run.status, supersededBy: answer.supersededBy };
-          throw new BuildEnded("cancelled", {
-            code: "Superseded",
-            message: supersededMessage(answer.supersededBy, branch ?? ""),
-            hint: `Follow the newer build instead: fast-build follow ${answer.supersededBy}. To keep every queued build of a branch in this environment, set "supersede": false in its configuration.`,
-          });
+          throw new BuildEnded("cancelled", supersededError(answer.supersededBy, branch ?? ""));
         }
         if (run.status.queuePosition !== answer.position) {
           run.log(`queued at position ${answer.position} behind ${answer.holder ?? "an earlier build"}`);

@@ -86,6 +86,22 @@ describe("supersede through the API and fast-build follow", () => {
       new RegExp(`hint: Follow the newer build instead: fast-build follow ${newer.buildId}`),
     );
 
+    // POST /builds told it at once, unless it had already left the queue (learnt it at its next
+    // ask, in the moment between the newer build's start and that write: the queue path's tests).
+    const told = cloud.engine.events.filter((e) => e.instanceId === older.buildId);
+    assert.ok(told.length <= 1, JSON.stringify(told));
+    for (const event of told) {
+      assert.deepEqual(event, {
+        instanceId: older.buildId,
+        name: "CancelRequested",
+        data: {
+          reason: `superseded by build ${newer.buildId}`,
+          supersededBy: newer.buildId,
+          branch: "feature/x",
+        },
+      });
+    }
+
     const status = await fastBuild("status", older.buildId, "--json");
     const shown = JSON.parse(status.stdout) as BuildStatus;
     assert.equal(shown.phase, "cancelled");
@@ -101,6 +117,11 @@ describe("supersede through the API and fast-build follow", () => {
     await cloud.published(older.buildId, (s) => s.queuePosition === 1);
     const newer = await startBuild("prod", "release");
     await cloud.published(newer.buildId, (s) => s.queuePosition === 2);
+    assert.deepEqual(
+      cloud.engine.events.filter((e) => e.instanceId === older.buildId),
+      [],
+      "nothing was raised",
+    );
     const still = await cloud.published(older.buildId, () => true);
     assert.equal(still.queuePosition, 1);
     assert.equal(still.terminal, false);

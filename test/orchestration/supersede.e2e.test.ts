@@ -109,6 +109,36 @@ describe("supersede (orchestrator version 7)", () => {
     });
   });
 
+  it("a queued build told by POST /builds's cancel event ends superseded at once, as the queue would end it", async () => {
+    const s = scenario();
+    const holder = `build-ahead-${randomBytes(4).toString("hex")}`;
+    await holdLease(s, holder);
+    const older = newInput(s, { branch: "main" });
+    const a = driverFor(s, older);
+    const runA = a.run();
+    await until(() => position(a) === 1, "the build is queued");
+    a.raiseEvent(BUILD_EVENTS.cancelRequested, {
+      reason: "superseded by build build-newer",
+      supersededBy: "build-newer",
+      branch: "main",
+    });
+    const status = (await runA).output as BuildStatus;
+    assert.equal(status.phase, "cancelled");
+    assert.equal(status.supersededBy, "build-newer");
+    assert.match(
+      status.error?.message ?? "",
+      /^superseded by build build-newer, a newer build of branch "main"/,
+    );
+    assertReason(
+      status,
+      "Superseded",
+      /it never held builder \S+ \(it left the builder's queue\) and nothing ran on it$/,
+    );
+    const record = (await leases.read(builderKey(s.vm)))!.record;
+    assert.equal(record.holder, holder);
+    assert.deepEqual(record.queue, [], "it left the queue");
+  });
+
   it("with the environment's setting off, or for a build of an older orchestrator version, both builds of a branch stay queued", async () => {
     for (const [what, s, olderVersion] of [
       ["setting off", withSupersede(scenario(), false), undefined],
