@@ -55,6 +55,7 @@ import { redact, type Config } from "../config/index.js";
 import { estimateDuration } from "../core/expectedDuration.js";
 import type { HistoryStore } from "../azure/history.js";
 import { recordPower } from "../builders/power.js";
+import { supersedeEnabled } from "../core/supersede.js";
 
 export interface ActivityDeps {
   config: Pick<Config, "environments" | "builds" | "publicBaseUrl">;
@@ -168,6 +169,7 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
         },
         sourceMaxBytes: b.maxUploadBytes,
         extractLimits: b.extractLimits,
+        supersede: supersedeEnabled(env.name, env.supersede),
         callbackBaseUrl: deps.config.publicBaseUrl,
         ...(env.registryResource
           ? {
@@ -184,16 +186,21 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
 
     [ACTIVITIES.acquireLease]: (input) =>
       mutateRecord<AcquireLeaseResult>(deps.leases, input.builderKey, (record) => {
-        const decision = decideAcquire(record, input.buildId, now(), {
-          leaseMs: input.leaseMs,
-          queueStaleMs: QUEUE_STALE_MS,
-        });
+        const decision = decideAcquire(
+          record,
+          input.buildId,
+          now(),
+          { leaseMs: input.leaseMs, queueStaleMs: QUEUE_STALE_MS },
+          input.scope,
+        );
         return {
           record: decision.record,
           result:
             decision.kind === "acquired"
               ? { acquired: true, generation: decision.generation, expiresAt: decision.expiresAt }
-              : { acquired: false, position: decision.position, holder: decision.holder },
+              : decision.kind === "superseded"
+                ? { acquired: false, supersededBy: decision.by }
+                : { acquired: false, position: decision.position, holder: decision.holder },
         };
       }),
 

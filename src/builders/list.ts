@@ -6,7 +6,7 @@ import { logLine } from "../config/index.js";
 import type { BuilderInfo } from "../core/api.js";
 import { builderKey, builderVm } from "../core/buildInput.js";
 import { idleShutdownAt } from "../core/idle.js";
-import { emptyRecord, isLeaseFresh } from "../core/lease.js";
+import { emptyRecord, isLeaseFresh, isWaiting } from "../core/lease.js";
 import { idlePolicy, type BuildersDeps, type BuildersLog } from "./idleShutdown.js";
 
 /** One entry per environment (environments sharing a builder each show it). */
@@ -42,7 +42,8 @@ export async function describeBuilders(
         powerState,
         ...(fresh && record.holder ? { leaseHolder: record.holder } : {}),
         ...(fresh && record.leaseExpiresAt ? { leaseExpiresAt: record.leaseExpiresAt } : {}),
-        queue: record.queue.map((entry) => entry.buildId),
+        // A superseded entry waits for nothing; it stays only until its build learns it (one queue poll).
+        queue: record.queue.filter(isWaiting).map((entry) => entry.buildId),
         ...(record.lastActivityAt ? { lastActivityAt: record.lastActivityAt } : {}),
         ...(shutdownAt ? { idleShutdownAt: shutdownAt } : {}),
         ...(hibernated ? { hibernated } : {}),

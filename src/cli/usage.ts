@@ -83,7 +83,7 @@ every command:
 
 A build id is what \`fast-build dev\` prints, e.g. 20260314092653-3f9a0c1d2e.
 exit codes: 0 succeeded, 1 failed, 2 bad input or settings (or no such build or environment),
-            3 cancelled (a promotion rejected), 4 timed out (also: nobody approved in time),
+            3 cancelled (a promotion rejected, a build superseded), 4 timed out (also: nobody approved in time),
             5 refused (nothing to roll back to, a deploy under way, not an approver), 130 interrupted`;
 
 /** The flags of every command; which command takes which is in src/cli/args.ts. */

@@ -85,6 +85,14 @@ export const environmentSchema = z.object({
    * `additionalCapabilities.hibernationEnabled`; Azure's refusal falls back to a deallocate).
    */
   idleShutdown: z.enum(IDLE_SHUTDOWN_ACTIONS).optional(),
+  /**
+   * Whether a new build of a branch cancels the older builds of the same branch still queued for
+   * this builder (src/core/supersede.ts). Unset: on, except for an environment whose name reads as
+   * production (`prod`, `production`, `prd` or `live` as a word of the name), where it is off.
+   */
+  supersede: z
+    .boolean({ error: "true or false: whether a new build of a branch cancels its older queued builds" })
+    .optional(),
 });
 export type EnvironmentConfig = z.infer<typeof environmentSchema> & { name: string };
 

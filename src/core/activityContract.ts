@@ -6,7 +6,7 @@
  * side only.
  */
 import type { BuildResult } from "./buildResult.js";
-import type { BuildActivityRecord } from "./lease.js";
+import type { BuildActivityRecord, QueueScope } from "./lease.js";
 import type { BuildHistoryRecord } from "./history.js";
 import type {
   BuildCommandHandle,
@@ -95,6 +95,11 @@ export interface ResolvedEnvironment {
    */
   extractLimits?: ExtractLimits;
   /** Where the builder posts its completion callback; without it the orchestrator polls only. */
+  /**
+   * Whether a build joining the builder's queue supersedes older queued builds of its branch
+   * (src/core/supersede.ts); absent in histories written before version 7.
+   */
+  supersede?: boolean;
   callbackBaseUrl:
     | string
     | undefined; /** The registry's ARM resource (promotions import into it); absent when not configured. */
@@ -111,7 +116,9 @@ export interface ImportImageInput {
 
 export type AcquireLeaseResult =
   | { acquired: true; generation: number; expiresAt: string }
-  | { acquired: false; position: number; holder: string | undefined };
+  | { acquired: false; position: number; holder: string | undefined; supersededBy?: undefined }
+  /** Version 7 on: a newer build of the same environment and branch superseded this queued one. */
+  | { acquired: false; supersededBy: string };
 
 export interface LeaseRef {
   builderKey: string;
@@ -123,6 +130,8 @@ export interface AcquireLeaseInput {
   builderKey: string;
   buildId: string;
   leaseMs: number;
+  /** Version 7 on, builds with a branch: the queue entry's environment and branch, and whether it supersedes. */
+  scope?: QueueScope;
 }
 
 export interface RenewLeaseInput extends LeaseRef {

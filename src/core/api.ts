@@ -165,6 +165,11 @@ export interface BuildStatus {
   terminal: boolean;
   steps: BuildStep[];
   queuePosition?: number;
+  /**
+   * The newer build of the same environment and branch that superseded this one while it was
+   * queued (orchestrator version 7 on); the build then ended `cancelled` with code `Superseded`.
+   */
+  supersededBy?: string;
   builder: { name: string; powerState?: string };
   cache?: { base: "hit" | "miss"; skipped: boolean; baseKey?: string };
   /**

@@ -37,7 +37,11 @@ export const buildIdSchema = ruleSchema(BUILD_ID);
  *    and the lease given back while the revision starts; the revision is first read a poll wait
  *    after the PATCH, and each read asks ARM for the revision only (orchestration/build.ts, deploy.ts).
  */
-export const ORCHESTRATOR_VERSION = 6;
+/* 7: supersede: a build with a branch sends its environment and branch with every ask for the lease;
+ *    a queued build a newer one of its branch superseded ends cancelled at that ask, naming the
+ *    newer build (orchestration/lease.ts, core/lease.ts).
+ */
+export const ORCHESTRATOR_VERSION = 7;
 
 export const buildInputSchema = z
   .object({

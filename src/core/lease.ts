@@ -18,6 +18,63 @@ export interface QueueEntry {
   since: string;
   /** When it last asked; entries not refreshed within the stale window are dropped. */
   seenAt: string;
+  /**
+   * The build's environment and git branch (orchestrator version 7 on, builds with a branch):
+   * what a newer build of the same environment and branch supersedes it by (`decideAcquire`).
+   */
+  environment?: string;
+  branch?: string;
+  /**
+   * The newer build that superseded this one while it waited. It no longer counts in the queue
+   * (no one waits behind it, it never takes the lease); its build learns it on its next ask,
+   * which removes the entry (or the entry goes stale like any other).
+   */
+  supersededBy?: string;
+}
+
+/** Who is asking for the lease, for supersede: the queue entry's environment and branch. */
+export interface QueueScope {
+  environment: string;
+  branch: string;
+  /** Whether joining the queue supersedes older queued builds of this scope (the environment's setting). */
+  supersede: boolean;
+}
+
+/** Whether a queued entry still waits for the lease (not superseded by a newer build). */
+export function isWaiting(entry: QueueEntry): boolean {
+  return entry.supersededBy === undefined;
+}
+
+/**
+ * Marks every entry of the queue that `buildId` (of `scope`) supersedes; `superseded` lists them.
+ * The one rule for both writers: the build joining the queue (`decideAcquire`) and `POST /builds`,
+ * which marks them as soon as the newer build exists so it can tell them at once.
+ */
+export function markSuperseded(
+  record: BuilderRecord,
+  buildId: string,
+  scope: QueueScope,
+): { record: BuilderRecord; superseded: string[] } {
+  const superseded: string[] = [];
+  const queue = record.queue.map((entry) => {
+    if (entry.buildId === buildId || !supersedes(scope, entry)) return entry;
+    superseded.push(entry.buildId);
+    return { ...entry, supersededBy: buildId };
+  });
+  return { record: superseded.length > 0 ? { ...record, queue } : record, superseded };
+}
+
+/**
+ * Whether a build of `scope` joining the queue supersedes `entry`: the same environment and
+ * branch, still waiting (a build holding the builder is never in the queue, so never superseded).
+ */
+export function supersedes(scope: QueueScope, entry: QueueEntry): boolean {
+  return (
+    scope.supersede &&
+    isWaiting(entry) &&
+    entry.environment === scope.environment &&
+    entry.branch === scope.branch
+  );
 }
 
 export interface BuilderRecord {
@@ -97,7 +154,9 @@ export function isLeaseFresh(record: BuilderRecord, now: Date): boolean {
 
 export type AcquireDecision =
   | { kind: "acquired"; record: BuilderRecord; generation: number; expiresAt: string }
-  | { kind: "queued"; record: BuilderRecord; position: number; holder: string | undefined };
+  | { kind: "queued"; record: BuilderRecord; position: number; holder: string | undefined }
+  /** A newer build of the same environment and branch superseded this one while it waited: it left the queue. */
+  | { kind: "superseded"; record: BuilderRecord; by: string };
 
 export interface LeaseTiming {
   leaseMs: number;
@@ -109,12 +168,19 @@ export interface LeaseTiming {
  * Takes the lease when it is free (no holder, or the holder's lease expired) and no live build
  * queued earlier; otherwise joins (or refreshes its place in) the FIFO queue. Asking again while
  * holding the lease is idempotent (an activity retried after a lost reply must not queue behind itself).
+ *
+ * With `scope`, the entry records its environment and branch, and a build joining the queue (its
+ * first ask) marks every older entry of the same environment and branch that still waits as
+ * superseded by it, in the same compare-and-set write: from then on those entries count for no
+ * one's position and never take the lease, so a superseded build that never asks again cannot
+ * hold the queue up. A superseded build asking again gets `superseded` and leaves the queue.
  */
 export function decideAcquire(
   record: BuilderRecord,
   buildId: string,
   now: Date,
   timing: LeaseTiming,
+  scope?: QueueScope,
 ): AcquireDecision {
   const at = now.toISOString();
   const expiresAt = new Date(now.getTime() + timing.leaseMs).toISOString();
@@ -126,11 +192,25 @@ export function decideAcquire(
       expiresAt,
     };
   }
-  const queue = record.queue.filter(
+  const live = record.queue.filter(
     (entry) => entry.buildId === buildId || isQueueEntryLive(entry, now, timing.queueStaleMs),
   );
+  const own = live.find((entry) => entry.buildId === buildId);
+  if (own?.supersededBy !== undefined) {
+    return {
+      kind: "superseded",
+      by: own.supersededBy,
+      record: { ...record, queue: live.filter((entry) => entry.buildId !== buildId) },
+    };
+  }
+  // Only a build joining supersedes: one already queued was newer than everything ahead of it
+  // when it joined, and what joined after it is newer still.
+  const queue =
+    own === undefined && scope
+      ? markSuperseded({ ...record, queue: live }, buildId, scope).record.queue
+      : live;
   const mine = queue.findIndex((entry) => entry.buildId === buildId);
-  const ahead = mine < 0 ? queue.length : mine;
+  const ahead = (mine < 0 ? queue : queue.slice(0, mine)).filter(isWaiting).length;
   if (!isLeaseFresh(record, now) && ahead === 0) {
     const generation = record.generation + 1;
     return {
@@ -148,9 +228,15 @@ export function decideAcquire(
       },
     };
   }
+  const joined: QueueEntry = {
+    buildId,
+    since: at,
+    seenAt: at,
+    ...(scope ? { environment: scope.environment, branch: scope.branch } : {}),
+  };
   const nextQueue =
     mine < 0
-      ? [...queue, { buildId, since: at, seenAt: at }]
+      ? [...queue, joined]
       : queue.map((entry) => (entry.buildId === buildId ? { ...entry, seenAt: at } : entry));
   return {
     kind: "queued",

@@ -13,7 +13,16 @@ import type { HttpRequest, HttpResponseInit, InvocationContext } from "@azure/fu
 import { startBuildRequestSchema, type ContentUploads, type StartBuildResponse } from "../core/api.js";
 import { createBuildId, createCallbackToken } from "../core/buildId.js";
 import { effectiveBinary } from "../core/projectSettings.js";
-import { ORCHESTRATOR_VERSION, sourceBlobName, type BuildInput } from "../core/buildInput.js";
+import {
+  BUILD_EVENTS,
+  builderKey,
+  builderVm,
+  ORCHESTRATOR_VERSION,
+  sourceBlobName,
+  type BuildInput,
+} from "../core/buildInput.js";
+import { markSuperseded, mutateRecord } from "../core/lease.js";
+import { supersedeEnabled, type SupersededCancel } from "../core/supersede.js";
 import { indexOf, planPacksOf, storedContents, type PlannedPack } from "../core/contentIndex.js";
 import { ConflictError, InvalidInputError, PayloadTooLargeError } from "../core/errors.js";
 import type { ExtractLimits } from "../core/extractLimits.js";
@@ -182,6 +191,9 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
         },
       };
   await buildInstances(context).start(input);
+  if (input.branch !== undefined && supersedeEnabled(environment.name, environment.supersede)) {
+    await announceSupersede(deps, context, environment, input.buildId, input.branch, log);
+  }
   log.info(
     `started for environment ${req.environment} (digest ${req.sourceDigest})` +
       (source.contents
@@ -202,6 +214,56 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
     cancelUrl: `${base}/cancel`,
   };
   return json(202, response, { location: base });
+}
+
+/**
+ * Supersede (issue 12 item 3), the prompt half: marks the older builds of this environment and
+ * branch still waiting in the builder's queue as superseded by the new build (compare-and-set on the
+ * lease record, the same rule the queue applies, `markSuperseded`), then tells each one with a
+ * cancel event, so it ends now rather than at its next ask for the lease. Only a build marked in that
+ * write is told, and a marked build never takes the builder, so this never cancels a build that
+ * holds it. Best effort: if the table or the event fails, the new build's own join marks them and
+ * each learns it at its next ask (within the queue's poll), so the start goes on.
+ */
+async function announceSupersede(
+  deps: Deps,
+  context: InvocationContext,
+  environment: EnvironmentConfig,
+  buildId: string,
+  branch: string,
+  log: BuildLog,
+): Promise<void> {
+  const scope = { environment: environment.name, branch, supersede: true };
+  try {
+    // The new build has started, so its own join may have marked them first: tell every entry
+    // marked for it, whoever wrote the mark.
+    const superseded = await mutateRecord(deps.leases, builderKey(builderVm(environment)), (record) => {
+      const marked = markSuperseded(record, buildId, scope);
+      const mine = marked.record.queue.filter((e) => e.supersededBy === buildId).map((e) => e.buildId);
+      return { record: marked.superseded.length > 0 ? marked.record : undefined, result: mine };
+    });
+    const instances = buildInstances(context);
+    const cancel: SupersededCancel = {
+      reason: `superseded by build ${buildId}`,
+      supersededBy: buildId,
+      branch,
+    };
+    await Promise.all(
+      superseded.map(async (older) => {
+        try {
+          await instances.raise(older, BUILD_EVENTS.cancelRequested, cancel);
+          log.info(`superseded queued build ${older} (branch ${quoted(branch)})`);
+        } catch (error) {
+          // It may have ended meanwhile (it learnt it from the queue); nothing is lost either way.
+          log.warn(
+            `could not tell build ${older} it is superseded; it learns it from the queue: ${String(error)}`,
+          );
+        }
+      }),
+    );
+  } catch (error) {
+    log.warn(`could not mark the builds it supersedes; the queue marks them when it joins: ${String(error)}`);
+  }
 }
 
 function hasManifest(body: unknown): boolean {

@@ -11,6 +11,7 @@ import { decodeActivityFailure, nextRetryDelayMs, type RetryPolicy } from "../co
 import { fitStatus, initialStatus, withPhase, withStep, type StepName } from "../core/status.js";
 import { logLine } from "../config/index.js";
 import { EventLatch } from "./eventLatch.js";
+import { supersededError, type SupersededCancel } from "../core/supersede.js";
 import { ActivityFailed, BuildEnded } from "./failures.js";
 
 /** A lease that a wait renews as it passes (lease.ts). */
@@ -88,7 +89,14 @@ export class RunContext<I extends RunInput = BuildInput> {
   }
 
   cancelledError(): BuildEnded {
-    const reason = (this.cancel.value as { reason?: unknown } | undefined)?.reason;
+    const value = this.cancel.value as Partial<Record<keyof SupersededCancel, unknown>> | undefined;
+    // `POST /builds` superseded this queued build (version 7 on): it ends as the queue would end it.
+    if (typeof value?.supersededBy === "string") {
+      this.status = { ...this.status, supersededBy: value.supersededBy };
+      const branch = typeof value.branch === "string" ? value.branch : "";
+      return new BuildEnded("cancelled", supersededError(value.supersededBy, branch));
+    }
+    const reason = value?.reason;
     return new BuildEnded("cancelled", {
       code: "Cancelled",
       message: typeof reason === "string" && reason ? `cancelled: ${reason}` : "cancelled on request",

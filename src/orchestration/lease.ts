@@ -13,6 +13,7 @@ import { RETRY, type ActivityFailure } from "../core/retry.js";
 import type { LeaseKeeper, RunContext } from "./context.js";
 import { ActivityFailed, BuildEnded, describe, type LeaseFate } from "./failures.js";
 import { POLLS, pollUntil } from "./poll.js";
+import { supersededError } from "../core/supersede.js";
 
 /** This build's hold on its builder (or its place in the builder's queue). */
 export class BuilderLease implements LeaseKeeper {
@@ -55,15 +56,29 @@ export class BuilderLease implements LeaseKeeper {
     const { run, env } = this;
     const { buildId } = run.input;
     let queued = false;
+    // Version 7 on: a build with a branch queues by environment and branch, so a newer build of
+    // its branch can supersede it (and it can supersede older ones, when the environment says so).
+    const { branch } = run.input;
+    const scope =
+      run.version >= 7 && branch !== undefined
+        ? { environment: run.input.environment, branch, supersede: env.supersede ?? false }
+        : undefined;
     const lease = yield* pollUntil(run, {
       policy: POLLS.queue,
       probe: function* () {
         const answer = yield* run.call(
           ACTIVITIES.acquireLease,
-          { builderKey: env.builderKey, buildId, leaseMs: env.limits.leaseMs },
+          { builderKey: env.builderKey, buildId, leaseMs: env.limits.leaseMs, ...(scope ? { scope } : {}) },
           RETRY.storage,
         );
         if (answer.acquired) return answer;
+        if (answer.supersededBy !== undefined) {
+          // It left the queue in that same write; it never held the builder, so the cleanup's
+          // release only confirms that.
+          run.log(`superseded by build ${answer.supersededBy}`);
+          run.status = { ...run.status, supersededBy: answer.supersededBy };
+          throw new BuildEnded("cancelled", supersededError(answer.supersededBy, branch ?? ""));
+        }
         if (run.status.queuePosition !== answer.position) {
           run.log(`queued at position ${answer.position} behind ${answer.holder ?? "an earlier build"}`);
         }
