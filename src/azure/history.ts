@@ -6,9 +6,9 @@
  * - partition `power~<builder key>`: RowKey `<inverted ms>~<state>`, one row per transition.
  * Table keys may not hold / \ # ?, so names are URI-encoded into keys.
  */
-import { odata, TableClient, type TableServiceClientOptions } from "@azure/data-tables";
+import type { TableClient } from "@azure/data-tables";
+import { odata, type TableServiceClientOptions } from "@azure/data-tables";
 import type { TokenCredential } from "@azure/identity";
-import { PermanentError } from "../core/errors.js";
 import {
   encodeCursor,
   decodeCursor,
@@ -21,6 +21,7 @@ import {
   type PowerTransition,
 } from "../core/history.js";
 import { callAzure, toTypedError } from "./errors.js";
+import { openTable } from "./tables.js";
 
 /** What the activities, the builder functions and the API read and write. */
 export interface HistoryStore {
@@ -71,28 +72,7 @@ export class TableHistoryStore implements HistoryStore {
   private created: Promise<void> | undefined;
 
   constructor(options: TableHistoryStoreOptions) {
-    if (options.connectionString) {
-      this.client = TableClient.fromConnectionString(options.connectionString, options.tableName, {
-        ...options.clientOptions,
-        allowInsecureConnection: /^DefaultEndpointsProtocol=http;|TableEndpoint=http:/i.test(
-          options.connectionString,
-        ),
-      });
-    } else if (options.endpoint && options.credential) {
-      this.client = new TableClient(
-        options.endpoint,
-        options.tableName,
-        options.credential,
-        options.clientOptions,
-      );
-    } else {
-      throw new PermanentError(
-        "the history store needs a connection string or an endpoint with a credential",
-        {
-          code: "InvalidConfiguration",
-        },
-      );
-    }
+    this.client = openTable(options, "the history store");
   }
 
   ensureTable(): Promise<void> {

@@ -50,32 +50,35 @@ export interface TableLeaseStoreOptions {
   clientOptions?: TableServiceClientOptions;
 }
 
+/**
+ * The SDK client of one table, from a connection string (Azurite, a key-based account) or the
+ * account's endpoint with a credential; `store` names the caller in the configuration error.
+ */
+export function openTable(options: TableLeaseStoreOptions, store: string): TableClient {
+  if (options.connectionString) {
+    // Azurite speaks plain http on loopback; Azure connection strings are https anyway.
+    return TableClient.fromConnectionString(options.connectionString, options.tableName, {
+      ...options.clientOptions,
+      allowInsecureConnection: /^DefaultEndpointsProtocol=http;|TableEndpoint=http:/i.test(
+        options.connectionString,
+      ),
+    });
+  }
+  if (options.endpoint && options.credential) {
+    return new TableClient(options.endpoint, options.tableName, options.credential, options.clientOptions);
+  }
+  throw new PermanentError(`${store} needs a connection string or an endpoint with a credential`, {
+    code: "InvalidConfiguration",
+  });
+}
+
 /** `LeaseStore` over one table. Call `ensureTable()` once at start (idempotent). */
 export class TableLeaseStore implements LeaseStore {
   private readonly client: TableClient;
   private created: Promise<void> | undefined;
 
   constructor(options: TableLeaseStoreOptions) {
-    if (options.connectionString) {
-      // Azurite speaks plain http on loopback; Azure connection strings are https anyway.
-      this.client = TableClient.fromConnectionString(options.connectionString, options.tableName, {
-        ...options.clientOptions,
-        allowInsecureConnection: /^DefaultEndpointsProtocol=http;|TableEndpoint=http:/i.test(
-          options.connectionString,
-        ),
-      });
-    } else if (options.endpoint && options.credential) {
-      this.client = new TableClient(
-        options.endpoint,
-        options.tableName,
-        options.credential,
-        options.clientOptions,
-      );
-    } else {
-      throw new PermanentError("the lease store needs a connection string or an endpoint with a credential", {
-        code: "InvalidConfiguration",
-      });
-    }
+    this.client = openTable(options, "the lease store");
   }
 
   ensureTable(): Promise<void> {
