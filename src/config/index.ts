@@ -85,6 +85,11 @@ export const environmentSchema = z.object({
    * `additionalCapabilities.hibernationEnabled`; Azure's refusal falls back to a deallocate).
    */
   idleShutdown: z.enum(IDLE_SHUTDOWN_ACTIONS).optional(),
+  /**
+   * The registry cache every builder shares (`<imageRepository>-cache` in `registry`, see
+   * src/core/rules.ts registryCacheRefs): on unless `false`.
+   */
+  registryCache: z.boolean().optional(),
 });
 export type EnvironmentConfig = z.infer<typeof environmentSchema> & { name: string };
 
