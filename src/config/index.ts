@@ -89,7 +89,9 @@ export const environmentSchema = z.object({
    * The registry cache every builder shares (`<imageRepository>-cache` in `registry`, see
    * src/core/rules.ts registryCacheRefs): on unless `false`.
    */
-  registryCache: z.boolean().optional(),
+  registryCache: z
+    .boolean({ error: "true or false (false: the builder builds without the shared registry cache)" })
+    .optional(),
 });
 export type EnvironmentConfig = z.infer<typeof environmentSchema> & { name: string };
 
