@@ -14,10 +14,17 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import * as tar from "tar";
-import { prepareLocalBuilder, type LocalBuilder } from "@fast-build/local-cloud/builder";
+import { DOCKER_ON_BUILDAH, prepareLocalBuilder, type LocalBuilder } from "@fast-build/local-cloud/builder";
 import { startRegistry, type LocalRegistry } from "@fast-build/local-cloud/registry";
 import { registryCacheRefs } from "../../src/core/rules.js";
-import { runBuildScript, sha256Digest, startFileServer, type FileServer, type RunResult } from "./helpers.js";
+import {
+  run as runCommand,
+  runBuildScript,
+  sha256Digest,
+  startFileServer,
+  type FileServer,
+  type RunResult,
+} from "./helpers.js";
 
 const DOCKERFILE_BASE = `ARG TOOLCHAIN_IMAGE
 FROM \${TOOLCHAIN_IMAGE}
@@ -200,4 +207,29 @@ describe("the registry cache every builder shares (two builders, one registry, r
     assert.match(run.output, /cache: the registry cache is off/);
     assert.deepEqual(await tags("team/z-cache"), []);
   });
+});
+
+describe("the local builder's docker (docker-on-buildah.sh) refuses what it cannot map", () => {
+  for (const [what, args, message] of [
+    [
+      "a cache type other than registry",
+      ["build", "--cache-from", "type=local,src=/tmp/x", "."],
+      /only registry caches are supported here, not type=local/,
+    ],
+    [
+      "a registry cache without ref=",
+      ["build", "--cache-to", "type=registry,mode=max", "."],
+      /names no ref=/,
+    ],
+    ["a cache flag without its value", ["build", "--cache-from"], /--cache-from needs a value/],
+    ["no command at all", ["--storage-driver", "vfs"], /give a command/],
+  ] as const) {
+    it(`${what}: exit 2 with what to do, and buildah never runs`, async () => {
+      const run = await runCommand(DOCKER_ON_BUILDAH, [...args], {});
+      assert.equal(run.code, 2, run.output);
+      assert.match(run.output, message);
+      // buildah would have said `Error: …` (or run a build).
+      assert.doesNotMatch(run.output, /^Error:|STEP /m);
+    });
+  }
 });
