@@ -48,8 +48,9 @@
 #   FASTBUILD_READY_MARKER        file cloud-init writes when the builder's tools are installed
 #                                 (default /var/lib/fast-build/ready); the build waits for it
 #   FASTBUILD_READY_TIMEOUT_SECONDS  how long to wait for it (default 600)
-#   FASTBUILD_CONTAINER_CLI       container CLI and its global flags (default docker; here e.g.
-#                                 "buildah --storage-driver vfs --root R --runroot R2")
+#   FASTBUILD_CONTAINER_CLI       container CLI and its global flags (default docker; the local
+#                                 builder's "…/docker-on-buildah.sh --storage-driver vfs --root R
+#                                 --runroot R2" is buildah with docker's command line, cache flags too)
 #   FASTBUILD_BUILD_EXTRA_ARGS    extra build flags (e.g. "--isolation chroot --tls-verify=false")
 #   FASTBUILD_PUSH_EXTRA_ARGS     extra push flags (e.g. "--tls-verify=false")
 #   FASTBUILD_REGISTRY_LOGIN      acr-identity (default: az login --identity, ACR token) | none
