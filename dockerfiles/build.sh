@@ -48,14 +48,26 @@
 #   FASTBUILD_READY_MARKER        file cloud-init writes when the builder's tools are installed
 #                                 (default /var/lib/fast-build/ready); the build waits for it
 #   FASTBUILD_READY_TIMEOUT_SECONDS  how long to wait for it (default 600)
-#   FASTBUILD_CONTAINER_CLI       container CLI and its global flags (default docker; here e.g.
-#                                 "buildah --storage-driver vfs --root R --runroot R2")
+#   FASTBUILD_CONTAINER_CLI       container CLI and its global flags (default docker; the local
+#                                 builder's "…/docker-on-buildah.sh --storage-driver vfs --root R
+#                                 --runroot R2" is buildah with docker's command line, cache flags too)
 #   FASTBUILD_BUILD_EXTRA_ARGS    extra build flags (e.g. "--isolation chroot --tls-verify=false")
 #   FASTBUILD_PUSH_EXTRA_ARGS     extra push flags (e.g. "--tls-verify=false")
 #   FASTBUILD_REGISTRY_LOGIN      acr-identity (default: az login --identity, ACR token) | none
 #   FASTBUILD_IDENTITY_CLIENT_ID  user-assigned identity for acr-identity
 #   FASTBUILD_REGISTRY_SCHEME     https (default) | http (loopback registries only)
 #   FASTBUILD_KEEP_WORKSPACE      true: keep the extracted tree (debugging)
+#   FASTBUILD_REGISTRY_CACHE      true (default) | false: the shared registry cache (below)
+#   FASTBUILD_BRANCH              the build's git branch (the API's branch rule): picks the app
+#                                 stage's cache tag; absent, the default branch's
+#
+# The shared registry cache (src/core/rules.ts registryCacheRefs, the same refs): every builder
+# reads and writes BuildKit's registry cache in <registry>/<repository>-cache, so a builder that
+# never built the project starts from the layers another one pushed. The base stage uses tag
+# base-<base key>; the app stage reads app-<branch tag> and then app-main (a new branch starts
+# warm) and writes app-<branch tag>. A miss or an unreachable cache never fails a build: a build
+# that fails because of the cache is built again without it. The log says what was reused
+# ("cache: reused N layers from <ref>").
 #
 # Exit codes (src/core/buildResult.ts EXIT_CODES): 0 ok (built or skipped), 1 internal,
 # 2 usage, 10 download, 11 extract (refused input), 12 login, 13 kit (the archive has no
@@ -352,6 +364,8 @@ optional FASTBUILD_REGISTRY_LOGIN '^(acr-identity|none)$' "use acr-identity or n
 optional FASTBUILD_IDENTITY_CLIENT_ID '^[0-9a-fA-F-]{36}$' "give the identity's client id (a GUID)"
 optional FASTBUILD_REGISTRY_SCHEME '^(https|http)$' "use https or http"
 optional FASTBUILD_KEEP_WORKSPACE '^(true|false)$' "use true or false"
+optional FASTBUILD_REGISTRY_CACHE '^(true|false)$' "use true or false"
+optional FASTBUILD_BRANCH '^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$' "give the git branch: letters, digits and . _ / - only, at most 200"
 
 loopback='^http://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]+)?/'
 for variable in FASTBUILD_SOURCE_URL FASTBUILD_SOURCE_PLAN_URL; do
@@ -431,6 +445,29 @@ readonly BASE_IMAGE=$REGISTRY/$BASE_REPOSITORY:$BASE_KEY
 readonly READY_MARKER=${FASTBUILD_READY_MARKER:-/var/lib/fast-build/ready}
 readonly READY_TIMEOUT=${FASTBUILD_READY_TIMEOUT_SECONDS:-600}
 case ${FASTBUILD_REBUILD_BASE:-false} in true | 1) REBUILD_BASE=true ;; *) REBUILD_BASE=false ;; esac
+readonly REGISTRY_CACHE=${FASTBUILD_REGISTRY_CACHE:-true}
+
+# ---------------------------------------------------------------- registry cache refs
+# branch_cache_tag BRANCH: src/core/rules.ts branchCacheTag (lower case, each run of other
+# characters than a-z 0-9 . _ - made one -, no . or - at either end, at most 100 characters).
+branch_cache_tag() {
+  local tag
+  tag=$(printf '%s' "${1,,}" | sed -E 's/[^a-z0-9._-]+/-/g; s/^[.-]+//; s/[.-]+$//')
+  printf '%s' "${tag:0:100}" | sed -E 's/^[.-]+//; s/[.-]+$//'
+}
+readonly DEFAULT_BRANCH=main
+readonly CACHE_REPOSITORY=$REGISTRY/$REPOSITORY-cache
+own_cache_tag=$(branch_cache_tag "${FASTBUILD_BRANCH:-}")
+[ -n "$own_cache_tag" ] || own_cache_tag=$DEFAULT_BRANCH
+readonly BASE_CACHE_REF=$CACHE_REPOSITORY:base-$BASE_KEY
+readonly APP_CACHE_TO=$CACHE_REPOSITORY:app-$own_cache_tag
+APP_CACHE_FROM=("$APP_CACHE_TO")
+[ "$own_cache_tag" = "$DEFAULT_BRANCH" ] || APP_CACHE_FROM+=("$CACHE_REPOSITORY:app-$DEFAULT_BRANCH")
+if [ "$REGISTRY_CACHE" = true ]; then
+  log "cache: base reads and writes $BASE_CACHE_REF; app reads ${APP_CACHE_FROM[*]}, writes $APP_CACHE_TO"
+else
+  log "cache: the registry cache is off (FASTBUILD_REGISTRY_CACHE=false)"
+fi
 
 if [ -n "${CALLBACK_OK:-}" ]; then
   # Away from our stdout/stderr: Run Command (and any pipe reader) sees the script end only when
@@ -673,6 +710,64 @@ step_failure_args() {
   printf '%s\n' "str:failedInstruction=$instruction" "int:stepExitCode=${status:-$1}"
 }
 
+# What makes a build fail because of its cache rather than its Dockerfile (buildah: a cache push
+# that failed; docker: a builder that cannot export a registry cache, or BuildKit's import/export).
+readonly CACHE_FAILURE_RE='failed pushing cache|[Cc]ache export is not supported|failed to (export|import) cache|failed to configure registry cache'
+
+# cache_report REF…: what the last build took from a cache, from the CLI's log. buildah prints
+# `--> Cache pulled from remote REPO:TAG` before `--> Using cache ID` for a layer from the
+# registry (and only the latter for one of this builder's own); BuildKit prints `#N CACHED` for a
+# step it did not run and `importing cache manifest from REF` for each cache it read.
+cache_report() {
+  local pulled used cached imported count ref
+  pulled=$(grep -E '^--> Cache pulled from remote ' "$STEP_LOG" | sed -E 's/^--> Cache pulled from remote //; s/:[^:/]+$//' | sort | uniq -c || true)
+  used=$(grep -cE '^--> Using cache ' "$STEP_LOG" || true)
+  cached=$(grep -cE '^#[0-9]+ CACHED' "$STEP_LOG" || true)
+  imported=$(grep -oE 'importing cache manifest from [^ ]+' "$STEP_LOG" | sed 's/.* from //' | sort -u | paste -sd, - || true)
+  local remote=0
+  while read -r count ref; do
+    [ -n "$count" ] || continue
+    remote=$((remote + count))
+    log "cache: reused $count layers from $ref"
+  done <<<"$pulled"
+  if [ "$((used - remote))" -gt 0 ]; then log "cache: reused $((used - remote)) layers from this builder's own storage"; fi
+  [ -n "$imported" ] || imported="this builder's own cache"
+  if [ "$cached" -gt 0 ]; then log "cache: reused $cached layers from $imported"; fi
+  if [ "$remote" -eq 0 ] && [ "$used" -eq 0 ] && [ "$cached" -eq 0 ]; then
+    log "cache: reused 0 layers from $* (nothing cached yet for these inputs: every step ran)"
+  fi
+}
+
+# cached_build TO FROM… -- BUILD-ARGS…: the CLI's build with the registry cache (docker's flags; the
+# local builder's shim gives buildah its own), reporting what it reused. A build that fails
+# because of the cache is built again without it: the cache only ever makes a build faster.
+cached_build() {
+  local to=$1 from=() flags=() ref rc=0
+  shift
+  while [ "$1" != -- ]; do
+    from+=("$1")
+    shift
+  done
+  shift
+  if [ "$REGISTRY_CACHE" = true ]; then
+    for ref in "${from[@]}"; do flags+=(--cache-from "type=registry,ref=$ref"); done
+    # mode=max: every stage's layers, not only the final image's; image-manifest / oci-mediatypes:
+    # an OCI image manifest, which registries that refuse BuildKit's older index form store;
+    # ignore-error: a failed export warns and the build still succeeds.
+    flags+=(--cache-to "type=registry,ref=$to,mode=max,image-manifest=true,oci-mediatypes=true,ignore-error=true")
+  fi
+  run_logged "${CLI[@]}" build "${BUILD_EXTRA[@]}" "${flags[@]}" "$@" || rc=$?
+  if [ "$rc" -ne 0 ] && [ "${#flags[@]}" -gt 0 ] && grep -qE "$CACHE_FAILURE_RE" "$STEP_LOG"; then
+    log "cache: the registry cache could not be used ($(grep -oE "$CACHE_FAILURE_RE" "$STEP_LOG" | head -n 1)): building again without it"
+    : >"$STEP_LOG"
+    rc=0
+    run_logged "${CLI[@]}" build "${BUILD_EXTRA[@]}" "$@" || rc=$?
+    return "$rc"
+  fi
+  if [ "$rc" -eq 0 ] && [ "${#flags[@]}" -gt 0 ]; then cache_report "${from[@]}"; fi
+  return "$rc"
+}
+
 begin base
 base_cache_hit=false
 set +e
@@ -703,8 +798,14 @@ else
   # RUST_IMAGE for the built-in Dockerfile.base; TOOLCHAIN_IMAGE, the same, for a project's own.
   [ -z "${FASTBUILD_TOOLCHAIN_IMAGE:-}" ] || base_args+=(--build-arg "RUST_IMAGE=$FASTBUILD_TOOLCHAIN_IMAGE"
     --build-arg "TOOLCHAIN_IMAGE=$FASTBUILD_TOOLCHAIN_IMAGE")
+  # A rebuild asked for trusts no cache (it still writes the registry's, for the next builder).
+  base_from=("$BASE_CACHE_REF")
+  if [ "$REBUILD_BASE" = true ]; then
+    base_from=()
+    base_args+=(--no-cache)
+  fi
   rc=0
-  run_logged "${CLI[@]}" build "${BUILD_EXTRA[@]}" -f "$DOCKERFILE_BASE" -t "$BASE_IMAGE" \
+  cached_build "$BASE_CACHE_REF" "${base_from[@]}" -- -f "$DOCKERFILE_BASE" -t "$BASE_IMAGE" \
     "${base_args[@]}" "$base_context" || rc=$?
   if [ "$rc" -ne 0 ]; then
     mapfile -t extra < <(step_failure_args "$rc")
@@ -730,7 +831,7 @@ app_args=("${build_args[@]}" --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "B
 [ -z "${FASTBUILD_PORT:-}" ] || app_args+=(--build-arg "PORT=$FASTBUILD_PORT")
 [ -z "${FASTBUILD_RUNTIME_IMAGE:-}" ] || app_args+=(--build-arg "RUNTIME_IMAGE=$FASTBUILD_RUNTIME_IMAGE")
 rc=0
-run_logged "${CLI[@]}" build "${BUILD_EXTRA[@]}" -f "$DOCKERFILE_APP" "${tag_args[@]}" \
+cached_build "$APP_CACHE_TO" "${APP_CACHE_FROM[@]}" -- -f "$DOCKERFILE_APP" "${tag_args[@]}" \
   "${app_args[@]}" "$src" || rc=$?
 if [ "$rc" -ne 0 ]; then
   mapfile -t extra < <(step_failure_args "$rc")

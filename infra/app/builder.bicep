@@ -20,11 +20,19 @@ param adminUsername string = 'fastbuild'
 // The build kit (Dockerfiles, safe_extract.py) travels with each build's Run Command instead.
 // Its last step writes /var/lib/fast-build/ready, only once every tool is there: build.sh waits
 // for that file (or `cloud-init status --wait`) before its first step.
+// daemon.json turns on Docker's containerd image store (before Docker's first image): the
+// default `docker` build driver exports and imports BuildKit's registry cache only with it
+// (https://docs.docker.com/build/cache/backends/), and build.sh builds with that cache. A VM made
+// before this line has the classic store: its builds fall back to building without the cache.
 var cloudInit = '''#cloud-config
 package_update: true
 packages: [docker.io, docker-buildx, python3, curl, jq, ca-certificates]
 runcmd:
-  - systemctl enable --now docker
+  - - sh
+    - -c
+    - mkdir -p /etc/docker && echo '{"features":{"containerd-snapshotter":true}}' >/etc/docker/daemon.json
+  - systemctl enable docker
+  - systemctl restart docker
   - curl -sL https://aka.ms/InstallAzureCLIDeb | bash
   - - sh
     - -c

@@ -180,6 +180,7 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
               },
             }
           : {}),
+        ...(env.registryCache === false ? { registryCache: false as const } : {}),
       };
       return Promise.resolve(resolved);
     },
@@ -269,6 +270,10 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
       };
       parameters.FASTBUILD_BASE_KEY = input.baseKey;
       if (input.commit) parameters.FASTBUILD_COMMIT = input.commit;
+      // The shared registry cache (src/core/rules.ts registryCacheRefs): the branch picks the app
+      // stage's cache tag; build.sh sanitizes it with the same rule.
+      parameters.FASTBUILD_REGISTRY_CACHE = String(env.registryCache !== false);
+      if (input.branch) parameters.FASTBUILD_BRANCH = input.branch;
       // The project's settings (fast-build.toml, checked by POST /builds against src/core/rules.ts;
       // build.sh checks them again), else the environment's binary: parameters, never script text.
       const project = input.project;

@@ -93,6 +93,13 @@ export const environmentSchema = z.object({
   supersede: z
     .boolean({ error: "true or false: whether a new build of a branch cancels its older queued builds" })
     .optional(),
+  /**
+   * The registry cache every builder shares (`<imageRepository>-cache` in `registry`, see
+   * src/core/rules.ts registryCacheRefs): on unless `false`.
+   */
+  registryCache: z
+    .boolean({ error: "true or false (false: the builder builds without the shared registry cache)" })
+    .optional(),
 });
 export type EnvironmentConfig = z.infer<typeof environmentSchema> & { name: string };
 

@@ -104,6 +104,8 @@ export interface ResolvedEnvironment {
     | string
     | undefined; /** The registry's ARM resource (promotions import into it); absent when not configured. */
   registryResource?: RegistryResourceRef;
+  /** `false`: the builder builds without the shared registry cache. Absent: on. */
+  registryCache?: false;
 }
 
 export interface ImportImageInput {
@@ -159,6 +161,8 @@ export interface StartBuildInput {
   environment: ResolvedEnvironment;
   sourceDigest: string;
   commit?: string;
+  /** The build's git branch: the app stage's registry cache tag. Absent from older starts and builds outside git. */
+  branch?: string;
   baseKey: string;
   rebuildBase: boolean;
   callbackToken: string;

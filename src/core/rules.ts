@@ -151,3 +151,58 @@ export const PROJECT_PATH: Rule = {
   message:
     "a path inside the project, relative to its root, e.g. docker/Dockerfile.base (letters, digits, _ . -; no leading dot, .. or /)",
 };
+
+/**
+ * The shared registry cache (issue 12 item 2): every builder reads and writes BuildKit's registry
+ * cache in the environment's registry, so a builder that never built a project starts from the
+ * layers another one pushed. One cache repository per image repository, `<repository>-cache`,
+ * with these tags:
+ * - `base-<base key>`: the base stage (built only when the registry has no base image for the key);
+ * - `app-<branch tag>`: the app stage, read first from the build's own branch, then from the
+ *   default branch ({@link DEFAULT_BRANCH}), so a new branch starts warm; written to its own branch.
+ * A cache miss or an unreachable cache never fails a build (build.sh builds again without it).
+ * dockerfiles/build.sh computes the same refs from FASTBUILD_BRANCH (test/dockerfiles/rules.test.ts
+ * runs one table through both).
+ */
+export const DEFAULT_BRANCH = "main";
+
+/** What a branch name may be when the builder gets it (the API's branchSchema says the same). */
+export const BRANCH: Rule = {
+  pattern: /^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$/,
+  message: "letters, digits and . _ / - only (no spaces, quotes or shell characters), at most 200",
+};
+
+/** Longest branch part of a cache tag: `app-` and 100 characters stay far below a tag's 128. */
+export const BRANCH_TAG_MAX = 100;
+
+/**
+ * A branch as the tail of a cache tag: lower case, each run of other characters than `a-z 0-9 . _ -`
+ * (such as the `/` of `feature/x`) made one `-`, no `.`/`-` at either end, at most
+ * {@link BRANCH_TAG_MAX} characters. Two branches that differ only there share a cache tag, which
+ * costs cache hits, never a wrong image (BuildKit checks every layer's inputs). `""` when nothing is left.
+ */
+export function branchCacheTag(branch: string): string {
+  const trim = (text: string) => text.replace(/^[.-]+/, "").replace(/[.-]+$/, "");
+  return trim(trim(branch.toLowerCase().replace(/[^a-z0-9._-]+/g, "-")).slice(0, BRANCH_TAG_MAX));
+}
+
+export interface RegistryCacheRefs {
+  /** Where the base stage reads its cache from and writes it to. */
+  base: { from: string[]; to: string };
+  /** The app stage: its own branch first, then the default branch. */
+  app: { from: string[]; to: string };
+}
+
+/** The cache refs of a build (no branch: the default branch's). */
+export function registryCacheRefs(options: {
+  registry: string;
+  repository: string;
+  baseKey: string;
+  branch?: string | undefined;
+}): RegistryCacheRefs {
+  const cache = `${options.registry}/${options.repository}-cache`;
+  const own = branchCacheTag(options.branch ?? "") || DEFAULT_BRANCH;
+  const app = [...new Set([own, DEFAULT_BRANCH])].map((tag) => `${cache}:app-${tag}`);
+  const base = `${cache}:base-${options.baseKey}`;
+  return { base: { from: [base], to: base }, app: { from: app, to: `${cache}:app-${own}` } };
+}

@@ -78,6 +78,8 @@ export class BuildCommand {
       callbackToken: input.callbackToken,
       timeoutSeconds: Math.ceil(env.limits.buildTimeoutMs / 1000),
       ...(input.commit ? { commit: input.commit } : {}),
+      // The registry cache's branch tag; absent for builds outside git (and older builds).
+      ...(input.branch ? { branch: input.branch } : {}),
       ...(input.sourceFormat === "manifest" ? { sourceFormat: "manifest" as const } : {}),
       // Only in builds that have one: an older build's start input stays exactly as it was.
       ...(input.project ? { project: input.project } : {}),

@@ -35,6 +35,8 @@ describe("dockerfiles lint", () => {
       ...(await filesIn(join(REPO_ROOT, "dockerfiles"), (n) => n.endsWith(".sh"))),
       ...(await filesIn(join(REPO_ROOT, "scripts"), (n) => n.endsWith(".sh"))),
       join(REPO_ROOT, ".ci", "run"),
+      // The local builder's docker (docker's command line on buildah).
+      join(REPO_ROOT, "packages", "local-cloud", "src", "builder", "docker-on-buildah.sh"),
     ];
     assert.ok(scripts.length > 3);
     const { stdout } = await exec("shellcheck", ["--severity=style", ...scripts]).catch(

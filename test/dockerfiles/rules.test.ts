@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import type { z } from "zod";
 import { environmentSchema, loadConfig } from "../../src/config/index.js";
-import { baseKeySchema, commitSchema, sourceDigestSchema } from "../../src/core/api.js";
+import { baseKeySchema, branchSchema, commitSchema, sourceDigestSchema } from "../../src/core/api.js";
 import { createBuildId, createCallbackToken } from "../../src/core/buildId.js";
 import { buildIdSchema, buildInputSchema, callbackPath } from "../../src/core/buildInput.js";
 import { EXIT_CODES } from "../../src/core/buildResult.js";
@@ -20,6 +20,7 @@ import {
   type ExtractLimit,
 } from "../../src/core/extractLimits.js";
 import { projectSettingsSchema } from "../../src/core/projectSettings.js";
+import { branchCacheTag, registryCacheRefs } from "../../src/core/rules.js";
 import { MINIMAL_SETTINGS } from "../config/settings.js";
 import { runBuildScript } from "./helpers.js";
 
@@ -209,6 +210,34 @@ INPUTS.push({
   bad: ["-1", "1.5", "x", "8G", "9".repeat(14)],
 });
 
+// The shared registry cache: the build's branch (sent as the API took it) and the switch
+// (`registryCache` of the environment, sent as true/false).
+const parsed = (value: string): unknown => {
+  try {
+    return JSON.parse(value);
+  } catch {
+    return undefined;
+  }
+};
+INPUTS.push(
+  {
+    variable: "FASTBUILD_BRANCH",
+    app: accepts(branchSchema),
+    good: ["main", "feature/New-Thing", "release/1.2", "v1.0_rc-2", "9", "a".repeat(200)],
+    bad: ["-x", "/x", ".x", "_x", "a b", "a;b", "a'b", "a$b", "\u00fc", "a".repeat(201)],
+  },
+  {
+    variable: "FASTBUILD_REGISTRY_CACHE",
+    // The app sends String(registryCache): only a value the setting holds (a boolean) is ever sent.
+    app: (value) => {
+      const setting = parsed(value);
+      return typeof setting === "boolean" && environmentSchema.shape.registryCache.safeParse(setting).success;
+    },
+    good: ["true", "false"],
+    bad: ["yes", "1", "0", "TRUE", "off"],
+  },
+);
+
 /** build.sh's verdict per variable for one run: the variables it named in a problem. */
 type Verdicts = Map<string, Set<string>>;
 
@@ -262,4 +291,66 @@ describe("the app and build.sh agree on every input the app sends", () => {
       }
     });
   }
+});
+
+/** Branches and the cache tag each gets (src/core/rules.ts branchCacheTag): one table for both. */
+const BRANCH_TAGS: Array<[branch: string | undefined, tag: string]> = [
+  [undefined, "main"],
+  ["main", "main"],
+  ["feature/New-Thing", "feature-new-thing"],
+  ["release/1.2", "release-1.2"],
+  ["a//b", "a-b"],
+  ["fix/-dash-", "fix--dash"],
+  ["x/.hidden.", "x-.hidden"],
+  ["Z" + "a".repeat(150), "z" + "a".repeat(99)],
+  ["a".repeat(99) + "/b", "a".repeat(99)],
+  ["v1.0_rc-2", "v1.0_rc-2"],
+];
+
+describe("the app and build.sh compute the same registry cache refs", () => {
+  const registry = "myreg.azurecr.io";
+  const repository = "team/app";
+  const baseKey = hex(16);
+  // Valid inputs and a builder that is never ready: build.sh logs its cache refs, then stops (exit 14).
+  const vars = (extra: Record<string, string>) => ({
+    FASTBUILD_BUILD_ID: "build-0001",
+    FASTBUILD_SOURCE_URL: "https://example.invalid/source.tar.gz",
+    FASTBUILD_SOURCE_DIGEST: `sha256:${hex(64)}`,
+    FASTBUILD_REGISTRY: registry,
+    FASTBUILD_IMAGE_REPOSITORY: repository,
+    FASTBUILD_BASE_KEY: baseKey,
+    FASTBUILD_BINARY_NAME: "app",
+    FASTBUILD_READY_MARKER: "/nonexistent/fastbuild-ready",
+    FASTBUILD_READY_TIMEOUT_SECONDS: "0",
+    ...extra,
+  });
+
+  for (const [branch, tag] of BRANCH_TAGS) {
+    it(`branch ${JSON.stringify(branch)}: tag app-${tag.length > 20 ? tag.slice(0, 20) + "…" : tag}, read before main's`, async () => {
+      if (branch !== undefined) assert.equal(branchCacheTag(branch), tag);
+      const refs = registryCacheRefs({ registry, repository, baseKey, branch });
+      const cache = `${registry}/${repository}-cache`;
+      assert.equal(refs.app.to, `${cache}:app-${tag}`);
+      assert.deepEqual(
+        refs.app.from,
+        tag === "main" ? [`${cache}:app-main`] : [`${cache}:app-${tag}`, `${cache}:app-main`],
+      );
+      assert.deepEqual(refs.base, { from: [`${cache}:base-${baseKey}`], to: `${cache}:base-${baseKey}` });
+      const run = await runBuildScript(vars(branch === undefined ? {} : { FASTBUILD_BRANCH: branch }));
+      assert.equal(run.code, EXIT_CODES.notReady, run.output);
+      assert.ok(
+        run.output.includes(
+          `cache: base reads and writes ${refs.base.to}; app reads ${refs.app.from.join(" ")}, writes ${refs.app.to}\n`,
+        ),
+        run.output,
+      );
+    });
+  }
+
+  it("FASTBUILD_REGISTRY_CACHE=false: build.sh says the cache is off", async () => {
+    const run = await runBuildScript(vars({ FASTBUILD_REGISTRY_CACHE: "false", FASTBUILD_BRANCH: "main" }));
+    assert.equal(run.code, EXIT_CODES.notReady, run.output);
+    assert.match(run.output, /cache: the registry cache is off \(FASTBUILD_REGISTRY_CACHE=false\)/);
+    assert.doesNotMatch(run.output, /cache: base reads/);
+  });
 });

@@ -440,6 +440,29 @@ describe("build orchestration end to end", () => {
     assert.equal(JSON.stringify(seen?.parameters).includes("sig="), false);
   });
 
+  it("sends the build's branch and the environment's registry cache switch as run-command parameters", async () => {
+    for (const [registryCache, sent] of [
+      [undefined, "true"],
+      [false, "false"],
+    ] as const) {
+      const s = scenario({
+        powerState: "running",
+        ...(registryCache === undefined ? {} : { registryCache }),
+      });
+      let seen: Parameters<RunCommandExecutor>[0] | undefined;
+      arm.setRunCommandExecutor((run) => {
+        seen = run;
+        return succeed()(run);
+      });
+      const input = newInput(s, { branch: "feature/New-Thing", deploy: false });
+      const { status } = await runBuild(s, input, "V3", (d) => d.raiseEvent(BUILD_EVENTS.sourceUploaded, {}));
+      assert.equal(status.phase, "succeeded");
+      assert.equal(seen?.parameters.FASTBUILD_BRANCH, "feature/New-Thing");
+      assert.equal(seen?.parameters.FASTBUILD_REGISTRY_CACHE, sent);
+      assert.equal(seen?.script.includes("feature/New-Thing"), false);
+    }
+  });
+
   it("uses the completion callback when it arrives (VM already running)", async () => {
     const s = scenario({ powerState: "running" });
     let driver: OrchestrationDriver | undefined;

@@ -107,6 +107,8 @@ export function scenario(
     registry?: string;
     imageRepository?: string;
     publicBaseUrl?: string;
+    /** The environment's `registryCache` (absent: not set, i.e. on). */
+    registryCache?: boolean;
   } = {},
 ): Scenario {
   const emulator = options.emulator ?? arm;
@@ -121,6 +123,7 @@ export function scenario(
     containerApp: `app${n}`,
     containerName: "web",
     binaryName: "app",
+    ...(options.registryCache !== undefined ? { registryCache: options.registryCache } : {}),
   };
   const vm = { subscriptionId: SUB, resourceGroup: env.resourceGroup, vmName: env.builderVm };
   emulator.addVm(vm, { powerState: options.powerState ?? "deallocated" });

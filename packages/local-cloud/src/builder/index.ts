@@ -18,6 +18,13 @@ const exec = promisify(execFile);
 /** The stand-in Dockerfiles (Dockerfile.base / Dockerfile.app). */
 export const LOCAL_DOCKERFILES = join(import.meta.dirname, "dockerfiles");
 
+/**
+ * The local builder's `docker`: docker's command line on buildah (`docker-on-buildah.sh`), which
+ * maps docker's registry cache flags (`--cache-from/--cache-to type=registry,ref=…`) to buildah's
+ * `--layers --cache-from/--cache-to REPOSITORY`, so build.sh runs with the flags it gives docker on Azure.
+ */
+export const DOCKER_ON_BUILDAH = join(import.meta.dirname, "docker-on-buildah.sh");
+
 export interface LocalBuilder {
   /** Image references (in the local registry) of the busybox toolchain/runtime stand-ins. */
   images: { toolchain: string; runtime: string };
@@ -74,8 +81,9 @@ export async function prepareLocalBuilder(
   for (const ref of refs) await buildah("push", "--tls-verify=false", ref);
   await buildah("rm", container);
 
-  // What build.sh runs for `docker`: buildah on this builder's own storage.
-  const cli = `buildah ${storage.join(" ")}`;
+  // What build.sh runs for `docker`: buildah on this builder's own storage, through the shim
+  // that reads docker's registry cache flags.
+  const cli = `${DOCKER_ON_BUILDAH} ${storage.join(" ")}`;
   const images = { toolchain: first, runtime: refs.at(-1) ?? first };
   return {
     images,
