@@ -4,6 +4,7 @@
  * instead of one surprise per request. Functions take a `Config` as a parameter, so tests pass
  * their own.
  */
+import { warmSchema } from "../core/warmHours.js";
 import { z } from "zod";
 import { oneLine } from "../core/logText.js";
 import { ConfigError } from "../core/errors.js";
@@ -85,6 +86,12 @@ export const environmentSchema = z.object({
    * `additionalCapabilities.hibernationEnabled`; Azure's refusal falls back to a deallocate).
    */
   idleShutdown: z.enum(IDLE_SHUTDOWN_ACTIONS).optional(),
+  /**
+   * Keep `builders` builders up during working hours, e.g. `{ "builders": 1, "hours": { "timeZone":
+   * "Europe/Berlin", "days": "Mon-Fri", "from": "08:00", "to": "18:00" } }`: the idle shutdown
+   * leaves them running then (src/core/warmHours.ts). One builder per environment today: 0 or 1.
+   */
+  warm: warmSchema.optional(),
 });
 export type EnvironmentConfig = z.infer<typeof environmentSchema> & { name: string };
 
