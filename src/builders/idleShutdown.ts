@@ -32,7 +32,14 @@ import {
   type VmCommandsSignal,
 } from "../core/idle.js";
 import { warmBuilders, type WarmSetting } from "../core/warmHours.js";
-import { emptyRecord, mutateRecord, type LeaseStore, type StoredRecord } from "../core/lease.js";
+import {
+  IDLE_SHUTDOWN_HOLDER,
+  RECOVERY_HOLDER,
+  emptyRecord,
+  mutateRecord,
+  type LeaseStore,
+  type StoredRecord,
+} from "../core/lease.js";
 import type { ComputeGateway, VmRef } from "../core/ports.js";
 import { recordPower, type PowerDeps } from "./power.js";
 
@@ -126,7 +133,7 @@ export async function runIdleShutdown(
         const stored = await deps.leases.read(key);
         const holder = leaseHoldingBuild(stored?.record ?? emptyRecord(key), deps.now());
         if (holder === undefined) {
-          return await shutdownIfIdle(deps, builder, stored, policy, log);
+          return await shutdownIfIdle(deps, builder, stored, policy, log, orchestrationState);
         }
         // A build holds the builder: nothing to shut down, but is that build still running?
         const state = await orchestrationState(holder);
@@ -148,6 +155,7 @@ async function shutdownIfIdle(
   stored: StoredRecord | undefined,
   policy: IdlePolicy,
   log: BuildersLog,
+  orchestrationState: OrchestrationState,
 ): Promise<IdleOutcome> {
   const { powerState } = await deps.compute.getVmStatus(vm);
   // The VM's own signals are read only for a VM that is up, and after the lease record (whose
@@ -156,7 +164,7 @@ async function shutdownIfIdle(
   const signals =
     powerState === "deallocated" || powerState === "deallocating"
       ? undefined
-      : await readIdleSignals(deps, key, vm, warm);
+      : await readIdleSignals(deps, key, vm, warm, stored, orchestrationState);
   const decision = decideIdleShutdown(
     stored?.record ?? emptyRecord(key),
     powerState,
@@ -199,15 +207,38 @@ async function readIdleSignals(
   key: string,
   vm: VmRef,
   warm: IdleBuilder["warm"],
+  stored: StoredRecord | undefined,
+  orchestrationState: OrchestrationState,
 ): Promise<IdleSignals> {
-  const [commands, heartbeat] = await Promise.all([
+  // A build named on a lease that expired without a release: does its orchestration still run?
+  // (After a restart of the function app its durable status is there, while no heartbeat has
+  // arrived yet; on the hybrid profile that is what keeps a running build's builder.)
+  const holder = stored?.record.holder;
+  const expired =
+    holder !== undefined && holder !== IDLE_SHUTDOWN_HOLDER && holder !== RECOVERY_HOLDER
+      ? holder
+      : undefined;
+  const [commands, heartbeat, holderState] = await Promise.all([
     deps.compute.listBusyBuildCommands(vm, RUN_COMMAND_PREFIX).then(
       (busy): VmCommandsSignal => (busy === undefined ? { kind: "unsupported" } : { kind: "read", busy }),
       (error: unknown): VmCommandsSignal => ({ kind: "unreadable", reason: describeError(error) }),
     ),
     deps.leases.readHeartbeat(key),
+    expired === undefined ? undefined : orchestrationState(expired),
   ]);
-  return { commands, heartbeat, warm: warmBuilders(warm, deps.now()) };
+  return {
+    commands,
+    heartbeat,
+    warm: warmBuilders(warm, deps.now()),
+    ...(expired === undefined
+      ? {}
+      : {
+          expiredHolder: {
+            buildId: expired,
+            running: holderState !== undefined && !ENDED_RUNTIME_STATUSES.has(holderState),
+          },
+        }),
+  };
 }
 
 /**

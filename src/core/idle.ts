@@ -56,6 +56,12 @@ export interface IdleSignals {
   heartbeat: LastHeartbeat | undefined;
   /** How many builders the environment's warm hours want up now, and why (src/core/warmHours.ts). */
   warm: { count: number; reason?: string };
+  /**
+   * Whether the build named on an expired, never released lease still runs (its orchestration's
+   * durable status, which survives a restart of the function app). Undefined when no build holds
+   * an expired lease.
+   */
+  expiredHolder?: { buildId: string; running: boolean };
 }
 
 /** Signals that all say "nothing runs, not warm" (a VM that is off; tests of the lease alone). */
@@ -95,7 +101,10 @@ function ago(ms: number): string {
  * more timer tick costs a minute of VM time.
  */
 export function vmBusyReason(signals: IdleSignals, now: Date, heartbeatFreshMs: number): string | undefined {
-  const { commands, heartbeat } = signals;
+  const { commands, heartbeat, expiredHolder } = signals;
+  if (expiredHolder?.running) {
+    return `build ${expiredHolder.buildId}'s lease expired, but its orchestration still runs: it gives the builder back when it ends`;
+  }
   if (commands.kind === "read" && commands.busy.length > 0) {
     const first = commands.busy[0]!;
     const build = first.name.startsWith(RUN_COMMAND_PREFIX)
