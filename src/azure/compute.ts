@@ -293,10 +293,10 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
       // Azure Stack Hub (2020-06-01) runs builds as the action Run Command, which leaves no resource
       // behind to list: there the builder's heartbeat is the VM-side signal.
       if (pinned) return undefined;
-      // Virtual Machine Run Commands - List By Virtual Machine takes `$expand=instanceView`
-      // (azure-rest-api-specs, specification/compute/resource-manager/Microsoft.Compute/ComputeRP/
-      // stable/*/runCommand.json, `VirtualMachineRunCommands_ListByVirtualMachine`): one call for
-      // every command's execution state.
+      // Virtual Machine Run Commands - List By Virtual Machine takes `$expand` like the Get does
+      // (@azure/arm-compute 25.x `VirtualMachineRunCommandsListByVirtualMachineOptionalParams.expand`,
+      // src/api/virtualMachineRunCommands/options.ts; the spec's VirtualMachineRunCommand.tsp):
+      // `instanceView` gives every command's execution state in one call.
       return callAzure("arm", `list run commands on VM ${name(vm)}`, async () => {
         const busy: BusyCommand[] = [];
         const list = client(vm.subscriptionId).virtualMachineRunCommands.listByVirtualMachine(
