@@ -32,7 +32,7 @@ import {
   sourceBlobName,
 } from "../core/buildInput.js";
 import { contentBlobNames } from "../core/sourceManifest.js";
-import { ConfigError, NotFoundError, PermanentError } from "../core/errors.js";
+import { ConfigError, NotFoundError, PermanentError, TransientError } from "../core/errors.js";
 import { EXTRACT_LIMITS } from "../core/extractLimits.js";
 import { effectiveBinary } from "../core/projectSettings.js";
 import { decideAcquire, decideRelease, decideRenew, mutateRecord, type LeaseStore } from "../core/lease.js";
@@ -315,6 +315,7 @@ export function createActivityHandlers(deps: ActivityDeps): ActivityHandlers {
         protectedParameters.FASTBUILD_CALLBACK_TOKEN = input.callbackToken;
       }
       const stale = await removeStaleCommands(deps.compute, env.vm, name);
+      if (stale.failed.length > 0) await refuseBesideBusyCommand(deps.compute, env.vm, name);
       // Confirmed again right before the PUT: removing stale commands may have taken a while.
       if (input.lease) await renewLease(input.lease);
       const handle = await deps.compute.startBuildCommand(env.vm, {
@@ -475,6 +476,25 @@ function viewLines(text: string): string[] {
  */
 function removeStaleCommands(compute: ComputeGateway, vm: VmRef, keep: string): Promise<RemovedCommands> {
   return compute.removeBuildCommands(vm, { prefix: RUN_COMMAND_PREFIX, keep });
+}
+
+/**
+ * A stale command that could not be removed may still be running: a build whose lease expired
+ * while the function app was down, its script still at work. Starting beside it would put two
+ * builds on one builder, so the start waits (a transient error: the activity's retries try again,
+ * by when the removal or the old script's own end has freed the VM). A command that has ended
+ * does not count; a VM whose commands cannot be listed at all is not started on either.
+ */
+async function refuseBesideBusyCommand(compute: ComputeGateway, vm: VmRef, keep: string): Promise<void> {
+  const busy = (await compute.listBusyBuildCommands(vm, RUN_COMMAND_PREFIX))?.filter(
+    (command) => command.name.toLowerCase() !== keep.toLowerCase(),
+  );
+  if (busy && busy.length > 0) {
+    throw new TransientError(
+      `the builder still runs command ${busy[0]!.name} (${busy[0]!.executionState ?? busy[0]!.provisioningState ?? "?"}), which could not be removed`,
+      { code: "BuilderStillBusy" },
+    );
+  }
 }
 
 /** SAS signatures or keys inside an SDK message must not reach history or logs. */

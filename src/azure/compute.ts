@@ -11,7 +11,9 @@ import {
   type VirtualMachineRunCommand,
 } from "@azure/arm-compute";
 import { NotFoundError, PermanentError } from "../core/errors.js";
+import { isBuildCommandBusy } from "../core/idle.js";
 import type {
+  BusyCommand,
   BuildCommandHandle,
   BuildCommandSpec,
   BuildCommandView,
@@ -285,6 +287,37 @@ export function createComputeGateway(options: ArmGatewayOptions): ComputeGateway
         // Already gone is what we wanted.
         if (!(typed instanceof NotFoundError)) throw typed;
       }
+    },
+
+    async listBusyBuildCommands(vm: VmRef, prefix: string): Promise<BusyCommand[] | undefined> {
+      // Azure Stack Hub (2020-06-01) runs builds as the action Run Command, which leaves no resource
+      // behind to list: there the builder's heartbeat is the VM-side signal.
+      if (pinned) return undefined;
+      // Virtual Machine Run Commands - List By Virtual Machine takes `$expand` like the Get does
+      // (@azure/arm-compute 25.x `VirtualMachineRunCommandsListByVirtualMachineOptionalParams.expand`,
+      // src/api/virtualMachineRunCommands/options.ts; the spec's VirtualMachineRunCommand.tsp):
+      // `instanceView` gives every command's execution state in one call.
+      return callAzure("arm", `list run commands on VM ${name(vm)}`, async () => {
+        const busy: BusyCommand[] = [];
+        const list = client(vm.subscriptionId).virtualMachineRunCommands.listByVirtualMachine(
+          vm.resourceGroup,
+          vm.vmName,
+          { expand: "instanceView" },
+        );
+        for await (const command of list) {
+          const found = {
+            name: command.name ?? "",
+            executionState: (EXECUTION_STATES as readonly string[]).includes(
+              command.instanceView?.executionState ?? "",
+            )
+              ? (command.instanceView!.executionState as ExecutionState)
+              : undefined,
+            provisioningState: command.provisioningState,
+          };
+          if (found.name.startsWith(prefix) && isBuildCommandBusy(found)) busy.push(found);
+        }
+        return busy;
+      });
     },
 
     async removeBuildCommands(vm: VmRef, { prefix, keep }): Promise<RemovedCommands> {

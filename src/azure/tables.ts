@@ -25,6 +25,8 @@ const BUILDER_PARTITION = "builder";
 const BUILD_PARTITION = "build";
 /** One row per environment (RowKey: its name, URI-encoded: Table keys may not hold / \\ # ?). */
 const RECENT_PARTITION = "recent";
+/** One row per builder (RowKey: the builder key): its last heartbeat, apart from the lease row. */
+const HEARTBEAT_PARTITION = "heartbeat";
 /** A lost compare-and-set on the recent list is tried again this many times. */
 const RECENT_ATTEMPTS = 5;
 
@@ -186,6 +188,31 @@ export class TableLeaseStore implements LeaseStore {
         const typed = toTypedError(error, "table", `record recent builds of ${environment}`);
         if (!(typed instanceof ConflictError) || attempt >= RECENT_ATTEMPTS) throw typed;
       }
+    }
+  }
+
+  async recordHeartbeat(key: string, heartbeat: { buildId: string; at: string }): Promise<void> {
+    await this.ensureTable();
+    // Unconditional upsert into a row of its own: never an ETag the lease's writers compare.
+    await callAzure("table", `record heartbeat of builder ${key}`, () =>
+      this.client.upsertEntity(
+        { partitionKey: HEARTBEAT_PARTITION, rowKey: key, buildId: heartbeat.buildId, at: heartbeat.at },
+        "Replace",
+      ),
+    );
+  }
+
+  async readHeartbeat(key: string): Promise<{ buildId: string; at: string } | undefined> {
+    await this.ensureTable();
+    try {
+      const entity = await this.client.getEntity<{ buildId?: string; at?: string }>(HEARTBEAT_PARTITION, key);
+      return typeof entity.buildId === "string" && typeof entity.at === "string"
+        ? { buildId: entity.buildId, at: entity.at }
+        : undefined;
+    } catch (error) {
+      const typed = toTypedError(error, "table", `read heartbeat of builder ${key}`);
+      if (typed instanceof NotFoundError) return undefined;
+      throw typed;
     }
   }
 

@@ -18,7 +18,7 @@ import {
   type LogSink,
 } from "../config/index.js";
 import { ENDED_RUNTIME_STATUSES } from "../core/api.js";
-import { builderKey, builderVm, runCommandName } from "../core/buildInput.js";
+import { RUN_COMMAND_PREFIX, builderKey, builderVm, runCommandName } from "../core/buildInput.js";
 import { describeError } from "../core/errors.js";
 import {
   decideIdleShutdown,
@@ -26,9 +26,20 @@ import {
   finishIdleShutdown,
   finishRecovery,
   leaseHoldingBuild,
+  QUIET_SIGNALS,
   type IdlePolicy,
+  type IdleSignals,
+  type VmCommandsSignal,
 } from "../core/idle.js";
-import { emptyRecord, mutateRecord, type LeaseStore, type StoredRecord } from "../core/lease.js";
+import { warmBuilders, type WarmSetting } from "../core/warmHours.js";
+import {
+  IDLE_SHUTDOWN_HOLDER,
+  RECOVERY_HOLDER,
+  emptyRecord,
+  mutateRecord,
+  type LeaseStore,
+  type StoredRecord,
+} from "../core/lease.js";
 import type { ComputeGateway, VmRef } from "../core/ports.js";
 import { recordPower, type PowerDeps } from "./power.js";
 
@@ -36,6 +47,12 @@ import { recordPower, type PowerDeps } from "./power.js";
 const SHUTDOWN_LEASE_MS = 20 * 60_000;
 /** A queued build re-asks for the lease well within this; one silent for longer has gone away. */
 const QUEUE_STALE_MS = 10 * 60_000;
+/**
+ * build.sh posts a heartbeat every 30 s (FASTBUILD_HEARTBEAT_SECONDS); one younger than 5 minutes
+ * (ten missed in a row, with room for instances' clocks to differ) says the build still runs. It
+ * costs nothing when builds end normally: the idle window after the last build is longer.
+ */
+const HEARTBEAT_FRESH_MS = 5 * 60_000;
 
 /** What the builder functions read: the environments, the idle time, the leases, the VMs, a clock. */
 export interface BuildersDeps {
@@ -47,7 +64,7 @@ export interface BuildersDeps {
   leases: LeaseStore;
   compute: Pick<
     ComputeGateway,
-    "getVmStatus" | "deallocate" | "hibernate" | "removeBuildCommands" | "getVmSize"
+    "getVmStatus" | "deallocate" | "hibernate" | "removeBuildCommands" | "getVmSize" | "listBusyBuildCommands"
   >;
   /** Where deallocations and hibernations are recorded (the costs' disk minutes). */
   history: PowerDeps["history"];
@@ -74,20 +91,30 @@ export function idlePolicy(deps: { config: Pick<BuildersDeps["config"], "builds"
     idleMs: deps.config.builds.idleShutdownMinutes * 60_000,
     shutdownLeaseMs: SHUTDOWN_LEASE_MS,
     queueStaleMs: QUEUE_STALE_MS,
+    heartbeatFreshMs: HEARTBEAT_FRESH_MS,
   };
 }
 
+/** One builder, as the idle timer sees it. */
+export interface IdleBuilder {
+  key: string;
+  vm: VmRef;
+  idleShutdown: IdleShutdownAction;
+  /** The warm settings of every environment on this builder. */
+  warm: { environment: string; warm: WarmSetting | undefined }[];
+}
+
 /** The builders of all environments, once each (environments may share a builder). */
-export function builders(
-  environments: Readonly<Record<string, EnvironmentConfig>>,
-): { key: string; vm: VmRef; idleShutdown: IdleShutdownAction }[] {
+export function builders(environments: Readonly<Record<string, EnvironmentConfig>>): IdleBuilder[] {
   // Environments sharing a builder agree on its idleShutdown (config/index.ts refuses otherwise).
-  const byKey = new Map<string, { vm: VmRef; idleShutdown: IdleShutdownAction }>();
+  const byKey = new Map<string, IdleBuilder>();
   for (const env of Object.values(environments)) {
     const vm = builderVm(env);
-    byKey.set(builderKey(vm), { vm, idleShutdown: env.idleShutdown ?? "deallocate" });
+    const key = builderKey(vm);
+    const warm = [...(byKey.get(key)?.warm ?? []), { environment: env.name, warm: env.warm }];
+    byKey.set(key, { key, vm, idleShutdown: env.idleShutdown ?? "deallocate", warm });
   }
-  return [...byKey].map(([key, builder]) => ({ key, ...builder }));
+  return [...byKey.values()];
 }
 
 /** One pass over every builder; one builder's failure does not stop the others. */
@@ -100,12 +127,13 @@ export async function runIdleShutdown(
   const log = safeLog(sink);
   const policy = idlePolicy(deps);
   return Promise.all(
-    builders(deps.config.environments).map(async ({ key, vm, idleShutdown }): Promise<IdleOutcome> => {
+    builders(deps.config.environments).map(async (builder): Promise<IdleOutcome> => {
+      const { key, vm } = builder;
       try {
         const stored = await deps.leases.read(key);
         const holder = leaseHoldingBuild(stored?.record ?? emptyRecord(key), deps.now());
         if (holder === undefined) {
-          return await shutdownIfIdle(deps, { key, vm, idleShutdown }, stored, policy, log);
+          return await shutdownIfIdle(deps, builder, stored, policy, log, orchestrationState);
         }
         // A build holds the builder: nothing to shut down, but is that build still running?
         const state = await orchestrationState(holder);
@@ -123,13 +151,27 @@ export async function runIdleShutdown(
 
 async function shutdownIfIdle(
   deps: BuildersDeps,
-  { key, vm, idleShutdown }: { key: string; vm: VmRef; idleShutdown: IdleShutdownAction },
+  { key, vm, idleShutdown, warm }: IdleBuilder,
   stored: StoredRecord | undefined,
   policy: IdlePolicy,
   log: BuildersLog,
+  orchestrationState: OrchestrationState,
 ): Promise<IdleOutcome> {
   const { powerState } = await deps.compute.getVmStatus(vm);
-  const decision = decideIdleShutdown(stored?.record ?? emptyRecord(key), powerState, deps.now(), policy);
+  // The VM's own signals are read only for a VM that is up, and after the lease record (whose
+  // ETag the shutdown's compare-and-set below is made against): a build that took or renewed the
+  // lease since then makes that write lose, and a build whose lease lapsed unnoticed shows here.
+  const signals =
+    powerState === "deallocated" || powerState === "deallocating"
+      ? undefined
+      : await readIdleSignals(deps, key, vm, warm, stored, orchestrationState);
+  const decision = decideIdleShutdown(
+    stored?.record ?? emptyRecord(key),
+    powerState,
+    deps.now(),
+    policy,
+    signals ?? QUIET_SIGNALS,
+  );
   if (decision.kind === "keep") return { builder: vm.vmName, action: "kept", reason: decision.reason };
 
   // Take the lease first; losing the compare-and-set means a build just got it.
@@ -153,6 +195,50 @@ async function shutdownIfIdle(
   }
   log.info(`[builder ${vm.vmName}] ${outcome.action}`);
   return outcome;
+}
+
+/**
+ * The VM's run commands, the builder's last heartbeat, and the warm hours. A failed read of the
+ * run commands is a signal of its own (`unreadable`: keep the builder); a failed heartbeat read
+ * throws, and the whole check fails and keeps the builder until the next tick.
+ */
+async function readIdleSignals(
+  deps: BuildersDeps,
+  key: string,
+  vm: VmRef,
+  warm: IdleBuilder["warm"],
+  stored: StoredRecord | undefined,
+  orchestrationState: OrchestrationState,
+): Promise<IdleSignals> {
+  // A build named on a lease that expired without a release: does its orchestration still run?
+  // (After a restart of the function app its durable status is there, while no heartbeat has
+  // arrived yet; on the hybrid profile that is what keeps a running build's builder.)
+  const holder = stored?.record.holder;
+  const expired =
+    holder !== undefined && holder !== IDLE_SHUTDOWN_HOLDER && holder !== RECOVERY_HOLDER
+      ? holder
+      : undefined;
+  const [commands, heartbeat, holderState] = await Promise.all([
+    deps.compute.listBusyBuildCommands(vm, RUN_COMMAND_PREFIX).then(
+      (busy): VmCommandsSignal => (busy === undefined ? { kind: "unsupported" } : { kind: "read", busy }),
+      (error: unknown): VmCommandsSignal => ({ kind: "unreadable", reason: describeError(error) }),
+    ),
+    deps.leases.readHeartbeat(key),
+    expired === undefined ? undefined : orchestrationState(expired),
+  ]);
+  return {
+    commands,
+    heartbeat,
+    warm: warmBuilders(warm, deps.now()),
+    ...(expired === undefined
+      ? {}
+      : {
+          expiredHolder: {
+            buildId: expired,
+            running: holderState !== undefined && !ENDED_RUNTIME_STATUSES.has(holderState),
+          },
+        }),
+  };
 }
 
 /**

@@ -4,6 +4,7 @@
  * instead of one surprise per request. Functions take a `Config` as a parameter, so tests pass
  * their own.
  */
+import { warmSchema } from "../core/warmHours.js";
 import { z } from "zod";
 import { oneLine } from "../core/logText.js";
 import { ConfigError } from "../core/errors.js";
@@ -100,6 +101,12 @@ export const environmentSchema = z.object({
   registryCache: z
     .boolean({ error: "true or false (false: the builder builds without the shared registry cache)" })
     .optional(),
+  /**
+   * Keep `builders` builders up during working hours, e.g. `{ "builders": 1, "hours": { "timeZone":
+   * "Europe/Berlin", "days": "Mon-Fri", "from": "08:00", "to": "18:00" } }`: the idle shutdown
+   * leaves them running then (src/core/warmHours.ts). One builder per environment today: 0 or 1.
+   */
+  warm: warmSchema.optional(),
 });
 export type EnvironmentConfig = z.infer<typeof environmentSchema> & { name: string };
 

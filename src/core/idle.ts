@@ -5,6 +5,7 @@
  * wins or loses that same compare-and-set, so a build and a deallocation never overlap; a build
  * arriving during the shutdown queues behind it and starts the VM again when it gets the lease.
  */
+import { RUN_COMMAND_PREFIX } from "./buildInput.js";
 import {
   IDLE_SHUTDOWN_HOLDER,
   RECOVERY_HOLDER,
@@ -13,7 +14,7 @@ import {
   isQueueEntryLive,
   type BuilderRecord,
 } from "./lease.js";
-import type { PowerState } from "./ports.js";
+import type { BusyCommand, ExecutionState, PowerState } from "./ports.js";
 
 export interface IdlePolicy {
   /** No build started or ended for this long → deallocate. */
@@ -22,6 +23,107 @@ export interface IdlePolicy {
   shutdownLeaseMs: number;
   /** Queued builds not seen for this long do not keep the builder up. */
   queueStaleMs: number;
+  /**
+   * A builder's heartbeat younger than this (by the function app's clock, either way: instances'
+   * clocks may differ a little) says a build still runs on it.
+   */
+  heartbeatFreshMs: number;
+}
+
+/**
+ * What the VM itself says about fast-build's run commands, read just before the decision:
+ * - `read`: the commands still busy (none: the VM runs no build);
+ * - `unreadable`: Azure could not be asked (a fault, a throttle): the builder is kept, since
+ *   "could not look" must never read as "nothing runs";
+ * - `unsupported`: the hybrid profile's action Run Command leaves nothing to list; the heartbeat
+ *   is then the only signal besides the lease.
+ */
+export type VmCommandsSignal =
+  | { kind: "read"; busy: readonly BusyCommand[] }
+  | { kind: "unreadable"; reason: string }
+  | { kind: "unsupported" };
+
+/** The last heartbeat a build script posted from this builder, when the function app received it. */
+export interface LastHeartbeat {
+  buildId: string;
+  /** The function app's clock at receipt (the VM's clock is never compared with ours). */
+  at: string;
+}
+
+/** The two signals independent of the lease, and the warm hours, that decideIdleShutdown weighs. */
+export interface IdleSignals {
+  commands: VmCommandsSignal;
+  heartbeat: LastHeartbeat | undefined;
+  /** How many builders the environment's warm hours want up now, and why (src/core/warmHours.ts). */
+  warm: { count: number; reason?: string };
+  /**
+   * Whether the build named on an expired, never released lease still runs (its orchestration's
+   * durable status, which survives a restart of the function app). Undefined when no build holds
+   * an expired lease.
+   */
+  expiredHolder?: { buildId: string; running: boolean };
+}
+
+/** Signals that all say "nothing runs, not warm" (a VM that is off; tests of the lease alone). */
+export const QUIET_SIGNALS: IdleSignals = {
+  commands: { kind: "read", busy: [] },
+  heartbeat: undefined,
+  warm: { count: 0 },
+};
+
+const BUSY_EXECUTION: readonly (ExecutionState | undefined)[] = ["Pending", "Running"];
+const BUSY_PROVISIONING: readonly string[] = ["creating", "updating"];
+
+/**
+ * A run command counts as a running build while its script is pending or running, or while its
+ * PUT is still being applied (provisioning Creating/Updating: the handler may be downloading the
+ * script, and the instance view says nothing yet). Finished, failed or cancelled commands do not.
+ */
+export function isBuildCommandBusy(
+  command: Pick<BusyCommand, "executionState" | "provisioningState">,
+): boolean {
+  return (
+    BUSY_EXECUTION.includes(command.executionState) ||
+    BUSY_PROVISIONING.includes((command.provisioningState ?? "").toLowerCase())
+  );
+}
+
+/** `40 s`, `3 min`: how long ago, for a reason a person reads. */
+function ago(ms: number): string {
+  const seconds = Math.round(Math.abs(ms) / 1000);
+  const text = seconds < 120 ? `${seconds} s` : `${Math.round(seconds / 60)} min`;
+  return ms < 0 ? `${text} ahead of this clock` : `${text} ago`;
+}
+
+/**
+ * Why the VM's own signals say a build runs on it, or undefined when they do not. Any doubt keeps
+ * the builder: a deallocation in the middle of a build loses the build, while a builder kept one
+ * more timer tick costs a minute of VM time.
+ */
+export function vmBusyReason(signals: IdleSignals, now: Date, heartbeatFreshMs: number): string | undefined {
+  const { commands, heartbeat, expiredHolder } = signals;
+  if (expiredHolder?.running) {
+    return `build ${expiredHolder.buildId}'s lease expired, but its orchestration still runs: it gives the builder back when it ends`;
+  }
+  if (commands.kind === "read" && commands.busy.length > 0) {
+    const first = commands.busy[0]!;
+    const build = first.name.startsWith(RUN_COMMAND_PREFIX)
+      ? first.name.slice(RUN_COMMAND_PREFIX.length)
+      : first.name;
+    const state = first.executionState ?? `provisioning ${first.provisioningState ?? "?"}`;
+    const more = commands.busy.length > 1 ? ` (and ${commands.busy.length - 1} more)` : "";
+    return `the VM is running build ${build}'s command ${first.name} (${state})${more}`;
+  }
+  if (commands.kind === "unreadable") {
+    return `the VM's run commands could not be read (${commands.reason}); the next check decides`;
+  }
+  if (heartbeat !== undefined) {
+    const age = now.getTime() - Date.parse(heartbeat.at);
+    if (Number.isFinite(age) && Math.abs(age) < heartbeatFreshMs) {
+      return `build ${heartbeat.buildId}'s heartbeat ${ago(age)}`;
+    }
+  }
+  return undefined;
 }
 
 export type IdleDecision =
@@ -40,15 +142,22 @@ export function idleShutdownAt(record: BuilderRecord, idleMs: number, now?: Date
 }
 
 /**
- * Deallocate only when the VM is up, no lease is fresh, no live build is queued, and the last
- * activity is older than the idle window. A record with no activity at all (never used through
- * fast-build) counts as idle: somebody started the VM by hand, and it costs money.
+ * Deallocate only when the VM is up, no lease is fresh, no live build is queued, the VM itself
+ * runs no build command and no build's heartbeat is fresh, the warm hours do not want it up, and
+ * the last activity is older than the idle window. A record with no activity at all (never used
+ * through fast-build) counts as idle: somebody started the VM by hand, and it costs money.
+ *
+ * Why two signals besides the lease: a lease expires by the clock alone, so one that lapsed while
+ * the function app could not renew it (a deploy, an outage) would read as a free builder in the
+ * middle of a build. The VM's run commands and the build's heartbeats come from the builder, not
+ * from the lease, and either one saying "busy" keeps it.
  */
 export function decideIdleShutdown(
   record: BuilderRecord,
   powerState: PowerState,
   now: Date,
   policy: IdlePolicy,
+  signals: IdleSignals,
 ): IdleDecision {
   if (powerState === "deallocated" || powerState === "deallocating") {
     return { kind: "keep", reason: `builder is already ${powerState}` };
@@ -56,6 +165,9 @@ export function decideIdleShutdown(
   if (isLeaseFresh(record, now)) return { kind: "keep", reason: `leased by ${record.holder ?? "?"}` };
   const waiting = record.queue.filter((entry) => isQueueEntryLive(entry, now, policy.queueStaleMs));
   if (waiting.length > 0) return { kind: "keep", reason: `${waiting.length} build(s) queued` };
+  const busy = vmBusyReason(signals, now, policy.heartbeatFreshMs);
+  if (busy !== undefined) return { kind: "keep", reason: busy };
+  if (signals.warm.count > 0) return { kind: "keep", reason: signals.warm.reason ?? "warm hours" };
   const shutdownAt = idleShutdownAt(record, policy.idleMs, now);
   if (shutdownAt !== undefined && Date.parse(shutdownAt) > now.getTime()) {
     return { kind: "keep", reason: "recently used", shutdownAt };

@@ -107,6 +107,14 @@ export interface LeaseStore {
   recordBuild(entry: BuildActivityRecord): Promise<void>;
   /** The environment's recent builds that ran the builder and succeeded, oldest first (src/core/expectedDuration.ts). */
   recentBuilds(environment: string): Promise<RecentBuild[]>;
+  /**
+   * Records a build script's heartbeat from builder `key` (the last one wins). A row of its own,
+   * written without a condition: a heartbeat every 30 s must never contend with the lease's
+   * compare-and-set, nor make an idle check lose its own.
+   */
+  recordHeartbeat(key: string, heartbeat: { buildId: string; at: string }): Promise<void>;
+  /** The last heartbeat recorded for builder `key`, if any. */
+  readHeartbeat(key: string): Promise<{ buildId: string; at: string } | undefined>;
 }
 
 /** One row per build: what the builder was used for, and for how long. */

@@ -116,6 +116,20 @@ export interface ComputeGateway {
   removeBuildCommands(vm: VmRef, selection: { prefix: string; keep?: string }): Promise<RemovedCommands>;
   /** `hardwareProfile.vmSize` of the VM (e.g. `Standard_D4s_v5`): what its minutes cost. */
   getVmSize(vm: VmRef): Promise<string>;
+  /**
+   * The VM's own word on whether a build runs on it (the idle shutdown's second signal besides the
+   * lease): its managed run commands whose name starts with `prefix` and that are busy
+   * (src/core/idle.ts `isBuildCommandBusy`). Undefined where the VM cannot say: the hybrid
+   * profile's action Run Command leaves no resource to list. Throws when Azure cannot be read.
+   */
+  listBusyBuildCommands(vm: VmRef, prefix: string): Promise<BusyCommand[] | undefined>;
+}
+
+/** A run command the VM reports as not finished. */
+export interface BusyCommand {
+  name: string;
+  executionState: ExecutionState | undefined;
+  provisioningState: string | undefined;
 }
 
 export interface RemovedCommands {

@@ -5,14 +5,16 @@
  * constant time). A missing or wrong token is 401 and nothing is raised. An unknown build is the
  * same 401, after the same comparison against a dummy token: the anonymous route must not tell
  * which build ids exist (issue 9, item 6). Besides the final result line, the script posts
- * heartbeats here; those are acknowledged and change nothing.
+ * heartbeats here; those are recorded on the builder's heartbeat row (the idle shutdown's second
+ * signal) and raise nothing.
  */
 import { randomBytes } from "node:crypto";
 import type { HttpRequest, HttpResponseInit, InvocationContext } from "@azure/functions";
 import { secretsEqual } from "../core/buildId.js";
-import { BUILD_EVENTS } from "../core/buildInput.js";
+import { BUILD_EVENTS, builderKey, builderVm } from "../core/buildInput.js";
 import { buildHeartbeatSchema, buildResultSchema } from "../core/buildResult.js";
-import { InvalidInputError, UnauthorizedError } from "../core/errors.js";
+import { describeError, InvalidInputError, UnauthorizedError } from "../core/errors.js";
+import { getDeps } from "./deps.js";
 import { apiHandler, buildLog, json, parseWith, readJson, routeBuildId } from "./http.js";
 import { buildInstances, requireRunning, type KnownBuild } from "./instances.js";
 
@@ -48,8 +50,8 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
     throw unauthorized();
   }
   const body = await readJson(request, MAX_CALLBACK_BYTES);
-  // The script also posts heartbeats here while it runs: they prove the builder is alive but
-  // change nothing (acknowledged, not raised).
+  // The script also posts heartbeats here while it runs: they prove the build is alive, so they
+  // are recorded for the idle shutdown, and raise nothing in the orchestration.
   const isHeartbeat =
     typeof body === "object" && body !== null && (body as { fastbuild?: unknown }).fastbuild === "heartbeat";
   const message = isHeartbeat
@@ -62,10 +64,32 @@ async function run(request: HttpRequest, context: InvocationContext): Promise<Ht
     });
   }
   requireRunning(build, buildId, "The result arrived too late to be used.");
-  if (message.fastbuild === "heartbeat") return json(202, { buildId, accepted: true });
+  if (message.fastbuild === "heartbeat") {
+    await recordHeartbeat(build, log);
+    return json(202, { buildId, accepted: true });
+  }
   await instances.raise(buildId, BUILD_EVENTS.buildCompleted, message);
   log.info(`builder reported ${message.status} (${message.exitReason}, exit ${message.exitCode})`);
   return json(202, { buildId, accepted: true });
+}
+
+/**
+ * Keeps the heartbeat where the idle shutdown reads it (one row per builder, by the function
+ * app's clock at receipt: the VM's clock is never compared with ours). Best effort: the script
+ * ignores a failed heartbeat, and the idle shutdown has the VM's run commands and the lease besides.
+ */
+async function recordHeartbeat(build: KnownBuild, log: ReturnType<typeof buildLog>): Promise<void> {
+  try {
+    const deps = await getDeps();
+    const env = deps.config.environments[build.input.environment];
+    if (!env) return;
+    await deps.leases.recordHeartbeat(builderKey(builderVm(env)), {
+      buildId: build.input.buildId,
+      at: deps.now().toISOString(),
+    });
+  } catch (error) {
+    log.warn(`heartbeat not recorded: ${describeError(error)}`);
+  }
 }
 
 /** The handler `register.ts` routes to (tests call it with their own request and context). */

@@ -116,6 +116,34 @@ const runFor = (buildId: string) =>
   );
 
 describe("startBuild activity", () => {
+  it("refuses to start beside another build's command that still runs and could not be removed", async () => {
+    const { env, call } = activitiesFor();
+    const environment = (await call(ACTIVITIES.resolveEnvironment, {
+      environment: env.name,
+    })) as ResolvedEnvironment;
+    // A build whose lease expired while the function app was down: its script still runs.
+    scripted.set("build-zombie", { stdout: "", exitCode: 0, runUntilStopped: true });
+    await call(ACTIVITIES.startBuild, startInput("build-zombie", environment));
+    await runFor("build-zombie");
+    arm.inject({
+      method: "DELETE",
+      path: /\/runCommands\/fb-build-zombie$/i,
+      response: { kind: "internalError" },
+      times: 5,
+    });
+
+    await assert.rejects(
+      call(ACTIVITIES.startBuild, startInput("build-next", environment)),
+      /the builder still runs command fb-build-zombie \(Running\), which could not be removed/,
+    );
+    assert.equal(
+      runs.some((run) => run.parameters.FASTBUILD_BUILD_ID === "build-next"),
+      false,
+      "no second build was started on the builder",
+    );
+    arm.clearFaults();
+  });
+
   it("reads a missing builder script again on the next build instead of keeping the failure", async () => {
     const kit = join(folder, "script-later");
     await mkdir(kit);

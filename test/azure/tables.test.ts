@@ -23,6 +23,27 @@ describe("table lease store (Azurite)", () => {
     assert.deepEqual((await store.read("k-create"))?.record, record);
   });
 
+  it("keeps heartbeats on a row of their own: recording one never changes the lease record's ETag", async () => {
+    await store.write(emptyRecord("k-beat"), undefined);
+    const before = (await store.read("k-beat"))!;
+    assert.equal(await store.readHeartbeat("k-beat"), undefined);
+
+    await store.recordHeartbeat("k-beat", { buildId: "b1", at: "2030-01-09T12:00:00.000Z" });
+    await store.recordHeartbeat("k-beat", { buildId: "b1", at: "2030-01-09T12:00:30.000Z" });
+
+    assert.deepEqual(await store.readHeartbeat("k-beat"), { buildId: "b1", at: "2030-01-09T12:00:30.000Z" });
+    assert.equal(
+      (await store.read("k-beat"))?.etag,
+      before.etag,
+      "the lease's compare-and-set is unaffected",
+    );
+    assert.deepEqual(
+      (await store.list()).map((r) => r.key).filter((k) => k === "k-beat"),
+      ["k-beat"],
+      "a heartbeat row is not listed as a builder",
+    );
+  });
+
   it("refuses a write based on a stale ETag", async () => {
     await store.write(emptyRecord("k-cas"), undefined);
     const first = (await store.read("k-cas"))!;

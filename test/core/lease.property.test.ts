@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { decideIdleShutdown, decideWarm, finishIdleShutdown, idleShutdownAt } from "../../src/core/idle.js";
+import {
+  QUIET_SIGNALS,
+  decideIdleShutdown,
+  decideWarm,
+  finishIdleShutdown,
+  idleShutdownAt,
+} from "../../src/core/idle.js";
 import {
   decideAcquire,
   decideRelease,
@@ -13,7 +19,12 @@ import {
 
 const LEASE_MS = 60_000;
 const TIMING = { leaseMs: LEASE_MS, queueStaleMs: 3 * LEASE_MS };
-const POLICY = { idleMs: 5 * 60_000, shutdownLeaseMs: LEASE_MS, queueStaleMs: 3 * LEASE_MS };
+const POLICY = {
+  idleMs: 5 * 60_000,
+  shutdownLeaseMs: LEASE_MS,
+  queueStaleMs: 3 * LEASE_MS,
+  heartbeatFreshMs: 5 * 60_000,
+};
 const KEY = "builder";
 
 /**
@@ -95,7 +106,7 @@ describe("builder lease and idle shutdown (model of the CAS protocol)", () => {
                   actor.phase = "done";
               }
             } else if (actor.phase === "want") {
-              const decision = decideIdleShutdown(record, "running", at, POLICY);
+              const decision = decideIdleShutdown(record, "running", at, POLICY, QUIET_SIGNALS);
               if (decision.kind === "deallocate" && cas(decision.record, version)) {
                 actor.phase = "holding";
                 actor.generation = decision.generation;
@@ -189,7 +200,7 @@ describe("builder lease and idle shutdown (model of the CAS protocol)", () => {
                 a.until = 0;
               }
             } else if (a.phase === "want") {
-              const decision = decideIdleShutdown(record, "running", at, POLICY);
+              const decision = decideIdleShutdown(record, "running", at, POLICY, QUIET_SIGNALS);
               if (decision.kind === "deallocate" && cas(decision.record, version)) {
                 assert.ok(now >= lastWarm + POLICY.idleMs, "deallocated within the idle window of a warm");
                 a.phase = "holding";
@@ -215,18 +226,18 @@ describe("builder lease and idle shutdown (model of the CAS protocol)", () => {
       generation: 1,
       leaseExpiresAt: new Date(now.getTime() + 1).toISOString(),
     };
-    assert.equal(decideIdleShutdown(record, "running", now, POLICY).kind, "keep");
+    assert.equal(decideIdleShutdown(record, "running", now, POLICY, QUIET_SIGNALS).kind, "keep");
   });
 
   it("deallocates only after the idle window since the last activity", () => {
     const last = Date.UTC(2030, 0, 1);
     const record = { ...emptyRecord(KEY), lastActivityAt: new Date(last).toISOString() };
     assert.equal(
-      decideIdleShutdown(record, "running", new Date(last + POLICY.idleMs - 1), POLICY).kind,
+      decideIdleShutdown(record, "running", new Date(last + POLICY.idleMs - 1), POLICY, QUIET_SIGNALS).kind,
       "keep",
     );
     assert.equal(
-      decideIdleShutdown(record, "running", new Date(last + POLICY.idleMs), POLICY).kind,
+      decideIdleShutdown(record, "running", new Date(last + POLICY.idleMs), POLICY, QUIET_SIGNALS).kind,
       "deallocate",
     );
     assert.equal(idleShutdownAt(record, POLICY.idleMs), new Date(last + POLICY.idleMs).toISOString());
@@ -250,7 +261,7 @@ describe("builder lease and idle shutdown (model of the CAS protocol)", () => {
     const released = decideRelease(queued.record, "b1", 1, later).record;
     const idleLater = new Date(later.getTime() + POLICY.idleMs + 1);
     assert.equal(
-      decideIdleShutdown(released, "running", new Date(later.getTime() + 1000), POLICY).kind,
+      decideIdleShutdown(released, "running", new Date(later.getTime() + 1000), POLICY, QUIET_SIGNALS).kind,
       "keep",
     );
     assert.equal(isLeaseFresh(released, idleLater), false);

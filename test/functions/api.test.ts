@@ -26,6 +26,7 @@ import {
   BUILD_EVENTS,
   buildIdSchema,
   builderKey,
+  builderVm,
   runCommandName,
   type BuildInput,
 } from "../../src/core/buildInput.js";
@@ -654,7 +655,7 @@ describe("HTTP API", () => {
       });
     }
 
-    it("acknowledges the script's heartbeats without raising anything", async () => {
+    it("acknowledges the script's heartbeats without raising anything, and records them for the idle shutdown", async () => {
       const build = await started();
       const beat = JSON.stringify({
         fastbuild: "heartbeat",
@@ -663,9 +664,18 @@ describe("HTTP API", () => {
         step: "app",
         elapsedMs: 30_000,
       });
-      assert.equal((await callback(build.buildId, build.input.callbackToken, beat)).status, 202);
+      const env = cloud.deps.config.environments[build.input.environment]!;
+      const key = builderKey(builderVm(env));
+      const before = await cloud.deps.leases.readHeartbeat(key);
       assert.equal((await callback(build.buildId, "wrong-token", beat)).status, 401);
+      assert.deepEqual(
+        await cloud.deps.leases.readHeartbeat(key),
+        before,
+        "a refused heartbeat is not recorded",
+      );
+      assert.equal((await callback(build.buildId, build.input.callbackToken, beat)).status, 202);
       assert.equal(cloud.engine.events.filter((e) => e.instanceId === build.buildId).length, 0);
+      assert.equal((await cloud.deps.leases.readHeartbeat(key))?.buildId, build.buildId);
     });
 
     it("answers an unknown build exactly as a known one with a wrong token (no existence oracle)", async () => {

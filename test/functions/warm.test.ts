@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, it } from "node:test";
 import type { ErrorResponse, WarmResponse } from "../../src/core/api.js";
 import { builderKey } from "../../src/core/buildInput.js";
-import { decideIdleShutdown, idleShutdownAt } from "../../src/core/idle.js";
+import { QUIET_SIGNALS, decideIdleShutdown, idleShutdownAt } from "../../src/core/idle.js";
 import { emptyRecord, IDLE_SHUTDOWN_HOLDER } from "../../src/core/lease.js";
 import { TableLeaseStore } from "../../src/azure/tables.js";
 import { idlePolicy, runIdleShutdown } from "../../src/builders/idleShutdown.js";
@@ -201,7 +201,13 @@ describe("POST /api/environments/{env}/warm", () => {
     await deps.leases.write({ ...emptyRecord(builderKey(DEV)), lastActivityAt: old }, undefined);
     // The idle timer read the record and decided to deallocate …
     const stale = await deps.leases.read(builderKey(DEV));
-    const decision = decideIdleShutdown(stale!.record, "running", new Date(), idlePolicy(deps));
+    const decision = decideIdleShutdown(
+      stale!.record,
+      "running",
+      new Date(),
+      idlePolicy(deps),
+      QUIET_SIGNALS,
+    );
     assert.equal(decision.kind, "deallocate");
     // … then the warm recorded its activity, before the timer took the lease.
     const body = (await warm("dev")).body as WarmResponse;
