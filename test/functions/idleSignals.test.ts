@@ -70,8 +70,14 @@ describe("idle shutdown reads the VM and the heartbeat besides the lease", () =>
     });
   beforeEach(() => {
     arm.clearFaults();
-    // A build script that runs until Run Command stops it (a delete, the VM going down).
-    arm.setRunCommandExecutor(scriptedExecutor({ durationMs: 10 * 60_000 }));
+    // A build script that runs until Run Command stops it (a delete, the VM going down); no timer,
+    // so a command still running when the tests end keeps nothing alive.
+    arm.setRunCommandExecutor(
+      (run) =>
+        new Promise((resolve) =>
+          run.signal.addEventListener("abort", () => resolve({ exitCode: 137 }), { once: true }),
+        ),
+    );
     arm.addVm(VM, { powerState: "running" });
     config = configWith();
     tables++;
