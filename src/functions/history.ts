@@ -7,7 +7,7 @@
 import type { HttpRequest, HttpResponseInit } from "@azure/functions";
 import { builders } from "../builders/idleShutdown.js";
 import { builderKey, builderVm } from "../core/buildInput.js";
-import { InvalidInputError, NotFoundError } from "../core/errors.js";
+import { InvalidInputError } from "../core/errors.js";
 import {
   buildCost,
   COST_DAYS,
@@ -18,7 +18,7 @@ import {
 } from "../core/history.js";
 import { quoted } from "../core/logText.js";
 import { getDeps, type Deps } from "./deps.js";
-import { apiHandler, json, queryInteger } from "./http.js";
+import { apiHandler, json, knownEnvironment, queryInteger } from "./http.js";
 
 /** Builds a cost answer counts at most (a window of 90 days of a busy team is well under this). */
 const MAX_COST_BUILDS = 5000;
@@ -40,12 +40,7 @@ function checkKeys(request: HttpRequest, allowed: readonly string[]): void {
 /** The `env` query parameter: absent (every environment) or a configured one (404 otherwise). */
 function queryEnvironment(request: HttpRequest, deps: Deps): string | undefined {
   const name = request.query.get("env");
-  if (name === null) return undefined;
-  if (Object.hasOwn(deps.config.environments, name)) return name;
-  throw new NotFoundError(`unknown environment ${quoted(name, 80)}`, {
-    code: "UnknownEnvironment",
-    hint: `Use one of: ${Object.keys(deps.config.environments).join(", ") || "(none configured)"}.`,
-  });
+  return name === null ? undefined : knownEnvironment(deps.config.environments, name).name;
 }
 
 async function listHistory(request: HttpRequest): Promise<HttpResponseInit> {

@@ -137,7 +137,14 @@ export function routeEnvironment(
   request: HttpRequest,
   environments: Readonly<Record<string, EnvironmentConfig>>,
 ): EnvironmentConfig {
-  const name = request.params.env ?? "";
+  return knownEnvironment(environments, request.params.env ?? "");
+}
+
+/** The configured environment `name` (a route, query or body value), else 404 `UnknownEnvironment` listing them. */
+export function knownEnvironment(
+  environments: Readonly<Record<string, EnvironmentConfig>>,
+  name: string,
+): EnvironmentConfig {
   const env = Object.hasOwn(environments, name) ? environments[name] : undefined;
   if (env) return env;
   throw new NotFoundError(`unknown environment ${quoted(name, 80)}`, {

@@ -36,7 +36,15 @@ import { buildIdSchema } from "../core/buildInput.js";
 import type { ContainerAppRef, ContainerAppsGateway, RevisionHistoryGateway } from "../core/ports.js";
 import { getDeps } from "./deps.js";
 import { deployInstances, requireDeploy } from "./deployInstances.js";
-import { apiHandler, buildLog, json, parseWith, readJson, routeEnvironment } from "./http.js";
+import {
+  apiHandler,
+  buildLog,
+  json,
+  knownEnvironment,
+  parseWith,
+  readJson,
+  routeEnvironment,
+} from "./http.js";
 import { buildInstances, requireBuild } from "./instances.js";
 import { callerIdentity, requireCaller } from "./identity.js";
 
@@ -48,15 +56,6 @@ const appOf = (env: EnvironmentConfig): ContainerAppRef => ({
   resourceGroup: env.containerAppResourceGroup ?? env.resourceGroup,
   appName: env.containerApp,
 });
-
-function environment(environments: Readonly<Record<string, EnvironmentConfig>>, name: string) {
-  const env = Object.hasOwn(environments, name) ? environments[name] : undefined;
-  if (env) return env;
-  throw new NotFoundError(`unknown environment ${quoted(name, 80)}`, {
-    code: "UnknownEnvironment",
-    hint: `Use one of: ${Object.keys(environments).join(", ") || "(none configured)"}.`,
-  });
-}
 
 function gateways(deps: Awaited<ReturnType<typeof getDeps>>): {
   apps: ContainerAppsGateway;
@@ -116,8 +115,8 @@ async function startPromotionRun(
 ): Promise<HttpResponseInit> {
   const deps = await getDeps();
   const body = parseWith(promoteRequestSchema, await readJson(request), "promotion request");
-  const from = environment(deps.config.environments, body.from);
-  const to = environment(deps.config.environments, body.to);
+  const from = knownEnvironment(deps.config.environments, body.from);
+  const to = knownEnvironment(deps.config.environments, body.to);
   for (const env of [from, to]) {
     if (!env.registryResource) {
       throw new InvalidInputError(`environment ${env.name} has no registryResource: ACR's import needs it`, {

@@ -171,6 +171,8 @@ export class ContainerAppsProvider {
           ingress: {
             fqdn: `${ref.appName}.${ENV_DOMAIN}`,
             external: true,
+            // `properties.configuration.ingress.targetPort`, as Container Apps - Get returns it
+            // (../shared/azure-rest-examples/containerapps/examples/ContainerApps_Get.json).
             targetPort: init.targetPort ?? 8080,
             exposedPort: 0,
             transport: "Auto",
